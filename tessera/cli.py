@@ -1,0 +1,209 @@
+"""The `tessera` command line: serve, upload, sources, sweep, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+from tessera import __version__
+from tessera.config import Settings, load_settings
+from tessera.log import configure_logging
+
+log = logging.getLogger("tessera")
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=getattr(args, "data_dir", None),
+        database_url=getattr(args, "database_url", None),
+        log_format=getattr(args, "log_format", None),
+    )
+
+
+def _add_store_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        help="where files and the SQLite index live (TESSERA_DATA_DIR, default ./data)",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL of the index (TESSERA_DATABASE_URL, default SQLite in the data dir)",
+    )
+    parser.add_argument(
+        "--log-format", choices=["json", "text"], help="log line format (TESSERA_LOG_FORMAT)"
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tessera.dicomweb.app import create_app
+
+    settings = _settings_from(args)
+    configure_logging(settings.log_level, settings.log_format)
+    if not _is_loopback(settings.host):
+        log.warning(
+            "listening on a non-loopback address; there is no authentication yet, so anyone "
+            "who can reach this port can read and write the archive",
+            extra={"host": settings.host},
+        )
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=30,
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    from tessera.dicomweb.stow_client import upload_paths
+
+    return upload_paths(
+        [Path(p) for p in args.paths],
+        url=args.url,
+        source=args.source,
+        parallel=args.parallel,
+        batch_files=args.batch_files,
+        batch_bytes=args.batch_mb * 1024 * 1024,
+        token=args.token,
+        username=args.username,
+        password=args.password,
+        progress=not args.no_progress,
+    )
+
+
+def _open_archive(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from tessera.archive import Archive
+
+    settings = _settings_from(args)
+    configure_logging("WARNING", "text")
+    return Archive.open(settings)
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    from tessera.index.tenancy import add_source, list_sources
+
+    archive = _open_archive(args)
+    tenant_id = archive.default_tenant.id
+    if args.action == "add":
+        try:
+            with archive.database.write() as conn:
+                add_source(conn, tenant_id, args.name, args.description or "")
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # unique violation
+            print(
+                f"error: source {args.name!r} could not be added ({exc.__class__.__name__})",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"source {args.name} added")
+    else:
+        with archive.database.read() as conn:
+            for name, description in list_sources(conn, tenant_id):
+                print(f"{name}\t{description}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tessera.services.sweep import sweep_orphans
+
+    archive = _open_archive(args)
+    report = sweep_orphans(archive, args.grace_seconds)
+    print(
+        f"spool files removed: {report.spool_files_removed}; blobs checked: {report.blobs_checked}; "
+        f"orphan blobs removed: {report.orphan_blobs_removed}"
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    archive = _open_archive(args)
+    print(f"index at {archive.database.url.render_as_string(hide_password=True)} is up to date")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tessera", description="Tessera DICOMweb archive")
+    parser.add_argument("--version", action="version", version=f"tessera {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP server (DICOMweb root at /dicomweb)")
+    serve.add_argument("--host", help="address to listen on (TESSERA_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (TESSERA_PORT, default 8080)")
+    _add_store_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    upload = sub.add_parser("upload", help="send DICOM files or folders over STOW-RS")
+    upload.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
+    upload.add_argument("--url", default="http://127.0.0.1:8080/dicomweb", help="DICOMweb root")
+    upload.add_argument("--source", help="source label for the uploaded studies")
+    upload.add_argument("--parallel", type=int, default=4, help="requests in flight (default 4)")
+    upload.add_argument(
+        "--batch-files", type=int, default=32, help="files per request (default 32)"
+    )
+    upload.add_argument("--batch-mb", type=int, default=64, help="MB per request (default 64)")
+    upload.add_argument("--token", help="bearer token or API key (Authorization: Bearer)")
+    upload.add_argument("--username", help="HTTP Basic user name")
+    upload.add_argument("--password", help="HTTP Basic password")
+    upload.add_argument("--no-progress", action="store_true", help="no progress bar")
+    upload.set_defaults(func=cmd_upload)
+
+    sources = sub.add_parser("sources", help="list or add upload sources of the default tenant")
+    sources.add_argument("action", choices=["list", "add"])
+    sources.add_argument("name", nargs="?", help="source name (no spaces)")
+    sources.add_argument("--description", help="what the source is")
+    _add_store_flags(sources)
+    sources.set_defaults(func=cmd_sources)
+
+    sweep = sub.add_parser("sweep", help="remove orphan files left by interrupted uploads")
+    sweep.add_argument(
+        "--grace-seconds", type=float, default=600, help="only files older than this"
+    )
+    _add_store_flags(sweep)
+    sweep.set_defaults(func=cmd_sweep)
+
+    migrate = sub.add_parser("migrate", help="bring the index schema up to date")
+    _add_store_flags(migrate)
+    migrate.set_defaults(func=cmd_migrate)
+
+    # Layers add their own subcommands (e.g. `tessera scp`, `tessera peers`, `tessera admin`).
+    for module_name in _SUBCOMMAND_MODULES:
+        if importlib.util.find_spec(module_name) is not None:
+            importlib.import_module(module_name).register(sub, _add_store_flags, _settings_from)
+    return parser
+
+
+_SUBCOMMAND_MODULES = ("tessera.scp.cli", "tessera.auth.cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "sources" and args.action == "add" and not args.name:
+        parser.error("sources add needs a NAME")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The Starlette application: health, DICOMweb routes, lifecycle (migrate, sweep)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tessera import __version__
+from tessera.archive import Archive
+from tessera.config import Settings
+from tessera.dicomweb import qido, stow, wado
+from tessera.dicomweb.errors import problem
+from tessera.services.sweep import sweep_orphans, sweep_spool
+
+log = logging.getLogger(__name__)
+
+
+async def healthz(request: Request) -> Response:
+    archive: Archive = request.app.state.archive
+
+    def check() -> None:
+        with archive.database.read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    try:
+        await run_in_threadpool(check)
+    except Exception as exc:
+        log.error("health check failed", extra={"reason": str(exc)})
+        return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def _sweeper(archive: Archive) -> None:
+    settings = archive.settings
+    while True:
+        try:
+            await run_in_threadpool(sweep_orphans, archive, settings.orphan_grace_seconds)
+        except Exception:
+            log.exception("sweep failed")
+        if settings.sweep_interval_seconds <= 0:
+            return
+        await asyncio.sleep(settings.sweep_interval_seconds)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return problem(404, f"no resource at {request.url.path}")
+
+
+async def _method_not_allowed(request: Request, exc: Exception) -> Response:
+    return problem(405, f"{request.method} is not supported on {request.url.path}")
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", extra={"path": request.url.path}, exc_info=exc)
+    return problem(500, "internal error (logged)")
+
+
+def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        opened = archive or await run_in_threadpool(Archive.open, settings)
+        app.state.archive = opened
+        # Stale spool files go before we serve; orphan blobs are swept in the background.
+        removed = await run_in_threadpool(sweep_spool, opened, settings.orphan_grace_seconds)
+        if removed:
+            log.info("stale spool files removed", extra={"count": removed})
+        sweeper = asyncio.create_task(_sweeper(opened))
+        log.info(
+            "serving DICOMweb",
+            extra={"dicomweb_root": f"http://{settings.host}:{settings.port}/dicomweb"},
+        )
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            if archive is None:
+                opened.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        *stow.routes,
+        *qido.routes,
+        *wado.routes,
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
+    )

@@ -1,0 +1,57 @@
+"""Parsing a single media type with parameters (Content-Type, or one item of Accept)."""
+
+from __future__ import annotations
+
+
+def _split_unquoted(value: str, separator: str) -> list[str]:
+    """Split on `separator` outside double quotes."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    escaped = False
+    for char in value:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\" and quoted:
+            current.append(char)
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+            current.append(char)
+        elif char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return value
+
+
+def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
+    """'multipart/related; type="application/dicom"; boundary=x' ->
+    ('multipart/related', {'type': 'application/dicom', 'boundary': 'x'}).
+
+    The type and parameter names are lower-cased; values keep their case, unquoted.
+    """
+    pieces = _split_unquoted(value or "", ";")
+    media_type = pieces[0].strip().lower()
+    params: dict[str, str] = {}
+    for piece in pieces[1:]:
+        name, sep, raw = piece.partition("=")
+        if not sep:
+            continue
+        params[name.strip().lower()] = _unquote(raw)
+    return media_type, params
+
+
+def split_media_ranges(header: str) -> list[str]:
+    """Split an Accept header into its media ranges (commas inside quotes kept)."""
+    return [item.strip() for item in _split_unquoted(header or "", ",") if item.strip()]

@@ -1,0 +1,265 @@
+"""STOW-RS (PS3.18 §10.5): POST /studies and POST /studies/{StudyInstanceUID}.
+
+The body is parsed as a stream; each part is spooled to disk and ingested as soon as it is
+complete, so memory stays bounded whatever the request size. Parts completed before a
+truncated body (or a dropped connection) are stored and reported; the incomplete part is
+discarded.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tessera.dicomweb.context import archive_of, scope_of
+from tessera.dicomweb.errors import problem
+from tessera.dicomweb.media_type import parse_media_type
+from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
+from tessera.dicomweb.urls import dicomweb_root
+from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
+from tessera.storage import parse as p
+from tessera.storage.spool import SpoolFile
+from tessera.storage.uids import uid_problem
+
+log = logging.getLogger(__name__)
+
+DICOM_JSON = "application/dicom+json"
+_ACCEPTED_PART_TYPES = ("application/dicom", "application/octet-stream")
+
+
+async def store_instances(request: Request) -> Response:
+    archive = archive_of(request)
+    scope = await scope_of(request)
+    study_uid = request.path_params.get("study")
+    if study_uid is not None and uid_problem(study_uid):
+        return problem(
+            400, f"StudyInstanceUID in the path is not a valid UID ({uid_problem(study_uid)})"
+        )
+
+    media_type, params = parse_media_type(request.headers.get("content-type", ""))
+    if media_type not in ("multipart/related", "application/dicom"):
+        return problem(
+            415,
+            'Content-Type must be multipart/related; type="application/dicom" '
+            f"(got {media_type or 'none'})",
+        )
+    part_type = params.get("type", "application/dicom").lower()
+    if media_type == "multipart/related" and part_type != "application/dicom":
+        return problem(415, f"only application/dicom parts are accepted (type={part_type})")
+    limit = archive.settings.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                return problem(
+                    413, f"request body of {declared} bytes exceeds the limit of {limit}"
+                )
+        except ValueError:
+            return problem(400, "Content-Length is not a number")
+
+    try:
+        source_pk = await run_in_threadpool(
+            resolve_upload_source, archive, scope, request.query_params.get("source")
+        )
+    except UnknownSource as exc:
+        return problem(400, str(exc))
+
+    async def ingest(spool: SpoolFile) -> StoreOutcome:
+        return await run_in_threadpool(
+            ingest_file, archive, scope, spool.path, spool.sha256, source_pk, study_uid
+        )
+
+    if media_type == "application/dicom":
+        outcomes, warning, status = await _receive_single(request, archive.spool_dir, limit, ingest)
+    else:
+        boundary = params.get("boundary")
+        if not boundary:
+            return problem(400, "multipart/related Content-Type has no boundary parameter")
+        outcomes, warning, status = await _receive_multipart(
+            request, boundary, archive.spool_dir, limit, ingest
+        )
+    if status is not None and not outcomes:
+        return problem(status, warning or "request rejected")
+    return _store_response(request, outcomes, warning, study_uid, status)
+
+
+async def _receive_single(request, spool_dir, limit, ingest):  # type: ignore[no-untyped-def]
+    spool = SpoolFile(spool_dir)
+    total = 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                spool.discard()
+                return [], f"request body exceeds the limit of {limit} bytes", 413
+            spool.write(chunk)
+    except ClientDisconnect:
+        spool.discard()
+        log.warning("client disconnected during STOW-RS upload")
+        return [], "client disconnected", 400
+    spool.close()
+    return [await ingest(spool)], None, None
+
+
+async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # type: ignore[no-untyped-def]
+    """Returns (outcomes, warning text, forced HTTP status or None)."""
+    try:
+        parser = MultipartParser(boundary)
+    except MultipartError as exc:
+        return [], str(exc), 400
+    outcomes: list[StoreOutcome] = []
+    spool: SpoolFile | None = None
+    wrong_type: str | None = None
+    total = 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                if spool is not None:
+                    spool.discard()
+                return outcomes, f"request body exceeds the limit of {limit} bytes", 413
+            for event in parser.feed(chunk):
+                if isinstance(event, PartStart):
+                    spool = SpoolFile(spool_dir)
+                    part_type = parse_media_type(
+                        event.headers.get("content-type", "application/dicom")
+                    )[0]
+                    wrong_type = None if part_type in _ACCEPTED_PART_TYPES else part_type
+                elif isinstance(event, PartData):
+                    assert spool is not None
+                    spool.write(event.data)
+                elif isinstance(event, PartEnd):
+                    assert spool is not None
+                    spool.close()
+                    if wrong_type is not None:
+                        spool.discard()
+                        outcomes.append(
+                            StoreOutcome(
+                                False,
+                                failure_reason=p.WRONG_MEDIA_TYPE,
+                                message=f"part has media type {wrong_type}, not application/dicom",
+                            )
+                        )
+                    else:
+                        outcomes.append(await ingest(spool))
+                    spool = None
+    except MultipartError as exc:
+        if spool is not None:
+            spool.discard()
+        return outcomes, f"malformed multipart body: {exc}", 400
+    except ClientDisconnect:
+        if spool is not None:
+            spool.discard()
+        log.warning(
+            "client disconnected during STOW-RS upload; complete parts were kept",
+            extra={"parts_stored": sum(o.stored for o in outcomes)},
+        )
+        return outcomes, "client disconnected", 400
+    if not parser.finished:
+        if spool is not None:
+            spool.discard()
+        if parser.parts_started == 0:
+            return outcomes, "body holds no multipart part with the given boundary", 400
+        return (
+            outcomes,
+            f"multipart body is truncated: {parser.parts_completed} complete part(s) processed, "
+            "the incomplete last part was discarded",
+            400,
+        )
+    if not outcomes:
+        return outcomes, "multipart body holds no parts", 400
+    return outcomes, None, None
+
+
+def _store_response(
+    request: Request,
+    outcomes: list[StoreOutcome],
+    warning: str | None,
+    study_uid: str | None,
+    forced_status: int | None,
+) -> Response:
+    root = dicomweb_root(request)
+    referenced: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        item: dict[str, Any] = {}
+        if outcome.sop_class_uid:
+            item["00081150"] = {"vr": "UI", "Value": [outcome.sop_class_uid]}
+        if outcome.sop_instance_uid:
+            item["00081155"] = {"vr": "UI", "Value": [outcome.sop_instance_uid]}
+        if outcome.stored:
+            url = (
+                f"{root}/studies/{outcome.study_instance_uid}/series/"
+                f"{outcome.series_instance_uid}/instances/{outcome.sop_instance_uid}"
+            )
+            item["00081190"] = {"vr": "UR", "Value": [url]}
+            referenced.append(item)
+        else:
+            item["00081197"] = {
+                "vr": "US",
+                "Value": [outcome.failure_reason or p.PROCESSING_FAILURE],
+            }
+            # Not a standard attribute: the human-readable reason, under a private-free name
+            # clients ignore. Also logged.
+            item["00000902"] = {"vr": "LO", "Value": [outcome.message[:64]]}
+            failed.append(item)
+            log.info(
+                "instance not stored",
+                extra={
+                    "sop_instance_uid": outcome.sop_instance_uid,
+                    "failure_reason": f"{outcome.failure_reason or 0:04X}",
+                    "detail": outcome.message,
+                },
+            )
+    body: dict[str, Any] = {}
+    retrieve_study = study_uid or _single_study(outcomes)
+    body["00081190"] = (
+        {"vr": "UR", "Value": [f"{root}/studies/{retrieve_study}"]}
+        if retrieve_study
+        else {"vr": "UR"}
+    )
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": failed}
+    if referenced:
+        body["00081199"] = {"vr": "SQ", "Value": referenced}
+
+    if forced_status is not None and not referenced:
+        status = forced_status
+    elif not failed and forced_status is None:
+        status = 200
+    elif referenced:
+        status = 202
+    else:
+        status = 400 if all(_is_syntax_failure(o) for o in outcomes) else 409
+    headers = {}
+    if warning:
+        headers["Warning"] = f'299 tessera "{warning}"'
+    return Response(orjson.dumps(body), status_code=status, media_type=DICOM_JSON, headers=headers)
+
+
+def _single_study(outcomes: list[StoreOutcome]) -> str | None:
+    studies = {o.study_instance_uid for o in outcomes if o.stored and o.study_instance_uid}
+    return studies.pop() if len(studies) == 1 else None
+
+
+def _is_syntax_failure(outcome: StoreOutcome) -> bool:
+    """Failures caused by unreadable bytes (400) rather than conflicts with stored data (409)."""
+    return outcome.failure_reason in (
+        p.CANNOT_UNDERSTAND,
+        p.NOT_PART10,
+        p.TRUNCATED,
+        p.WRONG_MEDIA_TYPE,
+        p.MISSING_OR_INVALID_UID,
+    )
+
+
+routes = [
+    Route("/dicomweb/studies", store_instances, methods=["POST"]),
+    Route("/dicomweb/studies/{study}", store_instances, methods=["POST"]),
+]

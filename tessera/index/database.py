@@ -1,0 +1,78 @@
+"""Engine set-up for SQLite (embedded default) and PostgreSQL, and transactions.
+
+SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
+BEGIN IMMEDIATE: a writer takes the write lock up front instead of upgrading a read lock
+later, which is what produces "database is locked" under concurrent uploads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = create_engine(
+                self.url,
+                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                pool_size=16,
+                max_overflow=16,
+            )
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = create_engine(self.url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A read-write transaction (SQLite: BEGIN IMMEDIATE)."""
+        with self.engine.connect() as conn:
+            conn.info["write"] = True
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info["write"] = False
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction with one consistent snapshot."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # WAL + NORMAL: a commit may be lost on power failure but the database stays
+        # consistent; files are always durable before their rows, so at worst an orphan
+        # file is left for the sweeper.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")

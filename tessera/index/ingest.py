@@ -1,0 +1,312 @@
+"""Ingest bookkeeping: patient, study, series, instance rows for one stored file, in ONE
+transaction, with the computed study/series attributes kept current.
+
+Concurrency: rows are created with INSERT .. ON CONFLICT DO NOTHING then read back, and the
+study row is locked (SELECT .. FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already
+serializes writers), so two uploads into one study cannot lose each other's counts.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import orjson
+from pydicom.dataset import Dataset
+from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tessera.index import attributes as a
+from tessera.index.models import Instance, InstanceMetadata, Patient, Series, Study
+from tessera.storage.frames import FrameIndex
+
+
+class RecordOutcome(enum.Enum):
+    CREATED = "created"
+    IDENTICAL = "identical"  # the same bytes were already stored: idempotent success
+    CONFLICT = "conflict"  # a different object already has this SOP Instance UID
+    REPLACED = "replaced"  # a different object was replaced (tenant policy 'overwrite')
+    SERIES_IN_OTHER_STUDY = "series_in_other_study"
+
+
+@dataclass
+class RecordResult:
+    outcome: RecordOutcome
+    # Blob that no row references any more and may be deleted after commit.
+    released_blob_key: str | None = None
+
+
+@dataclass
+class InstanceRecord:
+    tenant_id: int
+    source_pk: int
+    dataset: Dataset
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    blob_key: str
+    size_bytes: int
+    sha256: str
+    dicom_json: bytes
+    frames: FrameIndex | None
+    pixel_data_vr: str | None
+
+
+def _insert(conn: Connection, table):  # type: ignore[no-untyped-def]
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def find_instance(conn: Connection, tenant_id: int, sop_instance_uid: str):  # type: ignore[no-untyped-def]
+    return conn.execute(
+        select(
+            Instance.id, Instance.sha256, Instance.blob_key, Instance.series_pk, Instance.study_pk
+        ).where(Instance.tenant_id == tenant_id, Instance.sop_instance_uid == sop_instance_uid)
+    ).first()
+
+
+def record_instance(conn: Connection, record: InstanceRecord, overwrite: bool) -> RecordResult:
+    """Index one stored instance. The caller owns the (write) transaction."""
+    existing = find_instance(conn, record.tenant_id, record.sop_instance_uid)
+    released: str | None = None
+    if existing is not None:
+        if existing.sha256 == record.sha256:
+            return RecordResult(RecordOutcome.IDENTICAL)
+        if not overwrite:
+            return RecordResult(RecordOutcome.CONFLICT)
+        _remove_instance(conn, existing)
+        released = existing.blob_key
+
+    ds = record.dataset
+    patient_pk = _upsert_patient(conn, record.tenant_id, ds)
+    study_pk = _upsert_study(conn, record, patient_pk)
+    series_row = _upsert_series(conn, record, study_pk)
+    if series_row.study_pk != study_pk:
+        return RecordResult(RecordOutcome.SERIES_IN_OTHER_STUDY)
+
+    inserted = conn.execute(
+        _insert(conn, Instance.__table__)
+        .values(
+            tenant_id=record.tenant_id,
+            study_pk=study_pk,
+            series_pk=series_row.id,
+            source_pk=record.source_pk,
+            sop_instance_uid=record.sop_instance_uid,
+            sop_class_uid=record.sop_class_uid,
+            instance_number=a.integer(ds, "InstanceNumber"),
+            transfer_syntax_uid=record.transfer_syntax_uid,
+            number_of_frames=a.integer(ds, "NumberOfFrames"),
+            rows=a.integer(ds, "Rows"),
+            columns=a.integer(ds, "Columns"),
+            content_date=a.date_of(ds, "ContentDate"),
+            content_time=a.time_of(ds, "ContentTime"),
+            blob_key=record.blob_key,
+            size_bytes=record.size_bytes,
+            sha256=record.sha256,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "sop_instance_uid"])
+        .returning(Instance.id)
+    ).first()
+    if inserted is None:
+        # Lost a race with a concurrent upload of the same SOP Instance UID.
+        winner = find_instance(conn, record.tenant_id, record.sop_instance_uid)
+        if winner is not None and winner.sha256 == record.sha256:
+            return RecordResult(RecordOutcome.IDENTICAL)
+        return RecordResult(RecordOutcome.CONFLICT)
+
+    conn.execute(
+        InstanceMetadata.__table__.insert().values(
+            instance_pk=inserted.id,
+            dicom_json=record.dicom_json,
+            frame_offsets=None if record.frames is None else orjson.dumps(record.frames),
+            pixel_data_vr=record.pixel_data_vr,
+        )
+    )
+    conn.execute(
+        update(Series)
+        .where(Series.id == series_row.id)
+        .values(number_of_series_related_instances=Series.number_of_series_related_instances + 1)
+    )
+    _add_to_study_computed(conn, study_pk, a.text(ds, "Modality", 16), record.sop_class_uid)
+    return RecordResult(RecordOutcome.REPLACED if released else RecordOutcome.CREATED, released)
+
+
+def _upsert_patient(conn: Connection, tenant_id: int, ds: Dataset) -> int:
+    patient_id = a.text(ds, "PatientID") or ""
+    issuer = a.text(ds, "IssuerOfPatientID") or ""
+    name = a.person_name(ds, "PatientName")
+    conn.execute(
+        _insert(conn, Patient.__table__)
+        .values(
+            tenant_id=tenant_id,
+            patient_id=patient_id,
+            issuer_of_patient_id=issuer,
+            patient_name=name,
+            patient_name_norm=a.normalize_person_name(name),
+            patient_birth_date=a.date_of(ds, "PatientBirthDate"),
+            patient_sex=a.text(ds, "PatientSex", 16),
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "patient_id", "issuer_of_patient_id"])
+    )
+    return conn.execute(
+        select(Patient.id).where(
+            Patient.tenant_id == tenant_id,
+            Patient.patient_id == patient_id,
+            Patient.issuer_of_patient_id == issuer,
+        )
+    ).scalar_one()
+
+
+def _upsert_study(conn: Connection, record: InstanceRecord, patient_pk: int) -> int:
+    ds = record.dataset
+    patient_name = a.person_name(ds, "PatientName")
+    referring = a.person_name(ds, "ReferringPhysicianName")
+    conn.execute(
+        _insert(conn, Study.__table__)
+        .values(
+            tenant_id=record.tenant_id,
+            patient_pk=patient_pk,
+            study_instance_uid=record.study_instance_uid,
+            study_date=a.date_of(ds, "StudyDate"),
+            study_time=a.time_of(ds, "StudyTime"),
+            accession_number=a.text(ds, "AccessionNumber"),
+            study_id=a.text(ds, "StudyID"),
+            study_description=a.text(ds, "StudyDescription", 1024),
+            referring_physician_name=referring,
+            referring_physician_name_norm=a.normalize_person_name(referring),
+            patient_name=patient_name,
+            patient_name_norm=a.normalize_person_name(patient_name),
+            patient_id=a.text(ds, "PatientID") or "",
+            issuer_of_patient_id=a.text(ds, "IssuerOfPatientID") or "",
+            patient_birth_date=a.date_of(ds, "PatientBirthDate"),
+            patient_sex=a.text(ds, "PatientSex", 16),
+            specific_character_set=a.text(ds, "SpecificCharacterSet", 256),
+            timezone_offset_from_utc=a.text(ds, "TimezoneOffsetFromUTC", 16),
+            modalities_in_study="",
+            sop_classes_in_study="",
+            number_of_study_related_series=0,
+            number_of_study_related_instances=0,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "study_instance_uid"])
+    )
+    return conn.execute(
+        select(Study.id)
+        .where(
+            Study.tenant_id == record.tenant_id,
+            Study.study_instance_uid == record.study_instance_uid,
+        )
+        .with_for_update()
+    ).scalar_one()
+
+
+def _upsert_series(conn: Connection, record: InstanceRecord, study_pk: int):  # type: ignore[no-untyped-def]
+    ds = record.dataset
+    conn.execute(
+        _insert(conn, Series.__table__)
+        .values(
+            tenant_id=record.tenant_id,
+            study_pk=study_pk,
+            series_instance_uid=record.series_instance_uid,
+            modality=a.text(ds, "Modality", 16),
+            series_number=a.integer(ds, "SeriesNumber"),
+            series_description=a.text(ds, "SeriesDescription", 1024),
+            series_date=a.date_of(ds, "SeriesDate"),
+            series_time=a.time_of(ds, "SeriesTime"),
+            body_part_examined=a.text(ds, "BodyPartExamined"),
+            performed_procedure_step_start_date=a.date_of(ds, "PerformedProcedureStepStartDate"),
+            performed_procedure_step_start_time=a.time_of(ds, "PerformedProcedureStepStartTime"),
+            number_of_series_related_instances=0,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "series_instance_uid"])
+    )
+    return conn.execute(
+        select(Series.id, Series.study_pk).where(
+            Series.tenant_id == record.tenant_id,
+            Series.series_instance_uid == record.series_instance_uid,
+        )
+    ).one()
+
+
+def _add_to_study_computed(
+    conn: Connection, study_pk: int, modality: str | None, sop_class_uid: str
+) -> None:
+    """Fold one new instance into the study's counts and value lists (the study row is locked)."""
+    row = conn.execute(
+        select(Study.modalities_in_study, Study.sop_classes_in_study).where(Study.id == study_pk)
+    ).one()
+    modalities = _add_value(row.modalities_in_study, modality)
+    sop_classes = _add_value(row.sop_classes_in_study, sop_class_uid)
+    series_count = conn.execute(
+        select(func.count(Series.id)).where(
+            Series.study_pk == study_pk, Series.number_of_series_related_instances > 0
+        )
+    ).scalar_one()
+    conn.execute(
+        update(Study)
+        .where(Study.id == study_pk)
+        .values(
+            number_of_study_related_series=series_count,
+            number_of_study_related_instances=Study.number_of_study_related_instances + 1,
+            modalities_in_study=modalities,
+            sop_classes_in_study=sop_classes,
+            updated_at=func.now(),
+        )
+    )
+
+
+def _add_value(joined: str, value: str | None) -> str:
+    values = set(joined.split("\\")) if joined else set()
+    if value:
+        values.add(value)
+    return "\\".join(sorted(values))
+
+
+def _recompute_study_computed(conn: Connection, study_pk: int) -> None:
+    """Recompute the study's counts and value lists from scratch (after a removal)."""
+    modalities = {
+        m
+        for (m,) in conn.execute(
+            select(Series.modality).where(
+                Series.study_pk == study_pk, Series.number_of_series_related_instances > 0
+            )
+        )
+        if m
+    }
+    sop_classes = {
+        c
+        for (c,) in conn.execute(
+            select(Instance.sop_class_uid).where(Instance.study_pk == study_pk).distinct()
+        )
+    }
+    series_count = conn.execute(
+        select(func.count(Series.id)).where(
+            Series.study_pk == study_pk, Series.number_of_series_related_instances > 0
+        )
+    ).scalar_one()
+    instance_count = conn.execute(
+        select(func.count(Instance.id)).where(Instance.study_pk == study_pk)
+    ).scalar_one()
+    conn.execute(
+        update(Study)
+        .where(Study.id == study_pk)
+        .values(
+            number_of_study_related_series=series_count,
+            number_of_study_related_instances=instance_count,
+            modalities_in_study="\\".join(sorted(modalities)),
+            sop_classes_in_study="\\".join(sorted(sop_classes)),
+            updated_at=func.now(),
+        )
+    )
+
+
+def _remove_instance(conn: Connection, existing) -> None:  # type: ignore[no-untyped-def]
+    conn.execute(delete(InstanceMetadata).where(InstanceMetadata.instance_pk == existing.id))
+    conn.execute(delete(Instance).where(Instance.id == existing.id))
+    conn.execute(
+        update(Series)
+        .where(Series.id == existing.series_pk)
+        .values(number_of_series_related_instances=Series.number_of_series_related_instances - 1)
+    )
+    _recompute_study_computed(conn, existing.study_pk)

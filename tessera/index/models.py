@@ -1,0 +1,179 @@
+"""The SQL index: tenants, sources, and the patient / study / series / instance hierarchy.
+
+Every row carries its tenant; instances carry their source. Attributes that QIDO-RS and
+C-FIND match on are typed, indexed columns (dates as dates, times as times; person names
+also in a normalized form for case-insensitive matching, see `attributes.normalize_person_name`).
+The instance's DICOM JSON and frame offsets live in a separate table so the instance table
+stays narrow for queries.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    Time,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets 64-bit keys.
+Key = BigInteger().with_variant(Integer(), "sqlite")
+
+DEFAULT_TENANT = "default"
+DEFAULT_SOURCE = "default"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Tenant(Base):
+    __tablename__ = "tenant"
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # What a different object under an existing SOP Instance UID does: 'reject' or 'overwrite'.
+    duplicate_policy: Mapped[str] = mapped_column(String(16), default="reject")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Source(Base):
+    __tablename__ = "source"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Patient(Base):
+    __tablename__ = "patient"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "patient_id", "issuer_of_patient_id"),
+        Index("ix_patient_name_norm", "tenant_id", "patient_name_norm"),
+    )
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    # '' rather than NULL, so the unique constraint holds for patients without an issuer.
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    issuer_of_patient_id: Mapped[str] = mapped_column(String(64), default="")
+    patient_name: Mapped[str | None] = mapped_column(String(324))
+    patient_name_norm: Mapped[str | None] = mapped_column(String(324))
+    patient_birth_date: Mapped[date | None] = mapped_column(Date)
+    patient_sex: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Study(Base):
+    __tablename__ = "study"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "study_instance_uid"),
+        Index("ix_study_date", "tenant_id", "study_date", "study_time"),
+        Index("ix_study_patient_name_norm", "tenant_id", "patient_name_norm"),
+        Index("ix_study_patient_id", "tenant_id", "patient_id"),
+        Index("ix_study_accession_number", "tenant_id", "accession_number"),
+        Index("ix_study_created_at", "tenant_id", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64))
+    study_date: Mapped[date | None] = mapped_column(Date)
+    study_time: Mapped[time | None] = mapped_column(Time)
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    study_id: Mapped[str | None] = mapped_column(String(64))
+    study_description: Mapped[str | None] = mapped_column(String(1024))
+    referring_physician_name: Mapped[str | None] = mapped_column(String(324))
+    referring_physician_name_norm: Mapped[str | None] = mapped_column(String(324))
+    # Patient attributes as this study carries them (matching without a join).
+    patient_name: Mapped[str | None] = mapped_column(String(324))
+    patient_name_norm: Mapped[str | None] = mapped_column(String(324))
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    issuer_of_patient_id: Mapped[str] = mapped_column(String(64), default="")
+    patient_birth_date: Mapped[date | None] = mapped_column(Date)
+    patient_sex: Mapped[str | None] = mapped_column(String(16))
+    specific_character_set: Mapped[str | None] = mapped_column(String(256))
+    timezone_offset_from_utc: Mapped[str | None] = mapped_column(String(16))
+    # Computed attributes, kept current by ingest: backslash-separated sorted values.
+    modalities_in_study: Mapped[str] = mapped_column(String(256), default="")
+    sop_classes_in_study: Mapped[str] = mapped_column(Text, default="")
+    number_of_study_related_series: Mapped[int] = mapped_column(Integer, default=0)
+    number_of_study_related_instances: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Series(Base):
+    __tablename__ = "series"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "series_instance_uid"),
+        Index("ix_series_study", "study_pk", "series_number"),
+        Index("ix_series_modality", "tenant_id", "modality"),
+    )
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    study_pk: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    modality: Mapped[str | None] = mapped_column(String(16))
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    series_description: Mapped[str | None] = mapped_column(String(1024))
+    series_date: Mapped[date | None] = mapped_column(Date)
+    series_time: Mapped[time | None] = mapped_column(Time)
+    body_part_examined: Mapped[str | None] = mapped_column(String(64))
+    performed_procedure_step_start_date: Mapped[date | None] = mapped_column(Date)
+    performed_procedure_step_start_time: Mapped[time | None] = mapped_column(Time)
+    number_of_series_related_instances: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Instance(Base):
+    __tablename__ = "instance"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "sop_instance_uid"),
+        Index("ix_instance_series", "series_pk", "instance_number"),
+        Index("ix_instance_study_source", "study_pk", "source_pk"),
+        Index("ix_instance_blob_key", "blob_key"),
+        Index("ix_instance_created_at", "tenant_id", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    study_pk: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    series_pk: Mapped[int] = mapped_column(ForeignKey("series.id"))
+    source_pk: Mapped[int] = mapped_column(ForeignKey("source.id"))
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    transfer_syntax_uid: Mapped[str] = mapped_column(String(64))
+    number_of_frames: Mapped[int | None] = mapped_column(Integer)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    content_date: Mapped[date | None] = mapped_column(Date)
+    content_time: Mapped[time | None] = mapped_column(Time)
+    blob_key: Mapped[str] = mapped_column(String(160))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class InstanceMetadata(Base):
+    __tablename__ = "instance_metadata"
+    instance_pk: Mapped[int] = mapped_column(
+        ForeignKey("instance.id", ondelete="CASCADE"), primary_key=True
+    )
+    # DICOM JSON (UTF-8), BulkDataURIs relative to the tenant's DICOMweb root.
+    dicom_json: Mapped[bytes] = mapped_column(LargeBinary)
+    # JSON list of frames, each a list of [file offset, length] fragments; NULL when the
+    # frames cannot be addressed by offset (deflated, bit-packed) or there is no Pixel Data.
+    frame_offsets: Mapped[bytes | None] = mapped_column(LargeBinary)
+    pixel_data_vr: Mapped[str | None] = mapped_column(String(2))

@@ -1,0 +1,194 @@
+"""Ingest one instance: parse -> authorize -> validate -> durable blob -> index row.
+
+The file is durable (fsync + atomic rename) before its row commits, so a crash can leave an
+orphan file (swept later), never a row without a file.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from tessera.archive import Archive
+from tessera.auth.scope import Scope
+from tessera.index.ingest import InstanceRecord, RecordOutcome, find_instance, record_instance
+from tessera.index.tenancy import duplicate_policy, source_pk_by_name
+from tessera.storage import parse as p
+from tessera.storage.blobstore import blob_key_for
+from tessera.storage.dicom_json import build_metadata
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StoreOutcome:
+    """What happened to one instance; feeds the STOW-RS response and C-STORE status."""
+
+    stored: bool
+    sop_class_uid: str | None = None
+    sop_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    failure_reason: int | None = None
+    message: str = ""
+    already_stored: bool = False
+
+
+class UnknownSource(ValueError):
+    """The upload names a source the tenant does not have, or the caller may not use."""
+
+
+def resolve_upload_source(archive: Archive, scope: Scope, name: str | None) -> int:
+    """The source key an upload is labelled with ('default' when none is named)."""
+    with archive.database.read() as conn:
+        source_pk = source_pk_by_name(conn, scope.tenant_id, name or "default")
+    if source_pk is None or not scope.may_upload_to(source_pk):
+        # Same answer for "missing" and "not yours": a source name reveals nothing.
+        raise UnknownSource(
+            f"unknown source {name!r} (not defined for this account or not allowed)"
+        )
+    return source_pk
+
+
+def ingest_file(
+    archive: Archive,
+    scope: Scope,
+    path: Path,
+    sha256: str,
+    source_pk: int,
+    expected_study_uid: str | None = None,
+) -> StoreOutcome:
+    """Store the fully received file at `path` (a spool file; consumed in every case)."""
+    try:
+        return _ingest(archive, scope, path, sha256, source_pk, expected_study_uid)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _ingest(
+    archive: Archive,
+    scope: Scope,
+    path: Path,
+    sha256: str,
+    source_pk: int,
+    expected_study_uid: str | None,
+) -> StoreOutcome:
+    try:
+        parsed = p.parse_part10(path)
+    except p.InstanceRejected as exc:
+        return StoreOutcome(
+            False,
+            exc.sop_class_uid,
+            exc.sop_instance_uid,
+            failure_reason=exc.reason,
+            message=exc.message,
+        )
+    outcome = StoreOutcome(
+        False,
+        parsed.sop_class_uid,
+        parsed.sop_instance_uid,
+        parsed.study_instance_uid,
+        parsed.series_instance_uid,
+    )
+    if not scope.may_upload_to(source_pk):
+        return _failed(outcome, p.SOURCE_NOT_ALLOWED, "not allowed to upload with this source")
+    if expected_study_uid is not None and parsed.study_instance_uid != expected_study_uid:
+        return _failed(
+            outcome,
+            p.STUDY_UID_MISMATCH,
+            f"StudyInstanceUID {parsed.study_instance_uid} does not match the target study "
+            f"{expected_study_uid}",
+        )
+    # Cheap early answer for repeats and conflicts, before any bytes are moved.
+    with archive.database.read() as conn:
+        overwrite = duplicate_policy(conn, scope.tenant_id) == "overwrite"
+        existing = find_instance(conn, scope.tenant_id, parsed.sop_instance_uid)
+    if existing is not None and existing.sha256 == sha256:
+        outcome.stored = outcome.already_stored = True
+        return outcome
+    if existing is not None and not overwrite:
+        return _conflict(outcome)
+
+    try:
+        dicom_json = build_metadata(
+            parsed.dataset,
+            parsed.study_instance_uid,
+            parsed.series_instance_uid,
+            parsed.sop_instance_uid,
+            parsed.pixel_data_vr,
+        )
+    except Exception as exc:
+        log.exception(
+            "metadata could not be built", extra={"sop_instance_uid": parsed.sop_instance_uid}
+        )
+        return _failed(outcome, p.CANNOT_UNDERSTAND, f"cannot build metadata: {exc}")
+
+    blob_key = blob_key_for(scope.tenant_id, sha256)
+    try:
+        archive.blob_store.put_file(blob_key, path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _failed(outcome, p.OUT_OF_RESOURCES, "storage is full")
+        log.exception("blob write failed", extra={"blob_key": blob_key})
+        return _failed(outcome, p.PROCESSING_FAILURE, "could not write the file to storage")
+
+    record = InstanceRecord(
+        tenant_id=scope.tenant_id,
+        source_pk=source_pk,
+        dataset=parsed.dataset,
+        study_instance_uid=parsed.study_instance_uid,
+        series_instance_uid=parsed.series_instance_uid,
+        sop_instance_uid=parsed.sop_instance_uid,
+        sop_class_uid=parsed.sop_class_uid,
+        transfer_syntax_uid=parsed.transfer_syntax_uid,
+        blob_key=blob_key,
+        size_bytes=parsed.file_size,
+        sha256=sha256,
+        dicom_json=dicom_json,
+        frames=parsed.frames,
+        pixel_data_vr=parsed.pixel_data_vr,
+    )
+    try:
+        with archive.database.write() as conn:
+            result = record_instance(conn, record, overwrite)
+            if result.outcome in (RecordOutcome.CONFLICT, RecordOutcome.SERIES_IN_OTHER_STUDY):
+                conn.rollback()
+    except SQLAlchemyError:
+        # The blob stays; if no row references it the sweeper removes it after the grace period.
+        log.exception("index write failed", extra={"sop_instance_uid": parsed.sop_instance_uid})
+        return _failed(outcome, p.PROCESSING_FAILURE, "could not record the instance in the index")
+
+    if result.outcome is RecordOutcome.CONFLICT:
+        archive.blob_store.delete(blob_key)  # our content-addressed key; no row uses it
+        return _conflict(outcome)
+    if result.outcome is RecordOutcome.SERIES_IN_OTHER_STUDY:
+        archive.blob_store.delete(blob_key)
+        return _failed(
+            outcome,
+            p.SERIES_IN_OTHER_STUDY,
+            f"SeriesInstanceUID {parsed.series_instance_uid} already belongs to another study",
+        )
+    if result.released_blob_key:
+        archive.blob_store.delete(result.released_blob_key)
+    outcome.stored = True
+    outcome.already_stored = result.outcome is RecordOutcome.IDENTICAL
+    return outcome
+
+
+def _failed(outcome: StoreOutcome, reason: int, message: str) -> StoreOutcome:
+    outcome.stored = False
+    outcome.failure_reason = reason
+    outcome.message = message
+    return outcome
+
+
+def _conflict(outcome: StoreOutcome) -> StoreOutcome:
+    return _failed(
+        outcome,
+        p.DUPLICATE_CONFLICT,
+        "a different object is already stored under this SOPInstanceUID",
+    )

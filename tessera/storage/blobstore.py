@@ -1,0 +1,135 @@
+"""Blob stores keep each stored instance's exact bytes under a key.
+
+Callers only use the BlobStore protocol, so an S3-compatible store can be added beside the
+file system one without touching them. Keys are relative, '/'-separated and built only by
+`blob_key_for` (never from client input), so they cannot escape the store.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*$")
+
+
+def blob_key_for(tenant_id: int, sha256_hex: str) -> str:
+    """Content-addressed key: the same bytes in one tenant always land on the same key,
+    which makes a repeated upload idempotent and concurrent identical uploads harmless."""
+    return f"t{tenant_id}/{sha256_hex[:2]}/{sha256_hex[2:4]}/{sha256_hex}.dcm"
+
+
+def _check_key(key: str) -> None:
+    if not _KEY_RE.match(key) or ".." in key:
+        raise ValueError(f"invalid blob key {key!r}")
+
+
+class BlobStore(Protocol):
+    def put_file(self, key: str, source: Path) -> None:
+        """Make the (fully written) file at `source` durable under `key`, atomically.
+        The source file is consumed (moved or deleted)."""
+
+    def open(self, key: str) -> BinaryIO:
+        """Open the blob for reading (seekable)."""
+
+    def exists(self, key: str) -> bool: ...
+
+    def size(self, key: str) -> int: ...
+
+    def delete(self, key: str) -> None:
+        """Remove the blob; a missing blob is not an error."""
+
+    def iter_keys(self, older_than: float) -> Iterator[str]:
+        """Keys of blobs last modified before the POSIX time `older_than`."""
+
+
+def fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileSystemBlobStore:
+    """Blobs as files under a root folder.
+
+    A blob is written in full to a temporary file on the same file system, fsynced, then
+    renamed into place (rename is atomic), and the folder is fsynced so the name survives
+    a crash. A reader therefore sees either no file or the complete file.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.temp_dir = self.root / ".spool"
+        self.temp_dir.mkdir(exist_ok=True)
+
+    def path_for(self, key: str) -> Path:
+        _check_key(key)
+        return self.root / key
+
+    def put_file(self, key: str, source: Path) -> None:
+        target = self.path_for(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = Path(source)
+        with open(source, "rb+") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.replace(source, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # Source on another file system: copy next to the target first, then rename.
+            staged = self.temp_dir / f"{target.name}.{os.getpid()}.copy"
+            shutil.copyfile(source, staged)
+            with open(staged, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(staged, target)
+            source.unlink()
+        fsync_directory(target.parent)
+
+    def open(self, key: str) -> BinaryIO:
+        return open(self.path_for(key), "rb")
+
+    def exists(self, key: str) -> bool:
+        return self.path_for(key).is_file()
+
+    def size(self, key: str) -> int:
+        return self.path_for(key).stat().st_size
+
+    def delete(self, key: str) -> None:
+        try:
+            self.path_for(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def iter_keys(self, older_than: float) -> Iterator[str]:
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            if Path(dirpath) == self.root:
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                full = Path(dirpath) / name
+                try:
+                    if full.stat().st_mtime >= older_than:
+                        continue
+                except FileNotFoundError:
+                    continue
+                yield full.relative_to(self.root).as_posix()
+
+    def sweep_temp(self, older_than: float) -> int:
+        """Delete temporary files left by interrupted uploads; returns how many."""
+        removed = 0
+        for entry in self.temp_dir.iterdir():
+            try:
+                if entry.is_file() and entry.stat().st_mtime < older_than:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
