@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from tessera import __version__
 from tessera.archive import Archive
@@ -63,6 +63,14 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return problem(500, "internal error (logged)")
 
 
+DEFAULT_DICOMWEB_ROOT = "/dicomweb"
+
+
+def dicomweb_routes() -> list[BaseRoute]:
+    """Every DICOMweb resource, with paths relative to a tenant's DICOMweb root."""
+    return [*stow.routes, *qido.routes, *wado.routes]
+
+
 def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -86,9 +94,7 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
-        *stow.routes,
-        *qido.routes,
-        *wado.routes,
+        Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
     ]
     return Starlette(
         routes=routes,

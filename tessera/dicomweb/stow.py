@@ -260,6 +260,6 @@ def _is_syntax_failure(outcome: StoreOutcome) -> bool:
 
 
 routes = [
-    Route("/dicomweb/studies", store_instances, methods=["POST"]),
-    Route("/dicomweb/studies/{study}", store_instances, methods=["POST"]),
+    Route("/studies", store_instances, methods=["POST"]),
+    Route("/studies/{study}", store_instances, methods=["POST"]),
 ]
