@@ -161,7 +161,7 @@ def testdata_files() -> list[Path]:
         {
             Path(p)
             for p in get_testdata_files("*")
-            if p.endswith((".dcm", ".DCM")) or "." not in Path(p).name
+            if Path(p).is_file() and (p.lower().endswith(".dcm") or "." not in Path(p).name)
         }
     )
 
@@ -169,3 +169,13 @@ def testdata_files() -> list[Path]:
 @pytest.fixture(scope="session")
 def testdata() -> list[Path]:
     return testdata_files()
+
+
+def index_rows(database_url: str, sql: str, **params) -> list:  # type: ignore[no-untyped-def]
+    """Read the server's index directly (to check what ingest recorded)."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text(sql), params))
+    finally:
+        engine.dispose()

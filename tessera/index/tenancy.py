@@ -21,7 +21,7 @@ class TenantInfo:
 
 def ensure_default_tenant(conn: Connection) -> TenantInfo:
     """Create the default tenant and its default source if this is a fresh index."""
-    tenant = conn.execute(select(Tenant).where(Tenant.name == DEFAULT_TENANT)).scalar_one_or_none()
+    tenant = tenant_by_name(conn, DEFAULT_TENANT)
     if tenant is None:
         tenant_id = conn.execute(
             Tenant.__table__.insert().values(name=DEFAULT_TENANT, duplicate_policy="reject")
@@ -32,7 +32,7 @@ def ensure_default_tenant(conn: Connection) -> TenantInfo:
             )
         )
         return TenantInfo(tenant_id, DEFAULT_TENANT, "reject")
-    return TenantInfo(tenant.id, tenant.name, tenant.duplicate_policy)
+    return tenant
 
 
 def tenant_by_name(conn: Connection, name: str) -> TenantInfo | None:

@@ -53,13 +53,16 @@ def locate_frames(
     implicit = transfer_syntax.is_implicit_VR
     fh.seek(position)
     endian = "<" if little else ">"
-    if implicit:
-        group, element, length = struct.unpack(endian + "HHL", _read_exact(fh, 8))
-        vr = "OW" if int(dataset.get("BitsAllocated", 8) or 8) > 8 else "OB"
+    head = _read_exact(fh, 8)
+    group, element = struct.unpack(endian + "HH", head[:4])
+    # Some files say explicit VR but encode Pixel Data implicitly (pydicom tolerates it too):
+    # trust the bytes, not the transfer syntax.
+    if not implicit and head[4:6].isalpha() and head[4:6].isupper():
+        vr = head[4:6].decode("ascii")
+        length = struct.unpack(endian + "L", _read_exact(fh, 4))[0]
     else:
-        group, element, vr_bytes = struct.unpack(endian + "HH2s", _read_exact(fh, 6))
-        vr = vr_bytes.decode("ascii", "replace")
-        _reserved, length = struct.unpack(endian + "HL", _read_exact(fh, 6))
+        length = struct.unpack(endian + "L", head[4:8])[0]
+        vr = "OW" if int(dataset.get("BitsAllocated", 8) or 8) > 8 else "OB"
     if (group, element) != (0x7FE0, 0x0010):
         raise PixelDataError("Pixel Data element not found where expected")
     data_start = fh.tell()
@@ -92,6 +95,10 @@ def _native_frames(
         bits = int(dataset.BitsAllocated)
     except (AttributeError, TypeError, ValueError):
         return None
+    if str(dataset.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        samples = (
+            2  # native YBR_FULL_422 stores two chroma samples per two pixels (PS3.3 C.7.6.3.1.2)
+        )
     frame_bits = rows * columns * samples * bits
     if frame_bits == 0 or frame_bits % 8:
         return None  # bit-packed frames do not start on byte boundaries

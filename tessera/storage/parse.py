@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
+from tessera.storage.completeness import Incomplete, check_complete
 from tessera.storage.frames import FrameIndex, PixelDataError, locate_frames
 from tessera.storage.uids import uid_problem
 
@@ -115,6 +116,15 @@ def parse_part10(path: Path) -> ParsedInstance:
                 reported_instance,
             )
         ts = UID(transfer_syntax)
+        try:
+            check_complete(fh, file_size, ts)
+        except Incomplete as exc:
+            raise InstanceRejected(
+                TRUNCATED,
+                f"file is truncated or malformed: {exc}",
+                reported_class,
+                reported_instance,
+            ) from exc
         frames: FrameIndex | None = None
         pixel_vr: str | None = None
         deflated = ts == pydicom.uid.DeflatedExplicitVRLittleEndian
