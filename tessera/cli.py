@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import importlib.util
 import ipaddress
 import logging
 import sys
+import threading
+import time
 from pathlib import Path
 
 from tessera import __version__
-from tessera.config import Settings, load_settings
+from tessera.config import Settings, export_settings, load_settings
 from tessera.log import configure_logging
 
 log = logging.getLogger("tessera")
@@ -44,9 +47,12 @@ def _add_store_flags(parser: argparse.ArgumentParser) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from tessera.dicomweb.app import create_app
+    from tessera.archive import Archive
+    from tessera.services.sweep import sweep_orphans
 
     settings = _settings_from(args)
+    if getattr(args, "workers", None):
+        settings = dataclasses.replace(settings, workers=args.workers)
     configure_logging(settings.log_level, settings.log_format)
     if not _is_loopback(settings.host):
         log.warning(
@@ -54,17 +60,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "who can reach this port can read and write the archive",
             extra={"host": settings.host},
         )
-    app = create_app(settings)
+    # Migrate and sweep once here, before any worker starts: workers never race on the
+    # schema, and no upload of this server is in flight while its orphans are swept.
+    archive = Archive.open(settings)
+    sweep_orphans(archive, settings.orphan_grace_seconds)
+    if settings.sweep_interval_seconds > 0:
+        threading.Thread(target=_sweep_periodically, args=(archive,), daemon=True).start()
+    # Workers rebuild the same settings from the environment.
+    export_settings(settings)
     uvicorn.run(
-        app,
+        "tessera.dicomweb.app:app_from_environment",
+        factory=True,
         host=settings.host,
         port=settings.port,
+        workers=settings.workers,
         log_config=None,
         access_log=False,
         timeout_keep_alive=30,
-        h11_max_incomplete_event_size=64 * 1024,
     )
     return 0
+
+
+def _sweep_periodically(archive) -> None:  # type: ignore[no-untyped-def]
+    from tessera.services.sweep import sweep_orphans
+
+    while True:
+        time.sleep(archive.settings.sweep_interval_seconds)
+        try:
+            sweep_orphans(archive, archive.settings.orphan_grace_seconds)
+        except Exception:
+            log.exception("sweep failed")
 
 
 def _is_loopback(host: str) -> bool:
@@ -151,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP server (DICOMweb root at /dicomweb)")
     serve.add_argument("--host", help="address to listen on (TESSERA_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="HTTP port (TESSERA_PORT, default 8080)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="HTTP worker processes (TESSERA_WORKERS, default: one per core, at most 4)",
+    )
     _add_store_flags(serve)
     serve.set_defaults(func=cmd_serve)
 

@@ -31,6 +31,8 @@ class Settings:
     dimse_port: int = 11112
     dimse_aet: str = "TESSERA"
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    # HTTP worker processes; ingest and rendering are CPU bound and Python has one GIL per process.
+    workers: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 4)))
 
     @property
     def resolved_database_url(self) -> str:
@@ -81,3 +83,12 @@ def load_settings(**overrides: Any) -> Settings:
         if raw is not None:
             values[name] = _coerce(name, raw)
     return replace(Settings(), **values)
+
+
+def export_settings(settings: Settings) -> None:
+    """Put resolved settings into TESSERA_* variables (for worker processes)."""
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        os.environ[ENV_PREFIX + f.name.upper()] = str(value)

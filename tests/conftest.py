@@ -63,6 +63,8 @@ class ServerProcess:
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            # Its own process group: kill() takes the HTTP worker processes down with it.
+            start_new_session=True,
         )
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -80,17 +82,22 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
     def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+        """SIGKILL the whole server (supervisor and workers), as a crash would."""
+        if self.process:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.process.wait(10)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(10)
+                self.process.wait(15)
             except subprocess.TimeoutExpired:
-                self.kill()
+                pass
+        self.kill()
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,7 +17,6 @@ from tessera.archive import Archive
 from tessera.config import Settings
 from tessera.dicomweb import qido, stow, wado
 from tessera.dicomweb.errors import problem
-from tessera.services.sweep import sweep_orphans, sweep_spool
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +34,6 @@ async def healthz(request: Request) -> Response:
         log.error("health check failed", extra={"reason": str(exc)})
         return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
     return JSONResponse({"status": "ok", "version": __version__})
-
-
-async def _sweeper(archive: Archive) -> None:
-    settings = archive.settings
-    while True:
-        try:
-            await run_in_threadpool(sweep_orphans, archive, settings.orphan_grace_seconds)
-        except Exception:
-            log.exception("sweep failed")
-        if settings.sweep_interval_seconds <= 0:
-            return
-        await asyncio.sleep(settings.sweep_interval_seconds)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -71,16 +57,24 @@ def dicomweb_routes() -> list[BaseRoute]:
     return [*stow.routes, *qido.routes, *wado.routes]
 
 
-def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
+def app_from_environment() -> Starlette:
+    """The application as a uvicorn worker builds it (settings from TESSERA_* variables;
+    the parent process has already migrated the schema)."""
+    from tessera.config import load_settings
+    from tessera.log import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings, migrate=False)
+
+
+def create_app(
+    settings: Settings, archive: Archive | None = None, migrate: bool = True
+) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened = archive or await run_in_threadpool(Archive.open, settings)
+        opened = archive or await run_in_threadpool(Archive.open, settings, migrate)
         app.state.archive = opened
-        # Stale spool files go before we serve; orphan blobs are swept in the background.
-        removed = await run_in_threadpool(sweep_spool, opened, settings.orphan_grace_seconds)
-        if removed:
-            log.info("stale spool files removed", extra={"count": removed})
-        sweeper = asyncio.create_task(_sweeper(opened))
         log.info(
             "serving DICOMweb",
             extra={"dicomweb_root": f"http://{settings.host}:{settings.port}/dicomweb"},
@@ -88,7 +82,6 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         try:
             yield
         finally:
-            sweeper.cancel()
             if archive is None:
                 opened.close()
 

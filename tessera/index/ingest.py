@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import orjson
 from pydicom.dataset import Dataset
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index import attributes as a
 from tessera.index.models import Instance, InstanceMetadata, Patient, Series, Study
+from tessera.index.tenancy import duplicate_policy
 from tessera.storage.frames import FrameIndex
 
 
@@ -54,60 +55,145 @@ class InstanceRecord:
     pixel_data_vr: str | None
 
 
-def _insert(conn: Connection, table):  # type: ignore[no-untyped-def]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+class _Statements:
+    """Statements built once per dialect; executing a prebuilt statement with a parameter
+    dict skips SQLAlchemy's construction cost, which dominated ingest time."""
+
+    def __init__(self, dialect_name: str) -> None:
+        dialect = postgresql if dialect_name == "postgresql" else sqlite
+        self.insert_patient = dialect.insert(Patient).on_conflict_do_nothing(
+            index_elements=["tenant_id", "patient_id", "issuer_of_patient_id"]
+        )
+        self.insert_study = dialect.insert(Study).on_conflict_do_nothing(
+            index_elements=["tenant_id", "study_instance_uid"]
+        )
+        self.insert_series = dialect.insert(Series).on_conflict_do_nothing(
+            index_elements=["tenant_id", "series_instance_uid"]
+        )
+        self.insert_instance = (
+            dialect.insert(Instance)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "sop_instance_uid"])
+            .returning(Instance.id)
+        )
+        self.insert_metadata = InstanceMetadata.__table__.insert()
+        self.find_instance = select(
+            Instance.id, Instance.sha256, Instance.blob_key, Instance.series_pk, Instance.study_pk
+        ).where(
+            Instance.tenant_id == bindparam("tenant_id"),
+            Instance.sop_instance_uid == bindparam("sop_instance_uid"),
+        )
+        self.find_series = select(
+            Series.id, Series.study_pk, Series.number_of_series_related_instances
+        ).where(
+            Series.tenant_id == bindparam("tenant_id"),
+            Series.series_instance_uid == bindparam("series_instance_uid"),
+        )
+        self.find_patient = select(Patient.id).where(
+            Patient.tenant_id == bindparam("tenant_id"),
+            Patient.patient_id == bindparam("patient_id"),
+            Patient.issuer_of_patient_id == bindparam("issuer_of_patient_id"),
+        )
+        self.lock_study_by_uid = (
+            select(Study.id)
+            .where(
+                Study.tenant_id == bindparam("tenant_id"),
+                Study.study_instance_uid == bindparam("study_instance_uid"),
+            )
+            .with_for_update()
+        )
+        self.lock_study = (
+            select(Study.study_instance_uid, Study.modalities_in_study, Study.sop_classes_in_study)
+            .where(Study.id == bindparam("study_pk"))
+            .with_for_update()
+        )
+        self.count_series_instance = (
+            update(Series)
+            .where(Series.id == bindparam("series_pk"))
+            .values(
+                number_of_series_related_instances=Series.number_of_series_related_instances + 1
+            )
+        )
+        self.count_study_instance = (
+            update(Study)
+            .where(Study.id == bindparam("study_pk"))
+            .values(
+                number_of_study_related_series=Study.number_of_study_related_series
+                + bindparam("new_series"),
+                number_of_study_related_instances=Study.number_of_study_related_instances + 1,
+                modalities_in_study=bindparam("modalities"),
+                sop_classes_in_study=bindparam("sop_classes"),
+                updated_at=func.now(),
+            )
+        )
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _sql(conn: Connection) -> _Statements:
+    name = conn.dialect.name
+    if name not in _STATEMENTS:
+        _STATEMENTS[name] = _Statements(name)
+    return _STATEMENTS[name]
 
 
 def find_instance(conn: Connection, tenant_id: int, sop_instance_uid: str):  # type: ignore[no-untyped-def]
     return conn.execute(
-        select(
-            Instance.id, Instance.sha256, Instance.blob_key, Instance.series_pk, Instance.study_pk
-        ).where(Instance.tenant_id == tenant_id, Instance.sop_instance_uid == sop_instance_uid)
+        _sql(conn).find_instance, {"tenant_id": tenant_id, "sop_instance_uid": sop_instance_uid}
     ).first()
 
 
-def record_instance(conn: Connection, record: InstanceRecord, overwrite: bool) -> RecordResult:
+def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
     """Index one stored instance. The caller owns the (write) transaction."""
     existing = find_instance(conn, record.tenant_id, record.sop_instance_uid)
     released: str | None = None
     if existing is not None:
         if existing.sha256 == record.sha256:
             return RecordResult(RecordOutcome.IDENTICAL)
-        if not overwrite:
+        if duplicate_policy(conn, record.tenant_id) != "overwrite":
             return RecordResult(RecordOutcome.CONFLICT)
         _remove_instance(conn, existing)
         released = existing.blob_key
 
     ds = record.dataset
-    patient_pk = _upsert_patient(conn, record.tenant_id, ds)
-    study_pk = _upsert_study(conn, record, patient_pk)
-    series_row = _upsert_series(conn, record, study_pk)
-    if series_row.study_pk != study_pk:
-        return RecordResult(RecordOutcome.SERIES_IN_OTHER_STUDY)
+    sql = _sql(conn)
+    series_row = _known_series(conn, record)
+    if series_row is not None:
+        # Common case (more instances of a series we have): no patient/study upserts.
+        study_pk = series_row.study_pk
+        study_row = conn.execute(sql.lock_study, {"study_pk": study_pk}).one()
+        if study_row.study_instance_uid != record.study_instance_uid:
+            return RecordResult(RecordOutcome.SERIES_IN_OTHER_STUDY)
+        if series_row.number_of_series_related_instances == 0:
+            series_row = _known_series(conn, record)  # re-read under the study lock
+    else:
+        patient_pk = _upsert_patient(conn, record.tenant_id, ds)
+        study_pk = _upsert_study(conn, record, patient_pk)
+        study_row = conn.execute(sql.lock_study, {"study_pk": study_pk}).one()
+        series_row = _upsert_series(conn, record, study_pk)
+        if series_row.study_pk != study_pk:
+            return RecordResult(RecordOutcome.SERIES_IN_OTHER_STUDY)
 
     inserted = conn.execute(
-        _insert(conn, Instance.__table__)
-        .values(
-            tenant_id=record.tenant_id,
-            study_pk=study_pk,
-            series_pk=series_row.id,
-            source_pk=record.source_pk,
-            sop_instance_uid=record.sop_instance_uid,
-            sop_class_uid=record.sop_class_uid,
-            instance_number=a.integer(ds, "InstanceNumber"),
-            transfer_syntax_uid=record.transfer_syntax_uid,
-            number_of_frames=a.integer(ds, "NumberOfFrames"),
-            rows=a.integer(ds, "Rows"),
-            columns=a.integer(ds, "Columns"),
-            content_date=a.date_of(ds, "ContentDate"),
-            content_time=a.time_of(ds, "ContentTime"),
-            blob_key=record.blob_key,
-            size_bytes=record.size_bytes,
-            sha256=record.sha256,
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "sop_instance_uid"])
-        .returning(Instance.id)
+        sql.insert_instance,
+        {
+            "tenant_id": record.tenant_id,
+            "study_pk": study_pk,
+            "series_pk": series_row.id,
+            "source_pk": record.source_pk,
+            "sop_instance_uid": record.sop_instance_uid,
+            "sop_class_uid": record.sop_class_uid,
+            "instance_number": a.integer(ds, "InstanceNumber"),
+            "transfer_syntax_uid": record.transfer_syntax_uid,
+            "number_of_frames": a.integer(ds, "NumberOfFrames"),
+            "rows": a.integer(ds, "Rows"),
+            "columns": a.integer(ds, "Columns"),
+            "content_date": a.date_of(ds, "ContentDate"),
+            "content_time": a.time_of(ds, "ContentTime"),
+            "blob_key": record.blob_key,
+            "size_bytes": record.size_bytes,
+            "sha256": record.sha256,
+        },
     ).first()
     if inserted is None:
         # Lost a race with a concurrent upload of the same SOP Instance UID.
@@ -117,19 +203,24 @@ def record_instance(conn: Connection, record: InstanceRecord, overwrite: bool) -
         return RecordResult(RecordOutcome.CONFLICT)
 
     conn.execute(
-        InstanceMetadata.__table__.insert().values(
-            instance_pk=inserted.id,
-            dicom_json=record.dicom_json,
-            frame_offsets=None if record.frames is None else orjson.dumps(record.frames),
-            pixel_data_vr=record.pixel_data_vr,
-        )
+        sql.insert_metadata,
+        {
+            "instance_pk": inserted.id,
+            "dicom_json": record.dicom_json,
+            "frame_offsets": None if record.frames is None else orjson.dumps(record.frames),
+            "pixel_data_vr": record.pixel_data_vr,
+        },
     )
+    conn.execute(sql.count_series_instance, {"series_pk": series_row.id})
     conn.execute(
-        update(Series)
-        .where(Series.id == series_row.id)
-        .values(number_of_series_related_instances=Series.number_of_series_related_instances + 1)
+        sql.count_study_instance,
+        {
+            "study_pk": study_pk,
+            "new_series": 1 if series_row.number_of_series_related_instances == 0 else 0,
+            "modalities": _add_value(study_row.modalities_in_study, a.text(ds, "Modality", 16)),
+            "sop_classes": _add_value(study_row.sop_classes_in_study, record.sop_class_uid),
+        },
     )
-    _add_to_study_computed(conn, study_pk, a.text(ds, "Modality", 16), record.sop_class_uid)
     return RecordResult(RecordOutcome.REPLACED if released else RecordOutcome.CREATED, released)
 
 
@@ -137,26 +228,21 @@ def _upsert_patient(conn: Connection, tenant_id: int, ds: Dataset) -> int:
     patient_id = a.text(ds, "PatientID") or ""
     issuer = a.text(ds, "IssuerOfPatientID") or ""
     name = a.person_name(ds, "PatientName")
+    sql = _sql(conn)
     conn.execute(
-        _insert(conn, Patient.__table__)
-        .values(
-            tenant_id=tenant_id,
-            patient_id=patient_id,
-            issuer_of_patient_id=issuer,
-            patient_name=name,
-            patient_name_norm=a.normalize_person_name(name),
-            patient_birth_date=a.date_of(ds, "PatientBirthDate"),
-            patient_sex=a.text(ds, "PatientSex", 16),
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "patient_id", "issuer_of_patient_id"])
+        sql.insert_patient,
+        {
+            "tenant_id": tenant_id,
+            "patient_id": patient_id,
+            "issuer_of_patient_id": issuer,
+            "patient_name": name,
+            "patient_name_norm": a.normalize_person_name(name),
+            "patient_birth_date": a.date_of(ds, "PatientBirthDate"),
+            "patient_sex": a.text(ds, "PatientSex", 16),
+        },
     )
-    return conn.execute(
-        select(Patient.id).where(
-            Patient.tenant_id == tenant_id,
-            Patient.patient_id == patient_id,
-            Patient.issuer_of_patient_id == issuer,
-        )
-    ).scalar_one()
+    key = {"tenant_id": tenant_id, "patient_id": patient_id, "issuer_of_patient_id": issuer}
+    return conn.execute(sql.find_patient, key).scalar_one()
 
 
 def _upsert_study(conn: Connection, record: InstanceRecord, patient_pk: int) -> int:
@@ -164,96 +250,61 @@ def _upsert_study(conn: Connection, record: InstanceRecord, patient_pk: int) -> 
     patient_name = a.person_name(ds, "PatientName")
     referring = a.person_name(ds, "ReferringPhysicianName")
     conn.execute(
-        _insert(conn, Study.__table__)
-        .values(
-            tenant_id=record.tenant_id,
-            patient_pk=patient_pk,
-            study_instance_uid=record.study_instance_uid,
-            study_date=a.date_of(ds, "StudyDate"),
-            study_time=a.time_of(ds, "StudyTime"),
-            accession_number=a.text(ds, "AccessionNumber"),
-            study_id=a.text(ds, "StudyID"),
-            study_description=a.text(ds, "StudyDescription", 1024),
-            referring_physician_name=referring,
-            referring_physician_name_norm=a.normalize_person_name(referring),
-            patient_name=patient_name,
-            patient_name_norm=a.normalize_person_name(patient_name),
-            patient_id=a.text(ds, "PatientID") or "",
-            issuer_of_patient_id=a.text(ds, "IssuerOfPatientID") or "",
-            patient_birth_date=a.date_of(ds, "PatientBirthDate"),
-            patient_sex=a.text(ds, "PatientSex", 16),
-            specific_character_set=a.text(ds, "SpecificCharacterSet", 256),
-            timezone_offset_from_utc=a.text(ds, "TimezoneOffsetFromUTC", 16),
-            modalities_in_study="",
-            sop_classes_in_study="",
-            number_of_study_related_series=0,
-            number_of_study_related_instances=0,
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "study_instance_uid"])
+        _sql(conn).insert_study,
+        {
+            "tenant_id": record.tenant_id,
+            "patient_pk": patient_pk,
+            "study_instance_uid": record.study_instance_uid,
+            "study_date": a.date_of(ds, "StudyDate"),
+            "study_time": a.time_of(ds, "StudyTime"),
+            "accession_number": a.text(ds, "AccessionNumber"),
+            "study_id": a.text(ds, "StudyID"),
+            "study_description": a.text(ds, "StudyDescription", 1024),
+            "referring_physician_name": referring,
+            "referring_physician_name_norm": a.normalize_person_name(referring),
+            "patient_name": patient_name,
+            "patient_name_norm": a.normalize_person_name(patient_name),
+            "patient_id": a.text(ds, "PatientID") or "",
+            "issuer_of_patient_id": a.text(ds, "IssuerOfPatientID") or "",
+            "patient_birth_date": a.date_of(ds, "PatientBirthDate"),
+            "patient_sex": a.text(ds, "PatientSex", 16),
+            "specific_character_set": a.text(ds, "SpecificCharacterSet", 256),
+            "timezone_offset_from_utc": a.text(ds, "TimezoneOffsetFromUTC", 16),
+            "modalities_in_study": "",
+            "sop_classes_in_study": "",
+            "number_of_study_related_series": 0,
+            "number_of_study_related_instances": 0,
+        },
     )
-    return conn.execute(
-        select(Study.id)
-        .where(
-            Study.tenant_id == record.tenant_id,
-            Study.study_instance_uid == record.study_instance_uid,
-        )
-        .with_for_update()
-    ).scalar_one()
+    key = {"tenant_id": record.tenant_id, "study_instance_uid": record.study_instance_uid}
+    return conn.execute(_sql(conn).lock_study_by_uid, key).scalar_one()
 
 
 def _upsert_series(conn: Connection, record: InstanceRecord, study_pk: int):  # type: ignore[no-untyped-def]
     ds = record.dataset
     conn.execute(
-        _insert(conn, Series.__table__)
-        .values(
-            tenant_id=record.tenant_id,
-            study_pk=study_pk,
-            series_instance_uid=record.series_instance_uid,
-            modality=a.text(ds, "Modality", 16),
-            series_number=a.integer(ds, "SeriesNumber"),
-            series_description=a.text(ds, "SeriesDescription", 1024),
-            series_date=a.date_of(ds, "SeriesDate"),
-            series_time=a.time_of(ds, "SeriesTime"),
-            body_part_examined=a.text(ds, "BodyPartExamined"),
-            performed_procedure_step_start_date=a.date_of(ds, "PerformedProcedureStepStartDate"),
-            performed_procedure_step_start_time=a.time_of(ds, "PerformedProcedureStepStartTime"),
-            number_of_series_related_instances=0,
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "series_instance_uid"])
+        _sql(conn).insert_series,
+        {
+            "tenant_id": record.tenant_id,
+            "study_pk": study_pk,
+            "series_instance_uid": record.series_instance_uid,
+            "modality": a.text(ds, "Modality", 16),
+            "series_number": a.integer(ds, "SeriesNumber"),
+            "series_description": a.text(ds, "SeriesDescription", 1024),
+            "series_date": a.date_of(ds, "SeriesDate"),
+            "series_time": a.time_of(ds, "SeriesTime"),
+            "body_part_examined": a.text(ds, "BodyPartExamined"),
+            "performed_procedure_step_start_date": a.date_of(ds, "PerformedProcedureStepStartDate"),
+            "performed_procedure_step_start_time": a.time_of(ds, "PerformedProcedureStepStartTime"),
+            "number_of_series_related_instances": 0,
+        },
     )
-    return conn.execute(
-        select(Series.id, Series.study_pk).where(
-            Series.tenant_id == record.tenant_id,
-            Series.series_instance_uid == record.series_instance_uid,
-        )
-    ).one()
+    return _known_series(conn, record)
 
 
-def _add_to_study_computed(
-    conn: Connection, study_pk: int, modality: str | None, sop_class_uid: str
-) -> None:
-    """Fold one new instance into the study's counts and value lists (the study row is locked)."""
-    row = conn.execute(
-        select(Study.modalities_in_study, Study.sop_classes_in_study).where(Study.id == study_pk)
-    ).one()
-    modalities = _add_value(row.modalities_in_study, modality)
-    sop_classes = _add_value(row.sop_classes_in_study, sop_class_uid)
-    series_count = conn.execute(
-        select(func.count(Series.id)).where(
-            Series.study_pk == study_pk, Series.number_of_series_related_instances > 0
-        )
-    ).scalar_one()
-    conn.execute(
-        update(Study)
-        .where(Study.id == study_pk)
-        .values(
-            number_of_study_related_series=series_count,
-            number_of_study_related_instances=Study.number_of_study_related_instances + 1,
-            modalities_in_study=modalities,
-            sop_classes_in_study=sop_classes,
-            updated_at=func.now(),
-        )
-    )
+def _known_series(conn: Connection, record: InstanceRecord):  # type: ignore[no-untyped-def]
+    key = {"tenant_id": record.tenant_id, "series_instance_uid": record.series_instance_uid}
+    return conn.execute(_sql(conn).find_series, key).first()
 
 
 def _add_value(joined: str, value: str | None) -> str:

@@ -15,8 +15,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.archive import Archive
 from tessera.auth.scope import Scope
-from tessera.index.ingest import InstanceRecord, RecordOutcome, find_instance, record_instance
-from tessera.index.tenancy import duplicate_policy, source_pk_by_name
+from tessera.index.ingest import InstanceRecord, RecordOutcome, record_instance
+from tessera.index.tenancy import source_pk_by_name
 from tessera.storage import parse as p
 from tessera.storage.blobstore import blob_key_for
 from tessera.storage.dicom_json import build_metadata
@@ -103,16 +103,6 @@ def _ingest(
             f"StudyInstanceUID {parsed.study_instance_uid} does not match the target study "
             f"{expected_study_uid}",
         )
-    # Cheap early answer for repeats and conflicts, before any bytes are moved.
-    with archive.database.read() as conn:
-        overwrite = duplicate_policy(conn, scope.tenant_id) == "overwrite"
-        existing = find_instance(conn, scope.tenant_id, parsed.sop_instance_uid)
-    if existing is not None and existing.sha256 == sha256:
-        outcome.stored = outcome.already_stored = True
-        return outcome
-    if existing is not None and not overwrite:
-        return _conflict(outcome)
-
     try:
         dicom_json = build_metadata(
             parsed.dataset,
@@ -154,7 +144,7 @@ def _ingest(
     )
     try:
         with archive.database.write() as conn:
-            result = record_instance(conn, record, overwrite)
+            result = record_instance(conn, record)
             if result.outcome in (RecordOutcome.CONFLICT, RecordOutcome.SERIES_IN_OTHER_STUDY):
                 conn.rollback()
     except SQLAlchemyError:
