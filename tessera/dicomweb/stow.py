@@ -8,7 +8,9 @@ discarded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -113,7 +115,7 @@ async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # ty
         parser = MultipartParser(boundary)
     except MultipartError as exc:
         return [], str(exc), 400
-    outcomes: list[StoreOutcome] = []
+    outcomes = _Pipeline()
     spool: SpoolFile | None = None
     wrong_type: str | None = None
     total = 0
@@ -123,7 +125,11 @@ async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # ty
             if total > limit:
                 if spool is not None:
                     spool.discard()
-                return outcomes, f"request body exceeds the limit of {limit} bytes", 413
+                return (
+                    await outcomes.results(),
+                    f"request body exceeds the limit of {limit} bytes",
+                    413,
+                )
             for event in parser.feed(chunk):
                 if isinstance(event, PartStart):
                     spool = SpoolFile(spool_dir)
@@ -147,34 +153,62 @@ async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # ty
                             )
                         )
                     else:
-                        outcomes.append(await ingest(spool))
+                        await outcomes.submit(ingest(spool))
                     spool = None
     except MultipartError as exc:
         if spool is not None:
             spool.discard()
-        return outcomes, f"malformed multipart body: {exc}", 400
+        return await outcomes.results(), f"malformed multipart body: {exc}", 400
     except ClientDisconnect:
         if spool is not None:
             spool.discard()
+        done = await outcomes.results()
         log.warning(
             "client disconnected during STOW-RS upload; complete parts were kept",
-            extra={"parts_stored": sum(o.stored for o in outcomes)},
+            extra={"parts_stored": sum(o.stored for o in done)},
         )
-        return outcomes, "client disconnected", 400
+        return done, "client disconnected", 400
     if not parser.finished:
         if spool is not None:
             spool.discard()
         if parser.parts_started == 0:
-            return outcomes, "body holds no multipart part with the given boundary", 400
+            return (
+                await outcomes.results(),
+                "body holds no multipart part with the given boundary",
+                400,
+            )
         return (
-            outcomes,
+            await outcomes.results(),
             f"multipart body is truncated: {parser.parts_completed} complete part(s) processed, "
             "the incomplete last part was discarded",
             400,
         )
-    if not outcomes:
-        return outcomes, "multipart body holds no parts", 400
-    return outcomes, None, None
+    done = await outcomes.results()
+    if not done:
+        return done, "multipart body holds no parts", 400
+    return done, None, None
+
+
+class _Pipeline:
+    """Ingests a request's parts while the next ones are still being received, a few at a
+    time, and gives the outcomes back in part order."""
+
+    IN_FLIGHT = 3
+
+    def __init__(self) -> None:
+        self._items: list[asyncio.Task[StoreOutcome] | StoreOutcome] = []
+
+    def append(self, outcome: StoreOutcome) -> None:
+        self._items.append(outcome)
+
+    async def submit(self, work: Coroutine[Any, Any, StoreOutcome]) -> None:
+        pending = [i for i in self._items if isinstance(i, asyncio.Task) and not i.done()]
+        if len(pending) >= self.IN_FLIGHT:
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        self._items.append(asyncio.ensure_future(work))
+
+    async def results(self) -> list[StoreOutcome]:
+        return [await item if isinstance(item, asyncio.Task) else item for item in self._items]
 
 
 def _store_response(
