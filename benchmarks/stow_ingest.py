@@ -60,7 +60,9 @@ def run_ingest(dicomweb: str, batches: list[list[bytes]], clients: int) -> tuple
 
         def post(item: tuple[bytes, str, int]) -> int:
             body, ctype, _ = item
-            response = client.post(f"{dicomweb}/studies", content=body, headers={"Content-Type": ctype})
+            response = client.post(
+                f"{dicomweb}/studies", content=body, headers={"Content-Type": ctype}
+            )
             return 0 if response.status_code == 200 else 1
 
         started = time.perf_counter()
@@ -104,7 +106,9 @@ def big_request_rss(pid: int, dicomweb: str, megabytes: int) -> tuple[float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--instances", type=int, default=400)
     parser.add_argument("--big-mb", type=int, default=1024, help="size of the single large request")
     parser.add_argument("--no-orthanc", action="store_true")
@@ -128,7 +132,10 @@ def main() -> None:
             for clients in (1, 4):
                 rate, mbps, failed = run_ingest(server.dicomweb, data[clients], clients)
                 results.setdefault(server.name, {})[clients] = rate
-                print(f"{server.name:22s} {clients:7d} {rate:9.1f} {mbps:8.1f} {failed:7d}", flush=True)
+                print(
+                    f"{server.name:22s} {clients:7d} {rate:9.1f} {mbps:8.1f} {failed:7d}",
+                    flush=True,
+                )
         finally:
             server.stop()
     if "orthanc" in results:
