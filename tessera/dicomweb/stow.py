@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -109,68 +110,105 @@ async def _receive_single(request, spool_dir, limit, ingest):  # type: ignore[no
     return [await ingest(spool)], None, None
 
 
+class _PartSpooler:
+    """Feeds body bytes to the multipart parser and writes each part to its spool file.
+
+    Runs in a worker thread: file writes can stall behind other threads' fsyncs (one journal
+    per file system) and must not stall the event loop.
+    """
+
+    def __init__(self, boundary: str, spool_dir: Path) -> None:
+        self.parser = MultipartParser(boundary)
+        self.spool_dir = spool_dir
+        self.spool: SpoolFile | None = None
+        self.wrong_type: str | None = None
+
+    def feed(self, data: bytes) -> list[tuple[SpoolFile, str | None]]:
+        """Returns the parts completed by `data`: (spool file, wrong media type or None)."""
+        completed = []
+        for event in self.parser.feed(data):
+            if isinstance(event, PartStart):
+                self.spool = SpoolFile(self.spool_dir)
+                part_type = parse_media_type(
+                    event.headers.get("content-type", "application/dicom")
+                )[0]
+                self.wrong_type = None if part_type in _ACCEPTED_PART_TYPES else part_type
+            elif isinstance(event, PartData):
+                assert self.spool is not None
+                self.spool.write(event.data)
+            elif isinstance(event, PartEnd):
+                assert self.spool is not None
+                self.spool.close()
+                completed.append((self.spool, self.wrong_type))
+                self.spool = None
+        return completed
+
+    def discard_incomplete(self) -> None:
+        if self.spool is not None:
+            self.spool.discard()
+            self.spool = None
+
+
+_FEED_BYTES = 1024 * 1024  # hand the spooling thread about this much at a time
+
+
 async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # type: ignore[no-untyped-def]
     """Returns (outcomes, warning text, forced HTTP status or None)."""
     try:
-        parser = MultipartParser(boundary)
+        spooler = _PartSpooler(boundary, spool_dir)
     except MultipartError as exc:
         return [], str(exc), 400
+    parser = spooler.parser
     outcomes = _Pipeline()
-    spool: SpoolFile | None = None
-    wrong_type: str | None = None
     total = 0
-    try:
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                if spool is not None:
-                    spool.discard()
-                return (
-                    await outcomes.results(),
-                    f"request body exceeds the limit of {limit} bytes",
-                    413,
+    pending: list[bytes] = []
+    pending_size = 0
+
+    async def feed() -> None:
+        nonlocal pending, pending_size
+        data = b"".join(pending)
+        pending, pending_size = [], 0
+        for spool, wrong_type in await run_in_threadpool(spooler.feed, data):
+            if wrong_type is not None:
+                spool.discard()
+                outcomes.append(
+                    StoreOutcome(
+                        False,
+                        failure_reason=p.WRONG_MEDIA_TYPE,
+                        message=f"part has media type {wrong_type}, not application/dicom",
+                    )
                 )
-            for event in parser.feed(chunk):
-                if isinstance(event, PartStart):
-                    spool = SpoolFile(spool_dir)
-                    part_type = parse_media_type(
-                        event.headers.get("content-type", "application/dicom")
-                    )[0]
-                    wrong_type = None if part_type in _ACCEPTED_PART_TYPES else part_type
-                elif isinstance(event, PartData):
-                    assert spool is not None
-                    spool.write(event.data)
-                elif isinstance(event, PartEnd):
-                    assert spool is not None
-                    spool.close()
-                    if wrong_type is not None:
-                        spool.discard()
-                        outcomes.append(
-                            StoreOutcome(
-                                False,
-                                failure_reason=p.WRONG_MEDIA_TYPE,
-                                message=f"part has media type {wrong_type}, not application/dicom",
-                            )
-                        )
-                    else:
-                        await outcomes.submit(ingest(spool))
-                    spool = None
+            else:
+                await outcomes.submit(ingest(spool))
+
+    try:
+        try:
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit:
+                    return (
+                        await outcomes.results(),
+                        f"request body exceeds the limit of {limit} bytes",
+                        413,
+                    )
+                pending.append(chunk)
+                pending_size += len(chunk)
+                if pending_size >= _FEED_BYTES:
+                    await feed()
+            await feed()
+        except ClientDisconnect:
+            await feed()  # parts completed before the drop are kept
+            done = await outcomes.results()
+            log.warning(
+                "client disconnected during STOW-RS upload; complete parts were kept",
+                extra={"parts_stored": sum(o.stored for o in done)},
+            )
+            return done, "client disconnected", 400
     except MultipartError as exc:
-        if spool is not None:
-            spool.discard()
         return await outcomes.results(), f"malformed multipart body: {exc}", 400
-    except ClientDisconnect:
-        if spool is not None:
-            spool.discard()
-        done = await outcomes.results()
-        log.warning(
-            "client disconnected during STOW-RS upload; complete parts were kept",
-            extra={"parts_stored": sum(o.stored for o in done)},
-        )
-        return done, "client disconnected", 400
+    finally:
+        spooler.discard_incomplete()
     if not parser.finished:
-        if spool is not None:
-            spool.discard()
         if parser.parts_started == 0:
             return (
                 await outcomes.results(),
