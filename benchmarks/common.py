@@ -73,11 +73,11 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
         for action in self.cleanup:
             action()
 
@@ -98,6 +98,7 @@ def start_tessera(database: str = "sqlite", extra_env: dict[str, str] | None = N
         env=env,
         stdout=open(workdir / "server.log", "wb"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # stop() signals the whole group (HTTP workers too)
     )
     wait_http(f"http://127.0.0.1:{port}/healthz")
     return Server(f"tessera/{database}", f"http://127.0.0.1:{port}/dicomweb", process, cleanup)
@@ -130,6 +131,7 @@ def start_orthanc() -> Server:
         ["Orthanc", str(workdir / "orthanc.json")],
         stdout=open(workdir / "orthanc.log", "wb"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     wait_http(f"http://127.0.0.1:{port}/system")
     server = Server("orthanc", f"http://127.0.0.1:{port}/dicom-web", process)
