@@ -160,14 +160,14 @@ def server(server_factory) -> ServerProcess:  # type: ignore[no-untyped-def]
     return server_factory().start()
 
 
-def testdata_files() -> list[Path]:
+def dicom_testdata_files() -> list[Path]:
     """Every DICOM file of pydicom's test set and the pydicom-data package."""
-    from pydicom.data import get_testdata_files
+    from pydicom.data import get_dicom_testdata_files
 
     return sorted(
         {
             Path(p)
-            for p in get_testdata_files("*")
+            for p in get_dicom_testdata_files("*")
             if Path(p).is_file() and (p.lower().endswith(".dcm") or "." not in Path(p).name)
         }
     )
@@ -175,7 +175,7 @@ def testdata_files() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def testdata() -> list[Path]:
-    return testdata_files()
+    return dicom_testdata_files()
 
 
 def index_rows(database_url: str, sql: str, **params) -> list:  # type: ignore[no-untyped-def]

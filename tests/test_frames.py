@@ -9,9 +9,9 @@ import pytest
 from pydicom.encaps import generate_frames
 
 from tessera.storage.parse import InstanceRejected, parse_part10
-from tests.conftest import testdata_files
+from tests.conftest import dicom_testdata_files
 
-FILES = testdata_files()
+FILES = dicom_testdata_files()
 
 
 def _frames_of(path):  # type: ignore[no-untyped-def]

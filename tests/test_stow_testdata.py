@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from tessera.dicomweb.stow_client import content_type, multipart_stream, new_boundary
-from tests.conftest import ServerProcess, index_rows, testdata_files
+from tests.conftest import ServerProcess, dicom_testdata_files, index_rows
 
 # Files in those sets that are not storable objects, and why (Failure Reason).
 NOT_STORABLE = {
@@ -46,7 +46,7 @@ def database_url(request, tmp_path):  # type: ignore[no-untyped-def]
 
 
 def test_files_made_by_others_ingest(server: ServerProcess) -> None:
-    files = testdata_files()
+    files = dicom_testdata_files()
     assert len(files) > 100
     by_uid: dict[str, list] = {}
     outcomes: dict[str, tuple[bool, int | None]] = {}
