@@ -10,11 +10,23 @@ from tessera.dicomweb.negotiation import needs_conversion
 
 @lru_cache(maxsize=256)
 def can_convert(stored: str, target: str) -> bool:
-    """Whether an object stored in `stored` can be sent in `target`."""
-    if not needs_conversion(stored, target):
+    """Whether a whole object stored in `stored` can be sent in `target`."""
+    if stored == target:
         return True
     try:
         from tessera.storage import transcode
     except ImportError:  # the codec stack is not installed in this tree
         return False
     return bool(transcode.can_decode(stored) and transcode.can_encode(target))
+
+
+@lru_cache(maxsize=256)
+def can_convert_frames(stored: str, target: str) -> bool:
+    """Whether frames stored in `stored` can be sent one by one in `target`."""
+    if not needs_conversion(stored, target):
+        return True
+    try:
+        from tessera.storage import transcode
+    except ImportError:
+        return False
+    return bool(transcode.can_decode(stored) and transcode.can_encode_frames(target))

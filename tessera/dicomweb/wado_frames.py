@@ -19,10 +19,12 @@ from starlette.responses import Response, StreamingResponse
 from tessera.archive import Archive
 from tessera.auth.scope import Scope
 from tessera.dicomweb import caching, frame_source, multipart_writer
-from tessera.dicomweb.conversion import can_convert
+from tessera.dicomweb.conversion import can_convert_frames
 from tessera.dicomweb.negotiation import (
     AS_STORED,
+    EXPLICIT_VR_LITTLE_ENDIAN,
     FRAMES,
+    NATIVE_LITTLE_ENDIAN,
     AcceptError,
     Representation,
     acceptable,
@@ -79,18 +81,9 @@ class FramePlan:
         return self.rep.media_type
 
 
-def read_frame(store: BlobStore, item: RetrievedInstance, number: int) -> bytes:
-    """Frame `number` (1-based) as stored, or converted when the plan needs it."""
-    fragments = item.frames[number - 1]  # type: ignore[index]
-    if len(fragments) == 1:
-        offset, length = fragments[0]
-        return store.read_range(item.blob_key, offset, length)
-    return b"".join(store.read_range(item.blob_key, o, n) for o, n in fragments)
-
-
 def produce_frame(store: BlobStore, plan: FramePlan, number: int) -> bytes:
     if not plan.converting:
-        return read_frame(store, plan.item, number)
+        return frame_source.stored_frame(store, plan.item, number)
     return frame_source.converted_frame(store, plan.item, number, plan.syntax)
 
 
@@ -114,14 +107,22 @@ def _plan(
         raise WadoError(
             404, f"frame {beyond[0]} does not exist (the instance has {count} frame(s))"
         )
-    choice = target_syntax(candidates, item.transfer_syntax_uid, can_convert)
+    choice = target_syntax(candidates, item.transfer_syntax_uid, can_convert_frames)
     if choice is None:
         raise not_acceptable(accept, f"frames stored as {item.transfer_syntax_uid}")
     rep, syntax = choice
-    if item.frames is None and not can_convert(item.transfer_syntax_uid, syntax):
+    if item.frames is None and syntax in NATIVE_LITTLE_ENDIAN:
+        syntax = EXPLICIT_VR_LITTLE_ENDIAN  # decoded from the whole object: plain native bytes
+    if item.frames is None and not can_convert_frames(item.transfer_syntax_uid, syntax):
         raise not_acceptable(accept, "frames that must be decoded from the whole object")
     if not rep.multipart and len(numbers) != 1:
         raise WadoError(406, "a bare media type holds one frame; ask for multipart/related")
+    if needs_conversion(item.transfer_syntax_uid, syntax) or item.frames is None:
+        # The codecs need the pixel description: fetch the stored metadata too (rare path).
+        with archive.database.read() as conn:
+            item = resolve_instance(conn, scope, *uids, with_frames=True, with_metadata=True)
+        if item is None:
+            raise not_found(*uids)
     etag = caching.entity_tag(
         item.sha256, ",".join(map(str, numbers)), rep.media_type, syntax, str(rep.multipart)
     )
@@ -156,7 +157,7 @@ async def _frames(request: Request) -> Response:
             return plan, None
         if plan.converting or _stored_bytes(plan) > IN_ONE_GO_BYTES:
             return plan, []
-        return plan, [read_frame(store, plan.item, n) for n in numbers]
+        return plan, [frame_source.stored_frame(store, plan.item, n) for n in numbers]
 
     plan, payloads = await run_in_threadpool(plan_and_read)
     headers = plan.headers
@@ -200,4 +201,4 @@ def _stored_bytes(plan: FramePlan) -> int:
     return sum(length for n in plan.numbers for _, length in frames[n - 1])
 
 
-__all__ = ["AS_STORED", "parse_frame_list", "read_frame", "retrieve_frames"]
+__all__ = ["AS_STORED", "parse_frame_list", "retrieve_frames"]

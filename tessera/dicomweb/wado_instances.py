@@ -81,7 +81,7 @@ async def _retrieve(request: Request) -> Response:
         plan.append((item, syntax, rep.multipart))
     if not plan:
         raise not_acceptable(accept, "these instances")
-    multipart = plan[0][2] or len(plan) > 1
+    multipart = plan[0][2]
     if not multipart and instance is None:
         raise WadoError(
             406,
