@@ -17,6 +17,7 @@ from tessera import __version__
 from tessera.archive import Archive
 from tessera.config import Settings
 from tessera.dicomweb import qido, stow, wado
+from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.errors import problem
 
 log = logging.getLogger(__name__)
@@ -97,5 +98,6 @@ def create_app(
     return Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=cors_middleware(settings),
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )
