@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -90,6 +91,10 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
     ]
+    if settings.viewer:
+        from tessera.dicomweb.viewer import Viewer
+
+        routes += Viewer(Path(settings.viewer), dicomweb_path=DEFAULT_DICOMWEB_ROOT).routes()
     return Starlette(
         routes=routes,
         lifespan=lifespan,
