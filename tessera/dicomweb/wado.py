@@ -35,4 +35,6 @@ routes: list[BaseRoute] = [
         for kind, endpoint in (("rendered", retrieve_rendered), ("thumbnail", retrieve_thumbnail))
     ],
     Route("/wado", wado_uri, methods=["GET"]),
+    # Viewers configured with wadoUriRoot = the DICOMweb root ask {root}?requestType=WADO.
+    Route("/", wado_uri, methods=["GET"]),
 ]
