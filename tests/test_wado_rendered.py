@@ -15,7 +15,7 @@ from tests.wado_fixtures import WadoServer
 
 pytest.importorskip("tessera.storage.render")
 
-wado = wado_fixtures.wado  # the module-scoped server fixture
+wado = wado_fixtures.wado  # the shared (session-scoped) server fixture
 
 
 def image_of(response: httpx.Response, kind: str) -> Image.Image:

@@ -17,7 +17,7 @@ from tests.wado_fixtures import WadoServer
 
 pytest.importorskip("tessera.storage.transcode")
 
-wado = wado_fixtures.wado  # the module-scoped server fixture
+wado = wado_fixtures.wado  # the shared (session-scoped) server fixture
 
 ELE = "1.2.840.10008.1.2.1"
 UNCOMPRESSED = f"multipart/related; type=application/octet-stream; transfer-syntax={ELE}"

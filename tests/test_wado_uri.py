@@ -9,7 +9,7 @@ import pytest
 from tests import wado_fixtures
 from tests.wado_fixtures import WadoServer
 
-wado = wado_fixtures.wado  # the module-scoped server fixture
+wado = wado_fixtures.wado  # the shared (session-scoped) server fixture
 
 
 def uri_params(wado: WadoServer, name: str, **extra: str) -> dict[str, str]:
