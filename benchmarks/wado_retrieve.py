@@ -188,6 +188,15 @@ def measure(server, data: dict, big_mb: int) -> dict[str, float]:  # type: ignor
         except RuntimeError as exc:
             print(f"  {server.name}: rendered failed: {str(exc)[-120:]}")
 
+        all_frames = ",".join(str(n) for n in range(1, 2001))
+        long_url = (
+            f"{root}/studies/{study}/series/{data['long_series']}/instances/"
+            f"{data['long_uid']}/frames/{all_frames}"
+        )
+        figures["all 2,000 frames of one instance, one request (ms)"] = statistics.median(
+            timed(client, long_url, OHIF_FRAME_ACCEPT, n=3)
+        )
+
     # 25 frame requests in flight, as OHIF does.
     def fetch(url: str) -> None:
         r = pool_client.get(url, headers={"Accept": OHIF_FRAME_ACCEPT})
@@ -221,7 +230,9 @@ def build(ct_count: int, big_mb: int) -> tuple[dict, list[bytes], object, object
     cts = [ct_image(spec, ct_series, n, seed=n) for n in range(1, ct_count + 1)]
     j2ks = [j2k_mr(spec, j2k_series, n) for n in range(1, 11)]
     cine = rgb_cine(spec, generate_uid(), frames=30, size=256)
-    main = cts + j2ks + [cine]
+    long_series = generate_uid()
+    long_cine = rgb_cine(spec, long_series, frames=2000, size=128)
+    main = cts + j2ks + [cine, long_cine]
     meta_spec = StudySpec(patient_name="BENCH^META", patient_id="BW-2")
     meta_series = generate_uid()
     small = ct_image(meta_spec, meta_series, 1, 64, 64)
@@ -238,6 +249,8 @@ def build(ct_count: int, big_mb: int) -> tuple[dict, list[bytes], object, object
         "j2k_uids": [
             pydicom.dcmread(io.BytesIO(b), stop_before_pixels=True).SOPInstanceUID for b in j2ks
         ],
+        "long_series": long_series,
+        "long_uid": pydicom.dcmread(io.BytesIO(long_cine), stop_before_pixels=True).SOPInstanceUID,
         "meta_study": meta_spec.study_instance_uid,
         "meta_series": meta_series,
         "big_study": big_spec.study_instance_uid,
