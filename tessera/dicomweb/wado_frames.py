@@ -195,17 +195,49 @@ async def _frames(request: Request) -> Response:
     async def body() -> AsyncIterator[bytes]:
         for data in payloads:
             yield head + data + multipart_writer.PART_END
-        for number in numbers[len(payloads) :]:
+        for batch in _batches(plan, numbers[len(payloads) :]):
             try:
-                data = await run_in_threadpool(produce_frame, store, plan, number)
+                yield await run_in_threadpool(_parts, store, plan, batch, head)
             except frame_source.FrameConversionError as exc:
                 # The status is sent already: end the body early; the client sees fewer parts.
-                log.warning("frame left out", extra={"frame": number, "reason": str(exc)})
+                log.warning("frames left out", extra={"frames": batch, "reason": str(exc)})
                 break
-            yield head + data + multipart_writer.PART_END
         yield multipart_writer.closing(boundary)
 
     return StreamingResponse(body(), headers=headers)
+
+
+STREAM_BATCH_BYTES = 4 * 1024 * 1024
+
+
+def _batches(plan: FramePlan, numbers: list[int]) -> list[list[int]]:
+    """Consecutive groups of about STREAM_BATCH_BYTES of stored frames: one worker-thread
+    call and one write per group instead of per frame (2,000 small frames stream fast)."""
+    frames = plan.item.frames
+    if plan.converting or frames is None:
+        return [[n] for n in numbers]
+    groups: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for number in numbers:
+        length = sum(n for _, n in frames[number - 1])
+        if current and size + length > STREAM_BATCH_BYTES:
+            groups.append(current)
+            current, size = [], 0
+        current.append(number)
+        size += length
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _parts(store: BlobStore, plan: FramePlan, numbers: list[int], head: bytes) -> bytes:
+    out = bytearray()
+    for number in numbers:
+        out += head
+        out += produce_frame(store, plan, number)
+        out += multipart_writer.PART_END
+    return bytes(out)
 
 
 def _stored_bytes(plan: FramePlan) -> int:
