@@ -29,6 +29,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         log_format=getattr(args, "log_format", None),
         dimse_port=getattr(args, "dimse_port", None),
         dimse_aet=getattr(args, "dimse_aet", None),
+        viewer=getattr(args, "viewer", None),
     )
 
 
@@ -56,6 +57,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "workers", None):
         settings = dataclasses.replace(settings, workers=args.workers)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.viewer:
+        from tessera.dicomweb.viewer import find_dist
+
+        try:
+            find_dist(Path(settings.viewer))
+        except ValueError as exc:
+            print(f"error: --viewer: {exc}", file=sys.stderr)
+            return 2
+        log.info(
+            "serving the OHIF viewer",
+            extra={"url": f"http://{settings.host}:{settings.port}/viewer/"},
+        )
     if not _is_loopback(settings.host):
         log.warning(
             "listening on a non-loopback address; there is no authentication yet, so anyone "
@@ -195,6 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     from tessera.scp.cli import add_dimse_flags
 
     add_dimse_flags(serve)
+    serve.add_argument(
+        "--viewer",
+        metavar="PATH",
+        help="serve this prebuilt OHIF viewer (dist/ of @ohif/app) at /viewer/ (TESSERA_VIEWER)",
+    )
     _add_store_flags(serve)
     serve.set_defaults(func=cmd_serve)
 

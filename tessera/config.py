@@ -41,6 +41,9 @@ class Settings:
     dimse_tls_key: str = ""
     dimse_tls_ca: str = ""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    # A prebuilt OHIF viewer (its dist/ folder, or the @ohif/app package holding it) to serve
+    # at /viewer/, pointed at the DICOMweb root; empty = no viewer.
+    viewer: str = ""
     # HTTP worker processes; ingest and rendering are CPU bound and Python has one GIL per process.
     workers: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 4)))
 
