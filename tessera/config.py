@@ -28,6 +28,8 @@ class Settings:
     sweep_interval_seconds: int = 3600
     log_level: str = "INFO"
     log_format: str = "json"
+    # QIDO-RS / C-FIND: most results in one response (more: a Warning header, page on).
+    qido_max_results: int = 10_000
     # DIMSE listener (0 disables it in `tessera serve`); the AE title names the default tenant.
     dimse_port: int = 11112
     dimse_aet: str = "TESSERA"

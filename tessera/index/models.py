@@ -145,6 +145,8 @@ class Instance(Base):
         UniqueConstraint("tenant_id", "sop_instance_uid"),
         Index("ix_instance_series", "series_pk", "instance_number"),
         Index("ix_instance_study_source", "study_pk", "source_pk"),
+        # 0002: source-locked series searches (EXISTS / counts of visible instances).
+        Index("ix_instance_series_source", "series_pk", "source_pk"),
         Index("ix_instance_blob_key", "blob_key"),
         Index("ix_instance_created_at", "tenant_id", "created_at"),
     )
@@ -162,6 +164,9 @@ class Instance(Base):
     columns: Mapped[int | None] = mapped_column(Integer)
     content_date: Mapped[date | None] = mapped_column(Date)
     content_time: Mapped[time | None] = mapped_column(Time)
+    # 0002: a QIDO-RS instance default attribute, and a datetime matching key.
+    bits_allocated: Mapped[int | None] = mapped_column(Integer)
+    acquisition_datetime: Mapped[datetime | None] = mapped_column(DateTime)
     blob_key: Mapped[str] = mapped_column(String(160))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -179,6 +184,43 @@ class InstanceMetadata(Base):
     # frames cannot be addressed by offset (deflated, bit-packed) or there is no Pixel Data.
     frame_offsets: Mapped[bytes | None] = mapped_column(LargeBinary)
     pixel_data_vr: Mapped[str | None] = mapped_column(String(2))
+
+
+# 0002 (PostgreSQL only): prefix wildcard (LIKE 'SMI%') needs pattern operator classes unless
+# the database collation is C; the study list's order (newest first, undated last) gets an
+# index it can read in order. SQLite's GLOB uses the plain indexes, and it reads
+# ix_study_date backwards (its NULLs sort first, so last when reversed).
+Index(
+    "ix_study_patient_name_pattern",
+    Study.__table__.c.tenant_id,
+    Study.__table__.c.patient_name_norm,
+    postgresql_ops={"patient_name_norm": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_patient_name_pattern",
+    Patient.__table__.c.tenant_id,
+    Patient.__table__.c.patient_name_norm,
+    postgresql_ops={"patient_name_norm": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_study_patient_id_pattern",
+    Study.__table__.c.tenant_id,
+    Study.__table__.c.patient_id,
+    postgresql_ops={"patient_id": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_study_accession_number_pattern",
+    Study.__table__.c.tenant_id,
+    Study.__table__.c.accession_number,
+    postgresql_ops={"accession_number": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_study_date_desc",
+    Study.__table__.c.tenant_id,
+    Study.__table__.c.study_date.desc().nulls_last(),
+    Study.__table__.c.study_time.desc().nulls_last(),
+    Study.__table__.c.id.desc(),
+).ddl_if(dialect="postgresql")
 
 
 class DimseAeTitle(Base):
