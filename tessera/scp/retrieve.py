@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # An association carries at most 128 presentation contexts (PS3.8 9.3.2.2: odd IDs 1-255).
 MAX_CONTEXTS = 128
 _NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+_VERIFICATION = "1.2.840.10008.1.1"
 
 
 @dataclass
@@ -113,8 +114,11 @@ def _dataset_for(
         except Exception as exc:  # TranscodeError, or codecs not available
             log.info(
                 "transcoding for a C-STORE sub-operation failed",
-                extra={"sop_instance_uid": instance.sop_instance_uid, "target": target,
-                       "reason": str(exc)},
+                extra={
+                    "sop_instance_uid": instance.sop_instance_uid,
+                    "target": target,
+                    "reason": str(exc),
+                },
             )
     # No syntax the receiver takes: send as stored; pynetdicom finds no context and the
     # sub-operation is counted as failed (its UID goes in the Failed SOP Instance UID List).
@@ -171,7 +175,8 @@ def handle_move(event: evt.Event, archive: Archive) -> Iterator:
         identifier = decode_identifier(event)
         instances = _resolve(archive, caller, identifier, str(event.request.AffectedSOPClassUID))
     except IdentifierError as exc:
-        yield destination.host, destination.port
+        # pynetdicom reports a failure only after associating with the destination.
+        yield destination.host, destination.port, {"contexts": [build_context(_VERIFICATION)]}
         yield 1
         yield statuses.status_dataset(statuses.IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
         return
@@ -180,7 +185,7 @@ def handle_move(event: evt.Event, archive: Archive) -> Iterator:
         destination.host,
         destination.port,
         {
-            "contexts": _proposed_contexts(instances) or [build_context("1.2.840.10008.1.1")],
+            "contexts": _proposed_contexts(instances) or [build_context(_VERIFICATION)],
             "evt_handlers": [(evt.EVT_ESTABLISHED, receiver.capture)],
         },
     )
