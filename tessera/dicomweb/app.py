@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +17,7 @@ from tessera import __version__
 from tessera.archive import Archive
 from tessera.config import Settings
 from tessera.dicomweb import qido, stow, wado
+from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.errors import problem
 
 log = logging.getLogger(__name__)
@@ -89,8 +91,13 @@ def create_app(
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
     ]
+    if settings.viewer:
+        from tessera.dicomweb.viewer import Viewer
+
+        routes += Viewer(Path(settings.viewer), dicomweb_path=DEFAULT_DICOMWEB_ROOT).routes()
     return Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=cors_middleware(settings),
         exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
     )
