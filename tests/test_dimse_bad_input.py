@@ -131,6 +131,7 @@ def test_store_keeps_bytes_and_answers_statuses(server, tmp_path) -> None:  # ty
     assert echo_ok(port)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # DB-independent
 def test_garbage_bytes_on_the_port(server) -> None:  # type: ignore[no-untyped-def]
     for payload in (b"GET / HTTP/1.1\r\n\r\n", b"\x01\x00" + b"\xff" * 64, b"\x04" * 5000):
         with socket.create_connection(("127.0.0.1", server.dimse_port), timeout=5) as sock:
@@ -144,6 +145,7 @@ def test_garbage_bytes_on_the_port(server) -> None:  # type: ignore[no-untyped-d
     assert server.alive()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # DB-independent
 def test_association_dropped_mid_transfer_leaves_nothing(server, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from pynetdicom.dimse_messages import C_STORE_RQ
     from pynetdicom.dimse_primitives import C_STORE
@@ -187,6 +189,7 @@ def dataset_bytes_of(part10: bytes) -> bytes:
     return fh.read()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # DB-independent
 def test_too_many_associations_rejected_politely(server) -> None:  # type: ignore[no-untyped-def]
     held = [associate(server.dimse_port, "TESTSCU", [(Verification,)]) for _ in range(3)]
     assert all(assoc.is_established for assoc in held)
@@ -271,6 +274,7 @@ def certificate(tmp_path_factory) -> tuple[Path, Path]:
     return cert, key
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # DB-independent
 def test_tls_with_dcmtk(server_factory, certificate) -> None:  # type: ignore[no-untyped-def]
     cert, key = certificate
     server = start_dimse_server(

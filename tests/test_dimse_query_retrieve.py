@@ -339,6 +339,7 @@ def _received(folder: Path) -> dict[str, Path]:
 
 
 def test_move_sends_every_instance_byte_identical(archive) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("tessera.storage.transcode")  # the RLE slice needs transcoding
     output = archive.move(
         "VIEWER", "VIEWER", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={archive.study_a}"
     )
@@ -362,6 +363,7 @@ def test_move_sends_every_instance_byte_identical(archive) -> None:  # type: ign
 
 
 def test_move_series_and_image_levels_and_counts(archive) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("tessera.storage.transcode")  # the RLE slice needs transcoding
     output = archive.move(
         "VIEWER",
         "VIEWER",
@@ -424,3 +426,18 @@ def test_dimse_stored_study_is_found_over_qido(archive) -> None:  # type: ignore
     )
     assert response.status_code == 200, response.text
     assert response.json()[0]["0020000D"]["Value"] == [archive.study_a]
+
+
+def test_move_image_level_reports_counts(archive) -> None:  # type: ignore[no-untyped-def]
+    rows = index_rows(
+        archive.server.database_url,
+        "SELECT sop_instance_uid FROM instance WHERE transfer_syntax_uid = :ts",
+        ts="1.2.840.10008.1.2.1",
+    )
+    uids = sorted(row.sop_instance_uid for row in rows)[:2]
+    output = archive.move(
+        "VIEWER", "VIEWER", "QueryRetrieveLevel=IMAGE", "SOPInstanceUID=" + "\\".join(uids)
+    )
+    assert "Received Final Move Response (Success)" in output, output
+    assert "Received Move Response 2 (Pending)" in output
+    assert set(_received(archive.received)) == set(uids)
