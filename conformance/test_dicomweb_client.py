@@ -5,6 +5,7 @@ metadata, frames, bulk data, rendered). What it gets back is compared with what 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 from collections.abc import Iterator
 
@@ -95,6 +96,13 @@ def _on_server(uri: str, client: DICOMwebClient) -> str:
     must behind a proxy) gives it URIs without the port. Documented in CONFORMANCE.md."""
     path = uri[uri.index("/studies/") :]
     return client.base_url.rstrip("/") + path
+
+
+def _skip_unless_rendering() -> None:
+    # The rendered resources are routed by the WADO-RS work; the rendering itself is the
+    # codecs work's tessera.storage.render.
+    if importlib.util.find_spec("tessera.storage.render") is None:
+        pytest.skip("not on main yet: rendering (issue 5, tessera.storage.render)")
 
 
 def _path(ds: Dataset) -> str:
@@ -294,7 +302,7 @@ def _image(data: bytes) -> Image.Image:
 
 def test_retrieve_rendered(client, server, datasets):
     ct = _first(datasets, "ct")
-    _skip_unless(server, _path(ct) + "/rendered", "WADO-RS rendered (issue 4/5)", "image/jpeg")
+    _skip_unless_rendering()
     jpeg = client.retrieve_instance_rendered(
         ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID, media_types=("image/jpeg",)
     )
@@ -310,7 +318,7 @@ def test_retrieve_rendered(client, server, datasets):
 
 def test_retrieve_rendered_frame_and_series(client, server, datasets):
     cine = _first(datasets, "cine")
-    _skip_unless(server, _path(cine) + "/frames/2/rendered", "rendered frames (issue 4/5)")
+    _skip_unless_rendering()
     frames = [
         np.asarray(
             _image(

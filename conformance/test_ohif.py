@@ -95,6 +95,8 @@ def check_report(report: dict, studies: list[Study], server: ServerProcess) -> N
             assert entry["embedded"] and response, f"no PDF shown: {entry}"
             assert response["status"] == 200, entry
             assert response["contentType"].startswith("application/pdf"), entry
+            if "head" in response:  # a blob OHIF built from the bulk data it fetched
+                assert response["head"].startswith("%PDF-"), entry
             continue
         pixels = entry["pixels"]
         assert pixels is not None, f"{study.name}: no viewport canvas"
