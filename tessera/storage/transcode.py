@@ -8,8 +8,10 @@ Interface (stable; used by dicomweb/ for WADO-RS/WADO-URI and by scp/ for C-GET/
 - ``can_decode(transfer_syntax_uid) -> bool``, ``can_encode(transfer_syntax_uid) -> bool``,
   ``can_encode_frames(transfer_syntax_uid) -> bool`` (Deflated is whole-instance only),
   ``output_syntaxes() -> frozenset[UID]``: explicit VR LE, implicit VR LE, deflated
-  explicit VR LE, RLE Lossless, JPEG 2000 Lossless, JPEG-LS Lossless (pyjpegls) and
-  HTJ2K Lossless (imagecodecs/OpenJPH). All lossless; no lossy target is produced.
+  explicit VR LE, RLE Lossless, JPEG 2000 Lossless, JPEG-LS Lossless (pyjpegls), HTJ2K
+  Lossless and HTJ2K Lossless RPCL (imagecodecs/OpenJPH), and the "may be lossy"
+  syntaxes JPEG 2000 (.91), JPEG-LS Near-Lossless (.81) and HTJ2K (.203), which get the
+  lossless codestream of their family. Everything produced is lossless.
 - ``decode_frame(frame, transfer_syntax_uid, pixel) -> numpy.ndarray``: one frame's bytes
   as stored (encapsulated: the concatenated fragments of that frame; native: the frame's
   bytes in the stored byte order) to an array shaped (rows, columns) or
@@ -128,6 +130,7 @@ def encoded_description(
 ) -> PixelDescription:
     """Describe the frame ``encode_frame(array, pixel, target)`` produces."""
     uid = _uid(target_transfer_syntax_uid)
+    uid = syntaxes.LOSSLESS_ENCODER_OF.get(uid, uid)
     photometric = pixel.photometric_interpretation
     if uid in (syntaxes.JPEG_2000_LOSSLESS, syntaxes.HTJ2K_LOSSLESS) and photometric == "RGB":
         photometric = "YBR_RCT"
@@ -230,14 +233,29 @@ def _native_bytes(array: np.ndarray, pixel: PixelDescription) -> bytes:
 
 
 def _encode_htj2k(array: np.ndarray, pixel: PixelDescription) -> bytes:
+    """HTJ2K lossless, always in the HTJ2K Lossless RPCL form (PS3.5 §10.18): RPCL
+    progression (OpenJPH's default), TLM markers, and enough wavelet decompositions for
+    the lowest resolution to be at most 64 pixels, so one codestream serves all three
+    HTJ2K transfer syntaxes and viewers can stream thumbnails from it."""
     import imagecodecs
 
     if pixel.bits_allocated not in (8, 16) or pixel.bits_stored > 16:
         raise TranscodeError("HTJ2K output supports Bits Allocated 8 or 16 only")
     data = np.ascontiguousarray(array)
     rgb = pixel.samples_per_pixel == 3 and pixel.photometric_interpretation == "RGB"
+    largest = max(pixel.rows, pixel.columns)
+    decompositions = max(5, int(np.ceil(np.log2(max(largest, 64) / 64))))
     try:
-        return bytes(imagecodecs.htj2k_encode(data, level=0, reversible=True, rgb=rgb))
+        return bytes(
+            imagecodecs.htj2k_encode(
+                data,
+                level=0,
+                reversible=True,
+                rgb=rgb,
+                tlm=True,
+                resolutions=decompositions + 1,
+            )
+        )
     except Exception as exc:
         raise TranscodeError(f"HTJ2K encoder refused the frame: {exc}") from exc
 
@@ -279,6 +297,7 @@ def encode_frame(
     pixel = pixel.replace(planar_configuration=0)
     if uid in syntaxes.NATIVE:
         return _native_bytes(array, pixel)
+    uid = syntaxes.LOSSLESS_ENCODER_OF.get(uid, uid)
     if uid == syntaxes.HTJ2K_LOSSLESS:
         return _encode_htj2k(array, pixel)
     options = _frame_options(pixel)
