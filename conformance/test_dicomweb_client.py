@@ -126,7 +126,6 @@ def test_store_again_is_accepted(client, datasets):
 
 
 def test_search_for_studies(client, server, studies):
-    _skip_unless(server, "/studies", "QIDO-RS (issue 3)", "application/dicom+json")
     found = client.search_for_studies()
     uids = sorted(item["0020000D"]["Value"][0] for item in found)
     assert uids == sorted(study.study_instance_uid for study in studies)
@@ -142,7 +141,6 @@ def test_search_for_studies(client, server, studies):
 
 
 def test_search_for_series_and_instances(client, server, datasets):
-    _skip_unless(server, "/studies", "QIDO-RS (issue 3)", "application/dicom+json")
     j2k = _first(datasets, "j2k")
     series = client.search_for_series(study_instance_uid=j2k.StudyInstanceUID)
     assert [item["0020000E"]["Value"][0] for item in series] == [j2k.SeriesInstanceUID]
