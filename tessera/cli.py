@@ -54,12 +54,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "workers", None):
         settings = dataclasses.replace(settings, workers=args.workers)
     configure_logging(settings.log_level, settings.log_format)
-    if not _is_loopback(settings.host):
-        log.warning(
-            "listening on a non-loopback address; there is no authentication yet, so anyone "
-            "who can reach this port can read and write the archive",
-            extra={"host": settings.host},
-        )
+    from tessera.dicomweb.access import announce_access_mode
+
+    announce_access_mode(settings)
     # Migrate and sweep once here, before any worker starts: workers never race on the
     # schema, and no upload of this server is in flight while its orphans are swept.
     archive = Archive.open(settings)

@@ -8,14 +8,18 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from tessera import __version__
 from tessera.archive import Archive
+from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
+from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import qido, stow, wado
+from tessera.dicomweb import admin_api, qido, stow, wado
+from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.errors import problem
 
 log = logging.getLogger(__name__)
@@ -49,7 +53,20 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return problem(500, "internal error (logged)")
 
 
+async def _unauthenticated(request: Request, exc: Exception) -> Response:
+    detail = exc.detail if isinstance(exc, AuthenticationFailed) else "authentication required"
+    return problem(401, detail, headers={"WWW-Authenticate": CHALLENGE})
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    return problem(403, str(exc))
+
+
 DEFAULT_DICOMWEB_ROOT = "/dicomweb"
+ADMIN_API_ROOT = "/api/v1"
+# Every tenant's roots: /t/{tenant}/dicomweb and /t/{tenant}/api/v1 (the default tenant is
+# also served at /dicomweb and /api/v1). See docs/accounts.md.
+TENANT_PREFIX = "/t/{tenant}"
 
 
 def dicomweb_routes() -> list[BaseRoute]:
@@ -75,6 +92,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened = archive or await run_in_threadpool(Archive.open, settings, migrate)
         app.state.archive = opened
+        app.state.access = AccessControl.open(opened)
         log.info(
             "serving DICOMweb",
             extra={"dicomweb_root": f"http://{settings.host}:{settings.port}/dicomweb"},
@@ -82,15 +100,32 @@ def create_app(
         try:
             yield
         finally:
+            app.state.access.close()
             if archive is None:
                 opened.close()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
+        Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+        Mount(
+            TENANT_PREFIX,
+            routes=[
+                Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
+                Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+            ],
+        ),
     ]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
+        # Authenticates every request and leaves its Scope for `context.scope_of`.
+        middleware=[Middleware(AccessMiddleware)],
+        exception_handlers={
+            404: _not_found,
+            405: _method_not_allowed,
+            500: _server_error,
+            AuthenticationFailed: _unauthenticated,
+            PermissionDenied: _forbidden,
+        },
     )

@@ -177,3 +177,7 @@ class InstanceMetadata(Base):
     # frames cannot be addressed by offset (deflated, bit-packed) or there is no Pixel Data.
     frame_offsets: Mapped[bytes | None] = mapped_column(LargeBinary)
     pixel_data_vr: Mapped[str | None] = mapped_column(String(2))
+
+
+# Account tables (users, roles, tokens, audit) live on the same Base, in their own module.
+from tessera.index import accounts as _accounts  # noqa: E402, F401
