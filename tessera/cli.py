@@ -27,6 +27,7 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         data_dir=getattr(args, "data_dir", None),
         database_url=getattr(args, "database_url", None),
         log_format=getattr(args, "log_format", None),
+        viewer=getattr(args, "viewer", None),
     )
 
 
@@ -54,6 +55,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "workers", None):
         settings = dataclasses.replace(settings, workers=args.workers)
     configure_logging(settings.log_level, settings.log_format)
+    if settings.viewer:
+        from tessera.dicomweb.viewer import find_dist
+
+        try:
+            find_dist(Path(settings.viewer))
+        except ValueError as exc:
+            print(f"error: --viewer: {exc}", file=sys.stderr)
+            return 2
+        log.info(
+            "serving the OHIF viewer",
+            extra={"url": f"http://{settings.host}:{settings.port}/viewer/"},
+        )
     from tessera.dicomweb.access import announce_access_mode
 
     announce_access_mode(settings)
@@ -177,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         help="HTTP worker processes (TESSERA_WORKERS, default: one per core, at most 4)",
+    )
+    serve.add_argument(
+        "--viewer",
+        metavar="PATH",
+        help="serve this prebuilt OHIF viewer (dist/ of @ohif/app) at /viewer/ (TESSERA_VIEWER)",
     )
     _add_store_flags(serve)
     serve.set_defaults(func=cmd_serve)

@@ -31,6 +31,9 @@ class Settings:
     dimse_port: int = 11112
     dimse_aet: str = "TESSERA"
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    # A prebuilt OHIF viewer (its dist/ folder, or the @ohif/app package holding it) to serve
+    # at /viewer/, pointed at the DICOMweb root; empty = no viewer.
+    viewer: str = ""
     # HTTP worker processes; ingest and rendering are CPU bound and Python has one GIL per process.
     workers: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 4)))
     # Anonymous requests: "auto" serves them (full access to the default tenant) only when

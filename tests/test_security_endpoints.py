@@ -73,6 +73,7 @@ ROWS = [
     Row("GET", INSTANCE, "instance", headers={"Accept": MULTIPART_DICOM}),
     Row("GET", INSTANCE + "/metadata", "instance"),
     Row("GET", INSTANCE + "/frames/1", "instance", headers={"Accept": MULTIPART_OCTETS}),
+    Row("GET", INSTANCE + "/bulkdata/7FE00010", "instance", headers={"Accept": MULTIPART_OCTETS}),
     Row("GET", INSTANCE + "/rendered", "instance", headers={"Accept": "image/jpeg"}),
     Row("GET", INSTANCE + "/thumbnail", "instance", headers={"Accept": "image/jpeg"}),
     Row(

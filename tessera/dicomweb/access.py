@@ -6,8 +6,8 @@ or the default tenant for `/dicomweb` and `/api/v1`), authenticates the request
 in the ASGI scope, where `tessera.dicomweb.context.scope_of` reads it. After the response it
 records the request in the audit trail (uploads, queries, study-level retrievals, denials).
 
-Only `/healthz`, `POST .../api/v1/login` and CORS preflights (OPTIONS) pass without
-credentials.
+Only `/healthz`, `POST .../api/v1/login`, the viewer's static files (`/viewer/`) and CORS
+preflights (OPTIONS) pass without credentials.
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 TENANT_PATH = re.compile(r"^/t/([^/]+)(/.*)?$")
 PUBLIC_PATHS = frozenset({"/healthz"})
+# The viewer's static files (tessera serve --viewer) hold no data: the browser app then
+# calls the DICOMweb root, which authenticates.
+PUBLIC_PREFIXES = ("/viewer/",)
 LOGIN_PATH = "/api/v1/login"
 # Keys in the ASGI scope.
 SCOPE_KEY = "tessera.scope"
@@ -143,7 +146,12 @@ class AccessMiddleware:
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        if path in PUBLIC_PATHS or method == "OPTIONS":
+        if (
+            path in PUBLIC_PATHS
+            or method == "OPTIONS"
+            or path == PUBLIC_PREFIXES[0].rstrip("/")
+            or path.startswith(PUBLIC_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         access: AccessControl = scope["app"].state.access

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +21,7 @@ from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
 from tessera.dicomweb import admin_api, qido, stow, wado
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
+from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.errors import problem
 
 log = logging.getLogger(__name__)
@@ -116,11 +118,16 @@ def create_app(
             ],
         ),
     ]
+    if settings.viewer:
+        from tessera.dicomweb.viewer import Viewer
+
+        routes += Viewer(Path(settings.viewer), dicomweb_path=DEFAULT_DICOMWEB_ROOT).routes()
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        # Authenticates every request and leaves its Scope for `context.scope_of`.
-        middleware=[Middleware(AccessMiddleware)],
+        # CORS outside (preflights and 401s carry CORS headers); then access control, which
+        # authenticates every request and leaves its Scope for `context.scope_of`.
+        middleware=[*cors_middleware(settings), Middleware(AccessMiddleware)],
         exception_handlers={
             404: _not_found,
             405: _method_not_allowed,

@@ -39,6 +39,10 @@ class BlobStore(Protocol):
     def open(self, key: str) -> BinaryIO:
         """Open the blob for reading (seekable)."""
 
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset` (fewer only at the end of the blob). Retrieval reads
+        frames and bulk data this way; an object store maps it to a ranged GET."""
+
     def exists(self, key: str) -> bool: ...
 
     def size(self, key: str) -> int: ...
@@ -109,6 +113,14 @@ class FileSystemBlobStore:
 
     def open(self, key: str) -> BinaryIO:
         return open(self.path_for(key), "rb")
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        # One open + pread: no seek state, safe from any thread.
+        fd = os.open(self.path_for(key), os.O_RDONLY)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
 
     def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()

@@ -1,0 +1,189 @@
+"""OHIF v3, the reference DICOMweb viewer, in Debian's headless Chromium against a real
+`tessera serve`: the study list shows every study with its patient's name, each study opens
+with pixels on screen (uncompressed CT, a JPEG 2000 series, a multi-frame RGB cine that plays,
+an Encapsulated PDF), and no DICOMweb request fails. Once with OHIF on Tessera's own origin
+(`tessera serve --viewer`), once from another origin (CORS).
+
+Screenshots: conformance/artifacts/ohif-<origin>/ (git-ignored)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from io import BytesIO
+from pathlib import Path
+
+import httpx
+import pydicom
+import pytest
+
+from conformance.conftest import ARTIFACTS, OHIF_DIR, stow
+from conformance.studyset import Study, viewer_study_set
+from tests.conftest import ServerProcess, free_port
+
+
+def drive(spec: dict, workdir: Path) -> dict:
+    """Run the playwright driver (conformance/ohif/drive.mjs) and return its report."""
+    spec_path = workdir / "ohif-spec.json"
+    spec_path.write_text(json.dumps(spec))
+    done = subprocess.run(
+        ["node", str(OHIF_DIR / "drive.mjs"), str(spec_path)],
+        cwd=OHIF_DIR,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, f"driver failed:\n{done.stderr[-4000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def upload(server: ServerProcess) -> list[Study]:
+    studies = viewer_study_set()
+    for study in studies:
+        stow(server.dicomweb, study.instances)
+    return studies
+
+
+def skip_unless_served(server: ServerProcess, studies: list[Study], origin: str | None) -> None:
+    """Skip (naming it) while a DICOMweb service OHIF needs has not landed on main yet."""
+    cine = next(s for s in studies if s.kind == "cine")
+    ds = pydicom.dcmread(BytesIO(cine.instances[0]), stop_before_pixels=True)
+    series = f"{server.dicomweb}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    probes = {
+        "QIDO-RS (issue 3)": (f"{server.dicomweb}/studies", "application/dicom+json"),
+        "WADO-RS metadata (issue 4)": (f"{series}/metadata", "application/dicom+json"),
+        "WADO-RS frames (issue 4)": (
+            f"{series}/instances/{ds.SOPInstanceUID}/frames/1",
+            "multipart/related; type=application/octet-stream; transfer-syntax=*",
+        ),
+    }
+    missing = [
+        name
+        for name, (url, accept) in probes.items()
+        if httpx.get(url, headers={"Accept": accept}, timeout=30).status_code in (404, 405)
+    ]
+    if origin:
+        preflight = httpx.options(
+            f"{series}/metadata",
+            headers={"Origin": origin, "Access-Control-Request-Method": "GET"},
+            timeout=30,
+        )
+        if preflight.headers.get("access-control-allow-origin") not in (origin, "*"):
+            missing.append("CORS (issue 4)")
+    if missing:
+        pytest.skip(f"not on main yet: {', '.join(missing)}")
+
+
+def check_report(report: dict, studies: list[Study], server: ServerProcess) -> None:
+    listed = [row["patientName"] for row in report["studyList"]]
+    for study in studies:
+        # OHIF shows a PN as "Family, Given".
+        family, _, given = study.patient_name.partition("^")
+        expected = f"{family}, {given}" if given else family
+        assert expected in listed, f"{study.name}: {expected!r} not in the study list {listed}"
+    assert len(listed) == len(studies), listed
+
+    by_uid = {entry["studyInstanceUID"]: entry for entry in report["studies"]}
+    for study in studies:
+        entry = by_uid[study.study_instance_uid]
+        assert "error" not in entry, f"{study.name}: {entry['error']}"
+        if study.kind == "pdf":
+            response = entry["embeddedResponse"]
+            assert entry["embedded"] and response, f"no PDF shown: {entry}"
+            assert response["status"] == 200, entry
+            assert response["contentType"].startswith("application/pdf"), entry
+            continue
+        pixels = entry["pixels"]
+        assert pixels is not None, f"{study.name}: no viewport canvas"
+        assert pixels["max"] - pixels["min"] > 16 and pixels["distinct"] > 8, (
+            f"{study.name}: the viewport is uniform, nothing was rendered: {pixels}"
+        )
+        if study.kind == "cine":
+            cine = entry["cine"]
+            assert cine["totalFrames"] == 30, cine
+            assert len(cine["framesShown"]) >= 3, f"the cine did not play: {cine}"
+            assert cine["distinctImages"] >= 3, f"the cine did not change the image: {cine}"
+
+    assert report["dicomwebRequests"] > 0
+    assert report["failedRequests"] == [], f"{report['failedRequests']}\n{server.log()[-3000:]}"
+    assert report["corsErrors"] == [], report["corsErrors"]
+    assert report["assetFailures"] == [], report["assetFailures"]
+
+
+def artifacts_dir(name: str) -> Path:
+    folder = ARTIFACTS / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def test_ohif_same_origin(sqlite_server_factory, ohif_dist, chromium, tmp_path):
+    """`tessera serve --viewer DIST`: OHIF at /viewer/ on the server's own origin."""
+    server = sqlite_server_factory(extra_args=["--viewer", str(ohif_dist)]).start()
+    studies = upload(server)
+    skip_unless_served(server, studies, None)
+    report = drive(
+        {
+            "viewerUrl": f"{server.base_url}/viewer/",
+            "dicomwebRoot": server.dicomweb,
+            "artifacts": str(artifacts_dir("ohif-same-origin")),
+            "studies": [
+                {"studyInstanceUID": s.study_instance_uid, "kind": s.kind, "name": s.name}
+                for s in studies
+            ],
+            "chromium": chromium,
+        },
+        tmp_path,
+    )
+    check_report(report, studies, server)
+
+
+def test_ohif_cross_origin(sqlite_server_factory, ohif_dist, chromium, tmp_path):
+    """OHIF served from another origin (another port) reads Tessera through CORS."""
+    viewer_port = free_port()
+    viewer_origin = f"http://127.0.0.1:{viewer_port}"
+    server = sqlite_server_factory(env_extra={"TESSERA_CORS_ORIGINS": viewer_origin}).start()
+    studies = upload(server)
+    skip_unless_served(server, studies, viewer_origin)
+    viewer = subprocess.Popen(
+        [
+            sys.executable, "-m", "tessera.dicomweb.viewer", str(ohif_dist),
+            "--port", str(viewer_port), "--dicomweb-root", server.dicomweb,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until_up(f"{viewer_origin}/viewer/app-config.js")
+        report = drive(
+            {
+                "viewerUrl": f"{viewer_origin}/viewer/",
+                "dicomwebRoot": server.dicomweb,
+                "artifacts": str(artifacts_dir("ohif-cross-origin")),
+                "studies": [
+                    {"studyInstanceUID": s.study_instance_uid, "kind": s.kind, "name": s.name}
+                    for s in studies
+                ],
+                "chromium": chromium,
+            },
+            tmp_path,
+        )
+    finally:
+        viewer.terminate()
+        viewer.wait(10)
+    check_report(report, studies, server)
+
+
+def wait_until_up(url: str, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")

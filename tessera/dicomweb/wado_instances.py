@@ -1,0 +1,142 @@
+"""WADO-RS Retrieve Study / Series / Instance (PS3.18 §10.4.1.1.1): stored objects as
+multipart/related; type="application/dicom", streamed part by part from the blob store.
+
+An instance sent in its stored transfer syntax is copied in 1 MiB chunks (memory stays
+bounded whatever the study size); one needing another syntax is transcoded on its own,
+one instance at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from tessera.dicomweb import caching, multipart_writer
+from tessera.dicomweb.conversion import can_convert
+from tessera.dicomweb.negotiation import INSTANCES, AcceptError, acceptable, target_syntax
+from tessera.dicomweb.wado_common import (
+    WadoError,
+    archive_of,
+    in_read_transaction,
+    not_acceptable,
+    not_found,
+    path_uids,
+    reader_scope,
+)
+from tessera.index.retrieve import RetrievedInstance, resolve_instances
+from tessera.storage.blobstore import BlobStore
+
+CHUNK = 1024 * 1024
+DICOM = "application/dicom"
+
+
+async def stream_blob(store: BlobStore, key: str, size: int) -> AsyncIterator[bytes]:
+    """The blob's bytes in CHUNK pieces, read in a worker thread."""
+    offset = 0
+    while offset < size:
+        chunk = await run_in_threadpool(store.read_range, key, offset, min(CHUNK, size - offset))
+        if not chunk:
+            raise OSError(f"blob {key} is shorter than recorded")
+        offset += len(chunk)
+        yield chunk
+
+
+def transcoded_instance(store: BlobStore, item: RetrievedInstance, target: str) -> bytes:
+    """The whole instance in another transfer syntax (one instance in memory at a time)."""
+    from tessera.storage.transcode import transcode_instance
+
+    with store.open(item.blob_key) as fh:
+        return transcode_instance(fh, target)
+
+
+async def retrieve_instances(request: Request) -> Response:
+    try:
+        return await _retrieve(request)
+    except WadoError as exc:
+        return exc.response()
+    except AcceptError as exc:
+        return WadoError(400, str(exc)).response()
+
+
+async def _retrieve(request: Request) -> Response:
+    study, series, instance = path_uids(request)
+    accept = request.headers.get("accept")
+    candidates = acceptable(accept, INSTANCES)
+    scope = await reader_scope(request)
+    archive = archive_of(request)
+    items = await in_read_transaction(
+        archive, lambda conn: resolve_instances(conn, scope, study, series, instance)
+    )
+    if not items:
+        raise not_found(study, series, instance)
+    plan: list[tuple[RetrievedInstance, str, bool]] = []
+    for item in items:
+        choice = target_syntax(candidates, item.transfer_syntax_uid, can_convert)
+        if choice is None:
+            continue
+        rep, syntax = choice
+        plan.append((item, syntax, rep.multipart))
+    if not plan:
+        raise not_acceptable(accept, "these instances")
+    multipart = plan[0][2]
+    if not multipart and instance is None:
+        raise WadoError(
+            406,
+            "a bare application/dicom body holds one instance; ask for "
+            'multipart/related; type="application/dicom"',
+        )
+
+    etag = caching.entity_tag(
+        [i.sha256 for i, _, _ in plan],
+        [s for _, s, _ in plan],
+        "multipart" if multipart else "single",
+    )
+    modified = caching.latest(i.created_at for i, _, _ in plan)
+    headers = caching.cache_headers(etag, modified, collection=instance is None)
+    if caching.is_not_modified(request, etag, modified):
+        return caching.not_modified_response(headers)
+    skipped = len(items) - len(plan)
+    if skipped:
+        headers["Warning"] = (
+            f'299 tessera "{skipped} instance(s) cannot be sent in the requested transfer '
+            'syntax and were left out"'
+        )
+    store = archive.blob_store
+
+    if not multipart:
+        item, syntax, _ = plan[0]
+        headers["Content-Type"] = f"{DICOM}; transfer-syntax={syntax}"
+        if syntax == item.transfer_syntax_uid:
+            headers["Content-Length"] = str(item.size_bytes)
+            return StreamingResponse(
+                stream_blob(store, item.blob_key, item.size_bytes), headers=headers
+            )
+        data = await run_in_threadpool(transcoded_instance, store, item, syntax)
+        return Response(data, headers=headers)
+
+    boundary = multipart_writer.new_boundary()
+    syntaxes = {syntax for _, syntax, _ in plan}
+    headers["Content-Type"] = multipart_writer.content_type(
+        DICOM, boundary, syntaxes.pop() if len(syntaxes) == 1 else None
+    )
+    heads = [multipart_writer.part_header(boundary, DICOM, syntax) for _, syntax, _ in plan]
+    if all(syntax == item.transfer_syntax_uid for item, syntax, _ in plan):
+        # Everything as stored: the length is known before the first byte is read.
+        length = sum(len(h) + i.size_bytes + 2 for h, (i, _, _) in zip(heads, plan, strict=True))
+        headers["Content-Length"] = str(length + len(multipart_writer.closing(boundary)))
+
+    async def body() -> AsyncIterator[bytes]:
+        for head, (item, syntax, _) in zip(heads, plan, strict=True):
+            yield head
+            if syntax == item.transfer_syntax_uid:
+                async for chunk in stream_blob(store, item.blob_key, item.size_bytes):
+                    yield chunk
+            else:
+                yield await run_in_threadpool(transcoded_instance, store, item, syntax)
+            yield multipart_writer.PART_END
+        yield multipart_writer.closing(boundary)
+
+    return StreamingResponse(body(), headers=headers)

@@ -1,0 +1,108 @@
+"""WADO-RS Retrieve Metadata (PS3.18 §10.4.1.1.2) at study, series and instance level.
+
+Served from the DICOM JSON built at ingest (never by re-reading files), streamed in batches
+so the first bytes of a 2,000-instance study go out at once. Stored BulkDataURIs are
+relative to the tenant's DICOMweb root; they are made absolute here from the request's own
+origin and prefix (X-Forwarded-Proto/Host/Prefix honoured).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from tessera.dicomweb import caching
+from tessera.dicomweb.media_type import parse_media_type, split_media_ranges
+from tessera.dicomweb.urls import dicomweb_root
+from tessera.dicomweb.wado_common import (
+    WadoError,
+    archive_of,
+    in_read_transaction,
+    not_found,
+    path_uids,
+    reader_scope,
+)
+from tessera.index.retrieve import metadata_batches, resolve_instances
+
+DICOM_JSON = "application/dicom+json"
+_ACCEPTED = ("application/dicom+json", "application/json", "*/*", "application/*")
+_BULK_KEY = b'"BulkDataURI":"'
+# Small responses are built in one go; larger ones streamed in batches of this many.
+BATCH = 250
+
+
+def _accepts_json(header: str | None) -> bool:
+    ranges = split_media_ranges(header or "")
+    if not ranges:
+        return True
+    for item in ranges:
+        media_type, params = parse_media_type(item)
+        if params.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
+            continue
+        if media_type in _ACCEPTED:
+            return True
+        if media_type == "multipart/related" and params.get("type", "").lower() in _ACCEPTED:
+            return True
+    return False
+
+
+def absolute_bulk_data_uris(dicom_json: bytes, root: bytes) -> bytes:
+    """Prefix every stored (relative) BulkDataURI with the request's DICOMweb root.
+
+    The key pattern only occurs as a real key: a string value containing it would have
+    its quotes escaped in JSON."""
+    return dicom_json.replace(_BULK_KEY, _BULK_KEY + root)
+
+
+async def retrieve_metadata(request: Request) -> Response:
+    try:
+        return await _metadata(request)
+    except WadoError as exc:
+        return exc.response()
+
+
+async def _metadata(request: Request) -> Response:
+    study, series, instance = path_uids(request)
+    accept = request.headers.get("accept")
+    if not _accepts_json(accept):
+        raise WadoError(406, f"metadata is sent as {DICOM_JSON} only (Accept: {accept})")
+    scope = await reader_scope(request)
+    archive = archive_of(request)
+    small = instance is not None
+    items = await in_read_transaction(
+        archive,
+        lambda conn: resolve_instances(conn, scope, study, series, instance, with_metadata=small),
+    )
+    if not items:
+        raise not_found(study, series, instance)
+    root = (dicomweb_root(request) + "/").encode()
+    etag = caching.entity_tag(root.decode(), [i.sha256 for i in items])
+    modified = caching.latest(i.created_at for i in items)
+    headers = caching.cache_headers(etag, modified, collection=instance is None)
+    if caching.is_not_modified(request, etag, modified):
+        return caching.not_modified_response(headers)
+    headers["Content-Type"] = DICOM_JSON
+
+    if small:
+        body = b"[" + absolute_bulk_data_uris(items[0].dicom_json or b"{}", root) + b"]"
+        return Response(body, headers=headers)
+
+    pks = [i.instance_pk for i in items]
+
+    async def body() -> AsyncIterator[bytes]:
+        first = True
+        for start in range(0, len(pks), BATCH):
+            wanted = pks[start : start + BATCH]
+            batch = await in_read_transaction(
+                archive, lambda conn, w=wanted: next(metadata_batches(conn, scope, w, BATCH), [])
+            )
+            joined = b",".join(batch)
+            if not joined:
+                continue
+            yield (b"[" if first else b",") + absolute_bulk_data_uris(joined, root)
+            first = False
+        yield b"[]" if first else b"]"
+
+    return StreamingResponse(body(), headers=headers)

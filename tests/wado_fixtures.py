@@ -1,0 +1,73 @@
+"""A module-scoped server holding the WADO test study, on SQLite and PostgreSQL.
+
+Starting one server per database for a whole test module (instead of one per test) keeps
+the WADO tests' wall time small; tests only read from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
+from tests.wado_data import StoredObject, build_study
+
+VIEWER_ORIGIN = "http://viewer.example"
+
+
+@dataclass
+class WadoServer:
+    server: ServerProcess
+    objects: list[StoredObject]
+
+    @property
+    def root(self) -> str:
+        return self.server.dicomweb
+
+    def get(self, name: str) -> StoredObject:
+        return next(o for o in self.objects if o.name == name)
+
+    @property
+    def study(self) -> str:
+        return self.objects[0].study
+
+
+def store(server: ServerProcess, objects: list[StoredObject]) -> None:
+    boundary = new_boundary()
+    response = httpx.post(
+        f"{server.dicomweb}/studies",
+        content=multipart_body([o.data for o in objects], boundary),
+        headers={"Content-Type": content_type(boundary), "Accept": "application/dicom+json"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def wado(request, tmp_path_factory) -> WadoServer:  # type: ignore[no-untyped-def]
+    tmp = tmp_path_factory.mktemp("wado")
+    if request.param == "sqlite":
+        url, cleanup = f"sqlite:///{tmp / 'index.sqlite3'}", None
+    else:
+        if not PG_URL:
+            pytest.skip("TESSERA_TEST_PG_URL not set")
+        url = create_pg_database()
+        cleanup = url
+    server = ServerProcess(
+        data_dir=tmp / "data",
+        database_url=url,
+        env_extra={"TESSERA_CORS_ORIGINS": VIEWER_ORIGIN, "TESSERA_WORKERS": "1"},
+    ).start()
+    objects = build_study()
+    try:
+        store(server, objects)
+        yield WadoServer(server, objects)
+    finally:
+        server.stop()
+        if cleanup:
+            drop_pg_database(cleanup)
