@@ -172,7 +172,10 @@ def _hidden_uids(world: World, user: str) -> set[str]:
 
 def _assert_no_leak(response: httpx.Response, hidden: set[str], foreign_marker: str) -> None:
     body = response.content
+    asked = str(response.request.url)
     for uid in hidden:
+        if uid in asked:
+            continue  # echoing the caller's own question ("no study X") reveals nothing
         assert uid.encode() not in body, f"{response.request.url} leaks {uid}"
     assert foreign_marker.encode() not in body, f"{response.request.url} leaks the other tenant"
     for marker in (b"correct-horse", b"tsk_", b"tss_"):

@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from tessera import __version__
 from tessera.archive import Archive
+from tessera.auth.audit import Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
@@ -61,6 +62,19 @@ async def _unauthenticated(request: Request, exc: Exception) -> Response:
 
 
 async def _forbidden(request: Request, exc: Exception) -> Response:
+    scope = request.scope.get("tessera.scope")
+    if scope is not None:
+        request.app.state.access.audit.add(
+            Event(
+                scope.tenant_id,
+                scope.principal,
+                "denied",
+                "denied",
+                target=f"{request.method} {request.url.path}"[:512],
+                detail={"permission": getattr(exc, "permission", "")},
+                remote_addr=request.client.host if request.client else "",
+            )
+        )
     return problem(403, str(exc))
 
 
