@@ -297,6 +297,11 @@ def check_each_tenant_gets_its_own_copy(world: World, row: Row) -> None:
                     f"{user} on {tenant} {path}: {response.status_code} {response.text[:200]}"
                 )
                 _assert_no_leak(response, set(), foreign)
+                if b'"BulkDataURI"' in response.content:
+                    # URLs in answers stay under the root the client used.
+                    assert world.url(tenant).encode() + b"/studies/" in response.content
+                    if tenant == "default":
+                        assert b"/t/acme/" not in response.content
 
 
 def test_server_log_holds_no_secrets(world: World) -> None:
