@@ -131,3 +131,15 @@ def _set_mono_pixels(ds: Dataset, pixels: np.ndarray) -> None:
     ds.HighBit = ds.BitsStored - 1
     ds.PixelRepresentation = 0
     ds.PixelData = pixels.astype(np.uint16).tobytes()
+
+
+def header_only_instance(attributes: dict[str, object], sop_class: str = CTImageStorage) -> bytes:
+    """A Part 10 file with only the given attributes (keyword -> value) and no Pixel Data:
+    what index and query tests and benchmarks need, at a few hundred bytes each."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = generate_uid()
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    return _to_bytes(ds, ExplicitVRLittleEndian)

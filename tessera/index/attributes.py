@@ -7,7 +7,7 @@ failing the instance (the DICOM JSON still carries it as received).
 from __future__ import annotations
 
 import re
-from datetime import date, time
+from datetime import date, datetime, time
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -70,6 +70,38 @@ def parse_time(value: object) -> time | None:
         return time(hour, minute, min(second, 59), micro)
     except ValueError:
         return None
+
+
+_DATETIME_RE = re.compile(
+    r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,6}))?(?:[+-]\d{4})?$"
+)
+
+
+def parse_datetime(value: object) -> datetime | None:
+    """DT value as a naive datetime as written (a UTC offset is dropped); None if invalid."""
+    if value is None:
+        return None
+    match = _DATETIME_RE.match(str(value).strip())
+    if not match:
+        return None
+    year = int(match[1])
+    month, day, hour, minute, second = (int(g) if g else None for g in match.groups()[1:6])
+    try:
+        return datetime(
+            year,
+            month or 1,
+            day or 1,
+            hour or 0,
+            minute or 0,
+            min(second or 0, 59),
+            int((match[7] or "0").ljust(6, "0")),
+        )
+    except ValueError:
+        return None
+
+
+def datetime_of(dataset: Dataset, keyword: str) -> datetime | None:
+    return parse_datetime(raw_value(dataset, keyword))
 
 
 def date_of(dataset: Dataset, keyword: str) -> date | None:

@@ -210,6 +210,8 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
             "columns": a.integer(ds, "Columns"),
             "content_date": a.date_of(ds, "ContentDate"),
             "content_time": a.time_of(ds, "ContentTime"),
+            "bits_allocated": a.integer(ds, "BitsAllocated"),
+            "acquisition_datetime": a.datetime_of(ds, "AcquisitionDateTime"),
             "blob_key": record.blob_key,
             "size_bytes": record.size_bytes,
             "sha256": record.sha256,

@@ -13,6 +13,7 @@ from datetime import date, datetime, time
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Time,
     UniqueConstraint,
     func,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -143,6 +145,8 @@ class Instance(Base):
         UniqueConstraint("tenant_id", "sop_instance_uid"),
         Index("ix_instance_series", "series_pk", "instance_number"),
         Index("ix_instance_study_source", "study_pk", "source_pk"),
+        # 0002: source-locked series searches (EXISTS / counts of visible instances).
+        Index("ix_instance_series_source", "series_pk", "source_pk"),
         Index("ix_instance_blob_key", "blob_key"),
         Index("ix_instance_created_at", "tenant_id", "created_at"),
     )
@@ -160,6 +164,9 @@ class Instance(Base):
     columns: Mapped[int | None] = mapped_column(Integer)
     content_date: Mapped[date | None] = mapped_column(Date)
     content_time: Mapped[time | None] = mapped_column(Time)
+    # 0002: a QIDO-RS instance default attribute, and a datetime matching key.
+    bits_allocated: Mapped[int | None] = mapped_column(Integer)
+    acquisition_datetime: Mapped[datetime | None] = mapped_column(DateTime)
     blob_key: Mapped[str] = mapped_column(String(160))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -177,6 +184,85 @@ class InstanceMetadata(Base):
     # frames cannot be addressed by offset (deflated, bit-packed) or there is no Pixel Data.
     frame_offsets: Mapped[bytes | None] = mapped_column(LargeBinary)
     pixel_data_vr: Mapped[str | None] = mapped_column(String(2))
+
+
+# 0002 (PostgreSQL only): prefix wildcard (LIKE 'SMI%') needs pattern operator classes unless
+# the database collation is C; the study list's order (newest first, undated last) gets an
+# index it can read in order. SQLite's GLOB uses the plain indexes, and it reads
+# ix_study_date backwards (its NULLs sort first, so last when reversed).
+Index(
+    "ix_study_patient_name_pattern",
+    Study.__table__.c.tenant_id,
+    Study.__table__.c.patient_name_norm,
+    postgresql_ops={"patient_name_norm": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_patient_name_pattern",
+    Patient.__table__.c.tenant_id,
+    Patient.__table__.c.patient_name_norm,
+    postgresql_ops={"patient_name_norm": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_study_patient_id_pattern",
+    Study.__table__.c.tenant_id,
+    Study.__table__.c.patient_id,
+    postgresql_ops={"patient_id": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_study_accession_number_pattern",
+    Study.__table__.c.tenant_id,
+    Study.__table__.c.accession_number,
+    postgresql_ops={"accession_number": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_study_date_desc",
+    Study.__table__.c.tenant_id,
+    Study.__table__.c.study_date.desc().nulls_last(),
+    Study.__table__.c.study_time.desc().nulls_last(),
+    Study.__table__.c.id.desc(),
+).ddl_if(dialect="postgresql")
+
+
+class DimseAeTitle(Base):
+    """An AE title the DIMSE gateway answers to; the called AE title selects the tenant."""
+
+    __tablename__ = "dimse_ae_title"
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    # Unique across tenants: one called AE title names exactly one tenant.
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DimsePeer(Base):
+    """A known remote AE of one tenant: who may associate, where C-MOVE sends to, which
+    source its C-STOREs are labelled with and which sources it may query."""
+
+    __tablename__ = "dimse_peer"
+    __table_args__ = (UniqueConstraint("tenant_id", "ae_title"),)
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    ae_title: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255))
+    # 0: the peer has no Storage SCP of its own (it cannot be a C-MOVE destination).
+    port: Mapped[int] = mapped_column(Integer)
+    # NULL: the tenant's default source.
+    upload_source_pk: Mapped[int | None] = mapped_column(ForeignKey("source.id"))
+    may_store: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    may_query: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    may_be_move_destination: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    description: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DimsePeerQuerySource(Base):
+    """The sources a peer may query and retrieve; none listed means all of the tenant's."""
+
+    __tablename__ = "dimse_peer_query_source"
+    peer_pk: Mapped[int] = mapped_column(
+        ForeignKey("dimse_peer.id", ondelete="CASCADE"), primary_key=True
+    )
+    source_pk: Mapped[int] = mapped_column(ForeignKey("source.id"), primary_key=True)
 
 
 # Account tables (users, roles, tokens, audit) live on the same Base, in their own module.

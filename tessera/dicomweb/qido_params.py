@@ -1,0 +1,107 @@
+"""A QIDO-RS query string -> a typed `Query` (PS3.18 §8.3.4, §10.6.1.2).
+
+The query string is percent-decoded before lists are split, so `includefield=a%2Cb` (what
+OHIF sends) is two fields. Every parameter must be understood: an unknown name, a malformed
+value or an attribute that cannot be matched at the searched level is a QueryError naming
+the parameter (the facade answers 400).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+from tessera.index.query import Level, Query, QueryError
+from tessera.index.query_attributes import resolve
+from tessera.storage.uids import uid_problem
+
+# Parameters PS3.18 defines that carry no matching key.
+_CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "accept", "charset"}
+# Value lists in QIDO-RS are comma-separated; the query engine takes DICOM's backslash.
+_LIST_VRS = {"UI", "CS"}
+
+
+def parse_search(level: Level, query_string: str, path_params: Mapping[str, str]) -> Query:
+    pairs = parse_qsl(query_string, keep_blank_values=True)
+    query = Query(level)
+    study_uid = path_params.get("study")
+    series_uid = path_params.get("series")
+    if level is Level.SERIES and study_uid is None:
+        query.parent_defaults = (Level.STUDY,)
+    elif level is Level.INSTANCE and study_uid is None:
+        query.parent_defaults = (Level.STUDY, Level.SERIES)
+    elif level is Level.INSTANCE and series_uid is None:
+        query.parent_defaults = (Level.SERIES,)
+
+    controls = [(name, value) for name, value in pairs if name in _CONTROL]
+    keys = [(name, value) for name, value in pairs if name not in _CONTROL]
+    seen: set[str] = set()
+    for name, value in controls:
+        if name in ("limit", "offset", "fuzzymatching") and name in seen:
+            raise QueryError(name, "given more than once")
+        seen.add(name)
+        if name == "limit":
+            query.limit = _integer(name, value, minimum=1)
+        elif name == "offset":
+            query.offset = _integer(name, value, minimum=0)
+        elif name == "fuzzymatching":
+            if value.lower() not in ("true", "false"):
+                raise QueryError(name, f"must be true or false, not {value!r}")
+            query.fuzzy = value.lower() == "true"
+        elif name == "includefield":
+            _include(query, value)
+        elif name == "accept" and value and "json" not in value:
+            raise QueryError(name, f"QIDO-RS answers in application/dicom+json, not {value!r}")
+
+    for parameter, uid in (("study", study_uid), ("series", series_uid)):
+        if uid is not None:
+            problem = uid_problem(uid)
+            if problem:
+                raise QueryError(f"{parameter} UID in the path", problem)
+    if study_uid is not None:
+        query.add_key("StudyInstanceUID", study_uid, parameter="StudyInstanceUID (path)")
+    if series_uid is not None:
+        query.add_key("SeriesInstanceUID", series_uid, parameter="SeriesInstanceUID (path)")
+
+    matched: set[int] = set()
+    for name, value in keys:
+        if "." in name:
+            raise QueryError(name, "sequence matching is not supported")
+        try:
+            tag, _keyword, entry = resolve(name)
+        except ValueError:
+            raise QueryError(name, "unknown parameter (not a DICOM keyword or tag)") from None
+        if tag in matched:
+            raise QueryError(name, "given more than once")
+        matched.add(tag)
+        if entry is not None and entry.vr in _LIST_VRS:
+            value = value.replace(",", "\\")
+        query.add_key(tag, value, parameter=name)
+    return query
+
+
+def _integer(name: str, value: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise QueryError(name, f"{value!r} is not an integer") from None
+    if number < minimum:
+        raise QueryError(name, f"must be at least {minimum}")
+    return number
+
+
+def _include(query: Query, value: str) -> None:
+    for field in (f.strip() for f in value.split(",")):
+        if not field:
+            continue
+        if field.lower() == "all":
+            query.include_all = True
+            continue
+        if "." in field:
+            raise QueryError("includefield", f"{field!r}: sequence paths are not supported")
+        try:
+            tag, _keyword, _entry = resolve(field)
+        except ValueError:
+            raise QueryError("includefield", f"{field!r} is not a DICOM keyword or tag") from None
+        if tag not in query.return_keys:
+            query.return_keys.append(tag)
