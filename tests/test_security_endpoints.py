@@ -17,6 +17,7 @@ For every row, caller and object:
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -50,6 +51,8 @@ class Row:
     level: str  # study | series | instance: whose visibility decides
     kind: str = "resource"  # resource | search
     headers: dict[str, str] = field(default_factory=dict)
+    # A module the endpoint needs that may not have landed yet (the row is skipped until then).
+    requires: str | None = None
 
     @property
     def id(self) -> str:
@@ -74,25 +77,65 @@ ROWS = [
     Row("GET", INSTANCE + "/metadata", "instance"),
     Row("GET", INSTANCE + "/frames/1", "instance", headers={"Accept": MULTIPART_OCTETS}),
     Row("GET", INSTANCE + "/bulkdata/7FE00010", "instance", headers={"Accept": MULTIPART_OCTETS}),
-    Row("GET", INSTANCE + "/rendered", "instance", headers={"Accept": "image/jpeg"}),
-    Row("GET", INSTANCE + "/thumbnail", "instance", headers={"Accept": "image/jpeg"}),
+    Row(
+        "GET",
+        INSTANCE + "/rendered",
+        "instance",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    Row(
+        "GET",
+        INSTANCE + "/thumbnail",
+        "instance",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
     Row(
         "GET",
         "/studies/{study}/series/{series}/rendered",
         "series",
         headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
     ),
     Row(
         "GET",
         "/studies/{study}/series/{series}/thumbnail",
         "series",
         headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
     ),
-    Row("GET", "/studies/{study}/thumbnail", "study", headers={"Accept": "image/jpeg"}),
-    # WADO-URI (under the DICOMweb root)
+    Row(
+        "GET",
+        "/studies/{study}/thumbnail",
+        "study",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    Row(
+        "GET",
+        INSTANCE + "/frames/1/rendered",
+        "instance",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    Row(
+        "GET",
+        "/studies/{study}/rendered",
+        "study",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    # WADO-URI (at {root}/wado and at the root itself)
     Row(
         "GET",
         "/wado?requestType=WADO&studyUID={study}&seriesUID={series}&objectUID={instance}"
+        "&contentType=application%2Fdicom",
+        "instance",
+    ),
+    Row(
+        "GET",
+        "/?requestType=WADO&studyUID={study}&seriesUID={series}&objectUID={instance}"
         "&contentType=application%2Fdicom",
         "instance",
     ),
@@ -194,6 +237,8 @@ def test_endpoint(world: World, row: Row) -> None:
     sample = _path(row, world.objects[0])
     if not is_routed(row.method, "/dicomweb" + sample):
         pytest.skip(f"{row.id} is not routed in this tree yet")
+    if row.requires and importlib.util.find_spec(row.requires) is None:
+        pytest.skip(f"{row.id} needs {row.requires}, not in this tree yet")
     check_visibility(world, row)
     check_wrong_tenant_and_missing_permission(world, row)
     check_each_tenant_gets_its_own_copy(world, row)

@@ -125,7 +125,7 @@ def classify(method: str, rest: str, query_string: str) -> tuple[str, str] | Non
         return "upload", study
     if method not in ("GET", "HEAD"):
         return None
-    if parts and parts[0] == "wado":
+    if (parts and parts[0] == "wado") or (not parts and "requestType=" in query_string):
         values = parse_qs(query_string)
         return "retrieve", (values.get("studyUID") or [""])[0]
     if not parts or parts[-1] in ("studies", "series", "instances"):
