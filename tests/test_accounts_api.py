@@ -148,6 +148,28 @@ def test_admin_api_and_credentials(secured: tuple[ServerProcess, str]) -> None:
     assert client.get(f"{api}/tenants", headers=admin).status_code == 403
     assert client.post(f"{api}/users", content=b"{not json", headers=admin).status_code == 400
 
+    # DIMSE peers of the tenant.
+    peer = {"host": "10.0.0.7", "port": 104, "upload_source": "ClinicA", "query_sources": []}
+    assert client.put(f"{api}/peers/MODALITY1", json=peer, headers=admin).status_code == 201
+    assert client.put(f"{api}/peers/MODALITY1", json=peer, headers=admin).status_code == 200
+    got = client.get(f"{api}/peers/MODALITY1", headers=admin).json()
+    assert got["upload_source"] == "ClinicA" and got["may_be_move_destination"] is True
+    assert [p["ae_title"] for p in client.get(f"{api}/peers", headers=admin).json()] == [
+        "MODALITY1"
+    ]
+    bad_source = client.put(
+        f"{api}/peers/MODALITY2", json={**peer, "upload_source": "Nowhere"}, headers=admin
+    )
+    assert bad_source.status_code == 400 and "Nowhere" in bad_source.text
+    assert (
+        client.put(f"{api}/peers/MODALITY2", json={"host": "h"}, headers=admin).status_code == 400
+    )
+    long_title = client.put(f"{api}/peers/{'X' * 17}", json=peer, headers=admin)
+    assert long_title.status_code == 400
+    assert client.delete(f"{api}/peers/MODALITY1", headers=admin).status_code == 204
+    assert client.get(f"{api}/peers/MODALITY1", headers=admin).status_code == 404
+    assert client.get(f"{api}/ae-titles", headers=admin).status_code == 403
+
     # The audit trail: logins, admin changes and denials, without secrets.
     deadline = time.time() + 10
     while True:
@@ -164,6 +186,7 @@ def test_admin_api_and_credentials(secured: tuple[ServerProcess, str]) -> None:
         ("admin.user.create", "ok"),
         ("admin.api_key.revoke", "ok"),
         ("admin.policy.update", "ok"),
+        ("admin.peer.save", "ok"),
     ):
         assert expected in actions, f"{expected} not audited: {sorted(actions)}"
     dump = str(events)

@@ -1,7 +1,7 @@
 """The admin REST API (JSON), mounted at `/api/v1` (default tenant) and `/t/{tenant}/api/v1`.
 
-Login, tenants (system administrator), users, roles, sources, API keys, policies and the
-audit trail. Every change is written to the audit trail in the same transaction. Secrets
+Login, tenants and AE titles (system administrator), users, roles, sources, API keys, DIMSE
+peers, policies and the audit trail. Every change is written to the audit trail in the same transaction. Secrets
 appear in a response only once: the token of a login or a new API key.
 """
 
@@ -24,12 +24,23 @@ from tessera.auth.audit import Event, query_events, record_now
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, login
 from tessera.dicomweb.context import archive_of, identity_of, scope_of, tenant_of
 from tessera.dicomweb.errors import problem
+from tessera.index.peers import (
+    Peer,
+    add_ae_title,
+    add_peer,
+    list_ae_titles,
+    list_peers,
+    peer_by_ae_title,
+    remove_ae_title,
+    remove_peer,
+)
 from tessera.index.tenancy import (
     add_source,
     duplicate_policy,
     list_sources,
     set_duplicate_policy,
     source_pk_by_name,
+    tenant_by_name,
 )
 
 
@@ -482,6 +493,127 @@ async def policies_put(request: Request) -> Response:
     return _json({"duplicate_policy": policy})
 
 
+# --- DIMSE peers and AE titles (tables and functions of tessera.index.peers) ----------------
+
+
+def _peer_json(peer: Peer) -> dict:
+    return {
+        "ae_title": peer.ae_title,
+        "host": peer.host,
+        "port": peer.port,
+        "upload_source": peer.upload_source,
+        "query_sources": list(peer.query_sources),
+        "may_store": peer.may_store,
+        "may_query": peer.may_query,
+        "may_be_move_destination": peer.may_be_move_destination,
+        "description": peer.description,
+    }
+
+
+@endpoint(p.ADMIN)
+async def peers_list(request: Request) -> Response:
+    tenant = tenant_of(request)
+    found = await _read(request, lambda conn: list_peers(conn, tenant.id))
+    return _json([_peer_json(peer) for peer in found])
+
+
+@endpoint(p.ADMIN)
+async def peers_get(request: Request) -> Response:
+    tenant = tenant_of(request)
+    title = request.path_params["ae_title"]
+    peer = await _read(request, lambda conn: peer_by_ae_title(conn, tenant.id, title))
+    if peer is None:
+        return problem(404, f"no peer {title!r}")
+    return _json(_peer_json(peer))
+
+
+@endpoint(p.ADMIN)
+async def peers_put(request: Request) -> Response:
+    tenant = tenant_of(request)
+    title = request.path_params["ae_title"]
+    body = await _body(request)
+    host = _field(body, "host")
+    port = _field(body, "port", int)
+    flags = {}
+    for name in ("may_store", "may_query", "may_be_move_destination"):
+        if name in body:
+            flags[name] = _field(body, name, bool)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        existed = peer_by_ae_title(conn, tenant.id, title) is not None
+        add_peer(
+            conn,
+            tenant.id,
+            title,
+            host,
+            port,
+            upload_source=_field(body, "upload_source", required=False),
+            query_sources=_field(body, "query_sources", list, required=False),
+            description=_field(body, "description", required=False) or "",
+            **flags,
+        )
+        return existed, peer_by_ae_title(conn, tenant.id, title)
+
+    existed, peer = await _write(
+        request, work, _change(request, "admin.peer.save", title, {"host": host, "port": port})
+    )
+    return _json(_peer_json(peer), 200 if existed else 201)
+
+
+@endpoint(p.ADMIN)
+async def peers_delete(request: Request) -> Response:
+    tenant = tenant_of(request)
+    title = request.path_params["ae_title"]
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        if not remove_peer(conn, tenant.id, title):
+            raise d.NotFound(f"no peer {title!r}")
+
+    await _write(request, work, _change(request, "admin.peer.delete", title))
+    return Response(status_code=204)
+
+
+@endpoint(p.SYSTEM)
+async def ae_titles_list(request: Request) -> Response:
+    rows = await _read(request, list_ae_titles)
+    return _json([{"ae_title": title, "tenant": tenant} for title, tenant in rows])
+
+
+@endpoint(p.SYSTEM)
+async def ae_titles_put(request: Request) -> Response:
+    """Which tenant a called AE title selects (unique across tenants: system only)."""
+    title = request.path_params["ae_title"]
+    body = await _body(request)
+    tenant_name = _field(body, "tenant")
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        target = tenant_by_name(conn, tenant_name)
+        if target is None:
+            raise BadRequest(f"no tenant {tenant_name!r}")
+        add_ae_title(conn, target.id, title)
+
+    await _write(
+        request, work, _change(request, "admin.ae_title.create", title, {"tenant": tenant_name})
+    )
+    return _json({"ae_title": title.strip(), "tenant": tenant_name}, 201)
+
+
+@endpoint(p.SYSTEM)
+async def ae_titles_delete(request: Request) -> Response:
+    title = request.path_params["ae_title"]
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        for registered, tenant_name in list_ae_titles(conn):
+            if registered == title.strip():
+                target = tenant_by_name(conn, tenant_name)
+                remove_ae_title(conn, target.id, title)  # type: ignore[union-attr]
+                return
+        raise d.NotFound(f"no AE title {title!r}")
+
+    await _write(request, work, _change(request, "admin.ae_title.delete", title))
+    return Response(status_code=204)
+
+
 # --- audit ---------------------------------------------------------------------------------
 
 
@@ -532,5 +664,12 @@ routes = [
     Route("/api-keys/{key_id}", keys_revoke, methods=["DELETE"]),
     Route("/policies", policies_get, methods=["GET"]),
     Route("/policies", policies_put, methods=["PUT"]),
+    Route("/peers", peers_list, methods=["GET"]),
+    Route("/peers/{ae_title}", peers_get, methods=["GET"]),
+    Route("/peers/{ae_title}", peers_put, methods=["PUT"]),
+    Route("/peers/{ae_title}", peers_delete, methods=["DELETE"]),
+    Route("/ae-titles", ae_titles_list, methods=["GET"]),
+    Route("/ae-titles/{ae_title}", ae_titles_put, methods=["PUT"]),
+    Route("/ae-titles/{ae_title}", ae_titles_delete, methods=["DELETE"]),
     Route("/audit", audit_list, methods=["GET"]),
 ]
