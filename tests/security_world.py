@@ -29,7 +29,7 @@ from pydicom.uid import generate_uid
 
 from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
 from tessera.synthetic import StudySpec, ct_image
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, free_port
 
 PASSWORD = "correct-horse-battery"
 DEFAULT_MARKER = "DEFAULTTENANT^PATIENT"
@@ -123,7 +123,12 @@ def build_world(data_dir: Path, database_url: str, env: dict[str, str] | None = 
     server = ServerProcess(
         data_dir=data_dir,
         database_url=database_url,
-        env_extra={"TESSERA_ANONYMOUS": "off", "TESSERA_WORKERS": "2", **(env or {})},
+        env_extra={
+            "TESSERA_ANONYMOUS": "off",
+            "TESSERA_WORKERS": "2",
+            "TESSERA_DIMSE_PORT": str(free_port()),
+            **(env or {}),
+        },
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
