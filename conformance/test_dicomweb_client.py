@@ -5,6 +5,7 @@ metadata, frames, bulk data, rendered). What it gets back is compared with what 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 from collections.abc import Iterator
 
@@ -97,6 +98,13 @@ def _on_server(uri: str, client: DICOMwebClient) -> str:
     return client.base_url.rstrip("/") + path
 
 
+def _skip_unless_rendering() -> None:
+    # The rendered resources are routed by the WADO-RS work; the rendering itself is the
+    # codecs work's tessera.storage.render.
+    if importlib.util.find_spec("tessera.storage.render") is None:
+        pytest.skip("not on main yet: rendering (issue 5, tessera.storage.render)")
+
+
 def _path(ds: Dataset) -> str:
     return (
         f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
@@ -118,7 +126,6 @@ def test_store_again_is_accepted(client, datasets):
 
 
 def test_search_for_studies(client, server, studies):
-    _skip_unless(server, "/studies", "QIDO-RS (issue 3)", "application/dicom+json")
     found = client.search_for_studies()
     uids = sorted(item["0020000D"]["Value"][0] for item in found)
     assert uids == sorted(study.study_instance_uid for study in studies)
@@ -134,7 +141,6 @@ def test_search_for_studies(client, server, studies):
 
 
 def test_search_for_series_and_instances(client, server, datasets):
-    _skip_unless(server, "/studies", "QIDO-RS (issue 3)", "application/dicom+json")
     j2k = _first(datasets, "j2k")
     series = client.search_for_series(study_instance_uid=j2k.StudyInstanceUID)
     assert [item["0020000E"]["Value"][0] for item in series] == [j2k.SeriesInstanceUID]
@@ -294,7 +300,7 @@ def _image(data: bytes) -> Image.Image:
 
 def test_retrieve_rendered(client, server, datasets):
     ct = _first(datasets, "ct")
-    _skip_unless(server, _path(ct) + "/rendered", "WADO-RS rendered (issue 4/5)", "image/jpeg")
+    _skip_unless_rendering()
     jpeg = client.retrieve_instance_rendered(
         ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID, media_types=("image/jpeg",)
     )
@@ -310,7 +316,7 @@ def test_retrieve_rendered(client, server, datasets):
 
 def test_retrieve_rendered_frame_and_series(client, server, datasets):
     cine = _first(datasets, "cine")
-    _skip_unless(server, _path(cine) + "/frames/2/rendered", "rendered frames (issue 4/5)")
+    _skip_unless_rendering()
     frames = [
         np.asarray(
             _image(

@@ -58,7 +58,9 @@ def wait_port(port: int, timeout: float = 10) -> None:
     raise RuntimeError(f"DIMSE port {port} did not open")
 
 
-def tessera_cli(server: ServerProcess, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def tessera_cli(
+    server: ServerProcess, *args: str, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run a `tessera` command against the server's index and data folder."""
     env = dict(os.environ)
     env.update(

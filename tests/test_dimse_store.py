@@ -6,6 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from tests.conftest import dicom_testdata_files, index_rows
 from tests.dimse_support import (
@@ -50,6 +51,7 @@ def test_echo_and_association_policy(server_factory) -> None:  # type: ignore[no
     assert server.alive()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # DB-independent
 def test_accept_unknown_calling_ae_when_configured(server_factory) -> None:  # type: ignore[no-untyped-def]
     server = start_dimse_server(server_factory, TESSERA_DIMSE_ACCEPT_UNKNOWN="true")
     assert echo(server.dimse_port, "ANYONE").returncode == 0
@@ -68,6 +70,7 @@ def _storable_testdata() -> dict[str, list[Path]]:
     return groups
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PG: other DIMSE tests
 def test_storescu_folder_with_compressed_files(server_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
     server = start_dimse_server(server_factory)
     server_cli = server  # the peer labels its C-STOREs with its own source

@@ -64,9 +64,12 @@ def build_ae(archive: Archive) -> AE:
     ae = AE(ae_title=settings.dimse_aet)
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-    ae.maximum_associations = max(1, settings.dimse_max_associations)
+    # The configured limit is enforced on admitted associations (scp/association.py); this
+    # cap only bounds the threads that connections not yet associated can hold.
+    ae.maximum_associations = max(64, 4 * settings.dimse_max_associations)
     ae.maximum_pdu_size = MAX_PDU_BYTES
-    ae.acse_timeout = 30
+    # A connection must send its A-ASSOCIATE-RQ within this many seconds.
+    ae.acse_timeout = 10
     ae.dimse_timeout = 120
     ae.network_timeout = 120
     ae.add_supported_context(Verification, NON_STORAGE_TRANSFER_SYNTAXES)
