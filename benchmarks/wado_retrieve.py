@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +112,35 @@ def timed(client: httpx.Client, url: str, accept: str | None = None, n: int = 20
     return times
 
 
+def download(url: str, accept: str = STUDY_ACCEPT) -> tuple[int, float]:
+    """(bytes, seconds) for a whole-study GET. curl when installed: a Python client tops
+    out near 300 MB/s on this kind of machine and would measure itself, not the server."""
+    if shutil.which("curl"):
+        out = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-H",
+                f"Accept: {STUDY_ACCEPT}",
+                "-w",
+                "%{size_download} %{time_total}",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        return int(out[0]), float(out[1])
+    start = time.perf_counter()
+    received = 0
+    with httpx.stream("GET", url, headers={"Accept": accept}, timeout=600) as r:
+        for chunk in r.iter_raw(1024 * 1024):
+            received += len(chunk)
+    return received, time.perf_counter() - start
+
+
 def total_rss(pid: int) -> int:
     process = psutil.Process(pid)
     return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)])
@@ -157,6 +188,16 @@ def measure(server, data: dict, big_mb: int) -> dict[str, float]:  # type: ignor
         except RuntimeError as exc:
             print(f"  {server.name}: rendered failed: {str(exc)[-120:]}")
 
+        all_frames = ",".join(str(n) for n in range(1, 2001))
+        long_url = (
+            f"{root}/studies/{study}/series/{data['long_series']}/instances/"
+            f"{data['long_uid']}/frames/{all_frames}"
+        )
+        long_times = [download(long_url, OHIF_FRAME_ACCEPT)[1] * 1000 for _ in range(3)]
+        figures["all 2,000 frames of one instance, one request (ms)"] = statistics.median(
+            long_times
+        )
+
     # 25 frame requests in flight, as OHIF does.
     def fetch(url: str) -> None:
         r = pool_client.get(url, headers={"Accept": OHIF_FRAME_ACCEPT})
@@ -172,21 +213,15 @@ def measure(server, data: dict, big_mb: int) -> dict[str, float]:  # type: ignor
                 time.perf_counter() - start
             )
 
-    with httpx.Client(timeout=600) as client:
-        big_url = f"{root}/studies/{data['big_study']}"
-        sampler = RssSampler(server.pid)
-        # common.RssSampler's baseline counts only the supervisor; its peak counts the
-        # HTTP workers too: measure the baseline the same way as the peak.
-        sampler.baseline = total_rss(server.pid)
-        with sampler:
-            start = time.perf_counter()
-            received = 0
-            with client.stream("GET", big_url, headers={"Accept": STUDY_ACCEPT}) as r:
-                for chunk in r.iter_raw(1024 * 1024):
-                    received += len(chunk)
-            elapsed = time.perf_counter() - start
-        figures[f"whole study {big_mb} MB (MB/s)"] = received / 1e6 / elapsed
-        figures["RSS growth while streaming it (MB)"] = (sampler.peak - sampler.baseline) / 1e6
+    big_url = f"{root}/studies/{data['big_study']}"
+    sampler = RssSampler(server.pid)
+    # common.RssSampler's baseline counts only the supervisor; its peak counts the HTTP
+    # workers too: measure the baseline the same way as the peak.
+    sampler.baseline = total_rss(server.pid)
+    with sampler:
+        received, elapsed = download(big_url)
+    figures[f"whole study {big_mb} MB (MB/s)"] = received / 1e6 / elapsed
+    figures["RSS growth while streaming it (MB)"] = (sampler.peak - sampler.baseline) / 1e6
     return figures
 
 
@@ -196,7 +231,9 @@ def build(ct_count: int, big_mb: int) -> tuple[dict, list[bytes], object, object
     cts = [ct_image(spec, ct_series, n, seed=n) for n in range(1, ct_count + 1)]
     j2ks = [j2k_mr(spec, j2k_series, n) for n in range(1, 11)]
     cine = rgb_cine(spec, generate_uid(), frames=30, size=256)
-    main = cts + j2ks + [cine]
+    long_series = generate_uid()
+    long_cine = rgb_cine(spec, long_series, frames=2000, size=128)
+    main = cts + j2ks + [cine, long_cine]
     meta_spec = StudySpec(patient_name="BENCH^META", patient_id="BW-2")
     meta_series = generate_uid()
     small = ct_image(meta_spec, meta_series, 1, 64, 64)
@@ -213,6 +250,8 @@ def build(ct_count: int, big_mb: int) -> tuple[dict, list[bytes], object, object
         "j2k_uids": [
             pydicom.dcmread(io.BytesIO(b), stop_before_pixels=True).SOPInstanceUID for b in j2ks
         ],
+        "long_series": long_series,
+        "long_uid": pydicom.dcmread(io.BytesIO(long_cine), stop_before_pixels=True).SOPInstanceUID,
         "meta_study": meta_spec.study_instance_uid,
         "meta_series": meta_series,
         "big_study": big_spec.study_instance_uid,

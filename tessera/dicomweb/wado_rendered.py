@@ -1,13 +1,15 @@
 """WADO-RS Retrieve Rendered and Thumbnail (PS3.18 §10.4.1.1.4, §10.4.1.1.6) and the
-rendering half of WADO-URI: consumer images (image/jpeg, image/png) made by the codec
-stack's renderer (tessera/storage/render.py).
+rendering half of WADO-URI: consumer images (image/jpeg, image/png, image/gif) made by the
+codec stack's renderer (tessera/storage/render.py).
 
 Query parameters (rendered): `accept` (overrides the Accept header, as browsers cannot set
 it on an <img>), `window=center,width[,linear|linear-exact|sigmoid]`,
 `viewport=vw,vh[,sx,sy,sw,sh]` (the output is scaled to fit vw x vh; the source region
 sx,sy,sw,sh is not supported and answers 400), `quality=1..100` (JPEG).
-Levels: frame -> that frame; instance -> its first frame; series / study -> one image per
-instance (first frame each) as multipart/related. Thumbnails: one small image (at most
+Levels: frame -> that frame (several: multipart/related); instance -> its first frame;
+series / study -> one image per instance (first frame each) as multipart/related.
+image/gif at instance or frame level: the frames (all by default) as one animated GIF
+(cine), at most MAX_GIF_FRAMES. Thumbnails: one small image (at most
 THUMBNAIL_SIZE, or the viewport) of the instance, or of the middle instance of the first
 series for a series or study.
 """
@@ -37,7 +39,8 @@ from tessera.storage.blobstore import BlobStore
 
 JPEG = "image/jpeg"
 PNG = "image/png"
-RENDERED_TYPES = (JPEG, PNG)
+GIF = "image/gif"
+RENDERED_TYPES = (JPEG, PNG, GIF)
 THUMBNAIL_SIZE = 128
 WINDOW_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
 
@@ -79,7 +82,8 @@ def choose_media_type(accept_param: str | None, accept_header: str | None) -> st
     if not weighted:
         raise WadoError(
             406,
-            f"rendered images are image/jpeg or image/png (asked: {accept_param or accept_header})",
+            "rendered images are image/jpeg, image/png or image/gif "
+            f"(asked: {accept_param or accept_header})",
         )
     return min(weighted)[2]
 
@@ -132,29 +136,67 @@ def parse_render_request(request: Request) -> RenderRequest:
     return RenderRequest(media_type, center, width, function, rows, columns, quality)
 
 
+MAX_GIF_FRAMES = 500
+
+
+def _render_options(wanted: RenderRequest):  # type: ignore[no-untyped-def]
+    from tessera.storage.render import RenderError, RenderOptions, Window
+
+    try:
+        window = None
+        if wanted.window_center is not None and wanted.window_width is not None:
+            function = wanted.window_function.upper().replace("-", "_")
+            window = Window(wanted.window_center, wanted.window_width, function)
+        viewport = None
+        if wanted.viewport_columns or wanted.viewport_rows:
+            viewport = (wanted.viewport_columns, wanted.viewport_rows)
+        return RenderOptions(wanted.media_type, window, viewport, wanted.quality)
+    except RenderError as exc:
+        raise WadoError(400, str(exc)) from exc
+
+
+def _header_and_pixel(store: BlobStore, item: RetrievedInstance):  # type: ignore[no-untyped-def]
+    from tessera.storage.transcode import decoded_description
+
+    # Read from the file, not the index's JSON: palettes and LUTs may be bulk data there.
+    with store.open(item.blob_key) as fh:
+        header = pydicom.dcmread(fh, stop_before_pixels=True)
+    pixel = None
+    if item.frames is not None:
+        pixel = decoded_description(frame_source.pixel_description(item), item.transfer_syntax_uid)
+    return header, pixel
+
+
 def render(store: BlobStore, item: RetrievedInstance, number: int, wanted: RenderRequest) -> bytes:
     """One frame of one instance as a consumer image."""
-    from tessera.storage.render import RenderOptions, render_frame
+    from tessera.storage.render import RenderError, render_frame
 
     if number > item.frame_count:
         raise WadoError(404, f"frame {number} does not exist (the instance has {item.frame_count})")
-    with store.open(item.blob_key) as fh:
-        header = pydicom.dcmread(fh, stop_before_pixels=True)
+    options = _render_options(wanted)
+    header, pixel = _header_and_pixel(store, item)
     array = frame_source.decoded_frame(store, item, number)
-    options = RenderOptions(
-        media_type=wanted.media_type,
-        window_center=wanted.window_center,
-        window_width=wanted.window_width,
-        window_function=wanted.window_function,
-        rows=wanted.viewport_rows,
-        columns=wanted.viewport_columns,
-        quality=wanted.quality,
-        frame_number=number,
-    )
     try:
-        return render_frame(header, array, options)
-    except (ValueError, NotImplementedError) as exc:
-        raise WadoError(406, f"cannot render this image: {exc}") from exc
+        return render_frame(header, array, options, pixel=pixel, frame_index=number - 1)
+    except RenderError as exc:
+        raise WadoError(400, f"cannot render this image: {exc}") from exc
+
+
+def render_cine(
+    store: BlobStore, item: RetrievedInstance, numbers: list[int], wanted: RenderRequest
+) -> bytes:
+    """Several frames of one instance as an animated GIF (multi-frame cine)."""
+    from tessera.storage.render import RenderError, render_gif
+
+    if len(numbers) > MAX_GIF_FRAMES:
+        raise WadoError(400, f"an animated GIF holds at most {MAX_GIF_FRAMES} frames")
+    options = _render_options(wanted)
+    header, pixel = _header_and_pixel(store, item)
+    frames = (frame_source.decoded_frame(store, item, n) for n in numbers)
+    try:
+        return render_gif(header, frames, options, pixel=pixel)
+    except RenderError as exc:
+        raise WadoError(400, f"cannot render these frames: {exc}") from exc
 
 
 def _handle(handler):  # type: ignore[no-untyped-def]
@@ -203,6 +245,24 @@ async def _one_image(
     return Response(data, headers=headers)
 
 
+async def _cine(
+    request: Request, item: RetrievedInstance, numbers: list[int], wanted: RenderRequest
+) -> Response:
+    beyond = [n for n in numbers if n > item.frame_count]
+    if beyond:
+        raise WadoError(404, f"frame {beyond[0]} does not exist")
+    headers, unchanged = _image_response(
+        request, item, 0, wanted, "cine:" + ",".join(map(str, numbers))
+    )
+    if unchanged:
+        return caching.not_modified_response(headers)
+    data = await run_in_threadpool(
+        render_cine, archive_of(request).blob_store, item, numbers, wanted
+    )
+    headers["Content-Type"] = GIF
+    return Response(data, headers=headers)
+
+
 async def _rendered(request: Request) -> Response:
     wanted = parse_render_request(request)
     frames_text = request.path_params.get("frames")
@@ -214,6 +274,10 @@ async def _rendered(request: Request) -> Response:
     items = await _resolve(request)
     if request.path_params.get("instance") is not None:
         item = items[0]
+        if wanted.media_type == GIF:
+            # Cine: the frames asked for (all by default) as one animated image.
+            numbers = numbers or list(range(1, item.frame_count + 1))
+            return await _cine(request, item, numbers, wanted)
         numbers = numbers or [1]
         if len(numbers) == 1:
             return await _one_image(request, item, numbers[0], wanted, "rendered")

@@ -23,7 +23,7 @@ from tessera.dicomweb.wado_common import (
     not_found,
     reader_scope,
 )
-from tessera.dicomweb.wado_instances import stream_blob, transcoded_instance
+from tessera.dicomweb.wado_instances import TranscodeError, stream_blob, transcoded_instance
 from tessera.dicomweb.wado_rendered import JPEG, PNG, RenderRequest, render
 from tessera.index.retrieve import resolve_instance
 from tessera.storage.uids import uid_problem
@@ -127,7 +127,10 @@ async def _wado_uri(request: Request) -> Response:
             return StreamingResponse(
                 stream_blob(store, item.blob_key, item.size_bytes), headers=headers
             )
-        data = await run_in_threadpool(transcoded_instance, store, item, syntax)
+        try:
+            data = await run_in_threadpool(transcoded_instance, store, item, syntax)
+        except TranscodeError as exc:
+            raise WadoError(406, f"cannot send this instance in {syntax}: {exc}") from exc
         return Response(data, headers=headers)
 
     if "transferSyntax" in query:
