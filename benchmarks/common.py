@@ -87,6 +87,7 @@ def start_tessera(database: str = "sqlite", extra_env: dict[str, str] | None = N
     port = free_port()
     env = dict(os.environ, TESSERA_DATA_DIR=str(workdir / "data"), TESSERA_PORT=str(port))
     env["TESSERA_LOG_LEVEL"] = "WARNING"
+    env["TESSERA_DIMSE_PORT"] = "0"  # benchmarks that want DIMSE pass a port in extra_env
     cleanup = [lambda: shutil.rmtree(workdir, ignore_errors=True)]
     if database == "postgresql":
         url = fresh_pg_database()

@@ -27,6 +27,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
         data_dir=getattr(args, "data_dir", None),
         database_url=getattr(args, "database_url", None),
         log_format=getattr(args, "log_format", None),
+        dimse_port=getattr(args, "dimse_port", None),
+        dimse_aet=getattr(args, "dimse_aet", None),
         viewer=getattr(args, "viewer", None),
     )
 
@@ -79,6 +81,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sweep_orphans(archive, settings.orphan_grace_seconds)
     if settings.sweep_interval_seconds > 0:
         threading.Thread(target=_sweep_periodically, args=(archive,), daemon=True).start()
+    if settings.dimse_port > 0:
+        # The DIMSE listener runs in this (supervisor) process, in its own threads.
+        from tessera.scp.server import start_listener
+
+        try:
+            start_listener(archive)
+        except OSError as exc:
+            log.error("cannot listen on DIMSE port %s: %s", settings.dimse_port, exc)
+            return 1
     # Workers rebuild the same settings from the environment.
     export_settings(settings)
     uvicorn.run(
@@ -194,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="HTTP worker processes (TESSERA_WORKERS, default: one per core, at most 4)",
     )
+    from tessera.scp.cli import add_dimse_flags
+
+    add_dimse_flags(serve)
     serve.add_argument(
         "--viewer",
         metavar="PATH",

@@ -30,8 +30,18 @@ class Settings:
     log_format: str = "json"
     # QIDO-RS / C-FIND: most results in one response (more: a Warning header, page on).
     qido_max_results: int = 10_000
+    # DIMSE listener (0 disables it in `tessera serve`); the AE title names the default tenant.
     dimse_port: int = 11112
     dimse_aet: str = "TESSERA"
+    # Let AEs that are not registered peers associate (read and store in the called tenant).
+    dimse_accept_unknown: bool = False
+    # More concurrent associations than this are rejected (A-ASSOCIATE-RJ, transient).
+    dimse_max_associations: int = 16
+    # TLS for the DIMSE listener: both paths set turns it on; with a CA file, peers must
+    # present a certificate it signed.
+    dimse_tls_cert: str = ""
+    dimse_tls_key: str = ""
+    dimse_tls_ca: str = ""
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     # A prebuilt OHIF viewer (its dist/ folder, or the @ohif/app package holding it) to serve
     # at /viewer/, pointed at the DICOMweb root; empty = no viewer.
@@ -59,6 +69,10 @@ def _coerce(name: str, raw: Any) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if kind in ("int",):
         return int(raw)
+    if kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        return str(raw).strip().lower() in ("1", "true", "yes", "on")
     if kind == "Path":
         return Path(raw)
     if kind.startswith("tuple"):

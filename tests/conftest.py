@@ -53,6 +53,8 @@ class ServerProcess:
             TESSERA_DATA_DIR=str(self.data_dir),
             TESSERA_PORT=str(self.port),
             TESSERA_LOG_FORMAT="json",
+            # No DIMSE listener unless a test asks for one (parallel servers, one port).
+            TESSERA_DIMSE_PORT="0",
         )
         env.update(self.env_extra)
         self.log_path = self.data_dir.parent / f"server-{self.port}-{int(time.time() * 1000)}.log"
@@ -162,12 +164,12 @@ def server(server_factory) -> ServerProcess:  # type: ignore[no-untyped-def]
 
 def dicom_testdata_files() -> list[Path]:
     """Every DICOM file of pydicom's test set and the pydicom-data package."""
-    from pydicom.data import get_dicom_testdata_files
+    from pydicom.data import get_testdata_files
 
     return sorted(
         {
             Path(p)
-            for p in get_dicom_testdata_files("*")
+            for p in get_testdata_files("*")
             if Path(p).is_file() and (p.lower().endswith(".dcm") or "." not in Path(p).name)
         }
     )

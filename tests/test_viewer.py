@@ -22,10 +22,10 @@ INDEX = (
 )
 
 
-@pytest.fixture
-def fake_ohif(tmp_path) -> Path:
+@pytest.fixture(scope="module")
+def fake_ohif(tmp_path_factory) -> Path:
     """The shape of @ohif/app's dist/ (index.html, app-config.js, bundles, CSS, wasm)."""
-    package = tmp_path / "ohif-app"
+    package = tmp_path_factory.mktemp("viewer") / "ohif-app"
     dist = package / "dist"
     (dist / "assets").mkdir(parents=True)
     (dist / "index.html").write_text(INDEX)
@@ -38,11 +38,12 @@ def fake_ohif(tmp_path) -> Path:
     return package
 
 
-@pytest.fixture
-def viewer_server(tmp_path, fake_ohif) -> ServerProcess:
+@pytest.fixture(scope="module")
+def viewer_server(fake_ohif) -> ServerProcess:
+    workdir = fake_ohif.parent
     server = ServerProcess(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'index.sqlite3'}",
+        data_dir=workdir / "data",
+        database_url=f"sqlite:///{workdir / 'index.sqlite3'}",
         env_extra={"TESSERA_WORKERS": "1"},
         # The package folder: its dist/ is found.
         extra_args=["--viewer", str(fake_ohif)],
@@ -115,8 +116,8 @@ def test_bundles_and_css_load_their_assets_from_viewer(viewer_server):
     assert httpx.get(f"{base}/assets/favicon.ico").content == b"ico"
 
 
-def test_files_outside_the_viewer_are_not_served(viewer_server, tmp_path):
-    (tmp_path / "ohif-app" / "secret.txt").write_text("secret")
+def test_files_outside_the_viewer_are_not_served(viewer_server, fake_ohif):
+    (fake_ohif / "secret.txt").write_text("secret")
     response = httpx.get(f"{viewer_server.base_url}/viewer/%2E%2E/secret.txt")
     assert "secret" not in response.text
     response = httpx.get(f"{viewer_server.base_url}/viewer/..%2Fsecret.txt")

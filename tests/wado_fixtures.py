@@ -1,6 +1,6 @@
-"""A module-scoped server holding the WADO test study, on SQLite and PostgreSQL.
+"""A session-scoped server holding the WADO test study, on SQLite and PostgreSQL.
 
-Starting one server per database for a whole test module (instead of one per test) keeps
+Starting one server per database for all WADO test modules (instead of one per test) keeps
 the WADO tests' wall time small; tests only read from it.
 """
 
@@ -47,7 +47,7 @@ def store(server: ServerProcess, objects: list[StoredObject]) -> None:
 
 
 @pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
 def wado(request, tmp_path_factory) -> WadoServer:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("wado")

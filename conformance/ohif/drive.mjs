@@ -156,6 +156,15 @@ async function openPdf(page) {
       const element = document.querySelector('iframe, object[type="application/pdf"], embed');
       return element ? (element.getAttribute('src') || element.getAttribute('data') || '') : null;
     });
+    if (found && found.startsWith('blob:')) {
+      // OHIF fetched the document itself (bulk data) and embeds it as a blob: read it back.
+      const blob = await page.evaluate(async url => {
+        const response = await fetch(url);
+        const bytes = new Uint8Array(await response.arrayBuffer());
+        return { type: response.headers.get('content-type') ?? '', head: String.fromCharCode(...bytes.slice(0, 8)), size: bytes.length };
+      }, found);
+      return { embedded: found, embeddedResponse: { status: 200, contentType: blob.type, head: blob.head, size: blob.size } };
+    }
     if (found) {
       const url = new URL(found, page.url()).toString();
       // The browser fetches the embedded document itself; wait for its answer.

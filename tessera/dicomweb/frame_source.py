@@ -51,11 +51,14 @@ def stored_frame(store: BlobStore, item: RetrievedInstance, number: int) -> byte
 
 
 def _whole_object_frame(store: BlobStore, item: RetrievedInstance, number: int) -> np.ndarray:
+    import pydicom
     from pydicom.pixels import pixel_array
 
     try:
         with store.open(item.blob_key) as fh:
-            return pixel_array(fh, index=number - 1, raw=True)
+            # Read whole: a deflated file's Pixel Data has no offset in the stored bytes.
+            dataset = pydicom.dcmread(fh)
+        return pixel_array(dataset, index=number - 1, raw=True)
     except Exception as exc:  # pydicom's decoders raise many types
         raise FrameConversionError(f"cannot decode frame {number}: {exc}") from exc
 

@@ -13,6 +13,8 @@ from tessera.dicomweb.wado_bulkdata import retrieve_bulk_data
 from tessera.dicomweb.wado_frames import retrieve_frames
 from tessera.dicomweb.wado_instances import retrieve_instances
 from tessera.dicomweb.wado_metadata import retrieve_metadata
+from tessera.dicomweb.wado_rendered import retrieve_rendered, retrieve_thumbnail
+from tessera.dicomweb.wado_uri import wado_uri
 
 _STUDY = "/studies/{study}"
 _SERIES = _STUDY + "/series/{series}"
@@ -27,4 +29,12 @@ routes: list[BaseRoute] = [
     Route(_INSTANCE + "/metadata", retrieve_metadata, methods=["GET"]),
     Route(_INSTANCE + "/frames/{frames}", retrieve_frames, methods=["GET"]),
     Route(_INSTANCE + "/bulkdata/{tag}", retrieve_bulk_data, methods=["GET"]),
+    *[
+        Route(base + "/" + kind, endpoint, methods=["GET"])
+        for base in (_STUDY, _SERIES, _INSTANCE, _INSTANCE + "/frames/{frames}")
+        for kind, endpoint in (("rendered", retrieve_rendered), ("thumbnail", retrieve_thumbnail))
+    ],
+    Route("/wado", wado_uri, methods=["GET"]),
+    # Viewers configured with wadoUriRoot = the DICOMweb root ask {root}?requestType=WADO.
+    Route("/", wado_uri, methods=["GET"]),
 ]

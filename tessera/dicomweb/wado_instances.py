@@ -8,6 +8,7 @@ one instance at a time.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +30,8 @@ from tessera.dicomweb.wado_common import (
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
 
+log = logging.getLogger(__name__)
+
 CHUNK = 1024 * 1024
 DICOM = "application/dicom"
 
@@ -44,12 +47,19 @@ async def stream_blob(store: BlobStore, key: str, size: int) -> AsyncIterator[by
         yield chunk
 
 
+class TranscodeError(Exception):
+    """Raised by transcoded_instance when the codecs cannot produce the target syntax."""
+
+
 def transcoded_instance(store: BlobStore, item: RetrievedInstance, target: str) -> bytes:
     """The whole instance in another transfer syntax (one instance in memory at a time)."""
-    from tessera.storage.transcode import transcode_instance
+    from tessera.storage import transcode
 
-    with store.open(item.blob_key) as fh:
-        return transcode_instance(fh, target)
+    try:
+        with store.open(item.blob_key) as fh:
+            return transcode.transcode_instance(fh, target)
+    except transcode.TranscodeError as exc:
+        raise TranscodeError(str(exc)) from exc
 
 
 async def retrieve_instances(request: Request) -> Response:
@@ -114,7 +124,10 @@ async def _retrieve(request: Request) -> Response:
             return StreamingResponse(
                 stream_blob(store, item.blob_key, item.size_bytes), headers=headers
             )
-        data = await run_in_threadpool(transcoded_instance, store, item, syntax)
+        try:
+            data = await run_in_threadpool(transcoded_instance, store, item, syntax)
+        except TranscodeError as exc:
+            raise WadoError(406, f"cannot send this instance in {syntax}: {exc}") from exc
         return Response(data, headers=headers)
 
     boundary = multipart_writer.new_boundary()
@@ -130,12 +143,21 @@ async def _retrieve(request: Request) -> Response:
 
     async def body() -> AsyncIterator[bytes]:
         for head, (item, syntax, _) in zip(heads, plan, strict=True):
-            yield head
             if syntax == item.transfer_syntax_uid:
+                yield head
                 async for chunk in stream_blob(store, item.blob_key, item.size_bytes):
                     yield chunk
             else:
-                yield await run_in_threadpool(transcoded_instance, store, item, syntax)
+                try:
+                    data = await run_in_threadpool(transcoded_instance, store, item, syntax)
+                except TranscodeError as exc:
+                    # The status is sent already: leave this instance out, keep the others.
+                    log.warning(
+                        "instance left out",
+                        extra={"sop_instance_uid": item.sop_instance_uid, "reason": str(exc)},
+                    )
+                    continue
+                yield head + data
             yield multipart_writer.PART_END
         yield multipart_writer.closing(boundary)
 

@@ -13,6 +13,7 @@ from datetime import date, datetime, time
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Time,
     UniqueConstraint,
     func,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -219,3 +221,45 @@ Index(
     Study.__table__.c.study_time.desc().nulls_last(),
     Study.__table__.c.id.desc(),
 ).ddl_if(dialect="postgresql")
+
+
+class DimseAeTitle(Base):
+    """An AE title the DIMSE gateway answers to; the called AE title selects the tenant."""
+
+    __tablename__ = "dimse_ae_title"
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"), index=True)
+    # Unique across tenants: one called AE title names exactly one tenant.
+    ae_title: Mapped[str] = mapped_column(String(16), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DimsePeer(Base):
+    """A known remote AE of one tenant: who may associate, where C-MOVE sends to, which
+    source its C-STOREs are labelled with and which sources it may query."""
+
+    __tablename__ = "dimse_peer"
+    __table_args__ = (UniqueConstraint("tenant_id", "ae_title"),)
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    ae_title: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(255))
+    # 0: the peer has no Storage SCP of its own (it cannot be a C-MOVE destination).
+    port: Mapped[int] = mapped_column(Integer)
+    # NULL: the tenant's default source.
+    upload_source_pk: Mapped[int | None] = mapped_column(ForeignKey("source.id"))
+    may_store: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    may_query: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    may_be_move_destination: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    description: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DimsePeerQuerySource(Base):
+    """The sources a peer may query and retrieve; none listed means all of the tenant's."""
+
+    __tablename__ = "dimse_peer_query_source"
+    peer_pk: Mapped[int] = mapped_column(
+        ForeignKey("dimse_peer.id", ondelete="CASCADE"), primary_key=True
+    )
+    source_pk: Mapped[int] = mapped_column(ForeignKey("source.id"), primary_key=True)

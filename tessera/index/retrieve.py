@@ -40,9 +40,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import orjson
-from sqlalchemy import Connection, Select, select
+from sqlalchemy import Connection, Select, bindparam, select
 
 from tessera.auth.scope import Scope
 from tessera.index.models import Instance, InstanceMetadata, Series, Study
@@ -157,6 +158,30 @@ def _row_to_instance(row, with_frames: bool, with_metadata: bool) -> RetrievedIn
     )
 
 
+@lru_cache(maxsize=64)
+def _level_statement(
+    has_series: bool,
+    has_instance: bool,
+    source_locked: bool,
+    with_frames: bool,
+    with_metadata: bool,
+) -> Select:
+    """The resolution query for one shape of request, built once with bound parameters
+    (building SQLAlchemy expressions costs more than running the query on the hot path)."""
+    query = _base_query(with_frames, with_metadata).where(
+        Study.study_instance_uid == bindparam("study_uid"),
+        Study.tenant_id == bindparam("tenant_id"),
+        Instance.tenant_id == bindparam("tenant_id"),
+    )
+    if has_series:
+        query = query.where(Series.series_instance_uid == bindparam("series_uid"))
+    if has_instance:
+        query = query.where(Instance.sop_instance_uid == bindparam("sop_instance_uid"))
+    if source_locked:
+        query = query.where(Instance.source_pk.in_(bindparam("source_pks", expanding=True)))
+    return _ordered(query)
+
+
 def resolve_instances(
     conn: Connection,
     scope: Scope,
@@ -168,15 +193,25 @@ def resolve_instances(
     with_metadata: bool = False,
 ) -> list[RetrievedInstance]:
     """Instances of a study / series / one instance visible in `scope` (empty: 404)."""
-    query = _base_query(with_frames, with_metadata).where(
-        Study.study_instance_uid == study_uid, Study.tenant_id == scope.tenant_id
+    if scope.source_pks is not None and not scope.source_pks:
+        return []  # locked to no source at all: sees nothing
+    statement = _level_statement(
+        series_uid is not None,
+        sop_instance_uid is not None,
+        scope.source_pks is not None,
+        with_frames,
+        with_metadata,
     )
+    params: dict[str, object] = {"study_uid": study_uid, "tenant_id": scope.tenant_id}
     if series_uid is not None:
-        query = query.where(Series.series_instance_uid == series_uid)
+        params["series_uid"] = series_uid
     if sop_instance_uid is not None:
-        query = query.where(Instance.sop_instance_uid == sop_instance_uid)
-    query = _ordered(_scoped(query, scope))
-    return [_row_to_instance(row, with_frames, with_metadata) for row in conn.execute(query)]
+        params["sop_instance_uid"] = sop_instance_uid
+    if scope.source_pks is not None:
+        params["source_pks"] = sorted(scope.source_pks)
+    return [
+        _row_to_instance(row, with_frames, with_metadata) for row in conn.execute(statement, params)
+    ]
 
 
 def resolve_instance(

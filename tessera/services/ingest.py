@@ -61,10 +61,15 @@ def ingest_file(
     sha256: str,
     source_pk: int,
     expected_study_uid: str | None = None,
+    expected_sop: tuple[str, str] | None = None,
 ) -> StoreOutcome:
-    """Store the fully received file at `path` (a spool file; consumed in every case)."""
+    """Store the fully received file at `path` (a spool file; consumed in every case).
+
+    `expected_sop` is (SOP Class UID, SOP Instance UID) a C-STORE request announced; a data
+    set that says otherwise is refused (0xA900, data set does not match SOP class).
+    """
     try:
-        return _ingest(archive, scope, path, sha256, source_pk, expected_study_uid)
+        return _ingest(archive, scope, path, sha256, source_pk, expected_study_uid, expected_sop)
     finally:
         path.unlink(missing_ok=True)
 
@@ -76,6 +81,7 @@ def _ingest(
     sha256: str,
     source_pk: int,
     expected_study_uid: str | None,
+    expected_sop: tuple[str, str] | None = None,
 ) -> StoreOutcome:
     try:
         parsed = p.parse_part10(path)
@@ -96,6 +102,14 @@ def _ingest(
     )
     if not scope.may_upload_to(source_pk):
         return _failed(outcome, p.SOURCE_NOT_ALLOWED, "not allowed to upload with this source")
+    if expected_sop is not None and (parsed.sop_class_uid, parsed.sop_instance_uid) != expected_sop:
+        return _failed(
+            outcome,
+            p.MISSING_OR_INVALID_UID,
+            f"data set (SOP Class {parsed.sop_class_uid}, SOP Instance "
+            f"{parsed.sop_instance_uid}) does not match the request ({expected_sop[0]}, "
+            f"{expected_sop[1]})",
+        )
     if expected_study_uid is not None and parsed.study_instance_uid != expected_study_uid:
         return _failed(
             outcome,

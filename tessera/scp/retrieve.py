@@ -1,0 +1,220 @@
+"""C-MOVE and C-GET SCP: resolve the identifier through the scoped retrieve service, then
+send each stored instance as a C-STORE sub-operation.
+
+The instance goes out as stored when the receiver accepted its transfer syntax; otherwise it
+is transcoded (storage/transcode.py) to a syntax the receiver accepted. A C-MOVE destination
+is looked up in the tenant's peer registry, never taken from the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import BytesIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import build_context, evt
+from pynetdicom.association import Association
+
+from tessera.archive import Archive
+from tessera.auth import permissions
+from tessera.auth.peers import DimseCaller
+from tessera.index.peers import peer_by_ae_title
+from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
+from tessera.scp import statuses
+from tessera.scp.association import caller_of
+from tessera.scp.identifier import IdentifierError, decode_identifier, retrieve_keys
+
+log = logging.getLogger(__name__)
+
+# An association carries at most 128 presentation contexts (PS3.8 9.3.2.2: odd IDs 1-255).
+MAX_CONTEXTS = 128
+_NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+_VERIFICATION = "1.2.840.10008.1.1"
+
+
+@dataclass
+class _Receiver:
+    """The Storage SCP side of the sub-operations and what it accepted."""
+
+    association: Association | None = None
+    accepted: set[tuple[str, str]] = field(default_factory=set)
+
+    def capture(self, event: evt.Event) -> None:
+        self.association = event.assoc
+        self.accepted = _accepted_pairs(event.assoc, as_scu=True)
+
+
+def _accepted_pairs(assoc: Association, as_scu: bool) -> set[tuple[str, str]]:
+    pairs = set()
+    for context in assoc.accepted_contexts:
+        if as_scu and assoc.is_acceptor and not context.as_scu:
+            # C-GET: we send C-STOREs on the requestor's association, so our role must be SCU.
+            continue
+        pairs.add((str(context.abstract_syntax), str(context.transfer_syntax[0])))
+    return pairs
+
+
+def _resolve(
+    archive: Archive, caller: DimseCaller, identifier: Dataset, model: str
+) -> list[RetrievedInstance]:
+    keys = retrieve_keys(identifier, model)
+    with archive.database.read() as conn:
+        if keys.study_uids is None:
+            # Patient level: the patient's studies, found through the same scoped query engine.
+            from tessera.scp.find import studies_of_patient
+
+            study_uids = studies_of_patient(conn, caller.scope, keys.patient_id or "")
+            if not study_uids:
+                return []
+            return resolve_uid_lists(conn, caller.scope, study_uids=study_uids)
+        return resolve_uid_lists(
+            conn,
+            caller.scope,
+            study_uids=keys.study_uids,
+            series_uids=keys.series_uids,
+            sop_instance_uids=keys.sop_instance_uids,
+        )
+
+
+def _proposed_contexts(instances: list[RetrievedInstance]) -> list:
+    """The stored syntax of each SOP class, and native syntaxes as a fallback."""
+    pairs: list[tuple[str, list[str]]] = []
+    seen: set[tuple[str, str]] = set()
+    fallback: set[str] = set()
+    for instance in instances:
+        key = (instance.sop_class_uid, instance.transfer_syntax_uid)
+        if key not in seen:
+            seen.add(key)
+            pairs.append((instance.sop_class_uid, [instance.transfer_syntax_uid]))
+        if instance.transfer_syntax_uid not in _NATIVE and instance.sop_class_uid not in fallback:
+            fallback.add(instance.sop_class_uid)
+            pairs.append((instance.sop_class_uid, list(_NATIVE)))
+    return [build_context(abstract, syntaxes) for abstract, syntaxes in pairs[:MAX_CONTEXTS]]
+
+
+def _dataset_for(
+    archive: Archive, instance: RetrievedInstance, accepted: set[tuple[str, str]]
+) -> Dataset:
+    """The stored instance, as stored when the receiver accepts its syntax, else transcoded."""
+    with archive.blob_store.open(instance.blob_key) as fh:
+        data = fh.read()
+    if (instance.sop_class_uid, instance.transfer_syntax_uid) in accepted:
+        return pydicom.dcmread(BytesIO(data))
+    targets = [ts for sop_class, ts in accepted if sop_class == instance.sop_class_uid]
+    targets.sort(key=lambda ts: (ts not in _NATIVE, _NATIVE.index(ts) if ts in _NATIVE else 0))
+    for target in targets:
+        try:
+            from tessera.storage.transcode import transcode_instance
+
+            return pydicom.dcmread(BytesIO(transcode_instance(data, target)))
+        except Exception as exc:  # TranscodeError, or codecs not available
+            log.info(
+                "transcoding for a C-STORE sub-operation failed",
+                extra={
+                    "sop_instance_uid": instance.sop_instance_uid,
+                    "target": target,
+                    "reason": str(exc),
+                },
+            )
+    # No syntax the receiver takes: send as stored; pynetdicom finds no context and the
+    # sub-operation is counted as failed (its UID goes in the Failed SOP Instance UID List).
+    return pydicom.dcmread(BytesIO(data))
+
+
+def _sub_operations(
+    event: evt.Event,
+    archive: Archive,
+    instances: list[RetrievedInstance],
+    receiver: _Receiver,
+) -> Iterator[tuple[int, Dataset | None]]:
+    for instance in instances:
+        if event.is_cancelled:
+            yield statuses.CANCEL, None
+            return
+        accepted = receiver.accepted
+        try:
+            dataset = _dataset_for(archive, instance, accepted)
+        except Exception:
+            log.exception("stored instance unreadable", extra={"blob_key": instance.blob_key})
+            failed = Dataset()
+            failed.SOPInstanceUID = instance.sop_instance_uid
+            yield statuses.PENDING, failed  # no context for an empty data set: counted failed
+            continue
+        yield statuses.PENDING, dataset
+
+
+def _refusal(caller: DimseCaller) -> int | None:
+    if not caller.scope.can(permissions.READ):
+        return statuses.NOT_AUTHORIZED
+    return None
+
+
+def handle_move(event: evt.Event, archive: Archive) -> Iterator:
+    caller = caller_of(event.assoc)
+    destination_title = str(event.move_destination or "").strip()
+    with archive.database.read() as conn:
+        destination = peer_by_ae_title(conn, caller.tenant_id, destination_title)
+    if (
+        destination is None
+        or not destination.may_be_move_destination
+        or destination.port <= 0
+        or _refusal(caller) is not None
+    ):
+        log.info(
+            "C-MOVE refused",
+            extra={"calling_ae_title": caller.calling_ae_title, "destination": destination_title},
+        )
+        # Unknown (or not allowed) destination: pynetdicom answers 0xA801.
+        yield None, None
+        return
+    try:
+        identifier = decode_identifier(event)
+        instances = _resolve(archive, caller, identifier, str(event.request.AffectedSOPClassUID))
+    except IdentifierError as exc:
+        # pynetdicom reports a failure only after associating with the destination.
+        yield destination.host, destination.port, {"contexts": [build_context(_VERIFICATION)]}
+        yield 1
+        yield statuses.status_dataset(statuses.IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
+        return
+    receiver = _Receiver()
+    yield (
+        destination.host,
+        destination.port,
+        {
+            "contexts": _proposed_contexts(instances) or [build_context(_VERIFICATION)],
+            "evt_handlers": [(evt.EVT_ESTABLISHED, receiver.capture)],
+        },
+    )
+    yield len(instances)
+    log.info(
+        "C-MOVE",
+        extra={
+            "calling_ae_title": caller.calling_ae_title,
+            "destination": destination_title,
+            "instances": len(instances),
+        },
+    )
+    yield from _sub_operations(event, archive, instances, receiver)
+
+
+def handle_get(event: evt.Event, archive: Archive) -> Iterator:
+    caller = caller_of(event.assoc)
+    refusal = _refusal(caller)
+    if refusal is not None:
+        yield 1
+        yield statuses.status_dataset(refusal, "this AE may not retrieve"), None
+        return
+    try:
+        identifier = decode_identifier(event)
+        instances = _resolve(archive, caller, identifier, str(event.request.AffectedSOPClassUID))
+    except IdentifierError as exc:
+        yield 1
+        yield statuses.status_dataset(statuses.IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
+        return
+    receiver = _Receiver(event.assoc, _accepted_pairs(event.assoc, as_scu=True))
+    yield len(instances)
+    yield from _sub_operations(event, archive, instances, receiver)

@@ -1,0 +1,89 @@
+"""C-STORE SCP: the received data set, bytes as sent, goes through the same ingest as STOW-RS.
+
+pynetdicom calls the handler only once the whole data set has arrived; an association that
+drops earlier never reaches ingest, so a half-received C-STORE leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_file_meta_info
+from pynetdicom import evt
+
+from tessera.archive import Archive
+from tessera.auth import permissions
+from tessera.scp import statuses
+from tessera.scp.association import caller_of
+from tessera.scp.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from tessera.services.ingest import ingest_file
+from tessera.storage.spool import SpoolFile
+
+log = logging.getLogger(__name__)
+
+
+def part10_header(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str, calling_ae_title: str
+) -> bytes:
+    """Preamble, 'DICM' and File Meta Information for a data set received over DIMSE."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = transfer_syntax_uid
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    if calling_ae_title:
+        meta.SourceApplicationEntityTitle = calling_ae_title
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = True
+    buffer.is_implicit_VR = False
+    write_file_meta_info(buffer, meta, enforce_standard=True)
+    return b"\x00" * 128 + b"DICM" + buffer.getvalue()
+
+
+def handle_store(event: evt.Event, archive: Archive) -> Dataset:
+    caller = caller_of(event.assoc)
+    request = event.request
+    sop_class_uid = str(request.AffectedSOPClassUID or "")
+    sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
+    if not caller.scope.can(permissions.UPLOAD):
+        return statuses.status_dataset(statuses.NOT_AUTHORIZED, "this AE may not store")
+    transfer_syntax_uid = str(event.context.transfer_syntax)
+    spool = SpoolFile(archive.spool_dir)
+    try:
+        spool.write(
+            part10_header(
+                sop_class_uid, sop_instance_uid, transfer_syntax_uid, caller.calling_ae_title
+            )
+        )
+        # The data set exactly as the peer encoded it (never decoded and re-encoded).
+        spool.write(event.encoded_dataset(include_meta=False))
+        spool.close()
+    except OSError as exc:
+        spool.discard()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return statuses.status_dataset(statuses.OUT_OF_RESOURCES, "storage is full")
+        log.exception("spool write failed")
+        return statuses.status_dataset(statuses.PROCESSING_FAILURE, "cannot write spool file")
+    outcome = ingest_file(
+        archive,
+        caller.scope,
+        spool.path,
+        spool.sha256,
+        caller.upload_source_pk,
+        expected_sop=(sop_class_uid, sop_instance_uid),
+    )
+    if not outcome.stored:
+        log.info(
+            "C-STORE refused",
+            extra={
+                "calling_ae_title": caller.calling_ae_title,
+                "sop_instance_uid": sop_instance_uid,
+                "failure_reason": outcome.failure_reason,
+                "reason": outcome.message,
+            },
+        )
+    return statuses.store_status(outcome)
