@@ -1,6 +1,6 @@
 """The tables of the Conformance Statement that are read off the code: the DICOMweb resources
 the application routes, the frame media types and transfer syntaxes WADO-RS negotiates, the
-QIDO-RS / C-FIND attributes, the DIMSE presentation contexts the SCP accepts.
+transfer syntaxes the codecs decode and produce, the QIDO-RS / C-FIND attributes, the DIMSE presentation contexts the SCP accepts.
 
 In conformance/CONFORMANCE.md each sits between `<!-- table:NAME -->` and
 `<!-- end:NAME -->`; conformance/test_conformance_statement.py fails when one differs from
@@ -78,6 +78,50 @@ def frame_media_types() -> str:
     return _table(["Frame media type", "Transfer syntax"], rows)
 
 
+def retrieval_transfer_syntaxes() -> str:
+    """What the codecs decode and produce (tessera/storage/syntaxes.py, transcode.py)."""
+    from tessera.storage import syntaxes
+
+    def lossy(uid: str) -> str:
+        if uid in syntaxes.ALWAYS_LOSSY:
+            return "always"
+        return "per codestream" if uid in syntaxes.MAYBE_LOSSY else "no"
+
+    rows = [
+        [
+            f"`{uid}` {_uid_name(uid)}",
+            "yes" if syntaxes.can_decode(uid) else "no",
+            "yes" if syntaxes.can_encode_frames(uid) else "no",
+            "yes" if syntaxes.can_encode(uid) else "no",
+            lossy(uid),
+        ]
+        for uid in syntaxes.LISTED_SYNTAXES
+    ]
+    header = ["Transfer syntax", "Decoded", "Produced (frames)", "Produced (instances)", "Lossy"]
+    return _table(header, rows)
+
+
+def conversions() -> str:
+    """Which transfer syntaxes the codecs decode from and encode to (frames, whole objects),
+    on a server installed with the project's dependencies."""
+    from tessera.dicomweb.negotiation import PIXEL_MEDIA_TYPES
+    from tessera.storage.syntaxes import NATIVE, can_decode, can_encode
+
+    syntaxes = sorted(
+        {*NATIVE, *(uid for uids in PIXEL_MEDIA_TYPES.values() for uid in uids)},
+        key=lambda uid: [int(part) for part in uid.split(".")],
+    )
+    rows = [
+        [
+            f"`{uid}` {_uid_name(uid)}",
+            "yes" if can_decode(uid) else "no",
+            "yes" if can_encode(uid) else "no",
+        ]
+        for uid in syntaxes
+    ]
+    return _table(["Transfer syntax", "Decoded (read from)", "Encoded (converted to)"], rows)
+
+
 def query_attributes() -> str:
     """The attributes QIDO-RS and C-FIND match and return (one registry serves both)."""
     from tessera.index.query_attributes import (
@@ -128,6 +172,8 @@ def dimse_contexts() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "dicomweb-resources": resources,
     "frame-media-types": frame_media_types,
+    "conversions": conversions,
+    "retrieval-transfer-syntaxes": retrieval_transfer_syntaxes,
     "query-attributes": query_attributes,
     "dimse-contexts": dimse_contexts,
 }

@@ -121,9 +121,19 @@ def can_encode_frames(transfer_syntax_uid: str) -> bool:
     return can_encode(uid) and uid != DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
 
 
+# Syntaxes that may hold lossy or lossless data, produced here with the lossless encoder of
+# their family: the codestream is valid for both UIDs and no information is lost.
+LOSSLESS_ENCODER_OF = {
+    JPEG_2000: JPEG_2000_LOSSLESS,
+    JPEG_LS_NEAR_LOSSLESS: JPEG_LS_LOSSLESS,
+    HTJ2K: HTJ2K_LOSSLESS,
+    HTJ2K_LOSSLESS_RPCL: HTJ2K_LOSSLESS,
+}
+
+
 @functools.cache
 def output_syntaxes() -> frozenset[UID]:
-    """Every transfer syntax the server can produce, all lossless."""
+    """Every transfer syntax the server can produce; what it writes is always lossless."""
     produced = {
         EXPLICIT_VR_LITTLE_ENDIAN,
         IMPLICIT_VR_LITTLE_ENDIAN,
@@ -134,6 +144,9 @@ def output_syntaxes() -> frozenset[UID]:
             produced.add(uid)
     if _htj2k_encoder_available():
         produced.add(HTJ2K_LOSSLESS)
+    for uid, lossless in LOSSLESS_ENCODER_OF.items():
+        if lossless in produced:
+            produced.add(uid)
     return frozenset(produced)
 
 
@@ -144,6 +157,33 @@ OUTPUT_SYNTAXES_WANTED = (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     RLE_LOSSLESS,
     JPEG_2000_LOSSLESS,
+    JPEG_2000,
     JPEG_LS_LOSSLESS,
+    JPEG_LS_NEAR_LOSSLESS,
     HTJ2K_LOSSLESS,
+    HTJ2K_LOSSLESS_RPCL,
+    HTJ2K,
+)
+
+
+# The syntaxes the Conformance Statement lists for retrieval (decoded and/or produced).
+LISTED_SYNTAXES = (
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+    JPEG_BASELINE,
+    JPEG_EXTENDED,
+    JPEG_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
+    JPEG_LS_LOSSLESS,
+    JPEG_LS_NEAR_LOSSLESS,
+    JPEG_2000_LOSSLESS,
+    JPEG_2000,
+    pydicom_uid.JPEG2000MCLossless,
+    pydicom_uid.JPEG2000MC,
+    HTJ2K_LOSSLESS,
+    HTJ2K_LOSSLESS_RPCL,
+    HTJ2K,
+    RLE_LOSSLESS,
 )

@@ -8,13 +8,18 @@ Interface (stable; used by dicomweb/ for WADO-RS/WADO-URI and by scp/ for C-GET/
 - ``can_decode(transfer_syntax_uid) -> bool``, ``can_encode(transfer_syntax_uid) -> bool``,
   ``can_encode_frames(transfer_syntax_uid) -> bool`` (Deflated is whole-instance only),
   ``output_syntaxes() -> frozenset[UID]``: explicit VR LE, implicit VR LE, deflated
-  explicit VR LE, RLE Lossless, JPEG 2000 Lossless, JPEG-LS Lossless (pyjpegls) and
-  HTJ2K Lossless (imagecodecs/OpenJPH). All lossless; no lossy target is produced.
+  explicit VR LE, RLE Lossless, JPEG 2000 Lossless, JPEG-LS Lossless (pyjpegls), HTJ2K
+  Lossless and HTJ2K Lossless RPCL (imagecodecs/OpenJPH), and the "may be lossy"
+  syntaxes JPEG 2000 (.91), JPEG-LS Near-Lossless (.81) and HTJ2K (.203), which get the
+  lossless codestream of their family. Everything produced is lossless.
 - ``decode_frame(frame, transfer_syntax_uid, pixel) -> numpy.ndarray``: one frame's bytes
   as stored (encapsulated: the concatenated fragments of that frame; native: the frame's
   bytes in the stored byte order) to an array shaped (rows, columns) or
   (rows, columns, samples), pixel-interleaved, dtype sized by Bits Allocated (bit-packed
   1-bit data unpacked to uint8), described by ``decoded_description``.
+- ``decode_dataset_frame(dataset, index) -> numpy.ndarray``: frame ``index`` (0-based) of
+  a dataset read whole (deflated, bit-packed, or fragments without a usable offset
+  table), with the same layout and colour rule as ``decode_frame``.
 - ``decoded_description(pixel, transfer_syntax_uid) -> PixelDescription``: what
   ``decode_frame`` returns: Planar Configuration 0 and the photometric interpretation
   after decoding (see "Colour" below).
@@ -88,6 +93,7 @@ __all__ = [
     "can_encode_frames",
     "output_syntaxes",
     "decode_frame",
+    "decode_dataset_frame",
     "decoded_description",
     "encode_frame",
     "encoded_description",
@@ -128,6 +134,7 @@ def encoded_description(
 ) -> PixelDescription:
     """Describe the frame ``encode_frame(array, pixel, target)`` produces."""
     uid = _uid(target_transfer_syntax_uid)
+    uid = syntaxes.LOSSLESS_ENCODER_OF.get(uid, uid)
     photometric = pixel.photometric_interpretation
     if uid in (syntaxes.JPEG_2000_LOSSLESS, syntaxes.HTJ2K_LOSSLESS) and photometric == "RGB":
         photometric = "YBR_RCT"
@@ -208,6 +215,26 @@ def _native_order(array: np.ndarray) -> np.ndarray:
     return array.astype(array.dtype.newbyteorder("="))
 
 
+def decode_dataset_frame(dataset: Dataset, index: int) -> np.ndarray:
+    """Frame ``index`` (0-based) of a dataset read whole, laid out as ``decode_frame``'s.
+
+    For objects whose frames have no stored offsets (deflated, bit-packed, fragments that
+    cannot be grouped): the colour rule is the same as ``decode_frame``'s, so
+    ``decoded_description`` describes the result here too.
+    """
+    meta = getattr(dataset, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        raise TranscodeError("the dataset has no Transfer Syntax UID")
+    uid = _uid(meta.TransferSyntaxUID)
+    if not can_decode(uid):
+        raise TranscodeError(f"cannot decode transfer syntax {uid}")
+    try:
+        array, _ = get_decoder(uid).as_array(dataset, index=index, raw=not _uses_rgb_decoding(uid))
+    except Exception as exc:
+        raise TranscodeError(f"cannot decode frame {index + 1} ({uid.name}): {exc}") from exc
+    return _native_order(array)
+
+
 def _native_bytes(array: np.ndarray, pixel: PixelDescription) -> bytes:
     if pixel.bits_allocated == 1:
         from pydicom.pixels import pack_bits
@@ -230,14 +257,29 @@ def _native_bytes(array: np.ndarray, pixel: PixelDescription) -> bytes:
 
 
 def _encode_htj2k(array: np.ndarray, pixel: PixelDescription) -> bytes:
+    """HTJ2K lossless, always in the HTJ2K Lossless RPCL form (PS3.5 §10.18): RPCL
+    progression (OpenJPH's default), TLM markers, and enough wavelet decompositions for
+    the lowest resolution to be at most 64 pixels, so one codestream serves all three
+    HTJ2K transfer syntaxes and viewers can stream thumbnails from it."""
     import imagecodecs
 
     if pixel.bits_allocated not in (8, 16) or pixel.bits_stored > 16:
         raise TranscodeError("HTJ2K output supports Bits Allocated 8 or 16 only")
     data = np.ascontiguousarray(array)
     rgb = pixel.samples_per_pixel == 3 and pixel.photometric_interpretation == "RGB"
+    largest = max(pixel.rows, pixel.columns)
+    decompositions = max(5, int(np.ceil(np.log2(max(largest, 64) / 64))))
     try:
-        return bytes(imagecodecs.htj2k_encode(data, level=0, reversible=True, rgb=rgb))
+        return bytes(
+            imagecodecs.htj2k_encode(
+                data,
+                level=0,
+                reversible=True,
+                rgb=rgb,
+                tlm=True,
+                resolutions=decompositions + 1,
+            )
+        )
     except Exception as exc:
         raise TranscodeError(f"HTJ2K encoder refused the frame: {exc}") from exc
 
@@ -279,6 +321,7 @@ def encode_frame(
     pixel = pixel.replace(planar_configuration=0)
     if uid in syntaxes.NATIVE:
         return _native_bytes(array, pixel)
+    uid = syntaxes.LOSSLESS_ENCODER_OF.get(uid, uid)
     if uid == syntaxes.HTJ2K_LOSSLESS:
         return _encode_htj2k(array, pixel)
     options = _frame_options(pixel)
