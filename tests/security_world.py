@@ -136,7 +136,7 @@ def build_world(data_dir: Path, database_url: str, env: dict[str, str] | None = 
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
-    server.start()
+    server.start(timeout=120)  # generous: CI machines are shared
     world = World(server, [], keys={"admin": boot["api_key"]}, dimse_port=dimse_port)
     admin = world.auth("admin")
     api = world.api()
