@@ -12,7 +12,7 @@ series/study.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -139,73 +139,109 @@ class ResultBuilder:
         self.returns = returns
         self.retrieve_root = retrieve_root.rstrip("/") if retrieve_root else None
 
-    def build(self, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    def build(self, rows: Sequence[Any], positions: dict[str, int]) -> list[dict[str, Any]]:
+        """`rows` are tuples; `positions` maps the selected column labels to their index."""
         if not rows:
             return []
+        self.at = positions
         level = self.query.level
         computed = self.computed_values(rows)
         metadata = self.stored_metadata(rows)
+        # One (tag, row -> element) step per returned attribute, in tag order so the JSON
+        # comes out sorted without sorting every object.
+        steps = sorted(
+            (
+                (attribute.tag_hex, self.element_getter(attribute, computed))
+                for attribute in self.returns.attributes
+            ),
+            key=lambda step: step[0],
+        )
+        identifying = [("0020000D", "uid_study")]
+        if level >= Level.SERIES:
+            identifying.append(("0020000E", "uid_series"))
+        if level is Level.INSTANCE:
+            identifying.append(("00080018", "uid_instance"))
+        if level is Level.PATIENT:
+            identifying = []
+        returned = {tag for tag, _ in steps}
+        identifying = [(tag, positions[label]) for tag, label in identifying if tag not in returned]
         items = []
         for row in rows:
-            item: dict[str, Any] = {}
+            item = {tag: getter(row) for tag, getter in steps}
+            for tag, index in identifying:
+                item[tag] = {"vr": "UI", "Value": [row[index]]}
             if metadata is not None:
-                stored = metadata.get(self.metadata_key(row), {})
+                stored = metadata.get(row[0], {})
+                extra: dict[str, Any] = {}
                 if self.returns.all_metadata:
-                    for tag, element in stored.items():
-                        if "BulkDataURI" not in element:
-                            item[tag] = element
+                    extra.update(
+                        (tag, element)
+                        for tag, element in stored.items()
+                        if "BulkDataURI" not in element
+                    )
                 for tag in self.returns.extra_tags:
                     key = f"{tag:08X}"
-                    item[key] = stored.get(key) or {"vr": _dictionary_vr(tag)}
-            for attribute in self.returns.attributes:
-                item[attribute.tag_hex] = self.element(attribute, row, computed)
-            if level is not Level.PATIENT:
-                # Always identify the result (UIDs of its level and the levels above).
-                item.setdefault("0020000D", _element("UI", row["uid_study"]))
-                if level >= Level.SERIES:
-                    item.setdefault("0020000E", _element("UI", row["uid_series"]))
-                if level is Level.INSTANCE:
-                    item.setdefault("00080018", _element("UI", row["uid_instance"]))
+                    extra[key] = stored.get(key) or {"vr": _dictionary_vr(tag)}
+                extra.update(item)
+                item = dict(sorted(extra.items()))
+            elif identifying:
+                item = dict(sorted(item.items()))
             items.append(item)
         return items
 
     # -- values ----------------------------------------------------------------------------
-    def element(self, attribute: Attribute, row: Any, computed: dict) -> dict[str, Any]:
+    def element_getter(self, attribute: Attribute, computed: dict) -> Callable[[Any], dict]:
         keyword = attribute.keyword
         if attribute is INSTANCE_AVAILABILITY:
-            return _element("CS", "ONLINE")
+            online = _element("CS", "ONLINE")
+            return lambda row: online
         if attribute is SPECIFIC_CHARACTER_SET:
-            return _element("CS", "ISO_IR 192")
+            utf8 = _element("CS", "ISO_IR 192")
+            return lambda row: utf8
         if attribute is RETRIEVE_URL:
-            return _element("UR", self.retrieve_url(row))
+            return lambda row: {"vr": "UR", "Value": [self.retrieve_url(row)]}
         if attribute.computed:
+            vr, multi = attribute.vr, attribute.multi
             if keyword in computed:  # counted from the visible instances only
-                value = computed[keyword].get(self.computed_key(attribute, row))
+                values = computed[keyword]
+                key_index = self.at[self.computed_key_label(attribute)]
+
+                def value_of(row: Any) -> Any:
+                    return values.get(row[key_index])
             else:  # kept current by ingest on the study / series row
-                value = row.get(f"c_{keyword}")
-            if attribute.multi:
-                values = (
-                    [v for v in (value or "").split("\\") if v] if isinstance(value, str) else value
-                )
-                return _element(attribute.vr, *(values or []))
-            return _element(attribute.vr, value)
-        return _element(attribute.vr, row[ReturnSet.label(attribute)])
+                index = self.at[f"c_{keyword}"]
+
+                def value_of(row: Any) -> Any:
+                    return row[index]
+
+            def computed_element(row: Any) -> dict:
+                value = value_of(row)
+                if multi:
+                    if isinstance(value, str):
+                        value = [v for v in value.split("\\") if v]
+                    return _element(vr, *(value or []))
+                return _element(vr, value)
+
+            return computed_element
+        index = self.at[ReturnSet.label(attribute)]
+        convert = _converter(attribute.vr)
+        return lambda row: convert(row[index])
 
     def retrieve_url(self, row: Any) -> str:
-        root = self.retrieve_root
-        url = f"{root}/studies/{row['uid_study']}"
+        at = self.at
+        url = f"{self.retrieve_root}/studies/{row[at['uid_study']]}"
         if self.query.level >= Level.SERIES:
-            url += f"/series/{row['uid_series']}"
+            url += f"/series/{row[at['uid_series']]}"
         if self.query.level is Level.INSTANCE:
-            url += f"/instances/{row['uid_instance']}"
+            url += f"/instances/{row[at['uid_instance']]}"
         return url
 
-    def computed_key(self, attribute: Attribute, row: Any) -> Any:
+    def computed_key_label(self, attribute: Attribute) -> str:
         if attribute.level is Level.PATIENT:
-            return row["pk"]
+            return "pk"
         if attribute.level is Level.STUDY:
-            return row["study_pk"]
-        return row["series_pk"]
+            return "study_pk"
+        return "series_pk"
 
     def computed_values(self, rows: Sequence[Any]) -> dict[str, dict[Any, Any]]:
         """keyword -> {entity key -> value}, where the index columns cannot be used."""
@@ -215,12 +251,12 @@ class ResultBuilder:
             return out
         locked = self.scope.source_pks is not None
         if wants & _STUDY_COMPUTED.keys() and locked:
-            self._visible_study_counts({r["study_pk"] for r in rows}, out)
+            self._visible_study_counts({r[self.at["study_pk"]] for r in rows}, out)
         if "NumberOfSeriesRelatedInstances" in wants and locked:
             counts = self.conn.execute(
                 select(INSTANCE.c.series_pk, func.count())
                 .where(
-                    INSTANCE.c.series_pk.in_({r["series_pk"] for r in rows}),
+                    INSTANCE.c.series_pk.in_({r[self.at["series_pk"]] for r in rows}),
                     INSTANCE.c.source_pk.in_(sorted(self.scope.source_pks or ())),
                 )
                 .group_by(INSTANCE.c.series_pk)
@@ -231,7 +267,7 @@ class ResultBuilder:
             "NumberOfPatientRelatedSeries",
             "NumberOfPatientRelatedInstances",
         }:
-            self._patient_counts({r["pk"] for r in rows}, out)
+            self._patient_counts({r[0] for r in rows}, out)
         return out
 
     def _visible_study_counts(self, study_pks: set[int], out: dict) -> None:
@@ -312,15 +348,12 @@ class ResultBuilder:
             out["NumberOfPatientRelatedInstances"][pk] = instance_counts[pk]
 
     # -- stored metadata -------------------------------------------------------------------
-    def metadata_key(self, row: Any) -> Any:
-        return row["pk"]
-
     def stored_metadata(self, rows: Sequence[Any]) -> dict[Any, dict] | None:
         """Entity key -> stored DICOM JSON of its instance (or first visible instance)."""
         if not self.returns.extra_tags and not self.returns.all_metadata:
             return None
         level = self.query.level
-        keys = [r["pk"] for r in rows]
+        keys = [r[0] for r in rows]
         if level is Level.INSTANCE:
             representative = {pk: pk for pk in keys}
         else:
@@ -371,6 +404,20 @@ def _format(vr: str, value: Any) -> Any:
         }
         return name or None
     return value
+
+
+def _converter(vr: str) -> Callable[[Any], dict[str, Any]]:
+    """value -> DICOM JSON element, for one VR (the hot path of large results)."""
+    empty = {"vr": vr}
+    if vr == "DA":
+        return lambda v: (
+            empty if v is None else {"vr": vr, "Value": [f"{v.year:04d}{v.month:02d}{v.day:02d}"]}
+        )
+    if vr in ("TM", "DT", "PN"):
+        return lambda v: _element(vr, v)
+    if vr in ("IS", "US", "UL", "SS", "SL"):
+        return lambda v: empty if v is None else {"vr": vr, "Value": [v]}
+    return lambda v: {"vr": vr, "Value": [v]} if v else empty
 
 
 def _element(vr: str, *values: Any) -> dict[str, Any]:

@@ -105,11 +105,13 @@ def _page(
     returns = ReturnSet.of(query, retrieve_root is not None)
     compiler = _Compiler(conn.dialect.name, scope, query)
     statement = compiler.statement(returns).limit(limit + 1).offset(offset)
-    rows = conn.execute(statement).mappings().all()
+    result = conn.execute(statement)
+    positions = {name: index for index, name in enumerate(result.keys())}
+    rows = result.all()
     more = len(rows) > limit
     rows = rows[:limit]
     builder = ResultBuilder(conn, scope, query, returns, retrieve_root)
-    return QueryPage(builder.build(rows), more)
+    return QueryPage(builder.build(rows, positions), more)
 
 
 def _like_pattern(pattern: str) -> str:
