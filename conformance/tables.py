@@ -101,27 +101,6 @@ def retrieval_transfer_syntaxes() -> str:
     return _table(header, rows)
 
 
-def conversions() -> str:
-    """Which transfer syntaxes the codecs decode from and encode to (frames, whole objects),
-    on a server installed with the project's dependencies."""
-    from tessera.dicomweb.negotiation import PIXEL_MEDIA_TYPES
-    from tessera.storage.syntaxes import NATIVE, can_decode, can_encode
-
-    syntaxes = sorted(
-        {*NATIVE, *(uid for uids in PIXEL_MEDIA_TYPES.values() for uid in uids)},
-        key=lambda uid: [int(part) for part in uid.split(".")],
-    )
-    rows = [
-        [
-            f"`{uid}` {_uid_name(uid)}",
-            "yes" if can_decode(uid) else "no",
-            "yes" if can_encode(uid) else "no",
-        ]
-        for uid in syntaxes
-    ]
-    return _table(["Transfer syntax", "Decoded (read from)", "Encoded (converted to)"], rows)
-
-
 def query_attributes() -> str:
     """The attributes QIDO-RS and C-FIND match and return (one registry serves both)."""
     from tessera.index.query_attributes import (
@@ -172,7 +151,6 @@ def dimse_contexts() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "dicomweb-resources": resources,
     "frame-media-types": frame_media_types,
-    "conversions": conversions,
     "retrieval-transfer-syntaxes": retrieval_transfer_syntaxes,
     "query-attributes": query_attributes,
     "dimse-contexts": dimse_contexts,
