@@ -54,6 +54,9 @@ class World:
     keys: dict[str, str] = field(default_factory=dict)  # user -> API key
     # The bytes stored in `default` for each object name.
     stored: dict[str, bytes] = field(default_factory=dict)
+    dimse_port: int = 0
+    # DIMSE peers of `default` -> the sources they may query (None: all); see build_world.
+    peer_sees: dict[str, frozenset[str] | None] = field(default_factory=dict)
     # Which sources each user of `default` sees (None: all).
     sees: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
@@ -120,20 +123,21 @@ def admin_cli(server: ServerProcess, *args: str) -> dict:
 
 
 def build_world(data_dir: Path, database_url: str, env: dict[str, str] | None = None) -> World:
+    dimse_port = free_port()
     server = ServerProcess(
         data_dir=data_dir,
         database_url=database_url,
         env_extra={
             "TESSERA_ANONYMOUS": "off",
             "TESSERA_WORKERS": "2",
-            "TESSERA_DIMSE_PORT": str(free_port()),
+            "TESSERA_DIMSE_PORT": str(dimse_port),
             **(env or {}),
         },
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
-    server.start()
-    world = World(server, [], keys={"admin": boot["api_key"]})
+    server.start(timeout=120)  # generous: CI machines are shared
+    world = World(server, [], keys={"admin": boot["api_key"]}, dimse_port=dimse_port)
     admin = world.auth("admin")
     api = world.api()
 
@@ -190,6 +194,23 @@ def build_world(data_dir: Path, database_url: str, env: dict[str, str] | None = 
             headers=acme_auth,
         )
     )["key"]
+
+    # DIMSE: peers of `default` with their query sources; the called AE title ACME selects
+    # the acme tenant, where only ACME_PEER is registered.
+    for title, sources in (("PEER_ALL", []), ("PEER_A", ["ClinicA"]), ("PEER_B", ["ClinicB"])):
+        body = {"host": "127.0.0.1", "port": 0, "query_sources": sources}
+        if sources:
+            body["upload_source"] = sources[0]
+        ok(httpx.put(f"{api}/peers/{title}", json=body, headers=admin))
+        world.peer_sees[title] = frozenset(sources) if sources else None
+    ok(httpx.put(f"{api}/ae-titles/ACME", json={"tenant": "acme"}, headers=admin))
+    ok(
+        httpx.put(
+            f"{world.api('acme')}/peers/ACME_PEER",
+            json={"host": "127.0.0.1", "port": 0},
+            headers=world.auth("acme_admin"),
+        )
+    )
 
     s1, s2, s3 = (generate_uid() for _ in range(3))
     layout = [

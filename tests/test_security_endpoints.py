@@ -18,6 +18,7 @@ For every row, caller and object:
 from __future__ import annotations
 
 import importlib.util
+import io
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -420,3 +421,178 @@ def test_upload_never_reveals_or_touches_other_sources(world: World) -> None:
     assert stow(url, [own], tech, "ClinicA").status_code == 200
     # An unrestricted admin re-sending an identical stored object: still a success.
     assert stow(url, [world.stored["b2"]], world.auth("admin"), "ClinicB").status_code == 200
+
+
+# --- DIMSE: the same table idea over C-FIND, C-GET and C-STORE --------------------------------
+# Each DIMSE row: (operation, query/retrieve level). Callers are peers whose registry entry
+# (query sources) becomes their Scope; the called AE title selects the tenant.
+
+DIMSE_ROWS = [("C-FIND", "STUDY"), ("C-FIND", "SERIES"), ("C-FIND", "IMAGE"), ("C-GET", "STUDY")]
+DIMSE_LEVEL = {"STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
+
+
+def _dimse_identifier(level: str, obj: Obj):  # type: ignore[no-untyped-def]
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    ds.StudyInstanceUID = obj.study
+    ds.PatientName = ""
+    ds.NumberOfStudyRelatedInstances = "" if level == "STUDY" else None
+    if level == "STUDY":
+        ds.NumberOfStudyRelatedSeries = ""
+    if level in ("SERIES", "IMAGE"):
+        ds.SeriesInstanceUID = obj.series if level == "IMAGE" else ""
+    if level == "SERIES":
+        ds.NumberOfSeriesRelatedInstances = ""
+    if level == "IMAGE":
+        ds.SOPInstanceUID = ""
+    return ds
+
+
+def _dimse(world: World, calling: str, called: str, operation: str, level: str, obj: Obj):  # type: ignore[no-untyped-def]
+    """Run one operation; returns (association accepted, found identifiers or received
+    datasets, final status)."""
+    from pynetdicom import AE, build_role, evt
+    from pynetdicom.sop_class import (
+        CTImageStorage,
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelGet,
+    )
+
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    received: list = []
+    handlers = []
+    roles = []
+    if operation == "C-FIND":
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    else:
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+        ae.add_requested_context(CTImageStorage)
+        roles.append(build_role(CTImageStorage, scp_role=True))
+
+        def on_store(event):  # type: ignore[no-untyped-def]
+            received.append(event.dataset)
+            return 0x0000
+
+        handlers.append((evt.EVT_C_STORE, on_store))
+    assoc = ae.associate(
+        "127.0.0.1", world.dimse_port, ae_title=called, ext_neg=roles, evt_handlers=handlers
+    )
+    if not assoc.is_established:
+        return False, [], None
+    identifier = _dimse_identifier(level, obj)
+    final = None
+    try:
+        if operation == "C-FIND":
+            for status, found in assoc.send_c_find(
+                identifier, StudyRootQueryRetrieveInformationModelFind
+            ):
+                final = status.Status if status else None
+                if status and status.Status in (0xFF00, 0xFF01) and found is not None:
+                    received.append(found)
+        else:
+            for status, _ in assoc.send_c_get(
+                identifier, StudyRootQueryRetrieveInformationModelGet
+            ):
+                final = status.Status if status else None
+    finally:
+        assoc.release()
+    return True, received, final
+
+
+def _dataset_uids(datasets: list) -> set[str]:
+    uids = set()
+    for ds in datasets:
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            value = ds.get(keyword)
+            if value:
+                uids.add(str(value))
+    return uids
+
+
+@pytest.mark.parametrize("operation,level", DIMSE_ROWS, ids=lambda v: str(v))
+def test_dimse_operation(world: World, operation: str, level: str) -> None:
+    pytest.importorskip("tessera.scp.find")
+    for peer, sees in world.peer_sees.items():
+        hidden = set()
+        for obj in world.objects:
+            if not (sees is None or obj.source in sees):
+                hidden |= {obj.series, obj.instance}
+                if not any(
+                    o.study == obj.study and (sees is None or o.source in sees)
+                    for o in world.objects
+                ):
+                    hidden.add(obj.study)
+        for obj in world.objects:
+            case = f"{peer} {operation} {level} on {obj.name}"
+            accepted, results, final = _dimse(world, peer, "TESSERA", operation, level, obj)
+            assert accepted, case
+            assert final is not None and final in (0x0000, 0xB000), f"{case}: {final}"
+            uids = _dataset_uids(results)
+            assert not (uids & hidden), f"{case}: reveals {uids & hidden}"
+            names = {str(ds.get("PatientName", "")) for ds in results}
+            assert ACME_MARKER not in names, f"{case}: shows the other tenant"
+            target = DIMSE_LEVEL[level] if operation == "C-FIND" else "instance"
+            visible = [
+                o
+                for o in world.objects
+                if o.study == obj.study and (sees is None or o.source in sees)
+            ]
+            expected = {
+                getattr(o, target)
+                for o in visible
+                if not (operation == "C-FIND" and level == "IMAGE" and o.series != obj.series)
+            }
+            if operation == "C-GET":
+                got = {str(ds.SOPInstanceUID) for ds in results}
+                assert got == expected, f"{case}: got {len(got)} of {len(expected)}"
+            else:
+                assert expected <= uids, f"{case}: visible objects missing"
+            for ds in results:  # counts reflect only what the peer sees
+                if ds.get("NumberOfStudyRelatedInstances") not in (None, ""):
+                    assert int(ds.NumberOfStudyRelatedInstances) == len(visible), case
+                if ds.get("NumberOfStudyRelatedSeries") not in (None, ""):
+                    assert int(ds.NumberOfStudyRelatedSeries) == len({o.series for o in visible}), (
+                        case
+                    )
+
+    # Tenants: ACME_PEER reaches acme's copies through the called AE title ACME, and is not
+    # a peer of `default`; default's peers are not peers of acme.
+    obj = world.objects[0]
+    accepted, results, _ = _dimse(world, "ACME_PEER", "ACME", operation, level, obj)
+    assert accepted
+    assert results and all(DEFAULT_MARKER not in str(ds.get("PatientName", "")) for ds in results)
+    assert _dimse(world, "ACME_PEER", "TESSERA", operation, level, obj)[0] is False
+    assert _dimse(world, "PEER_ALL", "ACME", operation, level, obj)[0] is False
+
+
+def test_dimse_store_never_touches_hidden_sources(world: World) -> None:
+    """C-STORE from a peer locked to ClinicA: a copy of ClinicB's instance is refused and
+    the hidden instance stays as it was."""
+    pytest.importorskip("tessera.scp.store")
+    import pydicom
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage
+
+    by_name = {o.name: o for o in world.objects}
+    hidden = pydicom.dcmread(io.BytesIO(world.stored["b2"]))
+    other = instance_bytes(by_name["b2"].study, generate_uid(), generate_uid(), "OTHER^P", 9)
+    ae = AE(ae_title="PEER_A")
+    ae.add_requested_context(CTImageStorage, hidden.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", world.dimse_port, ae_title="TESSERA")
+    assert assoc.is_established
+    try:
+        for ds in (hidden, pydicom.dcmread(io.BytesIO(other))):
+            status = assoc.send_c_store(ds)
+            assert status and status.Status not in (0x0000, 0xB000, 0xB007, 0xB006), hex(
+                status.Status if status else 0
+            )
+    finally:
+        assoc.release()
+    meta = httpx.get(
+        f"{world.url()}/studies/{by_name['b2'].study}/metadata", headers=world.auth("admin")
+    )
+    assert meta.status_code == 200 and b"OTHER^P" not in meta.content
+    assert len(meta.json()) == 1

@@ -81,26 +81,23 @@ def _basic(database: Database, tenant: TenantInfo, value: str) -> tuple[Scope, I
     if not sep:
         raise AuthenticationFailed("malformed Basic credentials")
     with database.read() as conn:
-        user = d.get_user(conn, tenant.id, username)
-        if not verify_password(user.password_hash if user else None, password):
-            raise AuthenticationFailed(INVALID, attempted=username[:64])
-        assert user is not None
-        if user.disabled:
-            raise AuthenticationFailed(INVALID, attempted=username)
-        scope = d.scope_for_user(conn, user, user.username)
+        found = d.user_and_scope(conn, tenant.id, username)
+    if not verify_password(found[0].password_hash if found else None, password):
+        raise AuthenticationFailed(INVALID, attempted=username[:64])
+    assert found is not None
+    user, scope = found
+    if user.disabled:
+        raise AuthenticationFailed(INVALID, attempted=username[:64])
     return scope, Identity(tenant, "basic", user.username)
 
 
 def _bearer(database: Database, tenant: TenantInfo, token: str) -> tuple[Scope, Identity]:
-    with database.read() as conn:
-        holder = d.user_of_token(conn, token)
-        # A token of another tenant is exactly as unknown here as a made-up one.
-        if holder is None or holder.tenant_id != tenant.id or holder.user.disabled:
-            raise AuthenticationFailed(INVALID, attempted="bearer token")
-        principal = holder.user.username
-        if holder.kind == "api_key":
-            principal = f"{principal} (key {holder.token_id})"
-        scope = d.scope_for_user(conn, holder.user, principal)
+    with database.engine.connect() as conn:
+        found = d.scope_of_token(conn, token)
+    # A token of another tenant is exactly as unknown here as a made-up one.
+    if found is None or found[0].tenant_id != tenant.id or found[0].user.disabled:
+        raise AuthenticationFailed(INVALID, attempted="bearer token")
+    holder, scope = found
     return scope, Identity(tenant, holder.kind, holder.user.username, holder.token_id)
 
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from tessera.auth import permissions as p
 from tessera.auth.roles import BUILTIN_ROLES, ROLE_NAME_RE, parse_permissions
@@ -434,6 +434,106 @@ class TokenHolder:
     name: str
     tenant_id: int
     user: UserInfo
+
+
+_TOKEN_AND_USER = (
+    select(
+        ApiToken.id.label("token_id"),
+        ApiToken.kind,
+        ApiToken.name,
+        ApiToken.tenant_id,
+        ApiToken.expires_at,
+        ApiToken.revoked_at,
+        AppUser.id.label("user_id"),
+        AppUser.username,
+        AppUser.role,
+        AppUser.is_system_admin,
+        AppUser.disabled,
+        UserSource.source_id,
+        UserSource.kind.label("source_kind"),
+    )
+    .join(AppUser, AppUser.id == ApiToken.user_id)
+    .outerjoin(UserSource, UserSource.user_id == AppUser.id)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+)
+
+
+def scope_of_token(conn: Connection, token: str) -> tuple[TokenHolder, Scope] | None:
+    """A live token's holder and Scope in ONE query (this runs on every request, frames
+    included): token, user and the user's source lists together."""
+    rows = conn.execute(_TOKEN_AND_USER, {"token_hash": token_hash(token)}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    if first.revoked_at is not None:
+        return None
+    if first.expires_at is not None and utc(first.expires_at) <= now():
+        return None
+    user = UserInfo(
+        first.user_id,
+        first.tenant_id,
+        first.username,
+        first.role,
+        bool(first.is_system_admin),
+        bool(first.disabled),
+    )
+    principal = user.username
+    if first.kind == "api_key":
+        principal = f"{principal} (key {first.token_id})"
+    scope = _scope_from_rows(conn, user, rows, principal)
+    return TokenHolder(first.token_id, first.kind, first.name, first.tenant_id, user), scope
+
+
+_USER_BY_NAME = (
+    select(
+        AppUser.id.label("user_id"),
+        AppUser.tenant_id,
+        AppUser.username,
+        AppUser.password_hash,
+        AppUser.role,
+        AppUser.is_system_admin,
+        AppUser.disabled,
+        UserSource.source_id,
+        UserSource.kind.label("source_kind"),
+    )
+    .outerjoin(UserSource, UserSource.user_id == AppUser.id)
+    .where(AppUser.tenant_id == bindparam("tenant_id"), AppUser.username == bindparam("username"))
+)
+
+
+def user_and_scope(
+    conn: Connection, tenant_id: int, username: str
+) -> tuple[UserInfo, Scope] | None:
+    """A user (with the password hash) and their Scope in one query (HTTP Basic)."""
+    rows = conn.execute(_USER_BY_NAME, {"tenant_id": tenant_id, "username": username}).all()
+    if not rows:
+        return None
+    first = rows[0]
+    user = UserInfo(
+        first.user_id,
+        first.tenant_id,
+        first.username,
+        first.role,
+        bool(first.is_system_admin),
+        bool(first.disabled),
+        first.password_hash,
+    )
+    return user, _scope_from_rows(conn, user, rows, user.username)
+
+
+def _scope_from_rows(conn: Connection, user: UserInfo, rows, principal: str) -> Scope:  # type: ignore[no-untyped-def]
+    read = frozenset(r.source_id for r in rows if r.source_kind == "read")
+    upload = frozenset(r.source_id for r in rows if r.source_kind == "upload")
+    perms = role_permissions(conn, user.tenant_id, user.role) or frozenset()
+    if user.is_system_admin:
+        perms = perms | {p.SYSTEM}
+    return Scope(
+        tenant_id=user.tenant_id,
+        source_pks=read or None,
+        upload_source_pks=upload or None,
+        permissions=frozenset(perms),
+        principal=principal,
+    )
 
 
 def user_of_token(conn: Connection, token: str) -> TokenHolder | None:
