@@ -263,13 +263,3 @@ class DimsePeerQuerySource(Base):
         ForeignKey("dimse_peer.id", ondelete="CASCADE"), primary_key=True
     )
     source_pk: Mapped[int] = mapped_column(ForeignKey("source.id"), primary_key=True)
-# 0005: the study list's name searches choose their page from this index alone.
-Index(
-    "ix_study_name_date",
-    Study.__table__.c.tenant_id,
-    Study.__table__.c.patient_name_norm,
-    Study.__table__.c.study_date,
-    Study.__table__.c.study_time,
-    Study.__table__.c.number_of_study_related_instances,
-    postgresql_ops={"patient_name_norm": "varchar_pattern_ops"},
-)

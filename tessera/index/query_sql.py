@@ -104,15 +104,7 @@ def _page(
 ) -> QueryPage:
     returns = ReturnSet.of(query, retrieve_root is not None)
     compiler = _Compiler(conn.dialect.name, scope, query)
-    statement = compiler.statement(returns)
-    if query.level is Level.STUDY:
-        # Choose the page's keys first, from the indexes alone (sorting a few thousand
-        # matches of 'SMI*' by date needs no table rows), then read just those rows.
-        keys = compiler.statement(ReturnSet(Level.STUDY), keys_only=True)
-        keys = keys.limit(limit + 1).offset(offset)
-        statement = statement.where(STUDY.c.id.in_(keys.scalar_subquery()))
-    else:
-        statement = statement.limit(limit + 1).offset(offset)
+    statement = compiler.statement(returns).limit(limit + 1).offset(offset)
     result = conn.execute(statement)
     positions = {name: index for index, name in enumerate(result.keys())}
     rows = result.all()
@@ -169,12 +161,10 @@ class _Compiler:
         return instance.c.source_pk.in_(sorted(self.scope.source_pks))
 
     # -- statement -------------------------------------------------------------------------
-    def statement(self, returns: ReturnSet, keys_only: bool = False) -> Select:
+    def statement(self, returns: ReturnSet) -> Select:
         level = self.level
         table = LEVEL_TABLE[level]
         columns = [table.c.id.label("pk")]
-        if keys_only:
-            returns = ReturnSet(level)
         tables = {table}
         if level is Level.SERIES:
             tables.add(STUDY)
@@ -183,8 +173,8 @@ class _Compiler:
         for attribute in returns.column_attributes:
             attr_table = self.table_for(attribute)
             columns.append(attr_table.c[attribute.column].label(returns.label(attribute)))
-        if not keys_only:
-            columns.extend(returns.extra_columns(level))
+        for extra in returns.extra_columns(level):
+            columns.append(extra)
         statement = select(*columns)
         if level is Level.SERIES:
             statement = statement.select_from(SERIES.join(STUDY, SERIES.c.study_pk == STUDY.c.id))
