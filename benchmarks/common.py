@@ -66,6 +66,7 @@ class Server:
     dicomweb: str
     process: subprocess.Popen
     cleanup: list = field(default_factory=list)
+    dicom_port: int = 0
 
     @property
     def pid(self) -> int:
@@ -109,8 +110,9 @@ def orthanc_available() -> bool:
     return shutil.which("Orthanc") is not None and Path("/usr/share/orthanc/plugins").exists()
 
 
-def start_orthanc() -> Server:
-    """Orthanc with its DICOMweb plugin, from Debian's packages, on free ports."""
+def start_orthanc(extra_config: dict | None = None) -> Server:
+    """Orthanc with its DICOMweb plugin, from Debian's packages, on free ports (its DICOM
+    port is `server.dicom_port`; `extra_config` adds or overrides configuration keys)."""
     workdir = Path(tempfile.mkdtemp(prefix="orthanc-bench-"))
     port, dicom_port = free_port(), free_port()
     plugins = [str(p) for p in Path("/usr/share/orthanc/plugins").glob("libOrthancDicomWeb*.so*")]
@@ -127,6 +129,7 @@ def start_orthanc() -> Server:
         "StorageCompression": False,
         "HttpThreadsCount": 50,
     }
+    config.update(extra_config or {})
     (workdir / "orthanc.json").write_text(json.dumps(config))
     process = subprocess.Popen(
         ["Orthanc", str(workdir / "orthanc.json")],
@@ -136,6 +139,7 @@ def start_orthanc() -> Server:
     )
     wait_http(f"http://127.0.0.1:{port}/system")
     server = Server("orthanc", f"http://127.0.0.1:{port}/dicom-web", process)
+    server.dicom_port = dicom_port
     server.cleanup.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
     return server
 

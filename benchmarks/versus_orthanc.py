@@ -5,14 +5,15 @@ same way on both, and the ratio.
 Figures: STOW-RS instances/s (4 clients); QIDO-RS study search (OHIF's study list query and
 a PatientID search) and series listing; series and study metadata; a native frame; a frame
 transcoded from JPEG 2000; a rendered frame; whole-study retrieval MB/s; C-STORE instances/s
-(dcmtk storescu); C-FIND latency (one association, study level); C-MOVE throughput (dcmtk
-movescu receiving the study itself).
+(dcmtk storescu); C-FIND latency (dcmtk findscu, process start included); C-MOVE throughput
+(dcmtk movescu to a storescp).
 
-The WADO-RS figures come from benchmarks/wado_retrieve.py and the STOW-RS ones from
-benchmarks/stow_ingest.py, so every benchmark measures a figure the same way.
+The WADO-RS figures are measured by benchmarks/wado_retrieve.py's functions, the STOW-RS ones
+by benchmarks/stow_ingest.py's and the DIMSE ones by benchmarks/dimse.py's, so a figure is
+measured the same way in every benchmark.
 
     python benchmarks/versus_orthanc.py [--stow 200] [--studies 500] [--ct 50] [--big-mb 256]
-        [--dimse 100]
+        [--dimse 100] [--finds 20]
 
 Ratio: how many times better Tessera is than Orthanc on that figure (> 1 = Tessera ahead).
 """
@@ -21,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,18 +32,15 @@ from pathlib import Path
 import httpx
 import pydicom
 from pydicom.uid import generate_uid
-from pynetdicom import AE
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import Server, free_port, orthanc_available, start_orthanc, start_tessera  # noqa: E402
+import dimse  # noqa: E402
+from common import Server, orthanc_available, start_orthanc, start_tessera  # noqa: E402
 from stow_ingest import generate, run_ingest  # noqa: E402
 from wado_retrieve import build, measure, stow  # noqa: E402
 
 from tessera.synthetic import StudySpec, ct_image  # noqa: E402
 
-DCMTK = Path("/usr/bin")
-SCU_AET = "BENCHSCU"
 OHIF_STUDY_LIST = {
     "limit": "101",
     "offset": "0",
@@ -102,121 +98,9 @@ def qido_figures(server: Server, data: dict, studies: int) -> dict[str, float]:
     return figures
 
 
-def write_files(instances: list[bytes], folder: Path) -> int:
-    folder.mkdir(parents=True, exist_ok=True)
-    for index, data in enumerate(instances):
-        (folder / f"{index:06d}.dcm").write_bytes(data)
-    return sum(len(d) for d in instances)
-
-
-def cstore_rate(port: int, aet: str, folder: Path, count: int) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(
-        [str(DCMTK / "storescu"), "-aet", SCU_AET, "-aec", aet, "+sd", "+r", "-nh",
-         "127.0.0.1", str(port), str(folder)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"storescu: {done.stderr[-500:]}")
-    return count / elapsed
-
-
-def cfind_latency(port: int, aet: str, study_uid: str) -> float:
-    """Median ms of a study-level C-FIND by StudyInstanceUID, 30 on one association."""
-    ae = AE(ae_title=SCU_AET)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = ae.associate("127.0.0.1", port, ae_title=aet)
-    if not assoc.is_established:
-        raise RuntimeError("C-FIND association refused")
-    identifier = pydicom.Dataset()
-    identifier.QueryRetrieveLevel = "STUDY"
-    identifier.StudyInstanceUID = study_uid
-    identifier.PatientName = ""
-    identifier.StudyDate = ""
-    identifier.ModalitiesInStudy = ""
-    times = []
-    try:
-        for _ in range(32):
-            start = time.perf_counter()
-            results = [
-                status
-                for status, _ in assoc.send_c_find(
-                    identifier, StudyRootQueryRetrieveInformationModelFind
-                )
-            ]
-            times.append((time.perf_counter() - start) * 1000)
-            if not results or results[-1].Status != 0:
-                raise RuntimeError(f"C-FIND failed: {results[-1] if results else 'no answer'}")
-    finally:
-        assoc.release()
-    return statistics.median(times[2:])
-
-
-def cmove_rate(
-    port: int, aet: str, study_uid: str, move_port: int, megabytes: float, count: int
-) -> tuple[float, float]:
-    """movescu asks for the study to be sent to itself (it listens on move_port)."""
-    out = Path(tempfile.mkdtemp(prefix="bench-move-"))
-    try:
-        start = time.perf_counter()
-        done = subprocess.run(
-            [str(DCMTK / "movescu"), "-S", "-aet", SCU_AET, "-aem", SCU_AET, "-aec", aet,
-             "+P", str(move_port), "+xa", "-od", str(out),
-             "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid}",
-             "127.0.0.1", str(port)],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        elapsed = time.perf_counter() - start
-        received = len(list(out.iterdir()))
-        if done.returncode != 0 or received != count:
-            raise RuntimeError(f"movescu got {received}/{count}: {done.stderr[-500:]}")
-        return count / elapsed, megabytes / elapsed
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
-
-
-def register_tessera_peer(data_dir: Path, database_env: dict[str, str], move_port: int) -> None:
-    env = {**os.environ, **database_env, "TESSERA_DATA_DIR": str(data_dir)}
-    done = subprocess.run(
-        [sys.executable, "-m", "tessera.cli", "peers", "add", SCU_AET,
-         "--host", "127.0.0.1", "--port", str(move_port)],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"tessera peers add: {done.stderr}")
-
-
-def register_orthanc_peer(server: Server, move_port: int) -> None:
-    rest = server.dicomweb.rsplit("/dicom-web", 1)[0]
-    response = httpx.put(
-        f"{rest}/modalities/{SCU_AET.lower()}",
-        json={"AET": SCU_AET, "Host": "127.0.0.1", "Port": move_port},
-    )
-    response.raise_for_status()
-
-
-def orthanc_dimse_port(server: Server) -> int:
-    rest = server.dicomweb.rsplit("/dicom-web", 1)[0]
-    return int(httpx.get(f"{rest}/system").json()["DicomPort"])
-
-
-def run_one(kind: str, args: argparse.Namespace, inputs: dict) -> dict[str, float]:
-    move_port = free_port()
+def dicomweb_figures(kind: str, args: argparse.Namespace, inputs: dict) -> dict[str, float]:
+    server = start_tessera("sqlite") if kind == "tessera" else start_orthanc()
     figures: dict[str, float] = {}
-    if kind == "tessera":
-        data_dir = Path(tempfile.mkdtemp(prefix="tessera-versus-"))
-        dimse_port = free_port()
-        env = {"TESSERA_DATA_DIR": str(data_dir / "data"), "TESSERA_DIMSE_PORT": str(dimse_port)}
-        server = start_tessera("sqlite", extra_env=env)
-        server.cleanup.append(lambda: shutil.rmtree(data_dir, ignore_errors=True))
-        register_tessera_peer(data_dir / "data", {}, move_port)
-        aet = "TESSERA"
-    else:
-        server = start_orthanc()
-        dimse_port = orthanc_dimse_port(server)
-        register_orthanc_peer(server, move_port)
-        aet = "ORTHANC"
     try:
         rate, _, failed = run_ingest(server.dicomweb, inputs["stow"], 4)
         if failed:
@@ -228,20 +112,26 @@ def run_one(kind: str, args: argparse.Namespace, inputs: dict) -> dict[str, floa
         stow(server.dicomweb, inputs["big_instances"]())
         figures.update(qido_figures(server, inputs["data"], args.studies))
         figures.update(measure(server, inputs["data"], args.big_mb))
-        figures["C-STORE, storescu (instances/s)"] = cstore_rate(
-            dimse_port, aet, inputs["dimse_folder"], args.dimse
-        )
-        figures["C-FIND study level (ms, median)"] = cfind_latency(
-            dimse_port, aet, inputs["dimse_study"]
-        )
-        per_s, mb_s = cmove_rate(
-            dimse_port, aet, inputs["dimse_study"], move_port, inputs["dimse_mb"], args.dimse
-        )
-        figures["C-MOVE study (instances/s)"] = per_s
-        figures["C-MOVE study (MB/s)"] = mb_s
     finally:
         server.stop()
     return figures
+
+
+def dimse_figures(kind: str, args: argparse.Namespace, inputs: dict) -> dict[str, float]:
+    """benchmarks/dimse.py's measurements: storescu, findscu (process start included),
+    movescu to a storescp."""
+    dimse_args = argparse.Namespace(database="sqlite", finds=args.finds)
+    workdir = Path(tempfile.mkdtemp(prefix=f"versus-{kind}-"))
+    try:
+        run = dimse.run_tessera if kind == "tessera" else dimse.run_orthanc
+        raw = run(dimse_args, inputs["dimse_files"], inputs["dimse_study"], workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "C-STORE, storescu (instances/s)": raw["store_per_s"],
+        "C-FIND study, findscu incl. start (ms, median)": raw["find_median_ms"],
+        "C-MOVE study to storescp (instances/s)": raw["move_per_s"],
+    }
 
 
 def main() -> None:
@@ -253,27 +143,23 @@ def main() -> None:
     parser.add_argument("--ct", type=int, default=50, help="CT slices in the main study")
     parser.add_argument("--big-mb", type=int, default=256, help="whole-study retrieval size")
     parser.add_argument("--dimse", type=int, default=100, help="instances for C-STORE/C-MOVE")
+    parser.add_argument("--finds", type=int, default=20, help="C-FIND repetitions")
     args = parser.parse_args()
     if not orthanc_available():
         sys.exit("Orthanc is not installed: apt-get install -y orthanc orthanc-dicomweb")
 
     print("generating data...", flush=True)
     data, main_study, meta_instances, big_instances = build(args.ct, args.big_mb)
-    dimse_spec = StudySpec(patient_name="BENCH^DIMSE", patient_id="BD-1")
-    dimse_series = generate_uid()
-    dimse_instances = [
-        ct_image(dimse_spec, dimse_series, n, seed=n) for n in range(1, args.dimse + 1)
-    ]
     workdir = Path(tempfile.mkdtemp(prefix="versus-"))
+    dimse_study = dimse.generate(workdir / "dimse", args.dimse)
     inputs = {
         "data": data,
         "main_study": main_study,
         "meta_instances": meta_instances,
         "big_instances": big_instances,
         "searchable": many_studies(args.studies),
-        "dimse_folder": workdir / "dimse",
-        "dimse_study": dimse_spec.study_instance_uid,
-        "dimse_mb": write_files(dimse_instances, workdir / "dimse") / 1e6,
+        "dimse_files": sorted((workdir / "dimse").iterdir()),
+        "dimse_study": dimse_study,
     }
     results: dict[str, dict[str, float]] = {}
     try:
@@ -281,7 +167,8 @@ def main() -> None:
             # Fresh STOW instances (distinct UIDs) for each server, same sizes.
             inputs["stow"] = generate(args.stow)
             print(f"{kind}: measuring...", flush=True)
-            results[kind] = run_one(kind, args, inputs)
+            results[kind] = dicomweb_figures(kind, args, inputs)
+            results[kind].update(dimse_figures(kind, args, inputs))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print_table(results)

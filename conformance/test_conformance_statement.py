@@ -62,9 +62,9 @@ PS32_SECTIONS = [
     "### 1.1 Implementation model",
     "## 2. Network services (DICOMweb, PS3.18)",
     "## 3. DIMSE services",
-    "## 4. Security",
-    "## 5. Media interchange",
-    "## 6. Support of character sets",
+    "## 4. Media interchange",
+    "## 5. Support of character sets",
+    "## 6. Security",
     "## 7. Annexes",
 ]
 
@@ -170,7 +170,7 @@ CHARSET_FILES = ["chrArab.dcm", "chrGreek.dcm", "chrH31.dcm", "chrI2.dcm", "chrR
 
 
 def test_character_sets_as_stated(server):
-    """Section 6: names in single-byte and ISO 2022 character sets are decoded at ingest and
+    """Section 5: names in single-byte and ISO 2022 character sets are decoded at ingest and
     answered in UTF-8 DICOM JSON; the stored file keeps its own character set."""
     for name in CHARSET_FILES:
         path = get_charset_files(name)[0]

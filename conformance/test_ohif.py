@@ -34,7 +34,10 @@ def drive(spec: dict, workdir: Path) -> dict:
         timeout=240,
     )
     assert done.returncode == 0, f"driver failed:\n{done.stderr[-4000:]}"
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    # Kept beside the screenshots: what the browser asked for and what it saw.
+    (Path(spec["artifacts"]) / "report.json").write_text(json.dumps(report, indent=2))
+    return report
 
 
 def upload(server: ServerProcess) -> list[Study]:
@@ -76,7 +79,11 @@ def check_report(report: dict, studies: list[Study], server: ServerProcess) -> N
             assert len(cine["framesShown"]) >= 3, f"the cine did not play: {cine}"
             assert cine["distinctImages"] >= 3, f"the cine did not change the image: {cine}"
 
-    assert report["dicomwebRequests"] > 0
+    # The viewer used each kind of resource: searches, series metadata, frames, and the
+    # server-rendered thumbnails of the study browser.
+    kinds = report["requestKinds"]
+    for kind in ("search", "metadata", "frames", "thumbnail"):
+        assert kinds.get(kind, 0) > 0, kinds
     assert report["failedRequests"] == [], f"{report['failedRequests']}\n{server.log()[-3000:]}"
     assert report["corsErrors"] == [], report["corsErrors"]
     assert report["assetFailures"] == [], report["assetFailures"]

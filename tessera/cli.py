@@ -69,12 +69,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "serving the OHIF viewer",
             extra={"url": f"http://{settings.host}:{settings.port}/viewer/"},
         )
-    if not _is_loopback(settings.host):
-        log.warning(
-            "listening on a non-loopback address; there is no authentication yet, so anyone "
-            "who can reach this port can read and write the archive",
-            extra={"host": settings.host},
-        )
+    from tessera.dicomweb.access import announce_access_mode
+
+    announce_access_mode(settings)
     # Migrate and sweep once here, before any worker starts: workers never race on the
     # schema, and no upload of this server is in flight while its orphans are swept.
     archive = Archive.open(settings)

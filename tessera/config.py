@@ -48,6 +48,17 @@ class Settings:
     viewer: str = ""
     # HTTP worker processes; ingest and rendering are CPU bound and Python has one GIL per process.
     workers: int = field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 4)))
+    # Anonymous requests: "auto" serves them (full access to the default tenant) only when
+    # the server listens on a loopback address; "off" never does (docs/accounts.md).
+    anonymous: str = "auto"
+    # Lifetime of a bearer token issued by POST /api/v1/login.
+    session_ttl_seconds: int = 8 * 3600
+    # Optional OpenID Connect: bearer JWTs signed by this issuer's keys are accepted.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_username_claim: str = "preferred_username"
+    oidc_tenant_claim: str = "tessera_tenant"
 
     @property
     def resolved_database_url(self) -> str:

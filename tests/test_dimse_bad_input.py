@@ -194,7 +194,8 @@ def test_too_many_associations_rejected_politely(server) -> None:  # type: ignor
     held = [associate(server.dimse_port, "TESTSCU", [(Verification,)]) for _ in range(3)]
     assert all(assoc.is_established for assoc in held)
     extra = associate(server.dimse_port, "TESTSCU", [(Verification,)])
-    assert extra.is_rejected
+    assert not extra.is_established
+    assert extra.is_rejected, f"aborted={extra.is_aborted}\n{server.log()[-4000:]}"
     # dcmtk sees a transient rejection, "local limit exceeded".
     result = run(
         [

@@ -441,3 +441,47 @@ def test_move_image_level_reports_counts(archive) -> None:  # type: ignore[no-un
     assert "Received Final Move Response (Success)" in output, output
     assert "Received Move Response 2 (Pending)" in output
     assert set(_received(archive.received)) == set(uids)
+
+
+def test_move_lists_the_instances_the_destination_refused(archive) -> None:  # type: ignore[no-untyped-def]
+    """A destination that takes CT only: the MR slice fails, its UID is in the Failed SOP
+    Instance UID List of the final (warning) response, the counts add up."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelMove
+
+    picky_port = free_port()
+    picky = AE(ae_title="PICKY")
+    picky.add_supported_context(CTImageStorage)
+    server = picky.start_server(
+        ("127.0.0.1", picky_port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda e: 0)]
+    )
+    database = Database(archive.server.database_url)
+    with database.write() as conn:
+        peers.add_peer(conn, 1, "PICKY", "127.0.0.1", picky_port)
+    database.dispose()
+    try:
+        scu = AE(ae_title="VIEWER")
+        scu.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = scu.associate("127.0.0.1", archive.port, ae_title=SERVER_AET)
+        assert assoc.is_established
+        identifier = pydicom.Dataset()
+        identifier.QueryRetrieveLevel = "STUDY"
+        identifier.StudyInstanceUID = archive.study_a
+        responses = list(
+            assoc.send_c_move(identifier, "PICKY", StudyRootQueryRetrieveInformationModelMove)
+        )
+        assoc.release()
+    finally:
+        server.shutdown()
+    final_status, final_identifier = responses[-1]
+    assert final_status.Status == 0xB000
+    assert final_status.NumberOfCompletedSuboperations == 2
+    assert final_status.NumberOfFailedSuboperations == 1
+    mr_uid = index_rows(
+        archive.server.database_url,
+        "SELECT sop_instance_uid FROM instance WHERE sop_class_uid = :mr",
+        mr="1.2.840.10008.5.1.4.1.1.4",
+    )[0].sop_instance_uid
+    assert list(final_identifier.FailedSOPInstanceUIDList) == [mr_uid] or (
+        final_identifier.FailedSOPInstanceUIDList == mr_uid
+    )

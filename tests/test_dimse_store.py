@@ -144,3 +144,45 @@ def test_storescu_folder_with_compressed_files(server_factory, tmp_path) -> None
     assert {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5"} <= (
         stored_syntaxes
     )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # DB-independent
+def test_tessera_scp_runs_the_listener_alone(server_factory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`tessera scp` (scale-out): DIMSE only, over the same index and blob store."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+    from tests.dimse_support import wait_port
+
+    server = server_factory()  # not started: only its data folder and database are used
+    port = free_port()
+    env = dict(
+        os.environ,
+        TESSERA_DATA_DIR=str(server.data_dir),
+        TESSERA_DATABASE_URL=server.database_url,
+        TESSERA_DIMSE_ACCEPT_UNKNOWN="true",
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tessera.cli",
+            "scp",
+            "--dimse-port",
+            str(port),
+            "--dimse-aet",
+            "SCALEOUT",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, timeout=30)
+        assert echo(port, "ANYONE", "SCALEOUT").returncode == 0
+        assert echo(port, "ANYONE", "TESSERA").returncode != 0
+    finally:
+        process.terminate()
+        process.wait(15)

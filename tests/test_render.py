@@ -221,3 +221,24 @@ def test_multi_frame_cine_gif() -> None:
 def test_bad_options_raise_render_error(make) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(RenderError):
         make()
+
+
+def test_enhanced_multi_frame_functional_groups_pick_the_frame() -> None:
+    header = _grey_header()
+    shared = Dataset()
+    transform = Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept = 1, -1000
+    shared.PixelValueTransformationSequence = [transform]
+    header.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for center in (-900, -800):
+        item, voi = Dataset(), Dataset()
+        voi.WindowCenter, voi.WindowWidth = center, 201
+        item.FrameVOILUTSequence = [voi]
+        frames.append(item)
+    header.PerFrameFunctionalGroupsSequence = frames
+    values = RAMP.astype(float) - 1000
+    for index, center in enumerate((-900, -800)):
+        data = render_frame(header, RAMP, RenderOptions("image/png"), frame_index=index)
+        out = np.asarray(Image.open(io.BytesIO(data)))
+        assert np.array_equal(out, _linear(values, center, 201))

@@ -24,6 +24,7 @@ from tessera.storage.transcode import (
     TranscodeError,
     can_decode,
     can_encode,
+    decode_dataset_frame,
     decode_frame,
     decoded_description,
     encode_frame,
@@ -228,3 +229,24 @@ def test_struct_sanity_of_native_output() -> None:
         np.array([[-1, 2], [3, -4]], np.int16), pixel, syntaxes.EXPLICIT_VR_LITTLE_ENDIAN
     )
     assert struct.unpack("<4h", data) == (-1, 2, 3, -4)
+
+
+@pytest.mark.parametrize(
+    "name", ["image_dfl.dcm", "SC_rgb_jpeg_dcmtk.dcm", "SC_rgb_rle_2frame.dcm"]
+)
+def test_frames_of_a_dataset_read_whole_match_stored_frames(name: str) -> None:
+    path = get_testdata_file(name)
+    ds = pydicom.dcmread(path)
+    ts = ds.file_meta.TransferSyntaxUID
+    pixel = PixelDescription.from_dataset(ds)
+    last = pixel.number_of_frames - 1
+    whole = decode_dataset_frame(ds, last)
+    if ts == syntaxes.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        # an inflated frame is little endian native bytes
+        frame = ds.PixelData[last * pixel.frame_length : (last + 1) * pixel.frame_length]
+    else:
+        frames = list(generate_frames(ds.PixelData, number_of_frames=pixel.number_of_frames))
+        frame = frames[last]
+    assert np.array_equal(whole, decode_frame(frame, ts, pixel))
+    with pytest.raises(TranscodeError):
+        decode_dataset_frame(ds, pixel.number_of_frames + 5)

@@ -136,3 +136,39 @@ def test_syntax_nobody_can_make_is_406(wado: WadoServer) -> None:
         headers={"Accept": f"multipart/related; type=application/dicom; transfer-syntax={mpeg}"},
     )
     assert response.status_code == 406
+
+
+@pytest.mark.parametrize(
+    "media_type, syntax",
+    [
+        ("image/jp2", "1.2.840.10008.1.2.4.90"),
+        ("image/jphc", "1.2.840.10008.1.2.4.201"),
+        ("image/jls", "1.2.840.10008.1.2.4.80"),
+        ("image/dicom-rle", "1.2.840.10008.1.2.5"),
+    ],
+)
+def test_native_frame_encoded_losslessly(wado: WadoServer, media_type: str, syntax: str) -> None:
+    """Encoded on the server, decoded here by pydicom's own decoders: same pixels."""
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels import get_decoder
+
+    stored = wado.get("ct1")
+    expected = original_frames(stored)[0]
+    accept = f"multipart/related; type={media_type}; transfer-syntax={syntax}"
+    response = httpx.get(f"{stored.path(wado.root)}/frames/1", headers={"Accept": accept})
+    assert response.status_code == 200, response.text
+    ((headers, payload),) = parse_multipart(response.headers["content-type"], response.content)
+    assert headers["content-type"] == f"{media_type}; transfer-syntax={syntax}"
+    ds = stored.dataset
+    decoded, _ = get_decoder(syntax).as_array(
+        encapsulate([payload]),
+        rows=ds.Rows,
+        columns=ds.Columns,
+        samples_per_pixel=1,
+        bits_allocated=ds.BitsAllocated,
+        bits_stored=ds.BitsStored,
+        pixel_representation=ds.PixelRepresentation,
+        photometric_interpretation="MONOCHROME2",
+        number_of_frames=1,
+    )
+    assert np.array_equal(decoded, expected)

@@ -27,7 +27,16 @@ const result = {
   corsErrors: [],
   pageErrors: [],
   assetFailures: [],
+  requestKinds: {},
 };
+
+// What a DICOMweb request was for, from its path: search, metadata, frames, thumbnail...
+function requestKind(url) {
+  const path = new URL(url).pathname;
+  const match = path.match(/\/(metadata|frames\/[^/]+|rendered|thumbnail|bulkdata\/[^/]+)$/);
+  if (match) return match[1].split('/')[0];
+  return /\/(studies|series|instances)$/.test(path) ? 'search' : 'instances';
+}
 // Status and media type of every DICOMweb response, by URL (the PDF check reads it).
 const responses = new Map();
 
@@ -49,6 +58,8 @@ function watch(page) {
       return;
     }
     result.dicomwebRequests += 1;
+    const kind = requestKind(url);
+    result.requestKinds[kind] = (result.requestKinds[kind] ?? 0) + 1;
     responses.set(url, {
       status: response.status(),
       contentType: response.headers()['content-type'] ?? '',
@@ -205,6 +216,8 @@ try {
     try {
       if (study.kind === 'pdf') {
         Object.assign(entry, await openPdf(page));
+        // Give the browser's PDF viewer a moment to draw the page for the screenshot.
+        await page.waitForTimeout(1500);
       } else {
         entry.pixels = await waitForImage(page);
         await dismissDialogs(page);

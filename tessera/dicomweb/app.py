@@ -9,14 +9,19 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from tessera import __version__
 from tessera.archive import Archive
+from tessera.auth.audit import Event
+from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
+from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import qido, stow, wado
+from tessera.dicomweb import admin_api, qido, stow, wado
+from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.errors import problem
 
@@ -51,7 +56,33 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return problem(500, "internal error (logged)")
 
 
+async def _unauthenticated(request: Request, exc: Exception) -> Response:
+    detail = exc.detail if isinstance(exc, AuthenticationFailed) else "authentication required"
+    return problem(401, detail, headers={"WWW-Authenticate": CHALLENGE})
+
+
+async def _forbidden(request: Request, exc: Exception) -> Response:
+    scope = request.scope.get("tessera.scope")
+    if scope is not None:
+        request.app.state.access.audit.add(
+            Event(
+                scope.tenant_id,
+                scope.principal,
+                "denied",
+                "denied",
+                target=f"{request.method} {request.url.path}"[:512],
+                detail={"permission": getattr(exc, "permission", "")},
+                remote_addr=request.client.host if request.client else "",
+            )
+        )
+    return problem(403, str(exc))
+
+
 DEFAULT_DICOMWEB_ROOT = "/dicomweb"
+ADMIN_API_ROOT = "/api/v1"
+# Every tenant's roots: /t/{tenant}/dicomweb and /t/{tenant}/api/v1 (the default tenant is
+# also served at /dicomweb and /api/v1). See docs/accounts.md.
+TENANT_PREFIX = "/t/{tenant}"
 
 
 def dicomweb_routes() -> list[BaseRoute]:
@@ -77,6 +108,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         opened = archive or await run_in_threadpool(Archive.open, settings, migrate)
         app.state.archive = opened
+        app.state.access = AccessControl.open(opened)
         log.info(
             "serving DICOMweb",
             extra={"dicomweb_root": f"http://{settings.host}:{settings.port}/dicomweb"},
@@ -84,12 +116,21 @@ def create_app(
         try:
             yield
         finally:
+            app.state.access.close()
             if archive is None:
                 opened.close()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
+        Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+        Mount(
+            TENANT_PREFIX,
+            routes=[
+                Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
+                Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+            ],
+        ),
     ]
     if settings.viewer:
         from tessera.dicomweb.viewer import Viewer
@@ -98,6 +139,14 @@ def create_app(
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=cors_middleware(settings),
-        exception_handlers={404: _not_found, 405: _method_not_allowed, 500: _server_error},
+        # CORS outside (preflights and 401s carry CORS headers); then access control, which
+        # authenticates every request and leaves its Scope for `context.scope_of`.
+        middleware=[*cors_middleware(settings), Middleware(AccessMiddleware)],
+        exception_handlers={
+            404: _not_found,
+            405: _method_not_allowed,
+            500: _server_error,
+            AuthenticationFailed: _unauthenticated,
+            PermissionDenied: _forbidden,
+        },
     )

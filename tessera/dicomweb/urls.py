@@ -23,6 +23,8 @@ def dicomweb_root(request: Request) -> str:
     https://pacs.example/prefix/dicomweb (X-Forwarded-Prefix honoured)."""
     prefix = request.headers.get("x-forwarded-prefix", "").split(",")[0].strip().rstrip("/")
     path = request.url.path
-    index = path.find(DICOMWEB_SEGMENT)
+    # The root is /dicomweb or /t/{tenant}/dicomweb: the first whole "/dicomweb" segment (a
+    # tenant named e.g. "dicomweb-x" must not cut the root short).
+    index = (path + "/").find(DICOMWEB_SEGMENT + "/")
     root_path = path[: index + len(DICOMWEB_SEGMENT)] if index >= 0 else DICOMWEB_SEGMENT
     return f"{origin(request)}{prefix}{root_path}"

@@ -80,7 +80,7 @@ def app_config(dicomweb_root: str, router_basename: str) -> str:
                     "supportsFuzzyMatching": False,
                     "staticWado": False,
                     "imageRendering": "wadors",
-                    "thumbnailRendering": "wadors",
+                    "thumbnailRendering": "thumbnail",
                     "enableStudyLazyLoad": True,
                     "supportsReject": False,
                     "singlepart": "bulkdata,video,pdf",

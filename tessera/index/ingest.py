@@ -28,6 +28,9 @@ class RecordOutcome(enum.Enum):
     CONFLICT = "conflict"  # a different object already has this SOP Instance UID
     REPLACED = "replaced"  # a different object was replaced (tenant policy 'overwrite')
     SERIES_IN_OTHER_STUDY = "series_in_other_study"
+    # The SOP Instance, its series or its study already holds instances of sources the
+    # uploader cannot see: storing (or answering "identical"/"conflict") would reveal them.
+    NOT_VISIBLE = "not_visible"
 
 
 @dataclass
@@ -53,6 +56,9 @@ class InstanceRecord:
     dicom_json: bytes
     frames: FrameIndex | None
     pixel_data_vr: str | None
+    # Sources the uploader sees (None: all). A source-locked uploader may not add to, or
+    # learn about, a study holding instances of other sources.
+    visible_source_pks: frozenset[int] | None = None
 
 
 class _Statements:
@@ -77,7 +83,12 @@ class _Statements:
         )
         self.insert_metadata = InstanceMetadata.__table__.insert()
         self.find_instance = select(
-            Instance.id, Instance.sha256, Instance.blob_key, Instance.series_pk, Instance.study_pk
+            Instance.id,
+            Instance.sha256,
+            Instance.blob_key,
+            Instance.series_pk,
+            Instance.study_pk,
+            Instance.source_pk,
         ).where(
             Instance.tenant_id == bindparam("tenant_id"),
             Instance.sop_instance_uid == bindparam("sop_instance_uid"),
@@ -147,7 +158,10 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
     """Index one stored instance. The caller owns the (write) transaction."""
     existing = find_instance(conn, record.tenant_id, record.sop_instance_uid)
     released: str | None = None
+    visible = record.visible_source_pks
     if existing is not None:
+        if visible is not None and existing.source_pk not in visible:
+            return RecordResult(RecordOutcome.NOT_VISIBLE)
         if existing.sha256 == record.sha256:
             return RecordResult(RecordOutcome.IDENTICAL)
         if duplicate_policy(conn, record.tenant_id) != "overwrite":
@@ -162,6 +176,8 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
         # Common case (more instances of a series we have): no patient/study upserts.
         study_pk = series_row.study_pk
         study_row = conn.execute(sql.lock_study, {"study_pk": study_pk}).one()
+        if _holds_hidden_sources(conn, study_pk, visible):
+            return RecordResult(RecordOutcome.NOT_VISIBLE)
         if study_row.study_instance_uid != record.study_instance_uid:
             return RecordResult(RecordOutcome.SERIES_IN_OTHER_STUDY)
         if series_row.number_of_series_related_instances == 0:
@@ -170,8 +186,12 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
         patient_pk = _upsert_patient(conn, record.tenant_id, ds)
         study_pk = _upsert_study(conn, record, patient_pk)
         study_row = conn.execute(sql.lock_study, {"study_pk": study_pk}).one()
+        if _holds_hidden_sources(conn, study_pk, visible):
+            return RecordResult(RecordOutcome.NOT_VISIBLE)
         series_row = _upsert_series(conn, record, study_pk)
         if series_row.study_pk != study_pk:
+            if _holds_hidden_sources(conn, series_row.study_pk, visible):
+                return RecordResult(RecordOutcome.NOT_VISIBLE)
             return RecordResult(RecordOutcome.SERIES_IN_OTHER_STUDY)
 
     inserted = conn.execute(
@@ -224,6 +244,28 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
         },
     )
     return RecordResult(RecordOutcome.REPLACED if released else RecordOutcome.CREATED, released)
+
+
+def blob_in_use(conn: Connection, blob_key: str) -> bool:
+    return (
+        conn.execute(select(Instance.id).where(Instance.blob_key == blob_key).limit(1)).first()
+        is not None
+    )
+
+
+def _holds_hidden_sources(conn: Connection, study_pk: int, visible: frozenset[int] | None) -> bool:
+    """Does the study hold an instance of a source outside `visible`? (Only asked for
+    source-locked uploaders; uses ix_instance_study_source.)"""
+    if visible is None:
+        return False
+    return (
+        conn.execute(
+            select(Instance.id)
+            .where(Instance.study_pk == study_pk, Instance.source_pk.not_in(list(visible)))
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _upsert_patient(conn: Connection, tenant_id: int, ds: Dataset) -> int:

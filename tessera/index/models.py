@@ -263,3 +263,7 @@ class DimsePeerQuerySource(Base):
         ForeignKey("dimse_peer.id", ondelete="CASCADE"), primary_key=True
     )
     source_pk: Mapped[int] = mapped_column(ForeignKey("source.id"), primary_key=True)
+
+
+# Account tables (users, roles, tokens, audit) live on the same Base, in their own module.
+from tessera.index import accounts as _accounts  # noqa: E402, F401

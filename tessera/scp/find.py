@@ -45,7 +45,9 @@ def _raw_value(element) -> str:  # type: ignore[no-untyped-def]
     if element.VM > 1:
         return "\\".join(str(v) for v in value)
     if isinstance(value, bytes):
-        raise IdentifierError(f"{element.keyword or element.tag} has a binary value")
+        # A binary or unknown-VR key (e.g. a private tag in an implicit VR identifier)
+        # cannot be matched: it is a return key (PS3.4 C.4.1.1.3.1 lets the SCP skip it).
+        return ""
     return str(value)
 
 

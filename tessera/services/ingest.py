@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.archive import Archive
 from tessera.auth.scope import Scope
-from tessera.index.ingest import InstanceRecord, RecordOutcome, record_instance
+from tessera.index.ingest import InstanceRecord, RecordOutcome, blob_in_use, record_instance
 from tessera.index.tenancy import source_pk_by_name
 from tessera.storage import parse as p
 from tessera.storage.blobstore import blob_key_for
@@ -155,11 +155,17 @@ def _ingest(
         dicom_json=dicom_json,
         frames=parsed.frames,
         pixel_data_vr=parsed.pixel_data_vr,
+        # The uploader's own source counts as visible: their uploads may join each other.
+        visible_source_pks=None if scope.source_pks is None else scope.source_pks | {source_pk},
     )
     try:
         with archive.database.write() as conn:
             result = record_instance(conn, record)
-            if result.outcome in (RecordOutcome.CONFLICT, RecordOutcome.SERIES_IN_OTHER_STUDY):
+            if result.outcome in (
+                RecordOutcome.CONFLICT,
+                RecordOutcome.SERIES_IN_OTHER_STUDY,
+                RecordOutcome.NOT_VISIBLE,
+            ):
                 conn.rollback()
     except SQLAlchemyError:
         # The blob stays; if no row references it the sweeper removes it after the grace period.
@@ -169,6 +175,17 @@ def _ingest(
     if result.outcome is RecordOutcome.CONFLICT:
         archive.blob_store.delete(blob_key)  # our content-addressed key; no row uses it
         return _conflict(outcome)
+    if result.outcome is RecordOutcome.NOT_VISIBLE:
+        # Identical bytes share the content-addressed blob of the hidden instance: delete
+        # ours only if no row uses that key.
+        with archive.database.read() as conn:
+            if not blob_in_use(conn, blob_key):
+                archive.blob_store.delete(blob_key)
+        return _failed(
+            outcome,
+            p.UID_NOT_AVAILABLE,
+            "this Study, Series or SOP Instance UID cannot be used by this uploader",
+        )
     if result.outcome is RecordOutcome.SERIES_IN_OTHER_STUDY:
         archive.blob_store.delete(blob_key)
         return _failed(

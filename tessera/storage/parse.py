@@ -29,6 +29,8 @@ DUPLICATE_CONFLICT = 0x0111
 PROCESSING_FAILURE = 0x0110
 OUT_OF_RESOURCES = 0xA700
 SOURCE_NOT_ALLOWED = 0xC411
+# The study, series or instance already holds data of sources the uploader cannot see.
+UID_NOT_AVAILABLE = 0xC412
 
 
 class InstanceRejected(Exception):

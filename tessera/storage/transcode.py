@@ -17,6 +17,9 @@ Interface (stable; used by dicomweb/ for WADO-RS/WADO-URI and by scp/ for C-GET/
   bytes in the stored byte order) to an array shaped (rows, columns) or
   (rows, columns, samples), pixel-interleaved, dtype sized by Bits Allocated (bit-packed
   1-bit data unpacked to uint8), described by ``decoded_description``.
+- ``decode_dataset_frame(dataset, index) -> numpy.ndarray``: frame ``index`` (0-based) of
+  a dataset read whole (deflated, bit-packed, or fragments without a usable offset
+  table), with the same layout and colour rule as ``decode_frame``.
 - ``decoded_description(pixel, transfer_syntax_uid) -> PixelDescription``: what
   ``decode_frame`` returns: Planar Configuration 0 and the photometric interpretation
   after decoding (see "Colour" below).
@@ -90,6 +93,7 @@ __all__ = [
     "can_encode_frames",
     "output_syntaxes",
     "decode_frame",
+    "decode_dataset_frame",
     "decoded_description",
     "encode_frame",
     "encoded_description",
@@ -209,6 +213,26 @@ def _native_order(array: np.ndarray) -> np.ndarray:
     if array.dtype.isnative:
         return array
     return array.astype(array.dtype.newbyteorder("="))
+
+
+def decode_dataset_frame(dataset: Dataset, index: int) -> np.ndarray:
+    """Frame ``index`` (0-based) of a dataset read whole, laid out as ``decode_frame``'s.
+
+    For objects whose frames have no stored offsets (deflated, bit-packed, fragments that
+    cannot be grouped): the colour rule is the same as ``decode_frame``'s, so
+    ``decoded_description`` describes the result here too.
+    """
+    meta = getattr(dataset, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        raise TranscodeError("the dataset has no Transfer Syntax UID")
+    uid = _uid(meta.TransferSyntaxUID)
+    if not can_decode(uid):
+        raise TranscodeError(f"cannot decode transfer syntax {uid}")
+    try:
+        array, _ = get_decoder(uid).as_array(dataset, index=index, raw=not _uses_rgb_decoding(uid))
+    except Exception as exc:
+        raise TranscodeError(f"cannot decode frame {index + 1} ({uid.name}): {exc}") from exc
+    return _native_order(array)
 
 
 def _native_bytes(array: np.ndarray, pixel: PixelDescription) -> bytes:

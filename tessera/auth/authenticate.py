@@ -1,0 +1,141 @@
+"""Credentials -> (Scope, Identity) for one tenant.
+
+Accepted: `Authorization: Bearer <API key | login token | OIDC JWT>`, `Authorization: Basic`,
+or nothing when anonymous access is allowed (loopback quick start). Every failure is the
+same 401 whatever went wrong (unknown user, wrong password, revoked key, key of another
+tenant), so a caller learns nothing from the difference.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+import jwt
+
+from tessera.auth import directory as d
+from tessera.auth.oidc import OidcValidator, looks_like_jwt
+from tessera.auth.scope import Scope, full_scope
+from tessera.auth.secrets import verify_password
+from tessera.index.database import Database
+from tessera.index.tenancy import TenantInfo
+
+log = logging.getLogger(__name__)
+
+CHALLENGE = 'Bearer realm="tessera", Basic realm="tessera", charset="UTF-8"'
+
+
+class AuthenticationFailed(Exception):
+    """401: no usable credentials. `attempted` names who tried (never a secret)."""
+
+    def __init__(self, detail: str, attempted: str = "anonymous") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.attempted = attempted
+
+
+@dataclass(frozen=True)
+class Identity:
+    tenant: TenantInfo
+    # anonymous, basic, session, api_key, oidc
+    method: str
+    username: str | None = None
+    token_id: int | None = None
+
+
+INVALID = "invalid or expired credentials"
+
+
+def authenticate(
+    database: Database,
+    tenant: TenantInfo,
+    authorization: str | None,
+    anonymous_allowed: bool,
+    oidc: OidcValidator | None = None,
+) -> tuple[Scope, Identity]:
+    if not authorization:
+        if anonymous_allowed:
+            return full_scope(tenant.id, "anonymous"), Identity(tenant, "anonymous")
+        raise AuthenticationFailed("authentication required")
+    scheme, _, value = authorization.strip().partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "basic":
+        return _basic(database, tenant, value)
+    if scheme == "bearer" and value:
+        if oidc is not None and looks_like_jwt(value):
+            return _oidc(database, tenant, oidc, value)
+        return _bearer(database, tenant, value)
+    raise AuthenticationFailed("unsupported Authorization scheme (use Bearer or Basic)")
+
+
+def _basic(database: Database, tenant: TenantInfo, value: str) -> tuple[Scope, Identity]:
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise AuthenticationFailed("malformed Basic credentials") from exc
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        raise AuthenticationFailed("malformed Basic credentials")
+    with database.read() as conn:
+        found = d.user_and_scope(conn, tenant.id, username)
+    if not verify_password(found[0].password_hash if found else None, password):
+        raise AuthenticationFailed(INVALID, attempted=username[:64])
+    assert found is not None
+    user, scope = found
+    if user.disabled:
+        raise AuthenticationFailed(INVALID, attempted=username[:64])
+    return scope, Identity(tenant, "basic", user.username)
+
+
+def _bearer(database: Database, tenant: TenantInfo, token: str) -> tuple[Scope, Identity]:
+    with database.engine.connect() as conn:
+        found = d.scope_of_token(conn, token)
+    # A token of another tenant is exactly as unknown here as a made-up one.
+    if found is None or found[0].tenant_id != tenant.id or found[0].user.disabled:
+        raise AuthenticationFailed(INVALID, attempted="bearer token")
+    holder, scope = found
+    return scope, Identity(tenant, holder.kind, holder.user.username, holder.token_id)
+
+
+def _oidc(
+    database: Database, tenant: TenantInfo, oidc: OidcValidator, token: str
+) -> tuple[Scope, Identity]:
+    try:
+        claims = oidc.claims(token)
+    except (jwt.PyJWTError, OSError) as exc:
+        log.info("OIDC token refused", extra={"reason": exc.__class__.__name__})
+        raise AuthenticationFailed(INVALID, attempted="oidc token") from exc
+    username = str(claims.get(oidc.username_claim) or "")
+    # A token names its tenant; without the claim it is good for the default tenant only.
+    token_tenant = claims.get(oidc.tenant_claim)
+    if token_tenant is None:
+        from tessera.index.models import DEFAULT_TENANT
+
+        token_tenant = DEFAULT_TENANT
+    if token_tenant != tenant.name or not username:
+        raise AuthenticationFailed(INVALID, attempted=f"oidc:{username[:64]}")
+    with database.read() as conn:
+        user = d.get_user(conn, tenant.id, username)
+        if user is None or user.disabled:
+            raise AuthenticationFailed(INVALID, attempted=f"oidc:{username[:64]}")
+        scope = d.scope_for_user(conn, user, f"{username} (oidc)")
+    return scope, Identity(tenant, "oidc", username)
+
+
+def login(
+    database: Database, tenant: TenantInfo, username: str, password: str, lifetime: timedelta
+) -> tuple[str, object]:
+    """Check a password and issue a session token; (token, expires_at)."""
+    with database.write() as conn:
+        user = d.get_user(conn, tenant.id, username)
+        if not verify_password(user.password_hash if user else None, password) or (
+            user is not None and user.disabled
+        ):
+            raise AuthenticationFailed(INVALID, attempted=username[:64])
+        assert user is not None
+        _, token, expires_at = d.issue_token(conn, tenant.id, user.id, "session", "login", lifetime)
+    return token, expires_at

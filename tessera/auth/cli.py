@@ -1,0 +1,216 @@
+"""`tessera admin ...`: bootstrap a tenant, its first admin and an API key on a fresh install,
+and manage users and keys from the machine that holds the index (no HTTP, no credentials:
+whoever can open the index is already trusted)."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+from datetime import timedelta
+
+import orjson
+
+from tessera.auth import directory as d
+from tessera.auth.audit import Event, record_now
+from tessera.index.tenancy import tenant_by_name
+
+
+def _archive(args: argparse.Namespace, settings_from):  # type: ignore[no-untyped-def]
+    from tessera.archive import Archive
+    from tessera.log import configure_logging
+
+    configure_logging("WARNING", "text")
+    return Archive.open(settings_from(args))
+
+
+def _tenant(conn, name: str):  # type: ignore[no-untyped-def]
+    tenant = tenant_by_name(conn, name)
+    if tenant is None:
+        raise d.NotFound(f"no tenant {name!r} (create it with `tessera admin tenant-create`)")
+    return tenant
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if getattr(args, "password_stdin", False):
+        return sys.stdin.readline().rstrip("\n")
+    return getattr(args, "password", None)
+
+
+def _audit(conn, tenant_id: int, action: str, target: str) -> None:  # type: ignore[no-untyped-def]
+    record_now(conn, [Event(tenant_id, "cli", action, target=target, remote_addr="local")])
+
+
+def cmd_bootstrap(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
+    archive = _archive(args, settings_from)
+    password = _password(args) or secrets.token_urlsafe(12)
+    out: dict = {"tenant": args.tenant, "username": args.username}
+    with archive.database.write() as conn:
+        tenant = tenant_by_name(conn, args.tenant)
+        if tenant is None:
+            tenant = d.create_tenant(conn, args.tenant)
+            _audit(conn, tenant.id, "admin.tenant.create", tenant.name)
+        user = d.get_user(conn, tenant.id, args.username)
+        if user is None:
+            d.create_user(
+                conn,
+                tenant.id,
+                args.username,
+                "admin",
+                password,
+                is_system_admin=args.system_admin,
+            )
+            _audit(conn, tenant.id, "admin.user.create", args.username)
+            out["password"] = password
+            user = d.get_user(conn, tenant.id, args.username)
+        assert user is not None
+        key_id, key, _ = d.issue_token(conn, tenant.id, user.id, "api_key", args.key_name)
+        _audit(conn, tenant.id, "admin.api_key.create", args.username)
+    out.update(api_key=key, api_key_id=key_id)
+    root = "/dicomweb" if tenant.name == "default" else f"/t/{tenant.name}/dicomweb"
+    out["dicomweb_root"] = root
+    return out
+
+
+def cmd_tenant_create(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
+    archive = _archive(args, settings_from)
+    with archive.database.write() as conn:
+        tenant = d.create_tenant(conn, args.name)
+        _audit(conn, tenant.id, "admin.tenant.create", tenant.name)
+    return {"tenant": tenant.name, "dicomweb_root": f"/t/{tenant.name}/dicomweb"}
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def cmd_user_create(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
+    archive = _archive(args, settings_from)
+    with archive.database.write() as conn:
+        tenant = _tenant(conn, args.tenant)
+        d.create_user(
+            conn,
+            tenant.id,
+            args.username,
+            args.role,
+            _password(args),
+            _split(args.sources),
+            _split(args.upload_sources),
+            is_system_admin=args.system_admin,
+        )
+        _audit(conn, tenant.id, "admin.user.create", args.username)
+        return d.get_user(conn, tenant.id, args.username).public()  # type: ignore[union-attr]
+
+
+def cmd_users(args: argparse.Namespace, settings_from) -> list:  # type: ignore[no-untyped-def]
+    archive = _archive(args, settings_from)
+    with archive.database.read() as conn:
+        tenant = _tenant(conn, args.tenant)
+        return [u.public() for u in d.list_users(conn, tenant.id)]
+
+
+def cmd_key_create(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
+    archive = _archive(args, settings_from)
+    lifetime = timedelta(days=args.expires_days) if args.expires_days else None
+    with archive.database.write() as conn:
+        tenant = _tenant(conn, args.tenant)
+        user = d.get_user(conn, tenant.id, args.username)
+        if user is None:
+            raise d.NotFound(f"no user {args.username!r} in tenant {tenant.name!r}")
+        key_id, key, expires_at = d.issue_token(
+            conn, tenant.id, user.id, "api_key", args.name, lifetime
+        )
+        _audit(conn, tenant.id, "admin.api_key.create", args.username)
+    return {
+        "api_key": key,
+        "api_key_id": key_id,
+        "expires_at": None if expires_at is None else expires_at.isoformat(),
+    }
+
+
+def cmd_key_revoke(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
+    archive = _archive(args, settings_from)
+    with archive.database.write() as conn:
+        tenant = _tenant(conn, args.tenant)
+        d.revoke_token(conn, tenant.id, args.key_id)
+        _audit(conn, tenant.id, "admin.api_key.revoke", str(args.key_id))
+    return {"revoked": args.key_id}
+
+
+def register(sub, add_store_flags, settings_from) -> None:  # type: ignore[no-untyped-def]
+    admin = sub.add_parser("admin", help="tenants, users and API keys (run on the server)")
+    actions = admin.add_subparsers(dest="admin_command", required=True)
+
+    def action(name: str, func, help_text: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        parser = actions.add_parser(name, help=help_text)
+        add_store_flags(parser)
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+        def run(args: argparse.Namespace) -> int:
+            try:
+                result = func(args, settings_from)
+            except (ValueError, LookupError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            if args.json:
+                print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+            elif isinstance(result, list):
+                for row in result:
+                    print("\t".join(f"{k}={v}" for k, v in row.items()))
+            else:
+                for key, value in result.items():
+                    print(f"{key}: {value}")
+            return 0
+
+        parser.set_defaults(func=run)
+        return parser
+
+    def password_flags(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--password", help="password (visible to `ps`; prefer the next)")
+        parser.add_argument(
+            "--password-stdin", action="store_true", help="read the password from stdin"
+        )
+
+    boot = action(
+        "bootstrap",
+        cmd_bootstrap,
+        "create a tenant (if missing), its first admin and an API key; prints them once",
+    )
+    boot.add_argument("--tenant", default="default", help="tenant name (default: default)")
+    boot.add_argument("--username", default="admin", help="admin user name (default: admin)")
+    boot.add_argument("--key-name", default="bootstrap", help="name of the API key")
+    boot.add_argument(
+        "--system-admin", action="store_true", help="the user may also manage tenants"
+    )
+    password_flags(boot)
+
+    tenant = action("tenant-create", cmd_tenant_create, "create a tenant")
+    tenant.add_argument("name")
+
+    user = action("user-create", cmd_user_create, "create a user")
+    user.add_argument("username")
+    user.add_argument("--tenant", default="default")
+    user.add_argument(
+        "--role",
+        required=True,
+        help="admin, technologist, referring_physician, reading_physician or a custom role",
+    )
+    user.add_argument("--sources", help="comma-separated sources the user sees (none: all)")
+    user.add_argument(
+        "--upload-sources", help="comma-separated sources the user may upload with (none: any)"
+    )
+    user.add_argument("--system-admin", action="store_true")
+    password_flags(user)
+
+    users = action("users", cmd_users, "list the users of a tenant")
+    users.add_argument("--tenant", default="default")
+
+    key = action("key-create", cmd_key_create, "issue an API key for a user (printed once)")
+    key.add_argument("username")
+    key.add_argument("--tenant", default="default")
+    key.add_argument("--name", default="", help="what the key is for")
+    key.add_argument("--expires-days", type=float, help="expiry (default: none)")
+
+    revoke = action("key-revoke", cmd_key_revoke, "revoke an API key by id")
+    revoke.add_argument("key_id", type=int)
+    revoke.add_argument("--tenant", default="default")

@@ -1,0 +1,260 @@
+"""Access control for every HTTP request: which tenant, who is calling, may they.
+
+`AccessMiddleware` runs before routing. It resolves the tenant from the path (`/t/{tenant}/...`,
+or the default tenant for `/dicomweb` and `/api/v1`), authenticates the request
+(tessera.auth.authenticate), checks the permission the resource needs, and leaves the Scope
+in the ASGI scope, where `tessera.dicomweb.context.scope_of` reads it. After the response it
+records the request in the audit trail (uploads, queries, study-level retrievals, denials).
+
+Only `/healthz`, `POST .../api/v1/login`, the viewer's static files (`/viewer/`) and CORS
+preflights (OPTIONS) pass without credentials.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tessera.archive import Archive
+from tessera.auth import permissions
+from tessera.auth.audit import AuditLog, Event
+from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, authenticate
+from tessera.auth.oidc import OidcValidator, validator_for
+from tessera.config import Settings
+from tessera.dicomweb.errors import problem
+from tessera.index.tenancy import TenantInfo, tenant_by_name
+
+log = logging.getLogger(__name__)
+
+TENANT_PATH = re.compile(r"^/t/([^/]+)(/.*)?$")
+PUBLIC_PATHS = frozenset({"/healthz"})
+# The viewer's static files (tessera serve --viewer) hold no data: the browser app then
+# calls the DICOMweb root, which authenticates.
+PUBLIC_PREFIXES = ("/viewer/",)
+LOGIN_PATH = "/api/v1/login"
+# Keys in the ASGI scope.
+SCOPE_KEY = "tessera.scope"
+IDENTITY_KEY = "tessera.identity"
+TENANT_KEY = "tessera.tenant"
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+@dataclass
+class AccessControl:
+    """Per-process state of access control (built when the app starts)."""
+
+    archive: Archive
+    audit: AuditLog
+    oidc: OidcValidator | None = None
+    tenants: dict[str, TenantInfo] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, archive: Archive) -> AccessControl:
+        settings = archive.settings
+        return cls(archive, AuditLog(archive.database), validator_for(settings))
+
+    @property
+    def anonymous_enabled(self) -> bool:
+        settings = self.archive.settings
+        return settings.anonymous.lower() != "off" and is_loopback(settings.host)
+
+    def tenant(self, name: str | None) -> TenantInfo | None:
+        if name is None:
+            return self.archive.default_tenant
+        cached = self.tenants.get(name)
+        if cached is not None:
+            return cached
+        with self.archive.database.read() as conn:
+            found = tenant_by_name(conn, name)
+        if found is not None:  # tenants are never renamed or removed: cache for good
+            self.tenants[name] = found
+        return found
+
+    def close(self) -> None:
+        self.audit.close()
+
+
+def announce_access_mode(settings: Settings) -> None:
+    """Say loudly at start-up whether anonymous requests are served."""
+    if settings.anonymous.lower() != "off" and is_loopback(settings.host):
+        log.warning(
+            "ANONYMOUS ACCESS IS ON: any program on this machine can read, upload and "
+            "administer the default tenant without credentials (loopback quick start). "
+            "Set TESSERA_ANONYMOUS=off to require credentials; listening on a non-loopback "
+            "address turns anonymous access off",
+            extra={"host": settings.host, "anonymous": settings.anonymous},
+        )
+    else:
+        log.info(
+            "every request needs credentials (Bearer token, API key or Basic)",
+            extra={"host": settings.host, "anonymous": settings.anonymous},
+        )
+
+
+def required_permission(method: str, rest: str) -> str | None:
+    """The permission a resource needs; None: the handler checks (admin API)."""
+    if rest.startswith("/api/"):
+        return None
+    if method in ("GET", "HEAD"):
+        return permissions.READ
+    if method in ("POST", "PUT"):
+        return permissions.UPLOAD
+    return permissions.ADMIN
+
+
+def classify(method: str, rest: str, query_string: str) -> tuple[str, str] | None:
+    """(audit action, target) for a DICOMweb request; None when it is not audited here."""
+    if rest.startswith("/api/"):
+        return None
+    sub = rest[len("/dicomweb") :] if rest.startswith("/dicomweb") else rest
+    parts = [part for part in sub.split("/") if part]
+    study = parts[1] if len(parts) >= 2 and parts[0] == "studies" else ""
+    if method == "POST":
+        return "upload", study
+    if method not in ("GET", "HEAD"):
+        return None
+    if (parts and parts[0] == "wado") or (not parts and "requestType=" in query_string):
+        values = parse_qs(query_string)
+        return "retrieve", (values.get("studyUID") or [""])[0]
+    if not parts or parts[-1] in ("studies", "series", "instances"):
+        query = sub + ("?" + query_string if query_string else "")
+        return "query", query
+    if study:
+        return "retrieve", study
+    return None
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if (
+            path in PUBLIC_PATHS
+            or method == "OPTIONS"
+            or path == PUBLIC_PREFIXES[0].rstrip("/")
+            or path.startswith(PUBLIC_PREFIXES)
+        ):
+            await self.app(scope, receive, send)
+            return
+        access: AccessControl = scope["app"].state.access
+        match = TENANT_PATH.match(path)
+        tenant_name, rest = (match.group(1), match.group(2) or "/") if match else (None, path)
+        tenant = access.tenants.get(tenant_name) if tenant_name else access.archive.default_tenant
+        if tenant is None:
+            tenant = await run_in_threadpool(access.tenant, tenant_name)
+        if tenant is None:
+            await problem(404, f"no resource at {path}")(scope, receive, send)
+            return
+        scope[TENANT_KEY] = tenant
+        if rest == LOGIN_PATH:
+            await self.app(scope, receive, send)
+            return
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        client = scope.get("client") or ("", 0)
+        remote = client[0] if client else ""
+        anonymous_allowed = (
+            access.anonymous_enabled
+            and tenant.id == access.archive.default_tenant.id
+            and is_loopback(remote or "127.0.0.1")
+            # Through a reverse proxy the real caller is not on this machine.
+            and "x-forwarded-for" not in headers
+            and "forwarded" not in headers
+        )
+        authorization = headers.get("authorization")
+        try:
+            if authorization:
+                caller, identity = await run_in_threadpool(
+                    authenticate,
+                    access.archive.database,
+                    tenant,
+                    authorization,
+                    anonymous_allowed,
+                    access.oidc,
+                )
+            else:
+                caller, identity = authenticate(
+                    access.archive.database, tenant, None, anonymous_allowed
+                )
+        except AuthenticationFailed as exc:
+            access.audit.add(
+                Event(
+                    tenant.id,
+                    exc.attempted,
+                    "authenticate",
+                    "denied",
+                    target=f"{method} {path}"[:512],
+                    detail={"reason": exc.detail},
+                    remote_addr=remote,
+                )
+            )
+            response = problem(401, exc.detail, headers={"WWW-Authenticate": CHALLENGE})
+            await response(scope, receive, send)
+            return
+
+        needed = required_permission(method, rest)
+        if needed is not None and not caller.can(needed):
+            access.audit.add(
+                Event(
+                    tenant.id,
+                    caller.principal,
+                    "denied",
+                    "denied",
+                    target=f"{method} {path}"[:512],
+                    detail={"permission": needed},
+                    remote_addr=remote,
+                )
+            )
+            await problem(403, f"this operation needs the '{needed}' permission")(
+                scope, receive, send
+            )
+            return
+        scope[SCOPE_KEY] = caller
+        scope[IDENTITY_KEY] = identity
+
+        status = 500
+
+        async def send_capturing_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_capturing_status)
+        finally:
+            kind = classify(method, rest, scope.get("query_string", b"").decode("latin-1"))
+            if kind is not None:
+                action, target = kind
+                outcome = "ok" if status < 400 else "denied" if status in (401, 403) else "failed"
+                event = Event(
+                    tenant.id,
+                    caller.principal,
+                    action,
+                    outcome,
+                    target=target,
+                    detail={"status": status, "method": method},
+                    remote_addr=remote,
+                )
+                if action == "retrieve":
+                    access.audit.add_retrieval(event)
+                else:
+                    access.audit.add(event)

@@ -1,0 +1,675 @@
+"""The admin REST API (JSON), mounted at `/api/v1` (default tenant) and `/t/{tenant}/api/v1`.
+
+Login, tenants and AE titles (system administrator), users, roles, sources, API keys, DIMSE
+peers, policies and the audit trail. Every change is written to the audit trail in the same transaction. Secrets
+appear in a response only once: the token of a login or a new API key.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tessera.auth import directory as d
+from tessera.auth import permissions as p
+from tessera.auth.audit import Event, query_events, record_now
+from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, login
+from tessera.dicomweb.context import archive_of, identity_of, scope_of, tenant_of
+from tessera.dicomweb.errors import problem
+from tessera.index.peers import (
+    Peer,
+    add_ae_title,
+    add_peer,
+    list_ae_titles,
+    list_peers,
+    peer_by_ae_title,
+    remove_ae_title,
+    remove_peer,
+)
+from tessera.index.tenancy import (
+    add_source,
+    duplicate_policy,
+    list_sources,
+    set_duplicate_policy,
+    source_pk_by_name,
+    tenant_by_name,
+)
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+class BadRequest(ValueError):
+    pass
+
+
+async def _body(request: Request) -> dict:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _field(body: dict, name: str, kind: type = str, required: bool = True):  # type: ignore[no-untyped-def]
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise BadRequest(f"'{name}' is required")
+        return None
+    if kind is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise BadRequest(f"'{name}' must be a list of strings")
+        return value
+    if not isinstance(value, kind):
+        raise BadRequest(f"'{name}' must be a {kind.__name__}")
+    return value
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def endpoint(permission: str | None) -> Callable[[Handler], Handler]:
+    """Checks the permission, and turns directory errors into 400 / 404 / 409."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def run(request: Request) -> Response:
+            await scope_of(request, permission)
+            try:
+                return await handler(request)
+            except BadRequest as exc:
+                return problem(400, str(exc))
+            except d.NotFound as exc:
+                return problem(404, str(exc))
+            except (d.Conflict, IntegrityError) as exc:
+                detail = str(exc) if isinstance(exc, d.Conflict) else "conflicts with existing data"
+                return problem(409, detail)
+            except ValueError as exc:
+                return problem(400, str(exc))
+
+        return run
+
+    return wrap
+
+
+def _change(request: Request, action: str, target: str, detail: dict | None = None) -> Event:
+    scope = request.scope["tessera.scope"]
+    client = request.client
+    return Event(
+        scope.tenant_id,
+        scope.principal,
+        action,
+        "ok",
+        target=target,
+        detail=detail or {},
+        remote_addr=client.host if client else "",
+    )
+
+
+async def _write(request: Request, work: Callable, event: Event):  # type: ignore[no-untyped-def]
+    """Run `work(conn)` and record `event` in one write transaction."""
+    archive = archive_of(request)
+
+    def run():  # type: ignore[no-untyped-def]
+        with archive.database.write() as conn:
+            result = work(conn)
+            record_now(conn, [event])
+            return result
+
+    return await run_in_threadpool(run)
+
+
+async def _read(request: Request, work: Callable):  # type: ignore[no-untyped-def]
+    archive = archive_of(request)
+
+    def run():  # type: ignore[no-untyped-def]
+        with archive.database.read() as conn:
+            return work(conn)
+
+    return await run_in_threadpool(run)
+
+
+# --- login / me ----------------------------------------------------------------------------
+
+
+async def login_endpoint(request: Request) -> Response:
+    archive = archive_of(request)
+    tenant = tenant_of(request)
+    try:
+        body = await _body(request)
+        username = _field(body, "username")
+        password = _field(body, "password")
+    except BadRequest as exc:
+        return problem(400, str(exc))
+    lifetime = timedelta(seconds=archive.settings.session_ttl_seconds)
+    client = request.client.host if request.client else ""
+    access = request.app.state.access
+    try:
+        token, expires_at = await run_in_threadpool(
+            login, archive.database, tenant, username, password, lifetime
+        )
+    except AuthenticationFailed as exc:
+        access.audit.add(Event(tenant.id, username[:64], "login", "denied", remote_addr=client))
+        return problem(401, exc.detail, headers={"WWW-Authenticate": CHALLENGE})
+    access.audit.add(Event(tenant.id, username, "login", "ok", remote_addr=client))
+    return _json(
+        {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": int(lifetime.total_seconds()),
+            "expires_at": expires_at.isoformat(),  # type: ignore[attr-defined]
+            "tenant": tenant.name,
+        }
+    )
+
+
+@endpoint(None)
+async def logout(request: Request) -> Response:
+    identity = identity_of(request)
+    if identity is None or identity.method != "session" or identity.token_id is None:
+        return problem(400, "only a login token can be logged out (revoke API keys instead)")
+    tenant = tenant_of(request)
+    await _write(
+        request,
+        lambda conn: d.revoke_token(conn, tenant.id, identity.token_id, kind="session"),
+        _change(request, "logout", identity.username or ""),
+    )
+    return Response(status_code=204)
+
+
+@endpoint(None)
+async def me(request: Request) -> Response:
+    scope = await scope_of(request)
+    identity = identity_of(request)
+    tenant = tenant_of(request)
+
+    def names(conn, keys):  # type: ignore[no-untyped-def]
+        if keys is None:
+            return None
+        return sorted(d.source_names(conn, tenant.id, keys))
+
+    sources, upload_sources = await _read(
+        request,
+        lambda conn: (names(conn, scope.source_pks), names(conn, scope.upload_source_pks)),
+    )
+    return _json(
+        {
+            "tenant": tenant.name,
+            "principal": scope.principal,
+            "username": identity.username if identity else None,
+            "authenticated_by": identity.method if identity else None,
+            "permissions": sorted(scope.permissions),
+            "sources": sources,
+            "upload_sources": upload_sources,
+        }
+    )
+
+
+# --- tenants (system administrator) -------------------------------------------------------
+
+
+@endpoint(p.SYSTEM)
+async def tenants_list(request: Request) -> Response:
+    found = await _read(request, d.list_tenants)
+    return _json([{"name": t.name, "duplicate_policy": t.duplicate_policy} for t in found])
+
+
+@endpoint(p.SYSTEM)
+async def tenants_create(request: Request) -> Response:
+    body = await _body(request)
+    name = _field(body, "name")
+    admin = body.get("admin")
+    if admin is not None and not isinstance(admin, dict):
+        raise BadRequest("'admin' must be an object with username and password")
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        tenant = d.create_tenant(conn, name)
+        if admin:
+            d.create_user(
+                conn, tenant.id, _field(admin, "username"), "admin", _field(admin, "password")
+            )
+        return tenant
+
+    tenant = await _write(request, work, _change(request, "admin.tenant.create", name))
+    return _json({"name": tenant.name, "duplicate_policy": tenant.duplicate_policy}, 201)
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+@endpoint(p.ADMIN)
+async def users_list(request: Request) -> Response:
+    tenant = tenant_of(request)
+    users = await _read(request, lambda conn: d.list_users(conn, tenant.id))
+    return _json([u.public() for u in users])
+
+
+@endpoint(p.ADMIN)
+async def users_create(request: Request) -> Response:
+    tenant = tenant_of(request)
+    body = await _body(request)
+    username = _field(body, "username")
+    role = _field(body, "role")
+    password = _field(body, "password", required=False)
+    sources = _field(body, "sources", list, required=False)
+    upload_sources = _field(body, "upload_sources", list, required=False)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        d.create_user(conn, tenant.id, username, role, password, sources, upload_sources)
+        return d.get_user(conn, tenant.id, username)
+
+    user = await _write(
+        request,
+        work,
+        _change(
+            request,
+            "admin.user.create",
+            username,
+            {"role": role, "sources": sources, "upload_sources": upload_sources},
+        ),
+    )
+    return _json(user.public(), 201)
+
+
+@endpoint(p.ADMIN)
+async def users_get(request: Request) -> Response:
+    tenant = tenant_of(request)
+    username = request.path_params["username"]
+    user = await _read(request, lambda conn: d.get_user(conn, tenant.id, username))
+    if user is None:
+        return problem(404, f"no user {username!r}")
+    return _json(user.public())
+
+
+@endpoint(p.ADMIN)
+async def users_update(request: Request) -> Response:
+    tenant = tenant_of(request)
+    username = request.path_params["username"]
+    body = await _body(request)
+    changes: dict = {}
+    for name, kind in (
+        ("role", str),
+        ("password", str),
+        ("disabled", bool),
+        ("sources", list),
+        ("upload_sources", list),
+    ):
+        if name in body:
+            changes[name] = _field(body, name, kind, required=False)
+    if not changes:
+        raise BadRequest("nothing to change (role, password, disabled, sources, upload_sources)")
+    shown = {k: v for k, v in changes.items() if k != "password"}
+    if "password" in changes:
+        shown["password_changed"] = True
+    user = await _write(
+        request,
+        lambda conn: d.update_user(conn, tenant.id, username, changes),
+        _change(request, "admin.user.update", username, shown),
+    )
+    return _json(user.public())
+
+
+@endpoint(p.ADMIN)
+async def users_delete(request: Request) -> Response:
+    tenant = tenant_of(request)
+    username = request.path_params["username"]
+    await _write(
+        request,
+        lambda conn: d.delete_user(conn, tenant.id, username),
+        _change(request, "admin.user.delete", username),
+    )
+    return Response(status_code=204)
+
+
+# --- roles ---------------------------------------------------------------------------------
+
+
+@endpoint(p.ADMIN)
+async def roles_list(request: Request) -> Response:
+    tenant = tenant_of(request)
+    return _json(await _read(request, lambda conn: d.list_roles(conn, tenant.id)))
+
+
+@endpoint(p.ADMIN)
+async def roles_put(request: Request) -> Response:
+    tenant = tenant_of(request)
+    name = request.path_params["name"]
+    body = await _body(request)
+    perms = _field(body, "permissions", list)
+    description = _field(body, "description", required=False) or ""
+    created = await _write(
+        request,
+        lambda conn: d.save_role(conn, tenant.id, name, perms, description),
+        _change(request, "admin.role.save", name, {"permissions": perms}),
+    )
+    return _json(
+        {"name": name, "permissions": sorted(perms), "builtin": False, "description": description},
+        201 if created else 200,
+    )
+
+
+@endpoint(p.ADMIN)
+async def roles_delete(request: Request) -> Response:
+    tenant = tenant_of(request)
+    name = request.path_params["name"]
+    await _write(
+        request,
+        lambda conn: d.delete_role(conn, tenant.id, name),
+        _change(request, "admin.role.delete", name),
+    )
+    return Response(status_code=204)
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+@endpoint(p.ADMIN)
+async def sources_list(request: Request) -> Response:
+    tenant = tenant_of(request)
+    rows = await _read(request, lambda conn: list_sources(conn, tenant.id))
+    return _json([{"name": name, "description": description} for name, description in rows])
+
+
+@endpoint(p.ADMIN)
+async def sources_create(request: Request) -> Response:
+    tenant = tenant_of(request)
+    body = await _body(request)
+    name = _field(body, "name")
+    description = _field(body, "description", required=False) or ""
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        if source_pk_by_name(conn, tenant.id, name) is not None:
+            raise d.Conflict(f"source {name!r} already exists")
+        add_source(conn, tenant.id, name, description)
+
+    await _write(request, work, _change(request, "admin.source.create", name))
+    return _json({"name": name, "description": description}, 201)
+
+
+@endpoint(p.ADMIN)
+async def sources_update(request: Request) -> Response:
+    tenant = tenant_of(request)
+    name = request.path_params["name"]
+    body = await _body(request)
+    description = _field(body, "description")
+    await _write(
+        request,
+        lambda conn: d.update_source(conn, tenant.id, name, description),
+        _change(request, "admin.source.update", name),
+    )
+    return _json({"name": name, "description": description})
+
+
+# --- API keys ------------------------------------------------------------------------------
+
+
+@endpoint(p.ADMIN)
+async def keys_list(request: Request) -> Response:
+    tenant = tenant_of(request)
+    return _json(await _read(request, lambda conn: d.list_api_keys(conn, tenant.id)))
+
+
+@endpoint(p.ADMIN)
+async def keys_create(request: Request) -> Response:
+    tenant = tenant_of(request)
+    body = await _body(request)
+    username = _field(body, "user")
+    name = _field(body, "name", required=False) or ""
+    days = body.get("expires_in_days")
+    if days is not None and (not isinstance(days, int | float) or days <= 0):
+        raise BadRequest("'expires_in_days' must be a positive number")
+    lifetime = timedelta(days=days) if days else None
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        user = d.get_user(conn, tenant.id, username)
+        if user is None:
+            raise d.NotFound(f"no user {username!r}")
+        return d.issue_token(conn, tenant.id, user.id, "api_key", name, lifetime)
+
+    key_id, token, expires_at = await _write(
+        request, work, _change(request, "admin.api_key.create", username, {"name": name})
+    )
+    return _json(
+        {
+            "id": key_id,
+            "user": username,
+            "name": name,
+            # Shown this once; only its hash is stored.
+            "key": token,
+            "expires_at": None if expires_at is None else expires_at.isoformat(),
+        },
+        201,
+    )
+
+
+@endpoint(p.ADMIN)
+async def keys_revoke(request: Request) -> Response:
+    tenant = tenant_of(request)
+    try:
+        key_id = int(request.path_params["key_id"])
+    except ValueError:
+        return problem(404, "no such API key")
+    await _write(
+        request,
+        lambda conn: d.revoke_token(conn, tenant.id, key_id),
+        _change(request, "admin.api_key.revoke", str(key_id)),
+    )
+    return Response(status_code=204)
+
+
+# --- policies ------------------------------------------------------------------------------
+
+
+@endpoint(p.ADMIN)
+async def policies_get(request: Request) -> Response:
+    tenant = tenant_of(request)
+    policy = await _read(request, lambda conn: duplicate_policy(conn, tenant.id))
+    return _json({"duplicate_policy": policy})
+
+
+@endpoint(p.ADMIN)
+async def policies_put(request: Request) -> Response:
+    tenant = tenant_of(request)
+    body = await _body(request)
+    policy = _field(body, "duplicate_policy")
+    await _write(
+        request,
+        lambda conn: set_duplicate_policy(conn, tenant.id, policy),
+        _change(request, "admin.policy.update", "duplicate_policy", {"value": policy}),
+    )
+    return _json({"duplicate_policy": policy})
+
+
+# --- DIMSE peers and AE titles (tables and functions of tessera.index.peers) ----------------
+
+
+def _peer_json(peer: Peer) -> dict:
+    return {
+        "ae_title": peer.ae_title,
+        "host": peer.host,
+        "port": peer.port,
+        "upload_source": peer.upload_source,
+        "query_sources": list(peer.query_sources),
+        "may_store": peer.may_store,
+        "may_query": peer.may_query,
+        "may_be_move_destination": peer.may_be_move_destination,
+        "description": peer.description,
+    }
+
+
+@endpoint(p.ADMIN)
+async def peers_list(request: Request) -> Response:
+    tenant = tenant_of(request)
+    found = await _read(request, lambda conn: list_peers(conn, tenant.id))
+    return _json([_peer_json(peer) for peer in found])
+
+
+@endpoint(p.ADMIN)
+async def peers_get(request: Request) -> Response:
+    tenant = tenant_of(request)
+    title = request.path_params["ae_title"]
+    peer = await _read(request, lambda conn: peer_by_ae_title(conn, tenant.id, title))
+    if peer is None:
+        return problem(404, f"no peer {title!r}")
+    return _json(_peer_json(peer))
+
+
+@endpoint(p.ADMIN)
+async def peers_put(request: Request) -> Response:
+    tenant = tenant_of(request)
+    title = request.path_params["ae_title"]
+    body = await _body(request)
+    host = _field(body, "host")
+    port = _field(body, "port", int)
+    flags = {}
+    for name in ("may_store", "may_query", "may_be_move_destination"):
+        if name in body:
+            flags[name] = _field(body, name, bool)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        existed = peer_by_ae_title(conn, tenant.id, title) is not None
+        add_peer(
+            conn,
+            tenant.id,
+            title,
+            host,
+            port,
+            upload_source=_field(body, "upload_source", required=False),
+            query_sources=_field(body, "query_sources", list, required=False),
+            description=_field(body, "description", required=False) or "",
+            **flags,
+        )
+        return existed, peer_by_ae_title(conn, tenant.id, title)
+
+    existed, peer = await _write(
+        request, work, _change(request, "admin.peer.save", title, {"host": host, "port": port})
+    )
+    return _json(_peer_json(peer), 200 if existed else 201)
+
+
+@endpoint(p.ADMIN)
+async def peers_delete(request: Request) -> Response:
+    tenant = tenant_of(request)
+    title = request.path_params["ae_title"]
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        if not remove_peer(conn, tenant.id, title):
+            raise d.NotFound(f"no peer {title!r}")
+
+    await _write(request, work, _change(request, "admin.peer.delete", title))
+    return Response(status_code=204)
+
+
+@endpoint(p.SYSTEM)
+async def ae_titles_list(request: Request) -> Response:
+    rows = await _read(request, list_ae_titles)
+    return _json([{"ae_title": title, "tenant": tenant} for title, tenant in rows])
+
+
+@endpoint(p.SYSTEM)
+async def ae_titles_put(request: Request) -> Response:
+    """Which tenant a called AE title selects (unique across tenants: system only)."""
+    title = request.path_params["ae_title"]
+    body = await _body(request)
+    tenant_name = _field(body, "tenant")
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        target = tenant_by_name(conn, tenant_name)
+        if target is None:
+            raise BadRequest(f"no tenant {tenant_name!r}")
+        add_ae_title(conn, target.id, title)
+
+    await _write(
+        request, work, _change(request, "admin.ae_title.create", title, {"tenant": tenant_name})
+    )
+    return _json({"ae_title": title.strip(), "tenant": tenant_name}, 201)
+
+
+@endpoint(p.SYSTEM)
+async def ae_titles_delete(request: Request) -> Response:
+    title = request.path_params["ae_title"]
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        for registered, tenant_name in list_ae_titles(conn):
+            if registered == title.strip():
+                target = tenant_by_name(conn, tenant_name)
+                remove_ae_title(conn, target.id, title)  # type: ignore[union-attr]
+                return
+        raise d.NotFound(f"no AE title {title!r}")
+
+    await _write(request, work, _change(request, "admin.ae_title.delete", title))
+    return Response(status_code=204)
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+@endpoint(p.ADMIN)
+async def audit_list(request: Request) -> Response:
+    tenant = tenant_of(request)
+    params = request.query_params
+    since = None
+    if params.get("since"):
+        try:
+            since = datetime.fromisoformat(params["since"])
+        except ValueError:
+            raise BadRequest("'since' must be an ISO 8601 date-time") from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+    try:
+        limit = min(int(params.get("limit", "100")), 1000)
+    except ValueError:
+        raise BadRequest("'limit' must be a number") from None
+    events = await _read(
+        request,
+        lambda conn: query_events(
+            conn, tenant.id, since, params.get("action"), params.get("principal"), limit
+        ),
+    )
+    return _json(events)
+
+
+routes = [
+    Route("/login", login_endpoint, methods=["POST"]),
+    Route("/logout", logout, methods=["POST"]),
+    Route("/me", me, methods=["GET"]),
+    Route("/tenants", tenants_list, methods=["GET"]),
+    Route("/tenants", tenants_create, methods=["POST"]),
+    Route("/users", users_list, methods=["GET"]),
+    Route("/users", users_create, methods=["POST"]),
+    Route("/users/{username}", users_get, methods=["GET"]),
+    Route("/users/{username}", users_update, methods=["PATCH"]),
+    Route("/users/{username}", users_delete, methods=["DELETE"]),
+    Route("/roles", roles_list, methods=["GET"]),
+    Route("/roles/{name}", roles_put, methods=["PUT"]),
+    Route("/roles/{name}", roles_delete, methods=["DELETE"]),
+    Route("/sources", sources_list, methods=["GET"]),
+    Route("/sources", sources_create, methods=["POST"]),
+    Route("/sources/{name}", sources_update, methods=["PATCH"]),
+    Route("/api-keys", keys_list, methods=["GET"]),
+    Route("/api-keys", keys_create, methods=["POST"]),
+    Route("/api-keys/{key_id}", keys_revoke, methods=["DELETE"]),
+    Route("/policies", policies_get, methods=["GET"]),
+    Route("/policies", policies_put, methods=["PUT"]),
+    Route("/peers", peers_list, methods=["GET"]),
+    Route("/peers/{ae_title}", peers_get, methods=["GET"]),
+    Route("/peers/{ae_title}", peers_put, methods=["PUT"]),
+    Route("/peers/{ae_title}", peers_delete, methods=["DELETE"]),
+    Route("/ae-titles", ae_titles_list, methods=["GET"]),
+    Route("/ae-titles/{ae_title}", ae_titles_put, methods=["PUT"]),
+    Route("/ae-titles/{ae_title}", ae_titles_delete, methods=["DELETE"]),
+    Route("/audit", audit_list, methods=["GET"]),
+]

@@ -1,0 +1,598 @@
+"""Table-driven security suite: every DICOMweb endpoint x every kind of caller x every object.
+
+Each ROW is one endpoint (method, path relative to a tenant's DICOMweb root, the level whose
+visibility decides, and whether it is a resource or a search). A NEW ENDPOINT IS ADDED AS A
+ROW. Rows whose route does not exist in this tree are skipped (and say so), so the table can
+name endpoints before they land.
+
+For every row, caller and object:
+- resource: visible -> 2xx; invisible (other source, or nothing there) -> 404, never 403;
+- search: 200/204; the result names only visible objects, and every visible target;
+- no response body holds a UID of an object the caller cannot see, nor the other tenant's
+  content (the two tenants hold IDENTICAL UIDs with different patient names);
+- computed counts in search results count only visible instances;
+- a caller without the read permission gets 403 (the tenant is theirs), a credential of
+  another tenant gets 401.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from pydicom.uid import generate_uid
+from starlette.routing import Match, Mount
+
+from tessera.config import load_settings
+from tessera.dicomweb.app import create_app
+from tests.conftest import PG_URL, create_pg_database, drop_pg_database
+from tests.security_world import (
+    ACME_MARKER,
+    DEFAULT_MARKER,
+    Obj,
+    World,
+    build_world,
+    instance_bytes,
+    stow,
+)
+
+MULTIPART_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+MULTIPART_OCTETS = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str
+    level: str  # study | series | instance: whose visibility decides
+    kind: str = "resource"  # resource | search
+    headers: dict[str, str] = field(default_factory=dict)
+    # A module the endpoint needs that may not have landed yet (the row is skipped until then).
+    requires: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+ROWS = [
+    # QIDO-RS
+    Row("GET", "/studies?StudyInstanceUID={study}", "study", "search"),
+    Row("GET", "/studies?PatientName=*&includefield=all", "study", "search"),
+    Row("GET", "/studies/{study}/series", "series", "search"),
+    Row("GET", "/series?SeriesInstanceUID={series}", "series", "search"),
+    Row("GET", "/studies/{study}/series/{series}/instances", "instance", "search"),
+    Row("GET", "/studies/{study}/instances", "instance", "search"),
+    Row("GET", "/instances?SOPInstanceUID={instance}", "instance", "search"),
+    # WADO-RS
+    Row("GET", "/studies/{study}", "study", headers={"Accept": MULTIPART_DICOM}),
+    Row("GET", "/studies/{study}/metadata", "study"),
+    Row("GET", "/studies/{study}/series/{series}", "series", headers={"Accept": MULTIPART_DICOM}),
+    Row("GET", "/studies/{study}/series/{series}/metadata", "series"),
+    Row("GET", INSTANCE, "instance", headers={"Accept": MULTIPART_DICOM}),
+    Row("GET", INSTANCE + "/metadata", "instance"),
+    Row("GET", INSTANCE + "/frames/1", "instance", headers={"Accept": MULTIPART_OCTETS}),
+    Row("GET", INSTANCE + "/bulkdata/7FE00010", "instance", headers={"Accept": MULTIPART_OCTETS}),
+    Row(
+        "GET",
+        INSTANCE + "/rendered",
+        "instance",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    Row(
+        "GET",
+        INSTANCE + "/thumbnail",
+        "instance",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    Row(
+        "GET",
+        "/studies/{study}/series/{series}/rendered",
+        "series",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    Row(
+        "GET",
+        "/studies/{study}/series/{series}/thumbnail",
+        "series",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    Row(
+        "GET",
+        "/studies/{study}/thumbnail",
+        "study",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    Row(
+        "GET",
+        INSTANCE + "/frames/1/rendered",
+        "instance",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    Row(
+        "GET",
+        "/studies/{study}/rendered",
+        "study",
+        headers={"Accept": "image/jpeg"},
+        requires="tessera.storage.render",
+    ),
+    # WADO-URI (at {root}/wado and at the root itself)
+    Row(
+        "GET",
+        "/wado?requestType=WADO&studyUID={study}&seriesUID={series}&objectUID={instance}"
+        "&contentType=application%2Fdicom",
+        "instance",
+    ),
+    Row(
+        "GET",
+        "/?requestType=WADO&studyUID={study}&seriesUID={series}&objectUID={instance}"
+        "&contentType=application%2Fdicom",
+        "instance",
+    ),
+]
+
+# Users of the default tenant whose visibility the table checks.
+READERS = ["admin", "tech", "ref_a", "read_b"]
+
+
+def _routed(routes, scope) -> bool:  # type: ignore[no-untyped-def]
+    for route in routes:
+        match, child = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Mount):
+            if _routed(route.routes, {**scope, **child}):
+                return True
+        elif match is Match.FULL:
+            return True
+    return False
+
+
+_APP_ROUTES = create_app(load_settings()).routes
+
+
+def is_routed(method: str, path: str) -> bool:
+    scope = {"type": "http", "method": method, "path": urlsplit(path).path, "root_path": ""}
+    return _routed(_APP_ROUTES, scope)
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        base = tmp_path_factory.mktemp("security")
+        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
+    else:
+        if not PG_URL:
+            pytest.skip("TESSERA_TEST_PG_URL not set")
+        base = tmp_path_factory.mktemp("security-pg")
+        url = create_pg_database()
+        drop = url
+    built = build_world(base / "data", url)
+    try:
+        yield built
+    finally:
+        built.server.stop()
+        if drop:
+            drop_pg_database(drop)
+
+
+def _path(row: Row, obj: Obj) -> str:
+    return row.path.format(study=obj.study, series=obj.series, instance=obj.instance)
+
+
+def _visible_at(world: World, user: str, obj: Obj, level: str) -> bool:
+    """Is the object at `level` visible: any visible instance inside it."""
+    same = {
+        "study": lambda o: o.study == obj.study,
+        "series": lambda o: o.series == obj.series,
+        "instance": lambda o: o.instance == obj.instance,
+    }[level]
+    return any(world.visible(user, o) for o in world.objects if same(o))
+
+
+def _hidden_uids(world: World, user: str) -> set[str]:
+    """UIDs that must never appear in any answer to `user`."""
+    hidden = set()
+    for obj in world.objects:
+        if not world.visible(user, obj):
+            hidden |= {obj.series, obj.instance}
+            if not _visible_at(world, user, obj, "study"):
+                hidden.add(obj.study)
+    return hidden
+
+
+def _assert_no_leak(response: httpx.Response, hidden: set[str], foreign_marker: str) -> None:
+    body = response.content
+    asked = str(response.request.url)
+    for uid in hidden:
+        if uid in asked:
+            continue  # echoing the caller's own question ("no study X") reveals nothing
+        assert uid.encode() not in body, f"{response.request.url} leaks {uid}"
+    assert foreign_marker.encode() not in body, f"{response.request.url} leaks the other tenant"
+    for marker in (b"correct-horse", b"tsk_", b"tss_"):
+        assert marker not in body
+
+
+def _uids_in(payload: list[dict], tag: str) -> set[str]:
+    return {item[tag]["Value"][0] for item in payload if item.get(tag, {}).get("Value")}
+
+
+LEVEL_TAG = {"study": "0020000D", "series": "0020000E", "instance": "00080018"}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=lambda r: r.id)
+def test_endpoint(world: World, row: Row) -> None:
+    sample = _path(row, world.objects[0])
+    if not is_routed(row.method, "/dicomweb" + sample):
+        pytest.skip(f"{row.id} is not routed in this tree yet")
+    if row.requires and importlib.util.find_spec(row.requires) is None:
+        pytest.skip(f"{row.id} needs {row.requires}, not in this tree yet")
+    check_visibility(world, row)
+    check_wrong_tenant_and_missing_permission(world, row)
+    check_each_tenant_gets_its_own_copy(world, row)
+
+
+def check_visibility(world: World, row: Row) -> None:
+    with httpx.Client(timeout=60) as client:
+        for user in READERS:
+            hidden = _hidden_uids(world, user)
+            for obj in world.objects:
+                visible = _visible_at(world, user, obj, row.level)
+                response = client.request(
+                    row.method,
+                    world.url() + _path(row, obj),
+                    headers={**row.headers, **world.auth(user)},
+                )
+                case = f"{user} {row.id} on {obj.name}"
+                _assert_no_leak(response, hidden, ACME_MARKER)
+                if row.kind == "resource":
+                    expected = "2xx" if visible else "404"
+                    got = response.status_code
+                    assert (200 <= got < 300) if visible else got == 404, (
+                        f"{case}: expected {expected}, got {got} {response.text[:200]}"
+                    )
+                else:
+                    assert response.status_code in (200, 204, 404), f"{case}: {response.text[:200]}"
+                    if response.status_code == 404:
+                        assert not visible, f"{case}: 404 for a visible object"
+                        continue
+                    payload = response.json() if response.status_code == 200 else []
+                    found = _uids_in(payload, LEVEL_TAG[row.level])
+                    assert not (found & hidden), f"{case}: shows {found & hidden}"
+                    target = getattr(obj, row.level if row.level != "instance" else "instance")
+                    if visible and "{" in row.path:
+                        assert target in found, f"{case}: visible {target} missing"
+                    _assert_counts(world, user, payload, case)
+
+
+def _assert_counts(world: World, user: str, payload: list[dict], case: str) -> None:
+    """Computed attributes count only what the caller sees (source-locked semantics)."""
+    known_studies = {o.study for o in world.objects}
+    for item in payload:
+        study = item.get("0020000D", {}).get("Value", [None])[0]
+        series = item.get("0020000E", {}).get("Value", [None])[0]
+        if study not in known_studies:
+            continue  # stored by another test of this module
+        if "00201208" in item and study:
+            expected = sum(1 for o in world.objects if o.study == study and world.visible(user, o))
+            assert item["00201208"]["Value"][0] == expected, f"{case}: study instance count leaks"
+        if "00201206" in item and study:
+            expected = len(
+                {o.series for o in world.objects if o.study == study and world.visible(user, o)}
+            )
+            assert item["00201206"]["Value"][0] == expected, f"{case}: study series count leaks"
+        if "00201209" in item and series:
+            expected = sum(
+                1 for o in world.objects if o.series == series and world.visible(user, o)
+            )
+            assert item["00201209"]["Value"][0] == expected, f"{case}: series count leaks"
+
+
+def check_wrong_tenant_and_missing_permission(world: World, row: Row) -> None:
+    with httpx.Client(timeout=60) as client:
+        for obj in world.objects:
+            path = _path(row, obj)
+            # acme's credential on default's root, and default's on acme's: 401.
+            for user, tenant in (("acme_admin", "default"), ("admin", "acme")):
+                response = client.request(
+                    row.method,
+                    world.url(tenant) + path,
+                    headers={**row.headers, **world.auth(user)},
+                )
+                assert response.status_code == 401, f"{user} on {tenant}: {response.status_code}"
+                assert "WWW-Authenticate" in response.headers
+                _assert_no_leak(response, {obj.study, obj.series, obj.instance}, "\0")
+            # No credentials (anonymous is off on this server): 401.
+            response = client.request(row.method, world.url() + path, headers=row.headers)
+            assert response.status_code == 401
+            # A user of the tenant without the read permission: 403, and nothing else.
+            response = client.request(
+                row.method, world.url() + path, headers={**row.headers, **world.auth("nobody")}
+            )
+            assert response.status_code == 403
+            _assert_no_leak(response, {obj.study, obj.series, obj.instance}, "\0")
+
+
+def check_each_tenant_gets_its_own_copy(world: World, row: Row) -> None:
+    with httpx.Client(timeout=60) as client:
+        for obj in world.objects:
+            path = _path(row, obj)
+            for user, tenant, foreign in (
+                ("acme_admin", "acme", DEFAULT_MARKER),
+                ("admin", "default", ACME_MARKER),
+            ):
+                response = client.request(
+                    row.method,
+                    world.url(tenant) + path,
+                    headers={**row.headers, **world.auth(user)},
+                )
+                assert response.status_code in (200, 204, 206), (
+                    f"{user} on {tenant} {path}: {response.status_code} {response.text[:200]}"
+                )
+                _assert_no_leak(response, set(), foreign)
+                if b'"BulkDataURI"' in response.content:
+                    # URLs in answers stay under the root the client used.
+                    assert world.url(tenant).encode() + b"/studies/" in response.content
+                    if tenant == "default":
+                        assert b"/t/acme/" not in response.content
+
+
+def test_server_log_holds_no_secrets(world: World) -> None:
+    log = world.server.log()
+    for user, key in world.keys.items():
+        assert key not in log, f"{user}'s API key is in the server log"
+    assert "correct-horse-battery" not in log
+
+
+def _failure_reasons(response: httpx.Response) -> list[int]:
+    body = response.json()
+    return [item["00081197"]["Value"][0] for item in body.get("00081198", {}).get("Value", [])]
+
+
+UID_NOT_AVAILABLE = 0xC412
+
+
+def test_upload_never_reveals_or_touches_other_sources(world: World) -> None:
+    """STOW-RS row: uploads are checked against the uploader's sources; an upload that would
+    join, overwrite or confirm data of a source the uploader cannot see is refused with one
+    uniform failure (0xC412), and the hidden data is left exactly as it was."""
+    by_name = {o.name: o for o in world.objects}
+    b2, b3 = by_name["b2"], by_name["b3"]
+    tech = world.auth("tech")
+    url = world.url()
+
+    # No upload permission: 403. A source the uploader may not use: 400, same as unknown.
+    assert stow(url, [world.stored["b2"]], world.auth("ref_a"), "ClinicA").status_code == 403
+    not_allowed = stow(url, [world.stored["b2"]], tech, "ClinicB")
+    unknown = stow(url, [world.stored["b2"]], tech, "NoSuchClinic")
+    assert not_allowed.status_code == unknown.status_code == 400
+    assert not_allowed.json()["detail"].replace("ClinicB", "X") == unknown.json()["detail"].replace(
+        "NoSuchClinic", "X"
+    )
+
+    cases = {
+        "identical copy of a hidden instance": world.stored["b2"],
+        "different object under a hidden SOP Instance UID": instance_bytes(
+            b2.study, b2.series, b2.instance, "OTHER^PATIENT", 9
+        ),
+        "new instance in a hidden study": instance_bytes(
+            b2.study, generate_uid(), generate_uid(), "OTHER^PATIENT", 9
+        ),
+        "new instance in a hidden series of a partly visible study": instance_bytes(
+            b3.study, b3.series, generate_uid(), "OTHER^PATIENT", 9
+        ),
+        "new series in a partly visible study": instance_bytes(
+            b3.study, generate_uid(), generate_uid(), "OTHER^PATIENT", 9
+        ),
+    }
+    for case, data in cases.items():
+        response = stow(url, [data], tech, "ClinicA")
+        assert response.status_code == 409, f"{case}: {response.status_code} {response.text}"
+        assert _failure_reasons(response) == [UID_NOT_AVAILABLE], case
+        # The answer names no retrieve URL of, and no attribute from, the hidden data.
+        assert b"00081199" not in response.content, case
+        assert b"/studies/" not in response.content, case
+        assert DEFAULT_MARKER.encode() not in response.content
+
+    # The hidden data is untouched: the admin still gets it, the tech still does not.
+    if is_routed("GET", f"/dicomweb/studies/{b2.study}/metadata"):
+        meta = httpx.get(f"{url}/studies/{b2.study}/metadata", headers=world.auth("admin"))
+        assert meta.status_code == 200 and b2.instance in meta.text
+        assert b"OTHER^PATIENT" not in meta.content
+        hidden = httpx.get(f"{url}/studies/{b2.study}/metadata", headers=tech)
+        assert hidden.status_code == 404
+
+    # The technologist's own new study is stored; re-sending it is idempotent.
+    own = instance_bytes(generate_uid(), generate_uid(), generate_uid(), "OWN^PATIENT", 1)
+    assert stow(url, [own], tech, "ClinicA").status_code == 200
+    assert stow(url, [own], tech, "ClinicA").status_code == 200
+    # An unrestricted admin re-sending an identical stored object: still a success.
+    assert stow(url, [world.stored["b2"]], world.auth("admin"), "ClinicB").status_code == 200
+
+
+# --- DIMSE: the same table idea over C-FIND, C-GET and C-STORE --------------------------------
+# Each DIMSE row: (operation, query/retrieve level). Callers are peers whose registry entry
+# (query sources) becomes their Scope; the called AE title selects the tenant.
+
+DIMSE_ROWS = [("C-FIND", "STUDY"), ("C-FIND", "SERIES"), ("C-FIND", "IMAGE"), ("C-GET", "STUDY")]
+DIMSE_LEVEL = {"STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
+
+
+def _dimse_identifier(level: str, obj: Obj):  # type: ignore[no-untyped-def]
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    ds.StudyInstanceUID = obj.study
+    ds.PatientName = ""
+    ds.NumberOfStudyRelatedInstances = "" if level == "STUDY" else None
+    if level == "STUDY":
+        ds.NumberOfStudyRelatedSeries = ""
+    if level in ("SERIES", "IMAGE"):
+        ds.SeriesInstanceUID = obj.series if level == "IMAGE" else ""
+    if level == "SERIES":
+        ds.NumberOfSeriesRelatedInstances = ""
+    if level == "IMAGE":
+        ds.SOPInstanceUID = ""
+    return ds
+
+
+def _dimse(world: World, calling: str, called: str, operation: str, level: str, obj: Obj):  # type: ignore[no-untyped-def]
+    """Run one operation; returns (association accepted, found identifiers or received
+    datasets, final status)."""
+    from pynetdicom import AE, build_role, evt
+    from pynetdicom.sop_class import (
+        CTImageStorage,
+        StudyRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelGet,
+    )
+
+    ae = AE(ae_title=calling)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    received: list = []
+    handlers = []
+    roles = []
+    if operation == "C-FIND":
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    else:
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+        ae.add_requested_context(CTImageStorage)
+        roles.append(build_role(CTImageStorage, scp_role=True))
+
+        def on_store(event):  # type: ignore[no-untyped-def]
+            received.append(event.dataset)
+            return 0x0000
+
+        handlers.append((evt.EVT_C_STORE, on_store))
+    assoc = ae.associate(
+        "127.0.0.1", world.dimse_port, ae_title=called, ext_neg=roles, evt_handlers=handlers
+    )
+    if not assoc.is_established:
+        return False, [], None
+    identifier = _dimse_identifier(level, obj)
+    final = None
+    try:
+        if operation == "C-FIND":
+            for status, found in assoc.send_c_find(
+                identifier, StudyRootQueryRetrieveInformationModelFind
+            ):
+                final = status.Status if status else None
+                if status and status.Status in (0xFF00, 0xFF01) and found is not None:
+                    received.append(found)
+        else:
+            for status, _ in assoc.send_c_get(
+                identifier, StudyRootQueryRetrieveInformationModelGet
+            ):
+                final = status.Status if status else None
+    finally:
+        assoc.release()
+    return True, received, final
+
+
+def _dataset_uids(datasets: list) -> set[str]:
+    uids = set()
+    for ds in datasets:
+        for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+            value = ds.get(keyword)
+            if value:
+                uids.add(str(value))
+    return uids
+
+
+@pytest.mark.parametrize("operation,level", DIMSE_ROWS, ids=lambda v: str(v))
+def test_dimse_operation(world: World, operation: str, level: str) -> None:
+    pytest.importorskip("tessera.scp.find")
+    for peer, sees in world.peer_sees.items():
+        hidden = set()
+        for obj in world.objects:
+            if not (sees is None or obj.source in sees):
+                hidden |= {obj.series, obj.instance}
+                if not any(
+                    o.study == obj.study and (sees is None or o.source in sees)
+                    for o in world.objects
+                ):
+                    hidden.add(obj.study)
+        for obj in world.objects:
+            case = f"{peer} {operation} {level} on {obj.name}"
+            accepted, results, final = _dimse(world, peer, "TESSERA", operation, level, obj)
+            assert accepted, case
+            assert final is not None and final in (0x0000, 0xB000), f"{case}: {final}"
+            uids = _dataset_uids(results)
+            assert not (uids & hidden), f"{case}: reveals {uids & hidden}"
+            names = {str(ds.get("PatientName", "")) for ds in results}
+            assert ACME_MARKER not in names, f"{case}: shows the other tenant"
+            target = DIMSE_LEVEL[level] if operation == "C-FIND" else "instance"
+            visible = [
+                o
+                for o in world.objects
+                if o.study == obj.study and (sees is None or o.source in sees)
+            ]
+            expected = {
+                getattr(o, target)
+                for o in visible
+                if not (operation == "C-FIND" and level == "IMAGE" and o.series != obj.series)
+            }
+            if operation == "C-GET":
+                got = {str(ds.SOPInstanceUID) for ds in results}
+                assert got == expected, f"{case}: got {len(got)} of {len(expected)}"
+            else:
+                assert expected <= uids, f"{case}: visible objects missing"
+            for ds in results:  # counts reflect only what the peer sees
+                if ds.get("NumberOfStudyRelatedInstances") not in (None, ""):
+                    assert int(ds.NumberOfStudyRelatedInstances) == len(visible), case
+                if ds.get("NumberOfStudyRelatedSeries") not in (None, ""):
+                    assert int(ds.NumberOfStudyRelatedSeries) == len({o.series for o in visible}), (
+                        case
+                    )
+
+    # Tenants: ACME_PEER reaches acme's copies through the called AE title ACME, and is not
+    # a peer of `default`; default's peers are not peers of acme.
+    obj = world.objects[0]
+    accepted, results, _ = _dimse(world, "ACME_PEER", "ACME", operation, level, obj)
+    assert accepted
+    assert results and all(DEFAULT_MARKER not in str(ds.get("PatientName", "")) for ds in results)
+    assert _dimse(world, "ACME_PEER", "TESSERA", operation, level, obj)[0] is False
+    assert _dimse(world, "PEER_ALL", "ACME", operation, level, obj)[0] is False
+
+
+def test_dimse_store_never_touches_hidden_sources(world: World) -> None:
+    """C-STORE from a peer locked to ClinicA: a copy of ClinicB's instance is refused and
+    the hidden instance stays as it was."""
+    pytest.importorskip("tessera.scp.store")
+    import pydicom
+    from pynetdicom import AE
+    from pynetdicom.sop_class import CTImageStorage
+
+    by_name = {o.name: o for o in world.objects}
+    hidden = pydicom.dcmread(io.BytesIO(world.stored["b2"]))
+    other = instance_bytes(by_name["b2"].study, generate_uid(), generate_uid(), "OTHER^P", 9)
+    ae = AE(ae_title="PEER_A")
+    ae.add_requested_context(CTImageStorage, hidden.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", world.dimse_port, ae_title="TESSERA")
+    assert assoc.is_established
+    try:
+        for ds in (hidden, pydicom.dcmread(io.BytesIO(other))):
+            status = assoc.send_c_store(ds)
+            assert status and status.Status not in (0x0000, 0xB000, 0xB007, 0xB006), hex(
+                status.Status if status else 0
+            )
+    finally:
+        assoc.release()
+    meta = httpx.get(
+        f"{world.url()}/studies/{by_name['b2'].study}/metadata", headers=world.auth("admin")
+    )
+    assert meta.status_code == 200 and b"OTHER^P" not in meta.content
+    assert len(meta.json()) == 1
