@@ -27,6 +27,7 @@ from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.scp import statuses
 from tessera.scp.association import caller_of
 from tessera.scp.identifier import IdentifierError, decode_identifier, retrieve_keys
+from tessera.scp.transport import disable_nagle
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class _Receiver:
         self.association = event.assoc
         self.accepted = _accepted_pairs(event.assoc, as_scu=True)
         _tighten(event.assoc)
+        disable_nagle(event.assoc)
 
 
 def _tighten(assoc: Association) -> None:
