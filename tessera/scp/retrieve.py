@@ -103,7 +103,9 @@ def _proposed_contexts(instances: list[RetrievedInstance]) -> list:
         if key not in seen:
             seen.add(key)
             pairs.append((instance.sop_class_uid, [instance.transfer_syntax_uid]))
-        if instance.transfer_syntax_uid not in _NATIVE and instance.sop_class_uid not in fallback:
+        # Every SOP class also gets a native context: a receiver that refuses the stored
+        # syntax (compressed, big endian, or the other native one) still gets the instance.
+        if instance.sop_class_uid not in fallback:
             fallback.add(instance.sop_class_uid)
             pairs.append((instance.sop_class_uid, list(_NATIVE)))
     return [build_context(abstract, syntaxes) for abstract, syntaxes in pairs[:MAX_CONTEXTS]]
