@@ -55,6 +55,8 @@ class World:
     # The bytes stored in `default` for each object name.
     stored: dict[str, bytes] = field(default_factory=dict)
     dimse_port: int = 0
+    # Where the C-MOVE destination MOVE_DEST (a peer of every tenant's test) listens.
+    move_port: int = 0
     # DIMSE peers of `default` -> the sources they may query (None: all); see build_world.
     peer_sees: dict[str, frozenset[str] | None] = field(default_factory=dict)
     # Which sources each user of `default` sees (None: all).
@@ -203,14 +205,23 @@ def build_world(data_dir: Path, database_url: str, env: dict[str, str] | None = 
             body["upload_source"] = sources[0]
         ok(httpx.put(f"{api}/peers/{title}", json=body, headers=admin))
         world.peer_sees[title] = frozenset(sources) if sources else None
-    ok(httpx.put(f"{api}/ae-titles/ACME", json={"tenant": "acme"}, headers=admin))
+    world.move_port = free_port()
     ok(
         httpx.put(
-            f"{world.api('acme')}/peers/ACME_PEER",
-            json={"host": "127.0.0.1", "port": 0},
-            headers=world.auth("acme_admin"),
+            f"{api}/peers/MOVE_DEST",
+            json={"host": "127.0.0.1", "port": world.move_port, "may_query": False},
+            headers=admin,
         )
     )
+    ok(httpx.put(f"{api}/ae-titles/ACME", json={"tenant": "acme"}, headers=admin))
+    for title, port in (("ACME_PEER", 0), ("MOVE_DEST", world.move_port)):
+        ok(
+            httpx.put(
+                f"{world.api('acme')}/peers/{title}",
+                json={"host": "127.0.0.1", "port": port},
+                headers=world.auth("acme_admin"),
+            )
+        )
 
     s1, s2, s3 = (generate_uid() for _ in range(3))
     layout = [

@@ -310,3 +310,52 @@ def test_tls_with_dcmtk(server_factory, certificate) -> None:  # type: ignore[no
     )
     assert untrusted.returncode != 0
     assert server.alive()
+
+
+def test_called_ae_title_selects_the_tenant(server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two tenants on one listener: each AE title stores into and queries its own tenant."""
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    from tessera.auth.directory import create_tenant
+
+    database = Database(server.database_url)
+    with database.write() as conn:
+        other = create_tenant(conn, "hospital-b")
+        peers.add_ae_title(conn, other.id, "HOSPB")
+        peers.add_peer(conn, other.id, "MODB", "127.0.0.1", 0)
+    database.dispose()
+
+    study = synthetic.StudySpec(patient_name="TENANT^B")
+    path = tmp_path / "b.dcm"
+    path.write_bytes(synthetic.ct_image(study, pydicom.uid.generate_uid(), 1, rows=32, columns=32))
+    ae = AE(ae_title="MODB")
+    ae.add_requested_context(CTImageStorage, "1.2.840.10008.1.2.1")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate("127.0.0.1", server.dimse_port, ae_title="HOSPB")
+    assert assoc.is_established
+    assert assoc.send_c_store(path).Status == 0
+    query = pydicom.Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = ""
+    found = [
+        ds
+        for status, ds in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind)
+        if status.Status == 0xFF00
+    ]
+    assoc.release()
+    assert [str(ds.StudyInstanceUID) for ds in found] == [study.study_instance_uid]
+    # MODB is no peer of the default tenant; TESTSCU (default tenant) sees nothing of B's.
+    assert not associate(server.dimse_port, "MODB", [(Verification,)]).is_established
+    tenant_rows = index_rows(server.database_url, "SELECT tenant_id FROM study")
+    assert [row.tenant_id for row in tenant_rows] == [other.id]
+    scu = AE(ae_title="TESTSCU")
+    scu.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = scu.associate("127.0.0.1", server.dimse_port, ae_title=SERVER_AET)
+    assert assoc.is_established
+    found = [
+        ds
+        for status, ds in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind)
+        if status.Status == 0xFF00
+    ]
+    assoc.release()
+    assert found == []

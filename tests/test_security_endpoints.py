@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -427,8 +428,20 @@ def test_upload_never_reveals_or_touches_other_sources(world: World) -> None:
 # Each DIMSE row: (operation, query/retrieve level). Callers are peers whose registry entry
 # (query sources) becomes their Scope; the called AE title selects the tenant.
 
-DIMSE_ROWS = [("C-FIND", "STUDY"), ("C-FIND", "SERIES"), ("C-FIND", "IMAGE"), ("C-GET", "STUDY")]
+DIMSE_ROWS = [
+    ("C-FIND", "STUDY"),
+    ("C-FIND", "SERIES"),
+    ("C-FIND", "IMAGE"),
+    ("C-GET", "STUDY"),
+    ("C-MOVE", "STUDY"),
+]
 DIMSE_LEVEL = {"STUDY": "study", "SERIES": "series", "IMAGE": "instance"}
+
+
+ALL_TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2",
+]
 
 
 def _dimse_identifier(level: str, obj: Obj):  # type: ignore[no-untyped-def]
@@ -458,6 +471,7 @@ def _dimse(world: World, calling: str, called: str, operation: str, level: str, 
         CTImageStorage,
         StudyRootQueryRetrieveInformationModelFind,
         StudyRootQueryRetrieveInformationModelGet,
+        StudyRootQueryRetrieveInformationModelMove,
     )
 
     ae = AE(ae_title=calling)
@@ -465,8 +479,23 @@ def _dimse(world: World, calling: str, called: str, operation: str, level: str, 
     received: list = []
     handlers = []
     roles = []
+    destination = None
     if operation == "C-FIND":
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    elif operation == "C-MOVE":
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        store_ae = AE(ae_title="MOVE_DEST")
+        store_ae.add_supported_context(CTImageStorage, ALL_TRANSFER_SYNTAXES)
+
+        def on_moved(event):  # type: ignore[no-untyped-def]
+            received.append(event.dataset)
+            return 0x0000
+
+        destination = store_ae.start_server(
+            ("127.0.0.1", world.move_port),
+            block=False,
+            evt_handlers=[(evt.EVT_C_STORE, on_moved)],
+        )
     else:
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
         ae.add_requested_context(CTImageStorage)
@@ -481,6 +510,8 @@ def _dimse(world: World, calling: str, called: str, operation: str, level: str, 
         "127.0.0.1", world.dimse_port, ae_title=called, ext_neg=roles, evt_handlers=handlers
     )
     if not assoc.is_established:
+        if destination is not None:
+            destination.shutdown()
         return False, [], None
     identifier = _dimse_identifier(level, obj)
     final = None
@@ -492,6 +523,11 @@ def _dimse(world: World, calling: str, called: str, operation: str, level: str, 
                 final = status.Status if status else None
                 if status and status.Status in (0xFF00, 0xFF01) and found is not None:
                     received.append(found)
+        elif operation == "C-MOVE":
+            for status, _ in assoc.send_c_move(
+                identifier, "MOVE_DEST", StudyRootQueryRetrieveInformationModelMove
+            ):
+                final = status.Status if status else None
         else:
             for status, _ in assoc.send_c_get(
                 identifier, StudyRootQueryRetrieveInformationModelGet
@@ -499,6 +535,8 @@ def _dimse(world: World, calling: str, called: str, operation: str, level: str, 
                 final = status.Status if status else None
     finally:
         assoc.release()
+        if destination is not None:
+            destination.shutdown()
     return True, received, final
 
 
@@ -545,7 +583,7 @@ def test_dimse_operation(world: World, operation: str, level: str) -> None:
                 for o in visible
                 if not (operation == "C-FIND" and level == "IMAGE" and o.series != obj.series)
             }
-            if operation == "C-GET":
+            if operation in ("C-GET", "C-MOVE"):
                 got = {str(ds.SOPInstanceUID) for ds in results}
                 assert got == expected, f"{case}: got {len(got)} of {len(expected)}"
             else:
@@ -596,3 +634,34 @@ def test_dimse_store_never_touches_hidden_sources(world: World) -> None:
     )
     assert meta.status_code == 200 and b"OTHER^P" not in meta.content
     assert len(meta.json()) == 1
+
+
+def test_audit_records_data_access_once_per_study(world: World) -> None:
+    by_name = {o.name: o for o in world.objects}
+    s1 = by_name["a1"]
+    ref = world.auth("ref_a")
+    for _ in range(3):
+        httpx.get(f"{world.url()}/studies/{s1.study}/metadata", headers=ref)
+    httpx.get(f"{world.url()}/studies/{by_name['b2'].study}/metadata", headers=ref)  # 404
+    httpx.get(f"{world.url()}/studies", params={"PatientID": "AUDIT-PROBE"}, headers=ref)
+    api, admin = world.api(), world.auth("admin")
+    deadline = time.time() + 15
+    while True:
+        events = httpx.get(f"{api}/audit", params={"limit": 1000}, headers=admin).json()
+        mine = [e for e in events if e["principal"].startswith("ref_a")]
+        queries = [e for e in mine if e["action"] == "query" and "AUDIT-PROBE" in e["target"]]
+        if queries or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    assert queries, "the QIDO query was not audited"
+    retrievals = [e for e in mine if e["action"] == "retrieve" and e["target"] == s1.study]
+    # Once per study and caller per worker process (the world runs 2), not once per request.
+    assert 1 <= len([e for e in retrievals if e["outcome"] == "ok"]) <= 2
+    refused = [e for e in mine if e["action"] == "retrieve" and e["outcome"] == "failed"]
+    assert any(e["target"] == by_name["b2"].study for e in refused)
+    # Another tenant's admin sees none of it.
+    acme_events = httpx.get(
+        f"{world.api('acme')}/audit", params={"limit": 1000}, headers=world.auth("acme_admin")
+    ).json()
+    assert not any(e["principal"].startswith("ref_a") for e in acme_events)
+    assert all(world.keys["ref_a"] not in str(e) for e in events)

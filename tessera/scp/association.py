@@ -16,6 +16,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from tessera.archive import Archive
 from tessera.auth.peers import AssociationRefused, DimseCaller, caller_for_association
+from tessera.scp.transport import disable_nagle
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def handle_requested(event: evt.Event, archive: Archive) -> None:
         # The connection closed or aborted before any A-ASSOCIATE-RQ arrived.
         assoc.kill()
         return
+    disable_nagle(assoc)
     calling = str(request.calling_ae_title or "")
     called = str(request.called_ae_title or "")
     settings = archive.settings

@@ -27,6 +27,7 @@ from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.scp import statuses
 from tessera.scp.association import caller_of
 from tessera.scp.identifier import IdentifierError, decode_identifier, retrieve_keys
+from tessera.scp.transport import disable_nagle
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +48,14 @@ class _Receiver:
         self.association = event.assoc
         self.accepted = _accepted_pairs(event.assoc, as_scu=True)
         _tighten(event.assoc)
+        disable_nagle(event.assoc)
 
 
 def _tighten(assoc: Association) -> None:
     """pynetdicom's DUL thread sleeps 1 ms whenever its queue is empty, and a data set leaves
-    as one PDU per loop: at a 16 KB PDU that sleep, not the network, bounds sub-operation
-    throughput. Associations that stream sub-operations poll faster."""
+    as one PDU per loop, so at a 16 KB PDU the sleeps can add up to tens of ms per instance.
+    Associations that stream sub-operations poll faster (not measured apart: in the
+    benchmark the destination storescp was the bound)."""
     dul = getattr(assoc, "dul", None)
     if dul is not None and hasattr(dul, "_run_loop_delay"):
         dul._run_loop_delay = 0.0001
@@ -100,7 +103,9 @@ def _proposed_contexts(instances: list[RetrievedInstance]) -> list:
         if key not in seen:
             seen.add(key)
             pairs.append((instance.sop_class_uid, [instance.transfer_syntax_uid]))
-        if instance.transfer_syntax_uid not in _NATIVE and instance.sop_class_uid not in fallback:
+        # Every SOP class also gets a native context: a receiver that refuses the stored
+        # syntax (compressed, big endian, or the other native one) still gets the instance.
+        if instance.sop_class_uid not in fallback:
             fallback.add(instance.sop_class_uid)
             pairs.append((instance.sop_class_uid, list(_NATIVE)))
     return [build_context(abstract, syntaxes) for abstract, syntaxes in pairs[:MAX_CONTEXTS]]
