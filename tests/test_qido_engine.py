@@ -200,3 +200,42 @@ def test_builder_errors_name_the_key() -> None:
     query = Query(Level.STUDY)
     query.add_key("PatientWeight", "70", unsupported="return")  # C-FIND may do this
     assert query.matches == [] and 0x00101030 in query.return_keys
+
+
+def test_patient_level_shows_only_attributes_from_visible_studies(tmp_path, database_url):  # type: ignore[no-untyped-def]
+    """Two sources upload studies under one PatientID with different names: the shared
+    patient row keeps the first upload's name, which a user locked to the second source
+    must neither see nor be able to match on (Patient Root C-FIND)."""
+    archive = Archive.open(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    try:
+        tenant_id = archive.default_tenant.id
+        with archive.database.write() as conn:
+            clinic_a = add_source(conn, tenant_id, "clinicA")
+            clinic_b = add_source(conn, tenant_id, "clinicB")
+        everything = full_scope(tenant_id)
+        for source, name, study in ((clinic_a, "HIDDEN^NAME", "2.25.71"), (clinic_b, "SEEN^NAME", "2.25.72")):
+            data = header_only_instance(
+                {
+                    "StudyInstanceUID": study,
+                    "SeriesInstanceUID": study + ".1",
+                    "PatientName": name,
+                    "PatientID": "SHARED-1",
+                    "Modality": "CT",
+                    "InstanceNumber": 1,
+                }
+            )
+            _ingest(archive, everything, data, source, tmp_path)
+        locked = Scope(tenant_id=tenant_id, source_pks=frozenset({clinic_b}), permissions=frozenset({"*"}))
+
+        seen = run(archive, locked, Level.PATIENT, PatientID="SHARED-1", PatientName="",
+                   NumberOfPatientRelatedStudies="")
+        assert len(seen) == 1
+        assert seen[0]["00100010"]["Value"] == [{"Alphabetic": "SEEN^NAME"}]
+        assert seen[0]["00201200"]["Value"] == [1]
+        assert run(archive, locked, Level.PATIENT, PatientName="HIDDEN*") == []
+        assert len(run(archive, locked, Level.PATIENT, PatientName="SEEN*")) == 1
+        # Unlocked, the patient row is there (named by the first upload) with both studies.
+        full = run(archive, everything, Level.PATIENT, PatientID="SHARED-1", NumberOfPatientRelatedStudies="")
+        assert full[0]["00201200"]["Value"] == [2]
+    finally:
+        archive.close()

@@ -47,6 +47,16 @@ LEVEL_TABLE = {
     Level.INSTANCE: INSTANCE,
 }
 
+# Patient attributes the study row carries too (see _Compiler.visible_patients).
+_PATIENT_COLUMNS = (
+    "patient_id",
+    "issuer_of_patient_id",
+    "patient_name",
+    "patient_name_norm",
+    "patient_birth_date",
+    "patient_sex",
+)
+
 # Server-side cap on one page of results (QIDO-RS answers with a Warning when it cuts).
 DEFAULT_MAX_RESULTS = 10_000
 
@@ -139,8 +149,29 @@ class _Compiler:
         self.scope = scope
         self.query = query
         self.level = query.level
+        self.patient = PATIENT
+        if scope.source_pks is not None and query.level is Level.PATIENT:
+            self.patient = self.visible_patients()
 
     # -- helpers ---------------------------------------------------------------------------
+    def visible_patients(self):  # type: ignore[no-untyped-def]
+        """The patient table as a source-locked scope may see it.
+
+        A patient row is shared by every source of the tenant and keeps the attributes of its
+        first upload, which may come from a source this scope cannot see. So patients are
+        derived from the visible studies' own copies of the patient attributes instead.
+        """
+        i2 = INSTANCE.alias("vp_instance")
+        visible_study = exists().where(i2.c.study_pk == STUDY.c.id, self.visible_instance(i2))
+        columns = [STUDY.c.patient_pk.label("id"), STUDY.c.tenant_id.label("tenant_id")]
+        columns += [func.max(STUDY.c[name]).label(name) for name in _PATIENT_COLUMNS]
+        return (
+            select(*columns)
+            .where(STUDY.c.tenant_id == self.scope.tenant_id, visible_study)
+            .group_by(STUDY.c.patient_pk, STUDY.c.tenant_id)
+            .subquery("visible_patient")
+        )
+
     def wildcard(self, column: ColumnElement, pattern: str) -> ColumnElement:
         """`pattern` in DICOM form ('*' any run, '?' one character, all else literal)."""
         if self.dialect == "sqlite":
@@ -149,7 +180,7 @@ class _Compiler:
 
     def table_for(self, attribute: Attribute):  # type: ignore[no-untyped-def]
         if attribute.level is Level.PATIENT:
-            return PATIENT if self.level is Level.PATIENT else STUDY
+            return self.patient if self.level is Level.PATIENT else STUDY
         return LEVEL_TABLE[attribute.level]
 
     def column(self, attribute: Attribute) -> ColumnElement:
@@ -163,7 +194,7 @@ class _Compiler:
     # -- statement -------------------------------------------------------------------------
     def statement(self, returns: ReturnSet) -> Select:
         level = self.level
-        table = LEVEL_TABLE[level]
+        table = self.patient if level is Level.PATIENT else LEVEL_TABLE[level]
         columns = [table.c.id.label("pk")]
         tables = {table}
         if level is Level.SERIES:
@@ -212,10 +243,8 @@ class _Compiler:
             return exists().where(
                 st2.c.patient_pk == PATIENT.c.id, st2.c.number_of_study_related_instances > 0
             )
-        i2 = INSTANCE.alias("vis_instance")
-        return exists().where(
-            i2.c.study_pk == st2.c.id, st2.c.patient_pk == PATIENT.c.id, self.visible_instance(i2)
-        )
+        # visible_patients() holds only patients with a visible study.
+        return true()
 
     def order_by(self) -> list[ColumnElement]:
         pg = self.dialect == "postgresql"
@@ -234,7 +263,7 @@ class _Compiler:
             if pg:
                 number = number.nulls_first()
             return [INSTANCE.c.series_pk, number, INSTANCE.c.id]
-        return [PATIENT.c.id]
+        return [self.patient.c.id]
 
     # -- matching --------------------------------------------------------------------------
     def match_conditions(self) -> list[ColumnElement]:
