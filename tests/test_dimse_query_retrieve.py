@@ -4,6 +4,7 @@ movescu (into a storescp the test starts) and getscu; the same Scope as DICOMweb
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -485,3 +486,59 @@ def test_move_lists_the_instances_the_destination_refused(archive) -> None:  # t
     assert list(final_identifier.FailedSOPInstanceUIDList) == [mr_uid] or (
         final_identifier.FailedSOPInstanceUIDList == mr_uid
     )
+
+
+def _audit_rows(archive, principal: str) -> list:  # type: ignore[no-untyped-def]
+    return index_rows(
+        archive.server.database_url,
+        "SELECT action, outcome, target, detail FROM audit_event WHERE principal = :p",
+        p=principal,
+    )
+
+
+def _wait_for_audit(archive, principal: str, done) -> list:  # type: ignore[no-untyped-def]
+    """The audit writer flushes in batches (every 0.5 s): wait until `done(rows)`."""
+    deadline = time.time() + 15
+    rows: list = []
+    while time.time() < deadline:
+        rows = _audit_rows(archive, principal)
+        if done(rows):
+            return rows
+        time.sleep(0.2)
+    return rows
+
+
+def test_dimse_operations_are_audited(archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The modality's C-STOREs of study A: one entry for the study, not one per instance.
+    stored = _wait_for_audit(archive, "ae:MODALITY", lambda rows: bool(rows))
+    assert [(r.action, r.outcome, r.target) for r in stored if r.action == "upload"] == [
+        ("upload", "ok", archive.study_a)
+    ]
+
+    archive.find("VIEWER", "STUDY", "PatientID=PAT-A", "StudyInstanceUID")
+    archive.get(
+        "VIEWER",
+        tmp_path / "audited_get",
+        "QueryRetrieveLevel=STUDY",
+        f"StudyInstanceUID={archive.study_b}",
+    )
+    rows = _wait_for_audit(
+        archive,
+        "ae:VIEWER",
+        lambda rows: (
+            any(r.action == "query" and "PAT-A" in r.detail for r in rows)
+            and any(r.action == "retrieve" and r.target == archive.study_b for r in rows)
+        ),
+    )
+    assert any(r.action == "query" and r.outcome == "ok" and "PAT-A" in r.detail for r in rows)
+    assert any(r.action == "retrieve" and r.target == archive.study_b for r in rows), rows
+
+    # An unregistered AE is refused at association time, and that is recorded.
+    archive.get(
+        "NOBODY",
+        tmp_path / "audited_refused",
+        "QueryRetrieveLevel=STUDY",
+        f"StudyInstanceUID={archive.study_b}",
+    )
+    refused = _wait_for_audit(archive, "ae:NOBODY", lambda rows: bool(rows))
+    assert ("associate", "denied") in {(r.action, r.outcome) for r in refused}

@@ -81,7 +81,7 @@ class AuditLog:
     def add_retrieval(self, event: Event) -> None:
         """A study-level retrieval, at most once per (tenant, caller, study, outcome) and
         window: a viewer fetching 500 frames of a study makes one entry."""
-        key = (event.tenant_id, event.principal, event.target, event.outcome)
+        key = (event.tenant_id, event.principal, event.action, event.target, event.outcome)
         moment = time.monotonic()
         last = self._recent_retrievals.get(key)
         if last is not None and moment - last < self.retrieve_window:

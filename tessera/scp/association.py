@@ -16,6 +16,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from tessera.archive import Archive
 from tessera.auth.peers import AssociationRefused, DimseCaller, caller_for_association
+from tessera.scp import audit
 from tessera.scp.transport import disable_nagle
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def handle_requested(event: evt.Event, archive: Archive) -> None:
             exc,
             extra={"calling_ae_title": calling, "called_ae_title": called, "peer": address},
         )
+        audit.record_refused_association(archive, assoc, calling, called, str(exc))
         assoc.acse.send_reject(_REJECTED_PERMANENT, _SERVICE_USER, exc.diagnostic)
         assoc.kill()
         return

@@ -18,7 +18,7 @@ from tessera.auth import permissions
 from tessera.auth.scope import Scope
 from tessera.index.query import Level, Query, QueryError
 from tessera.index.query_sql import iter_query
-from tessera.scp import statuses
+from tessera.scp import audit, statuses
 from tessera.scp.association import caller_of
 from tessera.scp.identifier import IdentifierError, decode_identifier, query_level
 
@@ -104,6 +104,7 @@ def _has_non_ascii(dataset: Dataset) -> bool:
 def handle_find(event: evt.Event, archive: Archive) -> Iterator:
     caller = caller_of(event.assoc)
     if not caller.scope.can(permissions.READ):
+        audit.record(archive, event.assoc, caller, "query", "denied", "C-FIND")
         yield statuses.status_dataset(statuses.NOT_AUTHORIZED, "this AE may not query"), None
         return
     try:
@@ -111,8 +112,14 @@ def handle_find(event: evt.Event, archive: Archive) -> Iterator:
         level = query_level(identifier, str(event.request.AffectedSOPClassUID))
         query, keys = build_query(identifier, level)
     except IdentifierError as exc:
+        audit.record(
+            archive, event.assoc, caller, "query", "failed", "C-FIND", {"reason": str(exc)}
+        )
         yield statuses.status_dataset(statuses.IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
         return
+    audit.record(
+        archive, event.assoc, caller, "query", "ok", f"C-FIND {level}", _audited_keys(identifier)
+    )
     retrieve = RETRIEVE_AE_TITLE in identifier
     matches = 0
     with archive.database.read() as conn:
@@ -142,3 +149,14 @@ def studies_of_patient(conn: Connection, scope: Scope, patient_id: str) -> list[
         if value:
             uids.append(str(value[0]))
     return uids
+
+
+def _audited_keys(identifier: Dataset) -> dict[str, str]:
+    """The matching keys the peer sent (those with a value), as the audit trail records a
+    QIDO-RS query string."""
+    keys = {}
+    for element in identifier:
+        if element.VR == "SQ" or element.value in (None, "", b""):
+            continue
+        keys[element.keyword or f"{element.tag:08X}"] = str(element.value)[:128]
+    return keys

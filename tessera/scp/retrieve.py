@@ -24,7 +24,7 @@ from tessera.auth import permissions
 from tessera.auth.peers import DimseCaller
 from tessera.index.peers import peer_by_ae_title
 from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
-from tessera.scp import statuses
+from tessera.scp import audit, statuses
 from tessera.scp.association import caller_of
 from tessera.scp.identifier import IdentifierError, decode_identifier, retrieve_keys
 from tessera.scp.transport import disable_nagle
@@ -179,6 +179,9 @@ def handle_move(event: evt.Event, archive: Archive) -> Iterator:
         or destination.port <= 0
         or _refusal(caller) is not None
     ):
+        audit.record(
+            archive, event.assoc, caller, "retrieve", "denied", f"C-MOVE to {destination_title}"
+        )
         log.info(
             "C-MOVE refused",
             extra={"calling_ae_title": caller.calling_ae_title, "destination": destination_title},
@@ -204,6 +207,7 @@ def handle_move(event: evt.Event, archive: Archive) -> Iterator:
             "evt_handlers": [(evt.EVT_ESTABLISHED, receiver.capture)],
         },
     )
+    _audit_retrieval(archive, event, caller, instances, f"C-MOVE to {destination_title}")
     yield len(instances)
     log.info(
         "C-MOVE",
@@ -220,6 +224,7 @@ def handle_get(event: evt.Event, archive: Archive) -> Iterator:
     caller = caller_of(event.assoc)
     refusal = _refusal(caller)
     if refusal is not None:
+        audit.record(archive, event.assoc, caller, "retrieve", "denied", "C-GET")
         yield 1
         yield statuses.status_dataset(refusal, "this AE may not retrieve"), None
         return
@@ -231,5 +236,25 @@ def handle_get(event: evt.Event, archive: Archive) -> Iterator:
         yield statuses.status_dataset(statuses.IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
         return
     receiver = _Receiver(event.assoc, _accepted_pairs(event.assoc, as_scu=True))
+    _audit_retrieval(archive, event, caller, instances, "C-GET")
     yield len(instances)
     yield from _sub_operations(event, archive, instances, receiver)
+
+
+def _audit_retrieval(
+    archive: Archive,
+    event: evt.Event,
+    caller: DimseCaller,
+    instances: list[RetrievedInstance],
+    operation: str,
+) -> None:
+    """One audit entry per study retrieved (as for WADO-RS)."""
+    audit.record_per_study(
+        archive,
+        event.assoc,
+        caller,
+        "retrieve",
+        "ok",
+        (instance.study_instance_uid for instance in instances),
+        {"operation": operation},
+    )

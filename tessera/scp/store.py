@@ -16,7 +16,7 @@ from pynetdicom import evt
 
 from tessera.archive import Archive
 from tessera.auth import permissions
-from tessera.scp import statuses
+from tessera.scp import audit, statuses
 from tessera.scp.association import caller_of
 from tessera.scp.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from tessera.services.ingest import ingest_file
@@ -50,6 +50,7 @@ def handle_store(event: evt.Event, archive: Archive) -> Dataset:
     sop_class_uid = str(request.AffectedSOPClassUID or "")
     sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
     if not caller.scope.can(permissions.UPLOAD):
+        audit.record(archive, event.assoc, caller, "upload", "denied", sop_instance_uid)
         return statuses.status_dataset(statuses.NOT_AUTHORIZED, "this AE may not store")
     transfer_syntax_uid = str(event.context.transfer_syntax)
     spool = SpoolFile(archive.spool_dir)
@@ -76,6 +77,13 @@ def handle_store(event: evt.Event, archive: Archive) -> Dataset:
         caller.upload_source_pk,
         expected_sop=(sop_class_uid, sop_instance_uid),
     )
+    result = "ok" if outcome.stored else "failed"
+    if outcome.study_instance_uid:
+        audit.record_per_study(
+            archive, event.assoc, caller, "upload", result, [outcome.study_instance_uid]
+        )
+    else:
+        audit.record(archive, event.assoc, caller, "upload", result, sop_instance_uid)
     if not outcome.stored:
         log.info(
             "C-STORE refused",

@@ -1,0 +1,100 @@
+"""The DIMSE side of the audit trail: associations refused, stores, queries and retrievals,
+through the same batched `AuditLog` as DICOMweb requests.
+
+The principal is `ae:CALLING_AE`; like DICOMweb, stores and retrievals are recorded once per
+study, caller and window (a 500-slice C-STORE makes one entry), queries once each.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from pynetdicom.association import Association
+
+from tessera.archive import Archive
+from tessera.auth.audit import AuditLog, Event
+from tessera.auth.peers import DimseCaller
+
+_logs: dict[int, AuditLog] = {}
+_lock = threading.Lock()
+
+
+def audit_log(archive: Archive) -> AuditLog:
+    """One writer per archive in this process, started on first use."""
+    with _lock:
+        log = _logs.get(id(archive))
+        if log is None:
+            log = _logs[id(archive)] = AuditLog(archive.database)
+        return log
+
+
+def principal(calling_ae_title: str) -> str:
+    return f"ae:{calling_ae_title.strip()}"
+
+
+def remote_address(assoc: Association) -> str:
+    address = getattr(assoc.requestor, "address", "") or ""
+    return str(address)
+
+
+def record(
+    archive: Archive,
+    assoc: Association,
+    caller: DimseCaller,
+    action: str,
+    outcome: str,
+    target: str = "",
+    detail: dict | None = None,
+) -> None:
+    audit_log(archive).add(
+        Event(
+            caller.tenant_id,
+            principal(caller.calling_ae_title),
+            action,
+            outcome,
+            target=target,
+            detail=detail or {},
+            remote_addr=remote_address(assoc),
+        )
+    )
+
+
+def record_per_study(
+    archive: Archive,
+    assoc: Association,
+    caller: DimseCaller,
+    action: str,
+    outcome: str,
+    study_uids: Iterable[str],
+    detail: dict | None = None,
+) -> None:
+    log = audit_log(archive)
+    for study_uid in sorted(set(study_uids)):
+        log.add_retrieval(
+            Event(
+                caller.tenant_id,
+                principal(caller.calling_ae_title),
+                action,
+                outcome,
+                target=study_uid,
+                detail=detail or {},
+                remote_addr=remote_address(assoc),
+            )
+        )
+
+
+def record_refused_association(
+    archive: Archive, assoc: Association, calling: str, called: str, reason: str
+) -> None:
+    audit_log(archive).add(
+        Event(
+            None,
+            principal(calling),
+            "associate",
+            "denied",
+            target=called,
+            detail={"reason": reason},
+            remote_addr=remote_address(assoc),
+        )
+    )
