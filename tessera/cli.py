@@ -78,27 +78,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sweep_orphans(archive, settings.orphan_grace_seconds)
     if settings.sweep_interval_seconds > 0:
         threading.Thread(target=_sweep_periodically, args=(archive,), daemon=True).start()
+    listener = None
     if settings.dimse_port > 0:
         # The DIMSE listener runs in this (supervisor) process, in its own threads.
         from tessera.scp.server import start_listener
 
         try:
-            start_listener(archive)
+            listener = start_listener(archive)
         except OSError as exc:
             log.error("cannot listen on DIMSE port %s: %s", settings.dimse_port, exc)
             return 1
     # Workers rebuild the same settings from the environment.
     export_settings(settings)
-    uvicorn.run(
-        "tessera.dicomweb.app:app_from_environment",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=30,
-    )
+    try:
+        uvicorn.run(
+            "tessera.dicomweb.app:app_from_environment",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+            timeout_keep_alive=30,
+        )
+    finally:
+        # uvicorn returns on SIGTERM / Ctrl-C; the DIMSE listener's threads would otherwise
+        # keep this process alive after the HTTP side has stopped.
+        if listener is not None:
+            listener.shutdown()
+            log.info("DIMSE listener stopped")
+        archive.close()
     return 0
 
 

@@ -1,0 +1,19 @@
+"""`tessera serve` stops on SIGTERM (what Ctrl-C, systemd and container runtimes send), with
+its DIMSE listener running: no thread may keep the process alive after HTTP has stopped."""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+from tests.conftest import free_port
+
+
+def test_sigterm_stops_http_and_dimse(server_factory) -> None:  # type: ignore[no-untyped-def]
+    dimse_port = free_port()
+    server = server_factory(env_extra={"TESSERA_DIMSE_PORT": str(dimse_port)}).start()
+    with socket.create_connection(("127.0.0.1", dimse_port), timeout=5):
+        pass  # the listener is up
+    server.process.send_signal(signal.SIGTERM)  # the parent only, as a service manager does
+    assert server.process.wait(20) == 0, server.log()[-2000:]
+    assert "DIMSE listener stopped" in server.log()
