@@ -26,7 +26,6 @@ from tessera.dicomweb.negotiation import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     NATIVE,
     OCTET_STREAM,
-    AcceptError,
     acceptable,
     media_type_for_syntax,
 )
@@ -38,6 +37,7 @@ from tessera.dicomweb.wado_common import (
     not_found,
     path_uids,
     reader_scope,
+    wado_endpoint,
 )
 from tessera.dicomweb.wado_instances import stream_blob
 from tessera.index.retrieve import RetrievedInstance, resolve_instance
@@ -98,15 +98,6 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
             416, f"range {header} is outside 0..{size - 1}", {"Content-Range": f"bytes */{size}"}
         )
     return start, end - start + 1
-
-
-async def retrieve_bulk_data(request: Request) -> Response:
-    try:
-        return await _bulk(request)
-    except WadoError as exc:
-        return exc.response()
-    except AcceptError as exc:
-        return WadoError(400, str(exc)).response()
 
 
 async def _bulk(request: Request) -> Response:
@@ -219,3 +210,6 @@ def _encapsulated_frames(
 
 
 __all__ = ["retrieve_bulk_data", "stream_blob"]
+
+
+retrieve_bulk_data = wado_endpoint(_bulk)

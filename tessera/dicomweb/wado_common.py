@@ -3,7 +3,7 @@ permission, scoped resolution in a worker thread, and error answers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +15,8 @@ from tessera.auth import permissions
 from tessera.auth.scope import Scope
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
+from tessera.dicomweb.frame_source import FrameConversionError
+from tessera.dicomweb.negotiation import AcceptError
 from tessera.storage.uids import uid_problem
 
 T = TypeVar("T")
@@ -37,6 +39,25 @@ class WadoError(Exception):
 
     def response(self) -> Response:
         return problem(self.status, self.detail, self.headers)
+
+
+def wado_endpoint(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The route endpoint for a WADO handler: client errors raised anywhere become their
+    answers (WadoError as given, a malformed Accept 400, an impossible conversion 406)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except WadoError as exc:
+            return exc.response()
+        except AcceptError as exc:
+            return problem(400, str(exc))
+        except FrameConversionError as exc:
+            return problem(406, str(exc))
+
+    return endpoint
 
 
 def path_uids(request: Request) -> tuple[str, str | None, str | None]:

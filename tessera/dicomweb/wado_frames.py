@@ -26,7 +26,6 @@ from tessera.dicomweb.negotiation import (
     EXPLICIT_VR_LITTLE_ENDIAN,
     FRAMES,
     NATIVE_LITTLE_ENDIAN,
-    AcceptError,
     Representation,
     acceptable,
     needs_conversion,
@@ -39,6 +38,7 @@ from tessera.dicomweb.wado_common import (
     not_found,
     path_uids,
     reader_scope,
+    wado_endpoint,
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instance
 from tessera.storage.blobstore import BlobStore
@@ -133,17 +133,6 @@ def _plan(
     )
     headers = caching.cache_headers(etag, item.created_at)
     return FramePlan(item, numbers, rep, syntax, etag, headers)
-
-
-async def retrieve_frames(request: Request) -> Response:
-    try:
-        return await _frames(request)
-    except WadoError as exc:
-        return exc.response()
-    except AcceptError as exc:
-        return WadoError(400, str(exc)).response()
-    except frame_source.FrameConversionError as exc:
-        return WadoError(406, str(exc)).response()
 
 
 async def _frames(request: Request) -> Response:
@@ -246,3 +235,6 @@ def _stored_bytes(plan: FramePlan) -> int:
 
 
 __all__ = ["AS_STORED", "parse_frame_list", "retrieve_frames"]
+
+
+retrieve_frames = wado_endpoint(_frames)

@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, multipart_writer
 from tessera.dicomweb.conversion import can_convert
-from tessera.dicomweb.negotiation import INSTANCES, AcceptError, acceptable, target_syntax
+from tessera.dicomweb.negotiation import INSTANCES, acceptable, target_syntax
 from tessera.dicomweb.wado_common import (
     WadoError,
     archive_of,
@@ -28,6 +28,7 @@ from tessera.dicomweb.wado_common import (
     not_found,
     path_uids,
     reader_scope,
+    wado_endpoint,
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
@@ -53,6 +54,23 @@ class TranscodeError(Exception):
     """Raised by transcoded_instance when the codecs cannot produce the target syntax."""
 
 
+async def single_instance_response(
+    store: BlobStore, item: RetrievedInstance, syntax: str, headers: dict[str, str]
+) -> Response:
+    """One instance as a bare application/dicom body: streamed as stored when `syntax` is
+    the stored one, else transcoded whole (406 when that cannot be done)."""
+    if syntax == item.transfer_syntax_uid:
+        headers["Content-Length"] = str(item.size_bytes)
+        return StreamingResponse(
+            stream_blob(store, item.blob_key, item.size_bytes), headers=headers
+        )
+    try:
+        data = await run_in_threadpool(transcoded_instance, store, item, syntax)
+    except TranscodeError as exc:
+        raise WadoError(406, f"cannot send this instance in {syntax}: {exc}") from exc
+    return Response(data, headers=headers)
+
+
 def transcoded_instance(store: BlobStore, item: RetrievedInstance, target: str) -> bytes:
     """The whole instance in another transfer syntax (one instance in memory at a time)."""
     from tessera.storage import transcode
@@ -62,15 +80,6 @@ def transcoded_instance(store: BlobStore, item: RetrievedInstance, target: str) 
             return transcode.transcode_instance(fh, target)
     except transcode.TranscodeError as exc:
         raise TranscodeError(str(exc)) from exc
-
-
-async def retrieve_instances(request: Request) -> Response:
-    try:
-        return await _retrieve(request)
-    except WadoError as exc:
-        return exc.response()
-    except AcceptError as exc:
-        return WadoError(400, str(exc)).response()
 
 
 async def _retrieve(request: Request) -> Response:
@@ -121,16 +130,7 @@ async def _retrieve(request: Request) -> Response:
     if not multipart:
         item, syntax, _ = plan[0]
         headers["Content-Type"] = f"{DICOM}; transfer-syntax={syntax}"
-        if syntax == item.transfer_syntax_uid:
-            headers["Content-Length"] = str(item.size_bytes)
-            return StreamingResponse(
-                stream_blob(store, item.blob_key, item.size_bytes), headers=headers
-            )
-        try:
-            data = await run_in_threadpool(transcoded_instance, store, item, syntax)
-        except TranscodeError as exc:
-            raise WadoError(406, f"cannot send this instance in {syntax}: {exc}") from exc
-        return Response(data, headers=headers)
+        return await single_instance_response(store, item, syntax, headers)
 
     boundary = multipart_writer.new_boundary()
     syntaxes = {syntax for _, syntax, _ in plan}
@@ -242,3 +242,6 @@ async def _pipelined(jobs: Iterator[Job]) -> AsyncIterator[bytes | memoryview]:
     finally:
         if pending is not None and not pending.done():
             pending.cancel()
+
+
+retrieve_instances = wado_endpoint(_retrieve)

@@ -23,6 +23,7 @@ from tessera.dicomweb.wado_common import (
     not_found,
     path_uids,
     reader_scope,
+    wado_endpoint,
 )
 from tessera.index.retrieve import metadata_batches, resolve_instances
 
@@ -54,13 +55,6 @@ def absolute_bulk_data_uris(dicom_json: bytes, root: bytes) -> bytes:
     The key pattern only occurs as a real key: a string value containing it would have
     its quotes escaped in JSON."""
     return dicom_json.replace(_BULK_KEY, _BULK_KEY + root)
-
-
-async def retrieve_metadata(request: Request) -> Response:
-    try:
-        return await _metadata(request)
-    except WadoError as exc:
-        return exc.response()
 
 
 async def _metadata(request: Request) -> Response:
@@ -106,3 +100,6 @@ async def _metadata(request: Request) -> Response:
         yield b"[]" if first else b"]"
 
     return StreamingResponse(body(), headers=headers)
+
+
+retrieve_metadata = wado_endpoint(_metadata)

@@ -33,6 +33,7 @@ from tessera.dicomweb.wado_common import (
     not_found,
     path_uids,
     reader_scope,
+    wado_endpoint,
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
@@ -199,18 +200,6 @@ def render_cine(
         raise WadoError(400, f"cannot render these frames: {exc}") from exc
 
 
-def _handle(handler):  # type: ignore[no-untyped-def]
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except WadoError as exc:
-            return exc.response()
-        except frame_source.FrameConversionError as exc:
-            return WadoError(406, str(exc)).response()
-
-    return endpoint
-
-
 async def _resolve(request: Request, with_frames: bool = True) -> list[RetrievedInstance]:
     study, series, instance = path_uids(request)
     scope = await reader_scope(request)
@@ -340,5 +329,5 @@ async def _thumbnail(request: Request) -> Response:
     return await _one_image(request, item, number, wanted, "thumbnail")
 
 
-retrieve_rendered = _handle(_rendered)
-retrieve_thumbnail = _handle(_thumbnail)
+retrieve_rendered = wado_endpoint(_rendered)
+retrieve_thumbnail = wado_endpoint(_thumbnail)

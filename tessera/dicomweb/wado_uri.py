@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from tessera.dicomweb import caching, frame_source
+from tessera.dicomweb import caching
 from tessera.dicomweb.conversion import can_convert
 from tessera.dicomweb.negotiation import DICOM, Representation, target_syntax
 from tessera.dicomweb.wado_common import (
@@ -22,8 +22,9 @@ from tessera.dicomweb.wado_common import (
     in_read_transaction,
     not_found,
     reader_scope,
+    wado_endpoint,
 )
-from tessera.dicomweb.wado_instances import TranscodeError, stream_blob, transcoded_instance
+from tessera.dicomweb.wado_instances import single_instance_response
 from tessera.dicomweb.wado_rendered import JPEG, PNG, RenderRequest, render
 from tessera.index.retrieve import resolve_instance
 from tessera.storage.uids import uid_problem
@@ -47,15 +48,6 @@ def _float_param(value: str | None, name: str) -> float | None:
         return float(value)
     except ValueError as exc:
         raise WadoError(400, f"{name} must be a number (got {value!r})") from exc
-
-
-async def wado_uri(request: Request) -> Response:
-    try:
-        return await _wado_uri(request)
-    except WadoError as exc:
-        return exc.response()
-    except frame_source.FrameConversionError as exc:
-        return WadoError(406, str(exc)).response()
 
 
 async def _wado_uri(request: Request) -> Response:
@@ -122,16 +114,7 @@ async def _wado_uri(request: Request) -> Response:
             return caching.not_modified_response(headers)
         headers["Content-Type"] = DICOM
         headers["Content-Disposition"] = f'attachment; filename="{item.sop_instance_uid}.dcm"'
-        if syntax == item.transfer_syntax_uid:
-            headers["Content-Length"] = str(item.size_bytes)
-            return StreamingResponse(
-                stream_blob(store, item.blob_key, item.size_bytes), headers=headers
-            )
-        try:
-            data = await run_in_threadpool(transcoded_instance, store, item, syntax)
-        except TranscodeError as exc:
-            raise WadoError(406, f"cannot send this instance in {syntax}: {exc}") from exc
-        return Response(data, headers=headers)
+        return await single_instance_response(store, item, syntax, headers)
 
     if "transferSyntax" in query:
         raise WadoError(400, "transferSyntax applies to application/dicom only")
@@ -157,3 +140,6 @@ async def _wado_uri(request: Request) -> Response:
     data = await run_in_threadpool(render, store, item, number, wanted)
     headers["Content-Type"] = content_type
     return Response(data, headers=headers)
+
+
+wado_uri = wado_endpoint(_wado_uri)
