@@ -3,6 +3,7 @@ permission, scoped resolution in a worker thread, and error answers."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -47,6 +48,7 @@ def wado_endpoint(
     """The route endpoint for a WADO handler: client errors raised anywhere become their
     answers (WadoError as given, a malformed Accept 400, an impossible conversion 406)."""
 
+    @functools.wraps(handler)  # keeps the handler's module and name (conformance tables)
     async def endpoint(request: Request) -> Response:
         try:
             return await handler(request)

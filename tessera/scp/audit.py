@@ -38,6 +38,25 @@ def remote_address(assoc: Association) -> str:
     return str(address)
 
 
+def _event(
+    assoc: Association,
+    caller: DimseCaller,
+    action: str,
+    outcome: str,
+    target: str,
+    detail: dict | None,
+) -> Event:
+    return Event(
+        caller.tenant_id,
+        principal(caller.calling_ae_title),
+        action,
+        outcome,
+        target=target,
+        detail=detail or {},
+        remote_addr=remote_address(assoc),
+    )
+
+
 def record(
     archive: Archive,
     assoc: Association,
@@ -47,17 +66,7 @@ def record(
     target: str = "",
     detail: dict | None = None,
 ) -> None:
-    audit_log(archive).add(
-        Event(
-            caller.tenant_id,
-            principal(caller.calling_ae_title),
-            action,
-            outcome,
-            target=target,
-            detail=detail or {},
-            remote_addr=remote_address(assoc),
-        )
-    )
+    audit_log(archive).add(_event(assoc, caller, action, outcome, target, detail))
 
 
 def record_per_study(
@@ -71,17 +80,7 @@ def record_per_study(
 ) -> None:
     log = audit_log(archive)
     for study_uid in sorted(set(study_uids)):
-        log.add_retrieval(
-            Event(
-                caller.tenant_id,
-                principal(caller.calling_ae_title),
-                action,
-                outcome,
-                target=study_uid,
-                detail=detail or {},
-                remote_addr=remote_address(assoc),
-            )
-        )
+        log.add_retrieval(_event(assoc, caller, action, outcome, study_uid, detail))
 
 
 def record_refused_association(

@@ -75,11 +75,13 @@ def is_encapsulated(transfer_syntax_uid: str) -> bool:
 
 
 @functools.cache
-def _decoder_available(transfer_syntax_uid: str) -> bool:
-    from pydicom.pixels import get_decoder
+def _pydicom_coder_available(transfer_syntax_uid: str, encode: bool) -> bool:
+    """Whether pydicom has a working decoder (or encoder) plugin for this syntax here."""
+    from pydicom.pixels import get_decoder, get_encoder
 
+    lookup = get_encoder if encode else get_decoder
     try:
-        return bool(get_decoder(UID(transfer_syntax_uid)).is_available)
+        return bool(lookup(UID(transfer_syntax_uid)).is_available)
     except NotImplementedError:
         return False
 
@@ -94,20 +96,10 @@ def _htj2k_encoder_available() -> bool:
         return False
 
 
-@functools.cache
-def _pydicom_encoder_available(transfer_syntax_uid: str) -> bool:
-    from pydicom.pixels import get_encoder
-
-    try:
-        return bool(get_encoder(UID(transfer_syntax_uid)).is_available)
-    except NotImplementedError:
-        return False
-
-
 def can_decode(transfer_syntax_uid: str) -> bool:
     """True when frames in this syntax can be decoded to pixels on this server."""
     uid = UID(str(transfer_syntax_uid).strip())
-    return uid in NATIVE or _decoder_available(uid)
+    return uid in NATIVE or _pydicom_coder_available(uid, encode=False)
 
 
 def can_encode(transfer_syntax_uid: str) -> bool:
@@ -140,7 +132,7 @@ def output_syntaxes() -> frozenset[UID]:
         DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     }
     for uid in (RLE_LOSSLESS, JPEG_2000_LOSSLESS, JPEG_LS_LOSSLESS):
-        if _pydicom_encoder_available(uid):
+        if _pydicom_coder_available(uid, encode=True):
             produced.add(uid)
     if _htj2k_encoder_available():
         produced.add(HTJ2K_LOSSLESS)
