@@ -5,6 +5,7 @@ match is sent as a pending response as soon as it is read, and C-CANCEL stops th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 
 from pydicom.datadict import dictionary_VR
@@ -128,6 +129,7 @@ def handle_find(event: evt.Event, archive: Archive) -> Iterator:
                 yield statuses.CANCEL, None
                 return
             matches += 1
+            _wait_for_peer(event.assoc)
             yield (
                 statuses.PENDING,
                 _response(match, keys, level, caller.called_ae_title, retrieve),
@@ -160,3 +162,15 @@ def _audited_keys(identifier: Dataset) -> dict[str, str]:
             continue
         keys[element.keyword or f"{element.tag:08X}"] = str(element.value)[:128]
     return keys
+
+
+# Responses queued for the network but not yet sent. pynetdicom's DUL thread both sends them
+# and reads what the peer sends, so a handler that races ahead queues every match in memory
+# and the peer's C-CANCEL is only read after all were sent.
+_MAX_QUEUED_RESPONSES = 16
+
+
+def _wait_for_peer(assoc) -> None:  # type: ignore[no-untyped-def]
+    queued = assoc.dul.to_provider_queue
+    while queued.qsize() > _MAX_QUEUED_RESPONSES and assoc.is_established:
+        time.sleep(0.0005)
