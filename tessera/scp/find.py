@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from tessera.archive import Archive
 from tessera.auth import permissions
 from tessera.auth.scope import Scope
-from tessera.index.key_values import empty_value_list
+from tessera.index.key_values import empty_value_list, integer_range_problem
 from tessera.index.query import Level, Query, QueryError
 from tessera.index.query_sql import iter_query
 from tessera.scp import audit, statuses
@@ -68,6 +68,9 @@ def build_query(identifier: Dataset, level: str) -> tuple[Query, list[tuple[int,
             value = _raw_value(element)
             if empty_value_list(value):
                 raise IdentifierError(f"{element.keyword or tag} holds an empty value list")
+            problem = integer_range_problem(element.VR, value)
+            if problem:
+                raise IdentifierError(f"{element.keyword or tag}: {problem}")
             try:
                 query.add_key(tag, value, unsupported="return")
             except QueryError as exc:
