@@ -96,11 +96,23 @@ def _seed(name: str, data: bytes) -> Seed:
     return Seed(name, data[:start], data[start:], explicit, offsets, uids)
 
 
+def _with_sop_instance_uid(data: bytes, sop_instance_uid: str) -> bytes:
+    """Generated instances get random UIDs: fixed ones keep the mutants the same every run."""
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    dataset.SOPInstanceUID = sop_instance_uid
+    dataset.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def seeds() -> list[Seed]:
     made = [_seed(name, Path(get_testdata_file(name)).read_bytes()) for name in TESTDATA]
-    study = synthetic.StudySpec(patient_name="FUZZ^SEED")
-    made.append(_seed("ct", synthetic.ct_image(study, "2.25.1", 1, rows=16, columns=16)))
-    made.append(_seed("mr-rle", synthetic.mr_rle_image(study, "2.25.2", 1, size=16)))
+    study = synthetic.StudySpec(patient_name="FUZZ^SEED", study_instance_uid="2.25.1000")
+    ct = synthetic.ct_image(study, "2.25.1001", 1, rows=16, columns=16)
+    made.append(_seed("ct", _with_sop_instance_uid(ct, "2.25.1001.1")))
+    mr = synthetic.mr_rle_image(study, "2.25.1002", 1, size=16)
+    made.append(_seed("mr-rle", _with_sop_instance_uid(mr, "2.25.1002.1")))
     return made
 
 
@@ -202,6 +214,27 @@ def stow_verdict(client: httpx.Client, root: str, data: bytes) -> tuple[bool, in
     return stored, reason
 
 
+def _retrieve_everything(client: httpx.Client, root: str, data: bytes) -> None:
+    """A stored mutant is found, and its metadata, instance, first frame and rendering
+    answer without a 5xx (a 404 or 406 for what it lacks or cannot be converted)."""
+    _, sop_instance_uid = _announced(data)
+    found = client.get(f"{root}/instances", params={"SOPInstanceUID": sop_instance_uid})
+    assert found.status_code == 200, found.text
+    (match,) = found.json()
+    study_uid = match["0020000D"]["Value"][0]
+    series_uid = match["0020000E"]["Value"][0]
+    url = f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_instance_uid}"
+    for suffix, accept in (
+        ("/metadata", "application/dicom+json"),
+        ("", 'multipart/related; type="application/dicom"; transfer-syntax=*'),
+        ("", 'multipart/related; type="application/dicom"'),
+        ("/frames/1", 'multipart/related; type="application/octet-stream"; transfer-syntax=*'),
+        ("/rendered", "image/jpeg"),
+    ):
+        response = client.get(url + suffix, headers={"Accept": accept})
+        assert response.status_code < 500, (url + suffix, accept, response.text)
+
+
 @pytest.fixture
 def dimse_server(server_factory):  # type: ignore[no-untyped-def]
     server = start_dimse_server(server_factory)
@@ -250,11 +283,7 @@ def test_mutated_dicom_over_stow_and_c_store(dimse_server, tmp_path) -> None:  #
             if stow_stored != c_store_stored:
                 disagreements.append((index, hex(reason), hex(int(status.Status))))
             if stow_stored:
-                _, sop_instance_uid = _announced(data)
-                found = client.get(
-                    f"{server.dicomweb}/instances", params={"SOPInstanceUID": sop_instance_uid}
-                )
-                assert found.status_code < 500, found.text
+                _retrieve_everything(client, server.dicomweb, data)
     assoc.release()
     elapsed = time.monotonic() - started
     print(
