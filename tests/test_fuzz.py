@@ -253,6 +253,7 @@ def test_mutated_dicom_over_stow_and_c_store(dimse_server, tmp_path) -> None:  #
     all_seeds = seeds()
     mutants = [mutate(rng, rng.choice(all_seeds)) for _ in range(MUTANTS)]
     ae = AE(ae_title="FUZZSCU")
+    ae.dimse_timeout = 120  # a slow, shared CI machine is no failure
     # One presentation context per (SOP Class, transfer syntax): a context accepts one syntax.
     for sop_class, syntax in sorted({_context(data) for data in mutants}):
         ae.add_requested_context(sop_class, syntax)
