@@ -8,7 +8,7 @@ from tessera.auth import permissions as p
 
 BUILTIN_ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset({p.READ, p.UPLOAD, p.ORDERS, p.REPORT_WRITE, p.REPORT_SIGN, p.ADMIN}),
-    "technologist": frozenset({p.READ, p.UPLOAD, p.ORDERS}),
+    "technologist": frozenset({p.READ, p.UPLOAD, p.ORDERS, p.REPORT_WRITE}),
     "referring_physician": frozenset({p.READ}),
     "reading_physician": frozenset({p.READ, p.REPORT_WRITE, p.REPORT_SIGN}),
 }

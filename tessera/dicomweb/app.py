@@ -20,7 +20,7 @@ from tessera.auth.audit import Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, qido, stow, wado
+from tessera.dicomweb import admin_api, qido, reports_api, stow, wado
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
@@ -91,6 +91,11 @@ def dicomweb_routes() -> list[BaseRoute]:
     return [*stow.routes, *qido.routes, *wado.routes]
 
 
+def api_routes() -> list[BaseRoute]:
+    """The tenant's REST API: accounts administration and reports."""
+    return [*admin_api.routes, *reports_api.routes]
+
+
 def app_from_environment() -> Starlette:
     """The application as a uvicorn worker builds it (settings from TESSERA_* variables;
     the parent process has already migrated the schema)."""
@@ -124,12 +129,12 @@ def create_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-        Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+        Mount(ADMIN_API_ROOT, routes=api_routes()),
         Mount(
             TENANT_PREFIX,
             routes=[
                 Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-                Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+                Mount(ADMIN_API_ROOT, routes=api_routes()),
             ],
         ),
     ]

@@ -267,3 +267,6 @@ class DimsePeerQuerySource(Base):
 
 # Account tables (users, roles, tokens, audit) live on the same Base, in their own module.
 from tessera.index import accounts as _accounts  # noqa: E402, F401
+
+# Reports and report templates (migration 0009_reports).
+from tessera.index import reports as _reports  # noqa: E402, F401
