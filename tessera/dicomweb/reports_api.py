@@ -66,7 +66,7 @@ def endpoint(handler: Handler) -> Handler:
 async def _caller(request: Request) -> Scope:
     """The caller's Scope, acting under their user name (authors and signers are recorded,
     and signers are named in the SR, by user name, not by credential)."""
-    scope = await _caller(request)
+    scope = await scope_of(request)
     identity = identity_of(request)
     if identity is not None and identity.username:
         return dataclasses.replace(scope, principal=identity.username)
