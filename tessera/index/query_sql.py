@@ -265,6 +265,8 @@ class _Compiler:
                 study_values,
                 and_(
                     study_values.c.study_pk == STUDY.c.id,
+                    # Lets the (tenant_id, ...) indexes of study_source serve the search.
+                    study_values.c.tenant_id == self.scope.tenant_id,
                     self.representative(study_values, "study_pk"),
                 ),
             )
@@ -307,7 +309,9 @@ class _Compiler:
             date, time_ = values.c.study_date.desc(), values.c.study_time.desc()
             if pg:  # SQLite already sorts NULLs last in descending order
                 date, time_ = date.nulls_last(), time_.nulls_last()
-            return [date, time_, STUDY.c.id.desc()]
+            # The last key as in the date index, so the index is read in order: the study row
+            # id (SQLite's rowid), or the per-source row id (one row per study here too).
+            return [date, time_, values.c.id.desc()]
         if self.level is Level.SERIES:
             values = self.series_values if self.locked else SERIES
             number = values.c.series_number.asc()
