@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, multipart_writer
-from tessera.dicomweb.conversion import can_convert
+from tessera.dicomweb.media_type import DICOM
 from tessera.dicomweb.negotiation import INSTANCES, acceptable, target_syntax
 from tessera.dicomweb.wado_common import (
     WadoError,
@@ -32,11 +32,12 @@ from tessera.dicomweb.wado_common import (
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
+from tessera.storage.syntaxes import can_convert
+from tessera.storage.transcode import TranscodeError, transcode_instance
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-DICOM = "application/dicom"
 
 
 async def stream_blob(store: BlobStore, key: str, size: int) -> AsyncIterator[bytes]:
@@ -48,10 +49,6 @@ async def stream_blob(store: BlobStore, key: str, size: int) -> AsyncIterator[by
             raise OSError(f"blob {key} is shorter than recorded")
         offset += len(chunk)
         yield chunk
-
-
-class TranscodeError(Exception):
-    """Raised by transcoded_instance when the codecs cannot produce the target syntax."""
 
 
 async def single_instance_response(
@@ -73,13 +70,8 @@ async def single_instance_response(
 
 def transcoded_instance(store: BlobStore, item: RetrievedInstance, target: str) -> bytes:
     """The whole instance in another transfer syntax (one instance in memory at a time)."""
-    from tessera.storage import transcode
-
-    try:
-        with store.open(item.blob_key) as fh:
-            return transcode.transcode_instance(fh, target)
-    except transcode.TranscodeError as exc:
-        raise TranscodeError(str(exc)) from exc
+    with store.open(item.blob_key) as fh:
+        return transcode_instance(fh, target)
 
 
 async def _retrieve(request: Request) -> Response:

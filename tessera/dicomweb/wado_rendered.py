@@ -37,6 +37,7 @@ from tessera.dicomweb.wado_common import (
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
+from tessera.storage.transcode import TranscodeError
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -292,7 +293,7 @@ async def _rendered(request: Request) -> Response:
         for item, number in targets:
             try:
                 image = await run_in_threadpool(render, store, item, number, wanted)
-            except (WadoError, frame_source.FrameConversionError):
+            except (WadoError, TranscodeError):
                 continue  # an instance we cannot render (e.g. no pixels) is left out
             yield head + image + multipart_writer.PART_END
         yield multipart_writer.closing(boundary)
