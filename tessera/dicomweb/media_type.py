@@ -6,7 +6,6 @@ from __future__ import annotations
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
 OCTET_STREAM = "application/octet-stream"
-MULTIPART_RELATED = "multipart/related"
 
 
 class QualityError(ValueError):

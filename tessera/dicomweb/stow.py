@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
-from tessera.dicomweb.media_type import parse_media_type
+from tessera.dicomweb.media_type import DICOM_JSON, parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
@@ -32,7 +32,6 @@ from tessera.storage.uids import uid_problem
 
 log = logging.getLogger(__name__)
 
-DICOM_JSON = "application/dicom+json"
 _ACCEPTED_PART_TYPES = ("application/dicom", "application/octet-stream")
 
 

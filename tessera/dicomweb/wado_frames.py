@@ -20,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from tessera.archive import Archive
 from tessera.auth.scope import Scope
 from tessera.dicomweb import caching, frame_source, multipart_writer
+from tessera.dicomweb.grouping import by_size
 from tessera.dicomweb.negotiation import (
     AS_STORED,
     FRAMES,
@@ -209,19 +210,9 @@ def _batches(plan: FramePlan, numbers: list[int]) -> list[list[int]]:
     frames = plan.item.frames
     if plan.converting or frames is None:
         return [[n] for n in numbers]
-    groups: list[list[int]] = []
-    current: list[int] = []
-    size = 0
-    for number in numbers:
-        length = sum(n for _, n in frames[number - 1])
-        if current and size + length > STREAM_BATCH_BYTES:
-            groups.append(current)
-            current, size = [], 0
-        current.append(number)
-        size += length
-    if current:
-        groups.append(current)
-    return groups
+    return list(
+        by_size(numbers, lambda n: sum(length for _, length in frames[n - 1]), STREAM_BATCH_BYTES)
+    )
 
 
 def _parts(store: BlobStore, plan: FramePlan, numbers: list[int], head: bytes) -> bytes:

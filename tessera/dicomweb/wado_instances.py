@@ -9,6 +9,7 @@ one instance at a time.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, multipart_writer
+from tessera.dicomweb.grouping import by_size
 from tessera.dicomweb.media_type import DICOM
 from tessera.dicomweb.negotiation import INSTANCES, acceptable, target_syntax
 from tessera.dicomweb.wado_common import (
@@ -185,32 +187,29 @@ def _body_jobs(
     heads: list[bytes],
     boundary: str,
 ) -> Iterator[Job]:
-    """The multipart body as a sequence of bounded pieces of work, each making bytes."""
-    group: list[tuple[bytes, RetrievedInstance]] = []
-    size = 0
-    for head, (item, syntax, _) in zip(heads, plan, strict=True):
-        as_stored = syntax == item.transfer_syntax_uid
-        if as_stored and item.size_bytes <= GROUP_BYTES:
-            if group and size + item.size_bytes > GROUP_BYTES:
-                yield partial(_read_group, store, group)
-                group, size = [], 0
-            group.append((head, item))
-            size += item.size_bytes
+    """The multipart body as a sequence of bounded pieces of work, each making bytes: runs
+    of small objects sent as stored are read GROUP_BYTES at a time."""
+    parts = [(head, item, syntax) for head, (item, syntax, _) in zip(heads, plan, strict=True)]
+
+    def small_as_stored(part: tuple[bytes, RetrievedInstance, str]) -> bool:
+        _, item, syntax = part
+        return syntax == item.transfer_syntax_uid and item.size_bytes <= GROUP_BYTES
+
+    for groupable, run in itertools.groupby(parts, key=small_as_stored):
+        if groupable:
+            for group in by_size(run, lambda part: part[1].size_bytes, GROUP_BYTES):
+                yield partial(_read_group, store, [(head, item) for head, item, _ in group])
             continue
-        if group:
-            yield partial(_read_group, store, group)
-            group, size = [], 0
-        if not as_stored:
-            yield partial(_transcoded_part, store, item, syntax, head)
-            continue
-        # A large object: in CHUNK pieces.
-        yield partial(bytes, head)
-        for offset in range(0, item.size_bytes, CHUNK):
-            length = min(CHUNK, item.size_bytes - offset)
-            yield partial(store.read_range, item.blob_key, offset, length)
-        yield partial(bytes, multipart_writer.PART_END)
-    if group:
-        yield partial(_read_group, store, group)
+        for head, item, syntax in run:
+            if syntax != item.transfer_syntax_uid:
+                yield partial(_transcoded_part, store, item, syntax, head)
+                continue
+            # A large object: in CHUNK pieces.
+            yield partial(bytes, head)
+            for offset in range(0, item.size_bytes, CHUNK):
+                length = min(CHUNK, item.size_bytes - offset)
+                yield partial(store.read_range, item.blob_key, offset, length)
+            yield partial(bytes, multipart_writer.PART_END)
     yield partial(multipart_writer.closing, boundary)
 
 

@@ -25,7 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, frame_source, multipart_writer
-from tessera.dicomweb.media_type import parse_media_type, split_media_ranges
+from tessera.dicomweb.media_type import (
+    QualityError,
+    parse_media_type,
+    quality,
+    split_media_ranges,
+)
 from tessera.dicomweb.wado_common import (
     WadoError,
     archive_of,
@@ -70,10 +75,10 @@ def choose_media_type(accept_param: str | None, accept_header: str | None) -> st
     for order, item in enumerate(ranges):
         media_type, params = parse_media_type(item)
         try:
-            q = float(params.get("q", "1"))
-        except ValueError as exc:
-            raise WadoError(400, f"invalid q-value in {item!r}") from exc
-        if q <= 0:
+            q = quality(params)
+        except QualityError as exc:
+            raise WadoError(400, f"{exc} in {item!r}") from exc
+        if q == 0:
             continue
         if media_type == "multipart/related":
             media_type = params.get("type", "").lower()
