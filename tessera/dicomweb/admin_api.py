@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tessera.auth import directory as d
-from tessera.auth import permissions as p
+from tessera.auth import permissions
 from tessera.auth.audit import Event, query_events, record_now
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, login
 from tessera.dicomweb.context import archive_of, identity_of, scope_of, tenant_of
@@ -221,13 +221,13 @@ async def me(request: Request) -> Response:
 # --- tenants (system administrator) -------------------------------------------------------
 
 
-@endpoint(p.SYSTEM)
+@endpoint(permissions.SYSTEM)
 async def tenants_list(request: Request) -> Response:
     found = await _read(request, d.list_tenants)
     return _json([{"name": t.name, "duplicate_policy": t.duplicate_policy} for t in found])
 
 
-@endpoint(p.SYSTEM)
+@endpoint(permissions.SYSTEM)
 async def tenants_create(request: Request) -> Response:
     body = await _body(request)
     name = _field(body, "name")
@@ -250,14 +250,14 @@ async def tenants_create(request: Request) -> Response:
 # --- users ---------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def users_list(request: Request) -> Response:
     tenant = tenant_of(request)
     users = await _read(request, lambda conn: d.list_users(conn, tenant.id))
     return _json([u.public() for u in users])
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def users_create(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -284,7 +284,7 @@ async def users_create(request: Request) -> Response:
     return _json(user.public(), 201)
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def users_get(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
@@ -294,7 +294,7 @@ async def users_get(request: Request) -> Response:
     return _json(user.public())
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def users_update(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
@@ -322,7 +322,7 @@ async def users_update(request: Request) -> Response:
     return _json(user.public())
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def users_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
@@ -337,13 +337,13 @@ async def users_delete(request: Request) -> Response:
 # --- roles ---------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def roles_list(request: Request) -> Response:
     tenant = tenant_of(request)
     return _json(await _read(request, lambda conn: d.list_roles(conn, tenant.id)))
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def roles_put(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
@@ -361,7 +361,7 @@ async def roles_put(request: Request) -> Response:
     )
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def roles_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
@@ -376,14 +376,14 @@ async def roles_delete(request: Request) -> Response:
 # --- sources -------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def sources_list(request: Request) -> Response:
     tenant = tenant_of(request)
     rows = await _read(request, lambda conn: list_sources(conn, tenant.id))
     return _json([{"name": name, "description": description} for name, description in rows])
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def sources_create(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -399,7 +399,7 @@ async def sources_create(request: Request) -> Response:
     return _json({"name": name, "description": description}, 201)
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def sources_update(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
@@ -416,13 +416,13 @@ async def sources_update(request: Request) -> Response:
 # --- API keys ------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def keys_list(request: Request) -> Response:
     tenant = tenant_of(request)
     return _json(await _read(request, lambda conn: d.list_api_keys(conn, tenant.id)))
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def keys_create(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -455,7 +455,7 @@ async def keys_create(request: Request) -> Response:
     )
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def keys_revoke(request: Request) -> Response:
     tenant = tenant_of(request)
     try:
@@ -473,14 +473,14 @@ async def keys_revoke(request: Request) -> Response:
 # --- policies ------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def policies_get(request: Request) -> Response:
     tenant = tenant_of(request)
     policy = await _read(request, lambda conn: duplicate_policy(conn, tenant.id))
     return _json({"duplicate_policy": policy})
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def policies_put(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -510,14 +510,14 @@ def _peer_json(peer: Peer) -> dict:
     }
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def peers_list(request: Request) -> Response:
     tenant = tenant_of(request)
     found = await _read(request, lambda conn: list_peers(conn, tenant.id))
     return _json([_peer_json(peer) for peer in found])
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def peers_get(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
@@ -527,7 +527,7 @@ async def peers_get(request: Request) -> Response:
     return _json(_peer_json(peer))
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def peers_put(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
@@ -560,7 +560,7 @@ async def peers_put(request: Request) -> Response:
     return _json(_peer_json(peer), 200 if existed else 201)
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def peers_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
@@ -573,13 +573,13 @@ async def peers_delete(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@endpoint(p.SYSTEM)
+@endpoint(permissions.SYSTEM)
 async def ae_titles_list(request: Request) -> Response:
     rows = await _read(request, list_ae_titles)
     return _json([{"ae_title": title, "tenant": tenant} for title, tenant in rows])
 
 
-@endpoint(p.SYSTEM)
+@endpoint(permissions.SYSTEM)
 async def ae_titles_put(request: Request) -> Response:
     """Which tenant a called AE title selects (unique across tenants: system only)."""
     title = request.path_params["ae_title"]
@@ -598,7 +598,7 @@ async def ae_titles_put(request: Request) -> Response:
     return _json({"ae_title": title.strip(), "tenant": tenant_name}, 201)
 
 
-@endpoint(p.SYSTEM)
+@endpoint(permissions.SYSTEM)
 async def ae_titles_delete(request: Request) -> Response:
     title = request.path_params["ae_title"]
 
@@ -617,7 +617,7 @@ async def ae_titles_delete(request: Request) -> Response:
 # --- audit ---------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def audit_list(request: Request) -> Response:
     tenant = tenant_of(request)
     params = request.query_params
