@@ -160,9 +160,9 @@ def _peer_rights(conn, tenant_id: int, title: str) -> Scope | None:  # type: ign
         return None
     granted = set()
     if peer.may_query or peer.may_be_move_destination:
-        granted.add(p.READ)
+        granted.add(permissions.READ)
     if peer.may_store:
-        granted.add(p.UPLOAD)
+        granted.add(permissions.UPLOAD)
     return Scope(
         tenant_id=tenant_id,
         source_pks=peer.query_source_pks or None,
