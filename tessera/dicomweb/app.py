@@ -1,4 +1,6 @@
-"""The Starlette application: health, DICOMweb routes, lifecycle (migrate, sweep)."""
+"""The Starlette application: health, DICOMweb and admin routes, and a lifespan that opens
+and closes the archive and access control. Sweeping orphan blobs is not done here: the CLI
+(`tessera serve`, `tessera sweep` in tessera/cli.py) does it."""
 
 from __future__ import annotations
 

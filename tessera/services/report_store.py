@@ -19,7 +19,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tessera.archive import Archive
-from tessera.auth import permissions as p
+from tessera.auth import permissions
 from tessera.auth.scope import Scope
 from tessera.index.reports import VersionRow
 from tessera.scp.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -215,7 +215,7 @@ def store_report_objects(
     # storing is the archive's own act, under the study's source.
     scope = Scope(
         tenant_id=tenant_id,
-        permissions=frozenset({p.UPLOAD}),
+        permissions=frozenset({permissions.UPLOAD}),
         principal=f"report:{objects.signer}",
     )
     archive.spool_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from tessera.archive import Archive
-from tessera.auth import permissions as p
+from tessera.auth import permissions
 from tessera.auth.permissions import PermissionDenied
 from tessera.auth.scope import Scope
 from tessera.index import reports as rows
@@ -127,14 +127,14 @@ def template_named(conn: Connection, tenant_id: int, name: str) -> Template | No
 
 
 def list_templates(archive: Archive, scope: Scope) -> list[Template]:
-    _need(scope, p.READ)
+    _need(scope, permissions.READ)
     with archive.database.read() as conn:
         own = [parse_template(d) for d in rows.tenant_templates(conn, scope.tenant_id)]
     return [*builtin_templates().values(), *own]
 
 
 def get_template(archive: Archive, scope: Scope, name: str) -> Template:
-    _need(scope, p.READ)
+    _need(scope, permissions.READ)
     with archive.database.read() as conn:
         template = template_named(conn, scope.tenant_id, name)
     if template is None:
@@ -144,7 +144,7 @@ def get_template(archive: Archive, scope: Scope, name: str) -> Template:
 
 def put_template(archive: Archive, scope: Scope, name: str, document: object) -> bool:
     """Add or replace a tenant's template (admin); True when added. Shipped ones are fixed."""
-    _need(scope, p.ADMIN)
+    _need(scope, permissions.ADMIN)
     template = parse_template(document)
     if template.name != name:
         raise InvalidReport("name", f"the document is named {template.name!r}, not {name!r}")
@@ -158,7 +158,7 @@ def put_template(archive: Archive, scope: Scope, name: str, document: object) ->
 
 
 def study_reports(archive: Archive, scope: Scope, study_instance_uid: str) -> list[ReportView]:
-    _need(scope, p.READ)
+    _need(scope, permissions.READ)
     with archive.database.read() as conn:
         _study(conn, scope, study_instance_uid)
         return [
@@ -170,7 +170,7 @@ def study_reports(archive: Archive, scope: Scope, study_instance_uid: str) -> li
 def get_report(
     archive: Archive, scope: Scope, study_instance_uid: str, report_id: int
 ) -> ReportView:
-    _need(scope, p.READ)
+    _need(scope, permissions.READ)
     with archive.database.read() as conn:
         return _view(conn, scope, study_instance_uid, report_id)
 
@@ -178,7 +178,7 @@ def get_report(
 def list_reports(
     archive: Archive, scope: Scope, status: str | None = None, limit: int = 100
 ) -> list[rows.ReportRow]:
-    _need(scope, p.READ)
+    _need(scope, permissions.READ)
     if status is not None and status not in rows.STATUSES:
         raise InvalidReport("status", f"one of {', '.join(rows.STATUSES)}")
     with archive.database.read() as conn:
@@ -200,7 +200,7 @@ def _draft_status(body: dict, default: str) -> str:
 def create_report(
     archive: Archive, scope: Scope, study_instance_uid: str, body: dict
 ) -> ReportView:
-    _need(scope, p.REPORT_WRITE)
+    _need(scope, permissions.REPORT_WRITE)
     status = _draft_status(body, rows.DRAFT)
     template_name = body.get("template")
     if template_name is not None and not isinstance(template_name, str):
@@ -261,7 +261,7 @@ def edit_report(
     expected_version: int | None,
     body: dict,
 ) -> ReportView:
-    _need(scope, p.REPORT_WRITE)
+    _need(scope, permissions.REPORT_WRITE)
     expected = _expect(expected_version)
     with archive.database.write() as conn:
         view = _view(conn, scope, study_instance_uid, report_id)
@@ -288,7 +288,7 @@ def sign_report(
     expected_version: int | None,
 ) -> ReportView:
     """Sign a draft: FINAL, the signer and time recorded, SR + PDF stored in the study."""
-    _need(scope, p.REPORT_SIGN)
+    _need(scope, permissions.REPORT_SIGN)
     expected = _expect(expected_version)
     with archive.database.read() as conn:
         view = _view(conn, scope, study_instance_uid, report_id)
@@ -307,7 +307,7 @@ def add_addendum(
     body: dict,
 ) -> ReportView:
     """Amend a signed report: a new signed version with the addendum (AMENDED)."""
-    _need(scope, p.REPORT_SIGN)
+    _need(scope, permissions.REPORT_SIGN)
     expected = _expect(expected_version)
     text = body.get("text")
     if not isinstance(text, str) or not text.strip():
