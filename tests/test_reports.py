@@ -4,6 +4,10 @@ checked by dciodvfy), addenda, templates, and concurrent edits of one draft."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 
 import httpx
@@ -291,3 +295,45 @@ def test_versions_guard_against_lost_updates(world: World) -> None:
     assert len(current["versions"]) == 3
     stale = writer.edit(study, report_id, 2, {"sections": {"findings": "late"}})
     assert stale.status_code == 409 and "version 3" in stale.json()["detail"]
+
+
+def _reports_cli(world: World, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.update(
+        TESSERA_DATABASE_URL=world.server.database_url,
+        TESSERA_DATA_DIR=str(world.server.data_dir),
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "tessera.cli", "reports", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_reports_cli(world: World) -> None:
+    study = _study(world, "a1")
+    client = ReportClient(world, "admin")
+    report_id = client.create(study, {"sections": {"findings": "CLI finding"}}).json()["id"]
+    assert client.sign(study, report_id, 1).status_code == 200
+
+    listed = _reports_cli(world, "list", "--status", "FINAL", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert {"id": report_id, "study_instance_uid": study, "status": "FINAL"}.items() <= next(
+        r for r in rows if r["id"] == report_id
+    ).items()
+    assert all(r["status"] == "FINAL" for r in rows)
+    by_study = json.loads(_reports_cli(world, "list", "--study", study, "--json").stdout)
+    assert report_id in {r["id"] for r in by_study}
+    assert {r["study_instance_uid"] for r in by_study} == {study}
+
+    shown = _reports_cli(world, "show", study, str(report_id))
+    assert shown.returncode == 0, shown.stderr
+    assert "FINAL" in shown.stdout and "CLI finding" in shown.stdout and "SR " in shown.stdout
+    missing = _reports_cli(world, "show", study, "999999")
+    assert missing.returncode == 2 and "no report 999999" in missing.stderr
+    # Another tenant's view of the same study UID holds none of these reports.
+    acme = json.loads(_reports_cli(world, "list", "--tenant", "acme", "--json").stdout)
+    assert all(r["id"] != report_id for r in acme)
