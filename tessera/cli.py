@@ -78,6 +78,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sweep_orphans(archive, settings.orphan_grace_seconds)
     if settings.sweep_interval_seconds > 0:
         threading.Thread(target=_sweep_periodically, args=(archive,), daemon=True).start()
+    if settings.hl7_results_endpoint:
+        from tessera.services.report_results import parse_endpoint, start_sender
+
+        try:
+            parse_endpoint(settings.hl7_results_endpoint)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        # One sender per server (in this supervisor process), like the sweeper.
+        start_sender(archive)
     listener = None
     if settings.dimse_port > 0:
         # The DIMSE listener runs in this (supervisor) process, in its own threads.

@@ -59,6 +59,13 @@ class Settings:
     oidc_jwks_url: str = ""
     oidc_username_claim: str = "preferred_username"
     oidc_tenant_claim: str = "tessera_tenant"
+    # Results out: signed reports sent as HL7 v2 ORU^R01 over MLLP to this "host:port"
+    # (empty = off), retried with backoff (at most this many seconds apart) until acknowledged.
+    hl7_results_endpoint: str = ""
+    hl7_results_receiving_application: str = ""
+    hl7_results_receiving_facility: str = ""
+    hl7_results_retry_max_seconds: int = 300
+    hl7_results_timeout_seconds: int = 30
 
     @property
     def resolved_database_url(self) -> str:

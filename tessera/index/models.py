@@ -384,8 +384,8 @@ class DimsePeerQuerySource(Base):
     source_pk: Mapped[int] = mapped_column(ForeignKey("source.id"), primary_key=True)
 
 
-# Account tables (users, roles, tokens, audit) live on the same Base, in their own module.
+# Account tables (users, roles, tokens, audit), reports (report, versions, templates, the
+# HL7 results outbox) live on the same Base, in their own modules.
 from tessera.index import accounts as _accounts  # noqa: E402, F401
-
-# Reports and report templates (migration 0009_reports).
+from tessera.index import report_results as _report_results  # noqa: E402, F401
 from tessera.index import reports as _reports  # noqa: E402, F401

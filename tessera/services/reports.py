@@ -9,6 +9,9 @@ Every change names the version it was based on (If-Match); a stale version is re
 ReportConflict, so of two concurrent edits of one draft the second gets 409 (no lost update).
 The study is found through the caller's Scope in SQL: a hidden study is ReportNotFound.
 
+Results out: with `hl7_results_endpoint` set, the same transaction queues the version's
+HL7 ORU^R01 (services/report_results.py).
+
 Hook point for the workflow branches: `report_signed` runs inside the transaction that
 records a signed (or amended) version as stored; orders (REPORTED/FINAL) and the change feed
 (`record_change`) are wired there.
@@ -27,6 +30,7 @@ from tessera.auth import permissions
 from tessera.auth.permissions import PermissionDenied
 from tessera.auth.scope import Scope
 from tessera.index import reports as rows
+from tessera.services.report_results import queue_result
 from tessera.services.report_templates import (
     InvalidReport,
     Template,
@@ -69,6 +73,8 @@ class SignedReport:
     """What `report_signed` is told about a newly signed (or amended) report."""
 
     tenant_id: int
+    # The source the SR and PDF were stored under (what a change feed entry is bound to).
+    source_pk: int
     study_pk: int
     study_instance_uid: str
     report_id: int
@@ -390,10 +396,25 @@ def _sign(
         raise ReportNotStored(f"report {report.id} could not be stored: {exc}") from exc
     with archive.database.write() as conn:
         rows.mark_stored(conn, report.id, version)
+        queue_result(
+            conn,
+            archive,
+            scope.tenant_id,
+            organization,
+            report.id,
+            version,
+            status,
+            scope.principal,
+            signed_at,
+            objects.document_code,
+            study_attributes,
+            objects.items,
+        )
         report_signed(
             conn,
             SignedReport(
                 scope.tenant_id,
+                study.source_pk,
                 study.pk,
                 study_instance_uid,
                 report.id,

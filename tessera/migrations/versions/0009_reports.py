@@ -1,4 +1,4 @@
-"""reports: reports of a study, their versions, tenant report templates
+"""reports: reports of a study, their versions, tenant report templates, HL7 results outbox
 
 Revision ID: 0009_reports
 Revises: 0005_source_attributes
@@ -67,8 +67,28 @@ def upgrade() -> None:
         sa.UniqueConstraint("report_id", "version"),
     )
 
+    op.create_table(
+        "report_result_message",
+        sa.Column("id", KEY, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", KEY, sa.ForeignKey("tenant.id"), nullable=False),
+        sa.Column("report_id", KEY, sa.ForeignKey("report.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("endpoint", sa.String(255), nullable=False),
+        sa.Column("control_id", sa.String(64), nullable=False),
+        sa.Column("message", sa.Text(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_report_result_due", "report_result_message", ["state", "next_attempt_at"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_report_result_due", "report_result_message")
+    op.drop_table("report_result_message")
     op.drop_table("report_version")
     op.drop_index("ix_report_study", "report")
     op.drop_table("report")
