@@ -56,14 +56,17 @@ class AccessControl:
     """Per-process state of access control (built when the app starts)."""
 
     archive: Archive
-    audit: AuditLog
     oidc: OidcValidator | None = None
     tenants: dict[str, TenantInfo] = field(default_factory=dict)
 
     @classmethod
     def open(cls, archive: Archive) -> AccessControl:
-        settings = archive.settings
-        return cls(archive, AuditLog(archive.database), validator_for(settings))
+        return cls(archive, validator_for(archive.settings))
+
+    @property
+    def audit(self) -> AuditLog:
+        """The archive's audit writer (the archive closes it)."""
+        return self.archive.audit
 
     @property
     def anonymous_enabled(self) -> bool:
@@ -81,9 +84,6 @@ class AccessControl:
         if found is not None:  # tenants are never renamed or removed: cache for good
             self.tenants[name] = found
         return found
-
-    def close(self) -> None:
-        self.audit.close()
 
 
 def announce_access_mode(settings: Settings) -> None:

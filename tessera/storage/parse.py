@@ -110,7 +110,7 @@ def parse_part10(path: Path) -> ParsedInstance:
             raise InstanceRejected(
                 MISSING_OR_INVALID_UID, "; ".join(problems), reported_class, reported_instance
             )
-        if uid_problem(transfer_syntax) is not None:
+        if transfer_syntax is None or uid_problem(transfer_syntax) is not None:
             raise InstanceRejected(
                 TRANSFER_SYNTAX_NOT_SUPPORTED,
                 "file meta information has no valid TransferSyntaxUID",
