@@ -33,9 +33,9 @@ from tessera.dicomweb.wado_common import (
     WadoError,
     archive_of,
     in_read_transaction,
+    instance_path_uids,
     not_acceptable,
     not_found,
-    path_uids,
     reader_scope,
     wado_endpoint,
 )
@@ -101,7 +101,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 async def _bulk(request: Request) -> Response:
-    study, series, instance = path_uids(request)
+    study, series, instance = instance_path_uids(request)
     text = request.path_params["tag"]
     if not _TAG_RE.match(text):
         raise WadoError(400, f"bulk data tag {text!r} is not 8 hexadecimal digits")
@@ -116,7 +116,7 @@ async def _bulk(request: Request) -> Response:
     store = archive.blob_store
     item = await in_read_transaction(
         archive,
-        lambda conn: resolve_instance(conn, scope, study, series, instance, with_frames=True),  # type: ignore[arg-type]
+        lambda conn: resolve_instance(conn, scope, study, series, instance, with_frames=True),
     )
     if item is None:
         raise not_found(study, series, instance)
