@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Awaitable, Callable
-from datetime import UTC
+from datetime import UTC, datetime
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -116,7 +116,7 @@ def expected_version(request: Request, body: dict) -> int | None:
     return version
 
 
-def _iso(value) -> str | None:  # type: ignore[no-untyped-def]
+def _iso(value: datetime | None) -> str | None:
     """ISO 8601 with its offset (SQLite returns the stored UTC time without one)."""
     if value is None:
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -21,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Text,
     UniqueConstraint,
@@ -29,6 +31,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from tessera.auth.scope import Scope
 from tessera.index.models import Base, Instance, Key, Study, Tenant
@@ -133,7 +136,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _visible_instance(study_pk, scope: Scope):  # type: ignore[no-untyped-def]
+def _visible_instance(study_pk: Any, scope: Scope) -> ColumnElement[bool]:
     condition = Instance.study_pk == study_pk
     if scope.source_pks is not None:
         condition = condition & Instance.source_pk.in_(sorted(scope.source_pks))
@@ -174,7 +177,7 @@ def insert_report(
     author: str,
 ) -> int:
     at = now()
-    report_id = conn.execute(
+    inserted = conn.execute(
         Report.__table__.insert().values(
             tenant_id=tenant_id,
             study_pk=study_pk,
@@ -185,7 +188,9 @@ def insert_report(
             created_at=at,
             updated_at=at,
         )
-    ).inserted_primary_key[0]
+    ).inserted_primary_key
+    assert inserted is not None
+    report_id = int(inserted[0])
     insert_version(conn, report_id, 1, status, content, author, at)
     return report_id
 
@@ -236,7 +241,7 @@ def advance(
     return result.rowcount == 1
 
 
-def _report_query(scope: Scope):  # type: ignore[no-untyped-def]
+def _report_query(scope: Scope) -> Select:
     return (
         select(
             Report.id,
@@ -304,7 +309,23 @@ def versions_of(conn: Connection, report_id: int) -> list[VersionRow]:
         .where(ReportVersion.report_id == report_id)
         .order_by(ReportVersion.version)
     )
-    return [VersionRow(row[0], row[1], orjson.loads(row[2]), *row[3:]) for row in rows]
+    return [
+        VersionRow(
+            version=row.version,
+            status=row.status,
+            content=orjson.loads(row.content),
+            author=row.author,
+            created_at=row.created_at,
+            signed_by=row.signed_by,
+            signed_at=row.signed_at,
+            sr_sop_instance_uid=row.sr_sop_instance_uid,
+            pdf_sop_instance_uid=row.pdf_sop_instance_uid,
+            series_instance_uid=row.series_instance_uid,
+            sr_sop_class_uid=row.sr_sop_class_uid,
+            stored=row.stored,
+        )
+        for row in rows
+    ]
 
 
 def mark_stored(conn: Connection, report_id: int, version: int) -> None:

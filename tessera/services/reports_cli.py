@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import orjson
 
-from tessera.auth.scope import full_scope
+from tessera.archive import Archive
+from tessera.auth.scope import Scope, full_scope
+from tessera.cli_common import add_store_flags, open_for_command
 from tessera.index.reports import STATUSES
 from tessera.index.tenancy import tenant_by_name
 
 
-def _open(args: argparse.Namespace, settings_from):  # type: ignore[no-untyped-def]
-    from tessera.archive import Archive
-    from tessera.log import configure_logging
-
-    configure_logging("WARNING", "text")
-    archive = Archive.open(settings_from(args))
+def _open(args: argparse.Namespace) -> tuple[Archive, Scope]:
+    archive = open_for_command(args)
     with archive.database.read() as conn:
         tenant = tenant_by_name(conn, args.tenant)
     if tenant is None:
@@ -26,10 +25,10 @@ def _open(args: argparse.Namespace, settings_from):  # type: ignore[no-untyped-d
     return archive, full_scope(tenant.id, principal="cli")
 
 
-def cmd_list(args: argparse.Namespace, settings_from) -> list[dict]:  # type: ignore[no-untyped-def]
+def cmd_list(args: argparse.Namespace) -> list[dict]:
     from tessera.services import reports
 
-    archive, scope = _open(args, settings_from)
+    archive, scope = _open(args)
     if args.study:
         views = reports.study_reports(archive, scope, args.study)
         found = [view.report for view in views if args.status in (None, view.report.status)]
@@ -49,19 +48,21 @@ def cmd_list(args: argparse.Namespace, settings_from) -> list[dict]:  # type: ig
     ]
 
 
-def cmd_show(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
+def cmd_show(args: argparse.Namespace) -> dict:
     from tessera.dicomweb.reports_api import report_json
     from tessera.services import reports
 
-    archive, scope = _open(args, settings_from)
+    archive, scope = _open(args)
     return report_json(reports.get_report(archive, scope, args.study, args.report_id))
 
 
-def register(sub, add_store_flags, settings_from) -> None:  # type: ignore[no-untyped-def]
+def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("reports", help="list and show reports (run on the server)")
     actions = parser.add_subparsers(dest="reports_command", required=True)
 
-    def action(name: str, func, help_text: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+    def action(
+        name: str, func: Callable[[argparse.Namespace], dict | list], help_text: str
+    ) -> argparse.ArgumentParser:
         sub_parser = actions.add_parser(name, help=help_text)
         add_store_flags(sub_parser)
         sub_parser.add_argument("--tenant", default="default", help="tenant (default: default)")
@@ -69,7 +70,7 @@ def register(sub, add_store_flags, settings_from) -> None:  # type: ignore[no-un
 
         def run(args: argparse.Namespace) -> int:
             try:
-                result = func(args, settings_from)
+                result = func(args)
             except (ValueError, LookupError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -37,11 +38,11 @@ def render_pdf(
     pdf.set_title(title)
     pdf.set_creator("Tessera")
     font = next((path for path in UNICODE_FONTS if path.exists()), None)
+    clean: Callable[[str], str] = _latin1
+    family = "Helvetica"
     if font is not None:
         pdf.add_font("Report", fname=str(font))
         family, clean = "Report", str
-    else:
-        family, clean = "Helvetica", _latin1
     pdf.add_page()
     pdf.set_font(family, size=16)
     pdf.multi_cell(0, 9, clean(title), new_x="LMARGIN", new_y="NEXT")
