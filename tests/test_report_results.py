@@ -4,7 +4,11 @@ the codec's framing, escaping and acknowledgements on their own."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -14,7 +18,7 @@ from pydicom.uid import generate_uid
 
 from tessera.hl7.message import Segment, encode, escape, parse, parse_ack, unescape
 from tessera.hl7.mllp import END_BLOCK, START_BLOCK, FrameReader, MllpError, frame
-from tests.conftest import free_port
+from tests.conftest import ServerProcess, free_port
 from tests.security_world import instance_bytes, stow
 
 
@@ -61,6 +65,20 @@ class Receiver:
         self.sock.close()
 
 
+def _reports_cli(server: ServerProcess, *args: str) -> dict:
+    env = dict(os.environ)
+    env.update(TESSERA_DATABASE_URL=server.database_url, TESSERA_DATA_DIR=str(server.data_dir))
+    out = subprocess.run(
+        [sys.executable, "-m", "tessera.cli", "reports", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
 def _segments(message: bytes, name: str) -> list[list[str]]:
     return [s for s in parse(message) if s[0] == name]
 
@@ -102,6 +120,9 @@ def test_signed_report_sent_until_acknowledged(server_factory, receiver: Receive
     assert len(receiver.messages) == 3, server.log()[-3000:]
     time.sleep(4)  # acknowledged: no further attempt
     assert len(receiver.messages) == 3
+    shown = _reports_cli(server, "show", study, str(report["id"]), "--json")
+    assert shown["results_out"][0]["state"] == "acknowledged"
+    assert shown["results_out"][0]["attempts"] == 3
     first, last = receiver.messages[0], receiver.messages[-1]
     assert first == last  # the same message, retried
     msh = _segments(last, "MSH")[0]

@@ -126,3 +126,21 @@ def start_sender(archive: Archive, stop: threading.Event | None = None) -> threa
     thread = threading.Thread(target=run, name="hl7-results", daemon=True)
     thread.start()
     return thread
+
+
+def delivery_states(archive: Archive, report_id: int, versions: list[int]) -> list[dict]:
+    """Results-out state of each signed version of a report already found through a Scope."""
+    states = []
+    with archive.database.read() as conn:
+        for version in versions:
+            state = outbox.state_of(conn, report_id, version)
+            if state is not None:
+                states.append(
+                    {
+                        "version": version,
+                        "state": state[0],
+                        "attempts": state[1],
+                        "last_error": state[2],
+                    }
+                )
+    return states

@@ -51,9 +51,14 @@ def cmd_list(args: argparse.Namespace) -> list[dict]:
 def cmd_show(args: argparse.Namespace) -> dict:
     from tessera.dicomweb.reports_api import report_json
     from tessera.services import reports
+    from tessera.services.report_results import delivery_states
 
     archive, scope = _open(args)
-    return report_json(reports.get_report(archive, scope, args.study, args.report_id))
+    view = reports.get_report(archive, scope, args.study, args.report_id)
+    shown = report_json(view)
+    signed = [v.version for v in view.versions if v.signed_by]
+    shown["results_out"] = delivery_states(archive, view.report.id, signed)
+    return shown
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -114,3 +119,9 @@ def _print_report(report: dict) -> None:
         if version["sr_sop_instance_uid"]:
             stored = f" SR {version['sr_sop_instance_uid']} PDF {version['pdf_sop_instance_uid']}"
         print(f"  v{version['version']} {version['status']} by {version['author']}{stored}")
+    for result in report.get("results_out", []):
+        error = f" ({result['last_error']})" if result["last_error"] else ""
+        print(
+            f"  HL7 ORU^R01 of v{result['version']}: {result['state']} after "
+            f"{result['attempts']} attempt(s){error}"
+        )
