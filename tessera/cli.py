@@ -155,7 +155,7 @@ def _open_archive(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
-    from tessera.index.tenancy import add_source, list_sources
+    from tessera.index.sources import add_source, list_sources
 
     archive = _open_archive(args)
     tenant_id = archive.default_tenant.id

@@ -11,7 +11,8 @@ import httpx
 from sqlalchemy import create_engine
 
 from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
-from tessera.index.tenancy import add_source, tenant_by_name
+from tessera.index.sources import add_source
+from tessera.index.tenancy import tenant_by_name
 from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
 from tests.qido_corpus import charset_files, synthetic_instances
 

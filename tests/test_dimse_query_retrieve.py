@@ -16,7 +16,7 @@ from tessera import synthetic
 from tessera.dicomweb.stow_client import content_type, multipart_stream, new_boundary
 from tessera.index import peers
 from tessera.index.database import Database
-from tessera.index.tenancy import add_source
+from tessera.index.sources import add_source
 from tests.conftest import (
     PG_URL,
     ServerProcess,

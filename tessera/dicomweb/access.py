@@ -2,9 +2,10 @@
 
 `AccessMiddleware` runs before routing. It resolves the tenant from the path (`/t/{tenant}/...`,
 or the default tenant for `/dicomweb` and `/api/v1`), authenticates the request
-(tessera.auth.authenticate), checks the permission the resource needs, and leaves the Scope
-in the ASGI scope, where `tessera.dicomweb.context.scope_of` reads it. After the response it
-records the request in the audit trail (uploads, queries, study-level retrievals, denials).
+(tessera.auth.authenticate), checks the permission the answering route declares
+(tessera.dicomweb.gate), and leaves the Scope in the ASGI scope, where
+`tessera.dicomweb.context.scope_of` reads it. After the response it records the route's
+declared audit action (uploads, queries, study-level retrievals) and every denial.
 
 Only `/healthz`, `POST .../api/v1/login`, the viewer's static files (`/viewer/`) and CORS
 preflights (OPTIONS) pass without credentials.
@@ -16,18 +17,17 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.archive import Archive
-from tessera.auth import permissions
 from tessera.auth.audit import AuditLog, Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, authenticate
 from tessera.auth.oidc import OidcValidator, validator_for
 from tessera.config import Settings
 from tessera.dicomweb.errors import problem
+from tessera.dicomweb.gate import AUDIT_RETRIEVE, audit_target, denied_event, route_gate
 from tessera.index.tenancy import TenantInfo, tenant_by_name
 
 log = logging.getLogger(__name__)
@@ -103,39 +103,6 @@ def announce_access_mode(settings: Settings) -> None:
         )
 
 
-def required_permission(method: str, rest: str) -> str | None:
-    """The permission a resource needs; None: the handler checks (admin API)."""
-    if rest.startswith("/api/"):
-        return None
-    if method in ("GET", "HEAD"):
-        return permissions.READ
-    if method in ("POST", "PUT"):
-        return permissions.UPLOAD
-    return permissions.ADMIN
-
-
-def classify(method: str, rest: str, query_string: str) -> tuple[str, str] | None:
-    """(audit action, target) for a DICOMweb request; None when it is not audited here."""
-    if rest.startswith("/api/"):
-        return None
-    sub = rest[len("/dicomweb") :] if rest.startswith("/dicomweb") else rest
-    parts = [part for part in sub.split("/") if part]
-    study = parts[1] if len(parts) >= 2 and parts[0] == "studies" else ""
-    if method == "POST":
-        return "upload", study
-    if method not in ("GET", "HEAD"):
-        return None
-    if (parts and parts[0] == "wado") or (not parts and "requestType=" in query_string):
-        values = parse_qs(query_string)
-        return "retrieve", (values.get("studyUID") or [""])[0]
-    if not parts or parts[-1] in ("studies", "series", "instances"):
-        query = sub + ("?" + query_string if query_string else "")
-        return "query", query
-    if study:
-        return "retrieve", study
-    return None
-
-
 class AccessMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -196,32 +163,20 @@ class AccessMiddleware:
                 )
         except AuthenticationFailed as exc:
             access.audit.add(
-                Event(
-                    tenant.id,
-                    exc.attempted,
-                    "authenticate",
-                    "denied",
-                    target=f"{method} {path}"[:512],
-                    detail={"reason": exc.detail},
-                    remote_addr=remote,
+                denied_event(
+                    scope, tenant.id, exc.attempted, {"reason": exc.detail}, "authenticate"
                 )
             )
             response = problem(401, exc.detail, headers={"WWW-Authenticate": CHALLENGE})
             await response(scope, receive, send)
             return
 
-        needed = required_permission(method, rest)
+        # The gate the answering route declares (None: no route, the app answers 404/405).
+        matched = route_gate(scope["app"].router.routes, scope)
+        needed = matched.gate.permission if matched is not None else None
         if needed is not None and not caller.can(needed):
             access.audit.add(
-                Event(
-                    tenant.id,
-                    caller.principal,
-                    "denied",
-                    "denied",
-                    target=f"{method} {path}"[:512],
-                    detail={"permission": needed},
-                    remote_addr=remote,
-                )
+                denied_event(scope, tenant.id, caller.principal, {"permission": needed})
             )
             await problem(403, f"this operation needs the '{needed}' permission")(
                 scope, receive, send
@@ -241,9 +196,8 @@ class AccessMiddleware:
         try:
             await self.app(scope, receive, send_capturing_status)
         finally:
-            kind = classify(method, rest, scope.get("query_string", b"").decode("latin-1"))
-            if kind is not None:
-                action, target = kind
+            if matched is not None and matched.gate.action is not None:
+                action, target = matched.gate.action, audit_target(matched)
                 outcome = "ok" if status < 400 else "denied" if status in (401, 403) else "failed"
                 event = Event(
                     tenant.id,
@@ -254,7 +208,7 @@ class AccessMiddleware:
                     detail={"status": status, "method": method},
                     remote_addr=remote,
                 )
-                if action == "retrieve":
+                if action == AUDIT_RETRIEVE:
                     access.audit.add_retrieval(event)
                 else:
                     access.audit.add(event)

@@ -14,15 +14,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.dicomweb import caching
+from tessera.dicomweb.context import scope_of
 from tessera.dicomweb.conversion import can_convert
+from tessera.dicomweb.errors import ClientError
 from tessera.dicomweb.negotiation import DICOM, Representation, target_syntax
 from tessera.dicomweb.wado_common import (
-    WadoError,
     archive_of,
     in_read_transaction,
     not_found,
-    reader_scope,
-    wado_endpoint,
 )
 from tessera.dicomweb.wado_instances import single_instance_response
 from tessera.dicomweb.wado_rendered import JPEG, PNG, RenderRequest, render
@@ -37,7 +36,7 @@ def _int_param(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
     if not value.strip().isdigit() or int(value) < 1:
-        raise WadoError(400, f"{name} must be a positive integer (got {value!r})")
+        raise ClientError(400, f"{name} must be a positive integer (got {value!r})")
     return int(value)
 
 
@@ -47,23 +46,23 @@ def _float_param(value: str | None, name: str) -> float | None:
     try:
         return float(value)
     except ValueError as exc:
-        raise WadoError(400, f"{name} must be a number (got {value!r})") from exc
+        raise ClientError(400, f"{name} must be a number (got {value!r})") from exc
 
 
-async def _wado_uri(request: Request) -> Response:
+async def wado_uri(request: Request) -> Response:
     query = request.query_params
     if query.get("requestType") != "WADO":
-        raise WadoError(400, "requestType=WADO is required")
+        raise ClientError(400, "requestType=WADO is required")
     uids: dict[str, str] = {}
     for name in _UIDS:
         value = query.get(name)
         reason = uid_problem(value)
         if reason:
-            raise WadoError(400, f"{name} is {reason}")
+            raise ClientError(400, f"{name} is {reason}")
         uids[name] = value  # type: ignore[assignment]
     for name in _UNSUPPORTED:
         if name in query:
-            raise WadoError(400, f"the {name} parameter is not supported")
+            raise ClientError(400, f"the {name} parameter is not supported")
     wanted_types = [
         t.split(";")[0].strip().lower() for t in (query.get("contentType") or JPEG).split(",")
     ]
@@ -72,12 +71,12 @@ async def _wado_uri(request: Request) -> Response:
         (t for t in wanted_types if t in (DICOM, JPEG, PNG, "*/*", "image/*")), None
     )
     if content_type is None:
-        raise WadoError(
+        raise ClientError(
             406, f"contentType {query.get('contentType')!r}: use {DICOM}, {JPEG} or {PNG}"
         )
     if content_type in ("*/*", "image/*"):
         content_type = JPEG
-    scope = await reader_scope(request)
+    scope = await scope_of(request)
     archive = archive_of(request)
     item = await in_read_transaction(
         archive,
@@ -98,15 +97,15 @@ async def _wado_uri(request: Request) -> Response:
     if content_type == DICOM:
         for name in ("frameNumber", "windowCenter", "windowWidth", "rows", "columns"):
             if name in query:
-                raise WadoError(400, f"{name} applies to image content types only")
+                raise ClientError(400, f"{name} applies to image content types only")
         requested = query.get("transferSyntax") or None
         if requested is not None and requested != "*" and uid_problem(requested):
-            raise WadoError(400, f"transferSyntax is {uid_problem(requested)}")
+            raise ClientError(400, f"transferSyntax is {uid_problem(requested)}")
         choice = target_syntax(
             [Representation(DICOM, requested, False)], item.transfer_syntax_uid, can_convert
         )
         if choice is None:
-            raise WadoError(406, f"cannot send this instance in transfer syntax {requested}")
+            raise ClientError(406, f"cannot send this instance in transfer syntax {requested}")
         syntax = choice[1]
         etag = caching.entity_tag(item.sha256, "wado-uri", syntax)
         headers = caching.cache_headers(etag, item.created_at)
@@ -117,19 +116,21 @@ async def _wado_uri(request: Request) -> Response:
         return await single_instance_response(store, item, syntax, headers)
 
     if "transferSyntax" in query:
-        raise WadoError(400, "transferSyntax applies to application/dicom only")
+        raise ClientError(400, "transferSyntax applies to application/dicom only")
     center = _float_param(query.get("windowCenter"), "windowCenter")
     width = _float_param(query.get("windowWidth"), "windowWidth")
     if (center is None) != (width is None):
-        raise WadoError(400, "windowCenter and windowWidth go together")
+        raise ClientError(400, "windowCenter and windowWidth go together")
     if width is not None and width <= 0:
-        raise WadoError(400, "windowWidth must be positive")
+        raise ClientError(400, "windowWidth must be positive")
     number = _int_param(query.get("frameNumber"), "frameNumber") or 1
     if number > item.frame_count:
-        raise WadoError(404, f"frame {number} does not exist (the instance has {item.frame_count})")
+        raise ClientError(
+            404, f"frame {number} does not exist (the instance has {item.frame_count})"
+        )
     quality = _int_param(query.get("imageQuality"), "imageQuality")
     if quality is not None and quality > 100:
-        raise WadoError(400, "imageQuality is 1..100")
+        raise ClientError(400, "imageQuality is 1..100")
     rows = _int_param(query.get("rows"), "rows")
     columns = _int_param(query.get("columns"), "columns")
     wanted = RenderRequest(content_type, center, width, "linear", rows, columns, quality)
@@ -140,6 +141,3 @@ async def _wado_uri(request: Request) -> Response:
     data = await run_in_threadpool(render, store, item, number, wanted)
     headers["Content-Type"] = content_type
     return Response(data, headers=headers)
-
-
-wado_uri = wado_endpoint(_wado_uri)

@@ -30,11 +30,11 @@ from sqlalchemy import (
     true,
 )
 
-from tessera.auth.scope import Scope
 from tessera.index.models import Instance, Patient, Series, Study
 from tessera.index.query import Match, MatchKind, Query
 from tessera.index.query_attributes import DATE_TIME_PAIRS, Attribute, Level
 from tessera.index.query_results import ResultBuilder, ReturnSet
+from tessera.scope import Scope
 
 PATIENT = Patient.__table__
 STUDY = Study.__table__
