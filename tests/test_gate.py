@@ -59,7 +59,9 @@ def test_route_gate_finds_the_route_that_answers(tmp_path: Path) -> None:
     assert (search.gate.permission, search.gate.action) == (permissions.READ, AUDIT_QUERY)
     assert audit_target(search) == "/studies/1.2/series?limit=1"
 
-    frames = route_gate(routes, _scope("GET", "/dicomweb/studies/1.2/series/3/instances/4/frames/1"))
+    frames = route_gate(
+        routes, _scope("GET", "/dicomweb/studies/1.2/series/3/instances/4/frames/1")
+    )
     assert frames is not None and frames.gate.action == AUDIT_RETRIEVE
     assert audit_target(frames) == "1.2"
     wado_uri = route_gate(routes, _scope("GET", "/dicomweb/wado", b"requestType=WADO&studyUID=9.8"))
@@ -162,7 +164,9 @@ def test_errors_map_to_their_statuses(
     assert first.status_code == 201
     again = client.post("/api/v1/sources", json={"name": "ClinicA"}, headers=chief)
     assert again.status_code == 409 and "already exists" in again.json()["detail"]
-    assert client.patch("/api/v1/sources/Nope", json={"description": "x"}, headers=chief).json() == {
+    assert client.patch(
+        "/api/v1/sources/Nope", json={"description": "x"}, headers=chief
+    ).json() == {
         "status": 404,
         "detail": "no source 'Nope'",
     }

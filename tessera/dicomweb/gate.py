@@ -33,8 +33,8 @@ AUDIT_UPLOAD = "upload"
 class Gate:
     # None: any authenticated caller (e.g. /me, /logout).
     permission: str | None
-    # AUDIT_QUERY, AUDIT_RETRIEVE or AUDIT_UPLOAD; None: not recorded by the middleware (admin changes record
-    # themselves in the transaction of the change).
+    # AUDIT_QUERY, AUDIT_RETRIEVE or AUDIT_UPLOAD; None: not recorded by the middleware
+    # (admin changes record themselves in the transaction of the change).
     action: str | None = None
 
 
