@@ -25,7 +25,6 @@ from tessera.dicomweb.context import archive_of, identity_of, scope_of, tenant_o
 from tessera.dicomweb.errors import BadRequest, NotFound
 from tessera.dicomweb.gate import guarded
 from tessera.index import accounts
-from tessera.index.errors import NotFound as NoSuchRow
 from tessera.index.peers import (
     Peer,
     add_ae_title,
@@ -118,7 +117,7 @@ def _user_rights(conn, tenant_id: int, username: str) -> Scope:  # type: ignore[
     """The rights `username` holds now (NotFound when there is no such user)."""
     user = accounts.get_user(conn, tenant_id, username)
     if user is None:
-        raise NoSuchRow(f"no user {username!r}")
+        raise NotFound(f"no user {username!r}")
     return scope_for_user(conn, user, username)
 
 
@@ -573,7 +572,7 @@ async def peers_delete(request: Request) -> Response:
     def work(conn):  # type: ignore[no-untyped-def]
         before = _peer_rights(conn, tenant.id, title)
         if before is None:
-            raise NoSuchRow(f"no peer {title!r}")
+            raise NotFound(f"no peer {title!r}")
         require_within(caller, before, f"peer {title!r}")
         remove_peer(conn, tenant.id, title)
 
@@ -613,7 +612,7 @@ async def ae_titles_delete(request: Request) -> Response:
                 target = tenant_by_name(conn, tenant_name)
                 remove_ae_title(conn, target.id, title)  # type: ignore[union-attr]
                 return
-        raise NoSuchRow(f"no AE title {title!r}")
+        raise NotFound(f"no AE title {title!r}")
 
     await _write(request, work, _change(request, "admin.ae_title.delete", title))
     return Response(status_code=204)

@@ -29,7 +29,8 @@ from tessera.dicomweb.errors import ClientError, problem
 from tessera.dicomweb.frame_source import FrameConversionError
 from tessera.dicomweb.gate import denied_event
 from tessera.dicomweb.negotiation import AcceptError
-from tessera.index import accounts
+from tessera.index.errors import Conflict as RowConflict
+from tessera.index.errors import NotFound as NoSuchRow
 from tessera.index.query import QueryError
 from tessera.storage.transcode import TranscodeError
 
@@ -118,8 +119,8 @@ EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     AcceptError: _answer(400),
     FrameConversionError: _answer(406),
     TranscodeError: _answer(406),
-    accounts.NotFound: _answer(404),
-    accounts.Conflict: _answer(409),
+    NoSuchRow: _answer(404),
+    RowConflict: _answer(409),
     IntegrityError: _answer(409, "conflicts with existing data"),
     # Validation in the index and auth layers (names, passwords, peers: PeerError).
     ValueError: _answer(400),
