@@ -12,7 +12,6 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.testclient import TestClient
 
-from tessera.archive import Archive
 from tessera.auth import permissions
 from tessera.config import Settings
 from tessera.dicomweb.app import create_app
@@ -26,6 +25,7 @@ from tessera.dicomweb.gate import (
 )
 from tessera.index import accounts
 from tessera.index.tenancy import create_tenant
+from tests.conftest import migrated_archive
 
 PUBLIC = {"/healthz"}
 
@@ -86,9 +86,10 @@ def test_route_gate_finds_the_route_that_answers(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
-    settings = Settings(data_dir=tmp_path / "data")
-    archive = Archive.open(settings)
+def served(
+    tmp_path: Path, database_url: str
+) -> Iterator[tuple[TestClient, dict[str, dict[str, str]]]]:
+    archive = migrated_archive(tmp_path / "data", database_url)
     tenant = archive.default_tenant.id
     keys = {}
     with archive.database.write() as conn:
@@ -102,7 +103,7 @@ def served(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, dict[str, str
             assert user is not None
             _, token, _ = accounts.issue_token(conn, tenant, user.id, "api_key")
             keys[username] = {"Authorization": f"Bearer {token}"}
-    app = create_app(settings, archive=archive)
+    app = create_app(archive.settings, archive=archive)
 
     async def undeclared(request):  # type: ignore[no-untyped-def]
         return PlainTextResponse("should never be reached")

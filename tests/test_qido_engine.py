@@ -12,7 +12,6 @@ from pydicom import Dataset
 from sqlalchemy import insert
 
 from tessera.archive import Archive
-from tessera.config import Settings
 from tessera.index.models import Source, Tenant
 from tessera.index.query import Level, Query, QueryError, build_match
 from tessera.index.query_sql import count_rows, iter_query, run_query
@@ -20,6 +19,7 @@ from tessera.index.sources import add_source, source_pk_by_name
 from tessera.scope import Scope, full_scope
 from tessera.services.ingest import ingest_file
 from tessera.synthetic import header_only_instance
+from tests.conftest import migrated_archive
 from tests.qido_corpus import SYNTHETIC_UIDS, synthetic_instances
 
 A, B = SYNTHETIC_UIDS[0], SYNTHETIC_UIDS[1]
@@ -37,7 +37,7 @@ def _ingest(archive: Archive, scope: Scope, data: bytes, source_pk: int, tmp: Pa
 def index(tmp_path, database_url):  # type: ignore[no-untyped-def]
     """An archive holding the synthetic corpus (sources 'default' and 'clinicB') in the
     default tenant, and one study in a second tenant."""
-    archive = Archive.open(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    archive = migrated_archive(tmp_path / "data", database_url)
     tenant_id = archive.default_tenant.id
     with archive.database.write() as conn:
         clinic_b = add_source(conn, tenant_id, "clinicB")
@@ -206,14 +206,17 @@ def test_patient_level_shows_only_attributes_from_visible_studies(tmp_path, data
     """Two sources upload studies under one PatientID with different names: the shared
     patient row keeps the first upload's name, which a user locked to the second source
     must neither see nor be able to match on (Patient Root C-FIND)."""
-    archive = Archive.open(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    archive = migrated_archive(tmp_path / "data", database_url)
     try:
         tenant_id = archive.default_tenant.id
         with archive.database.write() as conn:
             clinic_a = add_source(conn, tenant_id, "clinicA")
             clinic_b = add_source(conn, tenant_id, "clinicB")
         everything = full_scope(tenant_id)
-        for source, name, study in ((clinic_a, "HIDDEN^NAME", "2.25.71"), (clinic_b, "SEEN^NAME", "2.25.72")):
+        for source, name, study in (
+            (clinic_a, "HIDDEN^NAME", "2.25.71"),
+            (clinic_b, "SEEN^NAME", "2.25.72"),
+        ):
             data = header_only_instance(
                 {
                     "StudyInstanceUID": study,
@@ -225,17 +228,31 @@ def test_patient_level_shows_only_attributes_from_visible_studies(tmp_path, data
                 }
             )
             _ingest(archive, everything, data, source, tmp_path)
-        locked = Scope(tenant_id=tenant_id, source_pks=frozenset({clinic_b}), permissions=frozenset({"*"}))
+        locked = Scope(
+            tenant_id=tenant_id, source_pks=frozenset({clinic_b}), permissions=frozenset({"*"})
+        )
 
-        seen = run(archive, locked, Level.PATIENT, PatientID="SHARED-1", PatientName="",
-                   NumberOfPatientRelatedStudies="")
+        seen = run(
+            archive,
+            locked,
+            Level.PATIENT,
+            PatientID="SHARED-1",
+            PatientName="",
+            NumberOfPatientRelatedStudies="",
+        )
         assert len(seen) == 1
         assert seen[0]["00100010"]["Value"] == [{"Alphabetic": "SEEN^NAME"}]
         assert seen[0]["00201200"]["Value"] == [1]
         assert run(archive, locked, Level.PATIENT, PatientName="HIDDEN*") == []
         assert len(run(archive, locked, Level.PATIENT, PatientName="SEEN*")) == 1
         # Unlocked, the patient row is there (named by the first upload) with both studies.
-        full = run(archive, everything, Level.PATIENT, PatientID="SHARED-1", NumberOfPatientRelatedStudies="")
+        full = run(
+            archive,
+            everything,
+            Level.PATIENT,
+            PatientID="SHARED-1",
+            NumberOfPatientRelatedStudies="",
+        )
         assert full[0]["00201200"]["Value"] == [2]
     finally:
         archive.close()

@@ -19,16 +19,24 @@ import re
 from dataclasses import dataclass, field
 
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.archive import Archive
 from tessera.auth.audit import AuditLog, Event
-from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, authenticate
+from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, Identity, authenticate
 from tessera.auth.oidc import OidcValidator, validator_for
 from tessera.config import Settings
 from tessera.dicomweb.errors import problem
-from tessera.dicomweb.gate import AUDIT_RETRIEVE, audit_target, denied_event, route_gate
+from tessera.dicomweb.gate import (
+    AUDIT_RETRIEVE,
+    Matched,
+    audit_target,
+    denied_event,
+    route_gate,
+)
 from tessera.index.tenancy import TenantInfo, tenant_by_name
+from tessera.scope import Scope as CallerScope
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +64,17 @@ class AccessControl:
     """Per-process state of access control (built when the app starts)."""
 
     archive: Archive
-    audit: AuditLog
     oidc: OidcValidator | None = None
     tenants: dict[str, TenantInfo] = field(default_factory=dict)
 
     @classmethod
     def open(cls, archive: Archive) -> AccessControl:
-        settings = archive.settings
-        return cls(archive, AuditLog(archive.database), validator_for(settings))
+        return cls(archive, validator_for(archive.settings))
+
+    @property
+    def audit(self) -> AuditLog:
+        """The archive's audit writer (the archive closes it)."""
+        return self.archive.audit
 
     @property
     def anonymous_enabled(self) -> bool:
@@ -81,9 +92,6 @@ class AccessControl:
         if found is not None:  # tenants are never renamed or removed: cache for good
             self.tenants[name] = found
         return found
-
-    def close(self) -> None:
-        self.audit.close()
 
 
 def announce_access_mode(settings: Settings) -> None:
@@ -103,30 +111,48 @@ def announce_access_mode(settings: Settings) -> None:
         )
 
 
+def _is_public(path: str, method: str) -> bool:
+    """Requests that pass without credentials (health, CORS preflights, the viewer's files)."""
+    return (
+        path in PUBLIC_PATHS
+        or method == "OPTIONS"
+        or path == PUBLIC_PREFIXES[0].rstrip("/")
+        or path.startswith(PUBLIC_PREFIXES)
+    )
+
+
+def _remote(scope: Scope) -> str:
+    client = scope.get("client") or ("", 0)
+    return client[0] if client else ""
+
+
+def _anonymous_allowed(
+    access: AccessControl, tenant: TenantInfo, remote: str, headers: dict[str, str]
+) -> bool:
+    return (
+        access.anonymous_enabled
+        and tenant.id == access.archive.default_tenant.id
+        and is_loopback(remote or "127.0.0.1")
+        # Through a reverse proxy the real caller is not on this machine.
+        and "x-forwarded-for" not in headers
+        and "forwarded" not in headers
+    )
+
+
 class AccessMiddleware:
+    """Per request: public? -> tenant -> authenticate -> the route's permission -> the app ->
+    the route's audit action."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        method: str = scope["method"]
-        if (
-            path in PUBLIC_PATHS
-            or method == "OPTIONS"
-            or path == PUBLIC_PREFIXES[0].rstrip("/")
-            or path.startswith(PUBLIC_PREFIXES)
-        ):
+        if scope["type"] != "http" or _is_public(scope["path"], scope["method"]):
             await self.app(scope, receive, send)
             return
         access: AccessControl = scope["app"].state.access
-        match = TENANT_PATH.match(path)
-        tenant_name, rest = (match.group(1), match.group(2) or "/") if match else (None, path)
-        tenant = access.tenants.get(tenant_name) if tenant_name else access.archive.default_tenant
-        if tenant is None:
-            tenant = await run_in_threadpool(access.tenant, tenant_name)
+        path: str = scope["path"]
+        tenant, rest = await self._tenant(access, path)
         if tenant is None:
             await problem(404, f"no resource at {path}")(scope, receive, send)
             return
@@ -134,57 +160,79 @@ class AccessMiddleware:
         if rest == LOGIN_PATH:
             await self.app(scope, receive, send)
             return
+        # The gate the answering route declares (None: no route, the app answers 404/405).
+        matched = route_gate(scope["app"].router.routes, scope)
+        admitted = await self._admit(access, scope, tenant, matched)
+        if isinstance(admitted, Response):  # 401 or 403, already audited
+            await admitted(scope, receive, send)
+            return
+        caller, identity = admitted
+        scope[SCOPE_KEY] = caller
+        scope[IDENTITY_KEY] = identity
+        await self._call_and_audit(access, scope, receive, send, tenant, caller.principal, matched)
 
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        client = scope.get("client") or ("", 0)
-        remote = client[0] if client else ""
-        anonymous_allowed = (
-            access.anonymous_enabled
-            and tenant.id == access.archive.default_tenant.id
-            and is_loopback(remote or "127.0.0.1")
-            # Through a reverse proxy the real caller is not on this machine.
-            and "x-forwarded-for" not in headers
-            and "forwarded" not in headers
-        )
-        authorization = headers.get("authorization")
+    async def _admit(
+        self, access: AccessControl, scope: Scope, tenant: TenantInfo, matched: Matched | None
+    ) -> tuple[CallerScope, Identity] | Response:
+        """The caller's Scope and Identity, or the 401/403 answer (recorded as denied). The
+        permission is the one the answering route declares (tessera.dicomweb.gate)."""
         try:
-            if authorization:
-                caller, identity = await run_in_threadpool(
-                    authenticate,
-                    access.archive.database,
-                    tenant,
-                    authorization,
-                    anonymous_allowed,
-                    access.oidc,
-                )
-            else:
-                caller, identity = authenticate(
-                    access.archive.database, tenant, None, anonymous_allowed
-                )
+            caller, identity = await self._authenticate(access, scope, tenant)
         except AuthenticationFailed as exc:
             access.audit.add(
                 denied_event(
                     scope, tenant.id, exc.attempted, {"reason": exc.detail}, "authenticate"
                 )
             )
-            response = problem(401, exc.detail, headers={"WWW-Authenticate": CHALLENGE})
-            await response(scope, receive, send)
-            return
-
-        # The gate the answering route declares (None: no route, the app answers 404/405).
-        matched = route_gate(scope["app"].router.routes, scope)
+            return problem(401, exc.detail, headers={"WWW-Authenticate": CHALLENGE})
         needed = matched.gate.permission if matched is not None else None
         if needed is not None and not caller.can(needed):
             access.audit.add(
                 denied_event(scope, tenant.id, caller.principal, {"permission": needed})
             )
-            await problem(403, f"this operation needs the '{needed}' permission")(
-                scope, receive, send
-            )
-            return
-        scope[SCOPE_KEY] = caller
-        scope[IDENTITY_KEY] = identity
+            return problem(403, f"this operation needs the '{needed}' permission")
+        return caller, identity
 
+    @staticmethod
+    async def _tenant(access: AccessControl, path: str) -> tuple[TenantInfo | None, str]:
+        """The tenant a path addresses (`/t/{tenant}/...`, else the default) and the rest."""
+        match = TENANT_PATH.match(path)
+        tenant_name, rest = (match.group(1), match.group(2) or "/") if match else (None, path)
+        tenant = access.tenants.get(tenant_name) if tenant_name else access.archive.default_tenant
+        if tenant is None:
+            tenant = await run_in_threadpool(access.tenant, tenant_name)
+        return tenant, rest
+
+    @staticmethod
+    async def _authenticate(
+        access: AccessControl, scope: Scope, tenant: TenantInfo
+    ) -> tuple[CallerScope, Identity]:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        anonymous_allowed = _anonymous_allowed(access, tenant, _remote(scope), headers)
+        authorization = headers.get("authorization")
+        if authorization:  # a database look-up (or an OIDC key fetch): off the event loop
+            return await run_in_threadpool(
+                authenticate,
+                access.archive.database,
+                tenant,
+                authorization,
+                anonymous_allowed,
+                access.oidc,
+            )
+        return authenticate(access.archive.database, tenant, None, anonymous_allowed)
+
+    async def _call_and_audit(
+        self,
+        access: AccessControl,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        tenant: TenantInfo,
+        principal: str,
+        matched: Matched | None,
+    ) -> None:
+        """Run the app, then record the route's declared audit action with the status it
+        answered."""
         status = 500
 
         async def send_capturing_status(message: Message) -> None:
@@ -197,16 +245,16 @@ class AccessMiddleware:
             await self.app(scope, receive, send_capturing_status)
         finally:
             if matched is not None and matched.gate.action is not None:
-                action, target = matched.gate.action, audit_target(matched)
+                action = matched.gate.action
                 outcome = "ok" if status < 400 else "denied" if status in (401, 403) else "failed"
                 event = Event(
                     tenant.id,
-                    caller.principal,
+                    principal,
                     action,
                     outcome,
-                    target=target,
-                    detail={"status": status, "method": method},
-                    remote_addr=remote,
+                    target=audit_target(matched),
+                    detail={"status": status, "method": scope["method"]},
+                    remote_addr=_remote(scope),
                 )
                 if action == AUDIT_RETRIEVE:
                     access.audit.add_retrieval(event)

@@ -1,4 +1,6 @@
-"""The Starlette application: health, DICOMweb routes, lifecycle (migrate, sweep)."""
+"""The Starlette application: health, DICOMweb and admin routes, and a lifespan that opens
+and closes the archive and access control. Sweeping orphan blobs is not done here: the CLI
+(`tessera serve`, `tessera sweep` in tessera/cli.py) does it."""
 
 from __future__ import annotations
 
@@ -25,12 +27,14 @@ from tessera.config import Settings
 from tessera.dicomweb import admin_api, qido, stow, wado
 from tessera.dicomweb.access import SCOPE_KEY, AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
+from tessera.dicomweb.error_boundary import ErrorBoundary
 from tessera.dicomweb.errors import ClientError, problem
-from tessera.dicomweb.frame_source import FrameConversionError
 from tessera.dicomweb.gate import denied_event
 from tessera.dicomweb.negotiation import AcceptError
 from tessera.index.errors import Conflict as RowConflict
+from tessera.index.errors import InvalidValue
 from tessera.index.errors import NotFound as NoSuchRow
+from tessera.index.peers import PeerError
 from tessera.index.query import QueryError
 from tessera.storage.transcode import TranscodeError
 
@@ -106,7 +110,7 @@ async def _invalid_query(request: Request, exc: Exception) -> Response:
 
 
 # Where an exception becomes a response: the ONE table. Starlette picks the entry of the
-# exception's most specific class (Conflict before ValueError). Anything not here is a 500.
+# exception's most specific class. Anything not here is a 500 (tessera.dicomweb.error_boundary).
 EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     404: _not_found,
     405: _method_not_allowed,
@@ -117,13 +121,14 @@ EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     # Lower layers' errors a client can cause.
     QueryError: _invalid_query,
     AcceptError: _answer(400),
-    FrameConversionError: _answer(406),
     TranscodeError: _answer(406),
     NoSuchRow: _answer(404),
     RowConflict: _answer(409),
     IntegrityError: _answer(409, "conflicts with existing data"),
-    # Validation in the index and auth layers (names, passwords, peers: PeerError).
-    ValueError: _answer(400),
+    # Values the index and auth layers refuse (names, roles, sources, passwords, peers).
+    InvalidValue: _answer(400),
+    PeerError: _answer(400),
+    # A bare ValueError is not here: it is a bug, and answers 500.
 }
 
 
@@ -141,21 +146,22 @@ def dicomweb_routes() -> list[BaseRoute]:
 
 def app_from_environment() -> Starlette:
     """The application as a uvicorn worker builds it (settings from TESSERA_* variables;
-    the parent process has already migrated the schema)."""
+    the parent process has migrated the schema before starting them)."""
     from tessera.config import load_settings
     from tessera.log import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings, migrate=False)
+    return create_app(settings)
 
 
-def create_app(
-    settings: Settings, archive: Archive | None = None, migrate: bool = True
-) -> Starlette:
+def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
+    """The application over `archive`, or over an archive its lifespan opens and closes
+    (the index must be migrated: `tessera migrate`)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened = archive or await run_in_threadpool(Archive.open, settings, migrate)
+        opened = archive if archive is not None else await run_in_threadpool(Archive.open, settings)
         app.state.archive = opened
         app.state.access = AccessControl.open(opened)
         log.info(
@@ -165,8 +171,7 @@ def create_app(
         try:
             yield
         finally:
-            app.state.access.close()
-            if archive is None:
+            if archive is None:  # closing the archive flushes its audit log
                 opened.close()
 
     routes = [
@@ -188,8 +193,13 @@ def create_app(
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        # CORS outside (preflights and 401s carry CORS headers); then access control, which
-        # authenticates every request and leaves its Scope for `context.scope_of`.
-        middleware=[*cors_middleware(settings), Middleware(AccessMiddleware)],
+        # CORS outside (preflights, 401s and 500s carry CORS headers); then the error boundary
+        # (a 500 keeps the connection open); then access control, which authenticates every
+        # request and leaves its Scope for `context.scope_of`.
+        middleware=[
+            *cors_middleware(settings),
+            Middleware(ErrorBoundary),
+            Middleware(AccessMiddleware),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
     )

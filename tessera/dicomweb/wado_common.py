@@ -35,6 +35,13 @@ def path_uids(request: Request) -> tuple[str, str | None, str | None]:
     return params["study"], params.get("series"), params.get("instance")
 
 
+def instance_path_uids(request: Request) -> tuple[str, str, str]:
+    """`path_uids` of a route below .../instances/{instance} (all three are in its path)."""
+    study, series, instance = path_uids(request)
+    assert series is not None and instance is not None, "not an instance-level route"
+    return study, series, instance
+
+
 async def in_read_transaction(archive: Archive, work: Callable[..., T], *args: object) -> T:
     """Run `work(conn, *args)` in one read transaction, in a worker thread."""
 
@@ -61,6 +68,7 @@ def not_acceptable(accept: str | None, what: str) -> NotAcceptable:
 __all__ = [
     "archive_of",
     "in_read_transaction",
+    "instance_path_uids",
     "not_acceptable",
     "not_found",
     "path_uids",

@@ -15,8 +15,14 @@ from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching
 from tessera.dicomweb.context import scope_of
-from tessera.dicomweb.errors import ClientError
-from tessera.dicomweb.media_type import parse_media_type, split_media_ranges
+from tessera.dicomweb.errors import BadRequest, ClientError
+from tessera.dicomweb.media_type import (
+    DICOM_JSON,
+    QualityError,
+    parse_media_type,
+    quality,
+    split_media_ranges,
+)
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.dicomweb.wado_common import (
     archive_of,
@@ -26,8 +32,7 @@ from tessera.dicomweb.wado_common import (
 )
 from tessera.index.retrieve import metadata_batches, resolve_instances
 
-DICOM_JSON = "application/dicom+json"
-_ACCEPTED = ("application/dicom+json", "application/json", "*/*", "application/*")
+_ACCEPTED = (DICOM_JSON, "application/json", "*/*", "application/*")
 _BULK_KEY = b'"BulkDataURI":"'
 # Small responses are built in one go; larger ones streamed in batches of this many.
 BATCH = 250
@@ -39,8 +44,11 @@ def _accepts_json(header: str | None) -> bool:
         return True
     for item in ranges:
         media_type, params = parse_media_type(item)
-        if params.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
-            continue
+        try:
+            if quality(params) == 0:
+                continue
+        except QualityError as exc:
+            raise BadRequest(f"{exc} in Accept") from exc
         if media_type in _ACCEPTED:
             return True
         if media_type == "multipart/related" and params.get("type", "").lower() in _ACCEPTED:
@@ -79,8 +87,8 @@ async def retrieve_metadata(request: Request) -> Response:
     headers["Content-Type"] = DICOM_JSON
 
     if small:
-        body = b"[" + absolute_bulk_data_uris(items[0].dicom_json or b"{}", root) + b"]"
-        return Response(body, headers=headers)
+        single = b"[" + absolute_bulk_data_uris(items[0].dicom_json or b"{}", root) + b"]"
+        return Response(single, headers=headers)
 
     pks = [i.instance_pk for i in items]
 

@@ -8,10 +8,12 @@ Rows only: how a user becomes a Scope is `tessera.auth.authenticate.scope_for_us
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, overload
 
-from sqlalchemy import Connection, Select, delete, select, update
+from sqlalchemy import Connection, Row, Select, delete, select, update
 
 from tessera.auth.roles import BUILTIN_ROLES, ROLE_NAME_RE, parse_permissions
 from tessera.auth.secrets import (
@@ -21,13 +23,18 @@ from tessera.auth.secrets import (
     new_token,
     token_hash,
 )
-from tessera.index.errors import Conflict, NotFound
+from tessera.index.database import inserted_pk
+from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.models import ApiToken, AppUser, CustomRole, Source, UserSource
 from tessera.index.sources import source_pks
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
 
 
+@overload
+def utc(moment: datetime) -> datetime: ...
+@overload
+def utc(moment: None) -> None: ...
 def utc(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     if moment is None:
@@ -77,7 +84,7 @@ def save_role(
 ) -> bool:
     """Create or replace a custom role; True when it was created."""
     if not ROLE_NAME_RE.match(name):
-        raise ValueError("a role name is 1-64 letters, digits, '.', '_' or '-'")
+        raise InvalidValue("a role name is 1-64 letters, digits, '.', '_' or '-'")
     if name in BUILTIN_ROLES:
         raise Conflict(f"{name!r} is a built-in role and cannot be changed")
     perms = " ".join(sorted(parse_permissions(permissions)))
@@ -164,7 +171,7 @@ _USER_ROWS: Select = (
 )
 
 
-def _users_from(rows) -> list[UserInfo]:  # type: ignore[no-untyped-def]
+def _users_from(rows: Sequence[Row[Any]]) -> list[UserInfo]:
     """Fold the rows of _USER_ROWS (a user's rows adjacent) into users."""
     users: dict[int, UserInfo] = {}
     read: dict[int, set[int]] = {}
@@ -216,7 +223,7 @@ def list_users(conn: Connection, tenant_id: int) -> list[UserInfo]:
 
 def _check_role(conn: Connection, tenant_id: int, role: str) -> None:
     if role_permissions(conn, tenant_id, role) is None:
-        raise ValueError(f"unknown role {role!r}")
+        raise InvalidValue(f"unknown role {role!r}")
 
 
 def _set_sources(
@@ -241,20 +248,22 @@ def create_user(
     is_system_admin: bool = False,
 ) -> int:
     if not USERNAME_RE.match(username):
-        raise ValueError("a user name is 1-64 letters, digits, '.', '_', '@' or '-'")
+        raise InvalidValue("a user name is 1-64 letters, digits, '.', '_', '@' or '-'")
     _check_role(conn, tenant_id, role)
     if get_user(conn, tenant_id, username) is not None:
         raise Conflict(f"user {username!r} already exists")
-    user_id = conn.execute(
-        AppUser.__table__.insert().values(
-            tenant_id=tenant_id,
-            username=username,
-            role=role,
-            password_hash=hash_password(password) if password else None,
-            is_system_admin=is_system_admin,
-            disabled=False,
+    user_id = inserted_pk(
+        conn.execute(
+            AppUser.__table__.insert().values(
+                tenant_id=tenant_id,
+                username=username,
+                role=role,
+                password_hash=hash_password(password) if password else None,
+                is_system_admin=is_system_admin,
+                disabled=False,
+            )
         )
-    ).inserted_primary_key[0]
+    )
     _set_sources(conn, tenant_id, user_id, "read", sources or [])
     _set_sources(conn, tenant_id, user_id, "upload", upload_sources or [])
     return user_id
@@ -318,18 +327,20 @@ def issue_token(
     expiry); the token itself is shown once and never stored."""
     token = new_token(API_KEY_PREFIX if kind == "api_key" else SESSION_PREFIX)
     expires_at = now() + lifetime if lifetime else None
-    token_id = conn.execute(
-        ApiToken.__table__.insert().values(
-            tenant_id=tenant_id,
-            user_id=user_id,
-            kind=kind,
-            name=name,
-            token_hash=token_hash(token),
-            prefix=token[:10],
-            expires_at=expires_at,
-            created_at=now(),
+    token_id = inserted_pk(
+        conn.execute(
+            ApiToken.__table__.insert().values(
+                tenant_id=tenant_id,
+                user_id=user_id,
+                kind=kind,
+                name=name,
+                token_hash=token_hash(token),
+                prefix=token[:10],
+                expires_at=expires_at,
+                created_at=now(),
+            )
         )
-    ).inserted_primary_key[0]
+    )
     return token_id, token, expires_at
 
 
@@ -417,4 +428,4 @@ def live_token_holder(conn: Connection, token: str) -> TokenHolder | None:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else utc(moment).isoformat()  # type: ignore[union-attr]
+    return None if moment is None else utc(moment).isoformat()

@@ -1,7 +1,8 @@
-"""What the index refuses to change: a missing row (NotFound) or one in the way (Conflict).
+"""What the index refuses: a missing row (NotFound), one in the way (Conflict), or a value it
+will not store (InvalidValue: a malformed name, an unknown role or source, a bad policy).
 
-The facades map them to their answers (DICOMweb: 404 and 409, in the exception-handler
-table of `tessera.dicomweb.app`). Malformed values are plain ValueErrors (400).
+The facades map them to their answers (DICOMweb: 404, 409 and 400, in the exception-handler
+table of `tessera.dicomweb.app`). A bare ValueError is not among them: it is a bug (500).
 """
 
 from __future__ import annotations
@@ -12,4 +13,8 @@ class NotFound(LookupError):
 
 
 class Conflict(ValueError):
+    pass
+
+
+class InvalidValue(ValueError):
     pass

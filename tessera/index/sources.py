@@ -9,7 +9,8 @@ import re
 
 from sqlalchemy import Connection, select, update
 
-from tessera.index.errors import Conflict, NotFound
+from tessera.index.database import inserted_pk
+from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.models import Source
 
 SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -22,7 +23,7 @@ def source_pk_by_name(conn: Connection, tenant_id: int, name: str) -> int | None
 
 
 def source_pks(conn: Connection, tenant_id: int, names: list[str]) -> dict[str, int]:
-    """Name -> key for each named source of the tenant; an unknown name is a ValueError."""
+    """Name -> key for each named source of the tenant; an unknown name is InvalidValue."""
     if not names:
         return {}
     found = {
@@ -35,7 +36,7 @@ def source_pks(conn: Connection, tenant_id: int, names: list[str]) -> dict[str, 
     }
     missing = sorted(set(names) - set(found))
     if missing:
-        raise ValueError(f"unknown source(s): {', '.join(missing)}")
+        raise InvalidValue(f"unknown source(s): {', '.join(missing)}")
     return found
 
 
@@ -50,12 +51,16 @@ def source_names(conn: Connection, tenant_id: int, keys: frozenset[int]) -> list
 def add_source(conn: Connection, tenant_id: int, name: str, description: str = "") -> int:
     """A new source of the tenant (Conflict when the name is taken)."""
     if not SOURCE_NAME_RE.match(name):
-        raise ValueError("a source name is 1-64 letters, digits, '.', '_' or '-' (no spaces)")
+        raise InvalidValue("a source name is 1-64 letters, digits, '.', '_' or '-' (no spaces)")
     if source_pk_by_name(conn, tenant_id, name) is not None:
         raise Conflict(f"source {name!r} already exists")
-    return conn.execute(
-        Source.__table__.insert().values(tenant_id=tenant_id, name=name, description=description)
-    ).inserted_primary_key[0]
+    return inserted_pk(
+        conn.execute(
+            Source.__table__.insert().values(
+                tenant_id=tenant_id, name=name, description=description
+            )
+        )
+    )
 
 
 def list_sources(conn: Connection, tenant_id: int) -> list[tuple[str, str]]:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
-from tessera.index.errors import Conflict
+from tessera.index.database import inserted_pk
+from tessera.index.errors import Conflict, InvalidValue
 from tessera.index.models import DEFAULT_SOURCE, DEFAULT_TENANT, Source, Tenant
 
 # Lower-case, URL-safe, and never a word the URL scheme uses (/t/{tenant}/dicomweb).
@@ -28,9 +29,9 @@ class TenantInfo:
 
 def _insert_tenant(conn: Connection, name: str) -> TenantInfo:
     """The tenant row and its default source (uploads that name no source)."""
-    tenant_id = conn.execute(
-        Tenant.__table__.insert().values(name=name, duplicate_policy="reject")
-    ).inserted_primary_key[0]
+    tenant_id = inserted_pk(
+        conn.execute(Tenant.__table__.insert().values(name=name, duplicate_policy="reject"))
+    )
     conn.execute(
         Source.__table__.insert().values(
             tenant_id=tenant_id, name=DEFAULT_SOURCE, description="Uploads with no source given"
@@ -47,7 +48,7 @@ def ensure_default_tenant(conn: Connection) -> TenantInfo:
 
 def create_tenant(conn: Connection, name: str) -> TenantInfo:
     if not TENANT_NAME_RE.match(name) or name in RESERVED_TENANT_NAMES:
-        raise ValueError(
+        raise InvalidValue(
             "a tenant name is 1-64 lower-case letters, digits, '_' or '-' "
             f"(and not one of {', '.join(sorted(RESERVED_TENANT_NAMES))})"
         )
@@ -76,7 +77,7 @@ def duplicate_policy(conn: Connection, tenant_id: int) -> str:
 
 def set_duplicate_policy(conn: Connection, tenant_id: int, policy: str) -> None:
     if policy not in ("reject", "overwrite"):
-        raise ValueError("duplicate policy is 'reject' or 'overwrite'")
+        raise InvalidValue("duplicate policy is 'reject' or 'overwrite'")
     conn.execute(
         Tenant.__table__.update().where(Tenant.id == tenant_id).values(duplicate_policy=policy)
     )

@@ -9,13 +9,16 @@ import time
 from collections.abc import Iterator
 
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pynetdicom import evt
+from pynetdicom.association import Association
 from sqlalchemy import Connection
 
 from tessera.archive import Archive
 from tessera.auth import permissions
+from tessera.index.key_values import empty_value_list, integer_range_problem
 from tessera.index.query import Level, Query, QueryError
 from tessera.index.query_sql import iter_query
 from tessera.scope import Scope
@@ -38,7 +41,7 @@ _UNIQUE_KEYS = {
 _NOT_KEYS = {QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET, RETRIEVE_AE_TITLE}
 
 
-def _raw_value(element) -> str:  # type: ignore[no-untyped-def]
+def _raw_value(element: DataElement) -> str:
     """A key's value as the DICOM string form the query engine reads (PS3.4 C.2.2.2)."""
     value = element.value
     if value is None or element.VR == "SQ":
@@ -64,8 +67,14 @@ def build_query(identifier: Dataset, level: str) -> tuple[Query, list[tuple[int,
             # Sequence matching is not supported; the sequence is still returned.
             query.add_key(tag, "", unsupported="return")
         else:
+            value = _raw_value(element)
+            if empty_value_list(value):
+                raise IdentifierError(f"{element.keyword or tag} holds an empty value list")
+            problem = integer_range_problem(element.VR, value)
+            if problem:
+                raise IdentifierError(f"{element.keyword or tag}: {problem}")
             try:
-                query.add_key(tag, _raw_value(element), unsupported="return")
+                query.add_key(tag, value, unsupported="return")
             except QueryError as exc:
                 raise IdentifierError(str(exc)) from exc
         keys.append((tag, element.VR))
@@ -170,7 +179,7 @@ def _audited_keys(identifier: Dataset) -> dict[str, str]:
 _MAX_QUEUED_RESPONSES = 16
 
 
-def _wait_for_peer(assoc) -> None:  # type: ignore[no-untyped-def]
+def _wait_for_peer(assoc: Association) -> None:
     queued = assoc.dul.to_provider_queue
     while queued.qsize() > _MAX_QUEUED_RESPONSES and assoc.is_established:
         time.sleep(0.0005)
