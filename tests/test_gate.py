@@ -21,6 +21,7 @@ from tessera.dicomweb.gate import (
     AUDIT_UPLOAD,
     GuardedRoute,
     audit_target,
+    guarded,
     route_gate,
 )
 from tessera.index import accounts
@@ -108,7 +109,11 @@ def served(
     async def undeclared(request):  # type: ignore[no-untyped-def]
         return PlainTextResponse("should never be reached")
 
+    async def buggy(request):  # type: ignore[no-untyped-def]
+        raise ValueError("a bug, not a client error")
+
     app.router.routes.insert(0, Route("/dicomweb/undeclared", undeclared, methods=["GET"]))
+    app.router.routes.insert(0, guarded("/dicomweb/buggy", buggy, methods=["GET"], permission=None))
     try:
         with TestClient(app) as client:
             yield client, keys
@@ -178,3 +183,17 @@ def test_errors_map_to_their_statuses(
     not_an_object = client.post("/api/v1/sources", content=b"[1]", headers=chief)
     assert not_an_object.status_code == 400
     assert not_an_object.json()["detail"] == "the body must be a JSON object"
+    # Values the index refuses are InvalidValue (400), named.
+    role = client.post("/api/v1/users", json={"username": "x", "role": "nope"}, headers=chief)
+    assert role.status_code == 400 and role.json()["detail"] == "unknown role 'nope'"
+    name = client.post("/api/v1/users", json={"username": "a b", "role": "admin"}, headers=chief)
+    assert name.status_code == 400 and "user name" in name.json()["detail"]
+    unknown = client.post(
+        "/api/v1/users",
+        json={"username": "y", "role": "referring_physician", "sources": ["Nowhere"]},
+        headers=chief,
+    )
+    assert unknown.status_code == 400 and "Nowhere" in unknown.json()["detail"]
+    # A bare ValueError is a bug, not bad input: 500, never a 400 that would hide it.
+    bug = client.get("/dicomweb/buggy", headers=doctor)
+    assert bug.status_code == 500 and bug.json()["detail"] == "internal error (logged)"
