@@ -10,57 +10,28 @@
     PUT  /report-templates/{name}                                 admin
 
 The ETag of a report is its version; a change names it in If-Match (or "version" in the
-body). The rules live in `tessera.services.reports`; this module only translates.
+body). Each route declares its permission at the gate (`tessera.dicomweb.gate`); the rules
+live in `tessera.services.reports`, whose errors the app's one error table answers (400,
+404, 409, 428, 503); this module only translates.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from tessera.auth.scope import Scope
+from tessera.auth import permissions
 from tessera.dicomweb.context import archive_of, identity_of, scope_of
-from tessera.dicomweb.errors import problem
+from tessera.dicomweb.errors import BadRequest
+from tessera.dicomweb.gate import guarded
+from tessera.scope import Scope
 from tessera.services import reports as service
-from tessera.services.report_templates import InvalidReport, Template
-
-
-class BadRequest(ValueError):
-    pass
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def endpoint(handler: Handler) -> Handler:
-    """Authenticated caller required; report errors answered 400 / 404 / 409 / 428 / 503.
-    Permissions are checked by the service (PermissionDenied: 403 in the app)."""
-
-    @functools.wraps(handler)
-    async def run(request: Request) -> Response:
-        await scope_of(request)
-        try:
-            return await handler(request)
-        except (BadRequest, InvalidReport) as exc:
-            return problem(400, str(exc))
-        except service.ReportNotFound as exc:
-            return problem(404, str(exc))
-        except service.ReportConflict as exc:
-            return problem(409, str(exc))
-        except service.PreconditionRequired as exc:
-            return problem(428, str(exc))
-        except service.ReportNotStored as exc:
-            return problem(503, str(exc))
-
-    return run
+from tessera.services.report_templates import Template
 
 
 async def _caller(request: Request) -> Scope:
@@ -161,7 +132,6 @@ def template_json(template: Template) -> dict:
     return {**template.document, "builtin": template.builtin}
 
 
-@endpoint
 async def reports_list(request: Request) -> Response:
     scope = await _caller(request)
     views = await run_in_threadpool(
@@ -170,7 +140,6 @@ async def reports_list(request: Request) -> Response:
     return _json([report_json(view) for view in views])
 
 
-@endpoint
 async def reports_create(request: Request) -> Response:
     scope = await _caller(request)
     body = await _body(request)
@@ -180,7 +149,6 @@ async def reports_create(request: Request) -> Response:
     return _answer(view, 201)
 
 
-@endpoint
 async def reports_get(request: Request) -> Response:
     scope = await _caller(request)
     view = await run_in_threadpool(
@@ -193,7 +161,6 @@ async def reports_get(request: Request) -> Response:
     return _answer(view)
 
 
-@endpoint
 async def reports_edit(request: Request) -> Response:
     scope = await _caller(request)
     body = await _body(request)
@@ -209,7 +176,6 @@ async def reports_edit(request: Request) -> Response:
     return _answer(view)
 
 
-@endpoint
 async def reports_sign(request: Request) -> Response:
     scope = await _caller(request)
     body = await _body(request)
@@ -224,7 +190,6 @@ async def reports_sign(request: Request) -> Response:
     return _answer(view)
 
 
-@endpoint
 async def reports_addendum(request: Request) -> Response:
     scope = await _caller(request)
     body = await _body(request)
@@ -240,14 +205,12 @@ async def reports_addendum(request: Request) -> Response:
     return _answer(view, 201)
 
 
-@endpoint
 async def templates_list(request: Request) -> Response:
     scope = await _caller(request)
     templates = await run_in_threadpool(service.list_templates, archive_of(request), scope)
     return _json([template_json(t) for t in templates])
 
 
-@endpoint
 async def templates_get(request: Request) -> Response:
     scope = await _caller(request)
     template = await run_in_threadpool(
@@ -256,7 +219,6 @@ async def templates_get(request: Request) -> Response:
     return _json(template_json(template))
 
 
-@endpoint
 async def templates_put(request: Request) -> Response:
     scope = await _caller(request)
     body = await _body(request)
@@ -267,14 +229,17 @@ async def templates_put(request: Request) -> Response:
 
 
 REPORT = "/studies/{study}/reports/{report}"
+READ, WRITE, SIGN = permissions.READ, permissions.REPORT_WRITE, permissions.REPORT_SIGN
 routes = [
-    Route("/studies/{study}/reports", reports_list, methods=["GET"]),
-    Route("/studies/{study}/reports", reports_create, methods=["POST"]),
-    Route(REPORT, reports_get, methods=["GET"]),
-    Route(REPORT, reports_edit, methods=["PUT"]),
-    Route(f"{REPORT}/sign", reports_sign, methods=["POST"]),
-    Route(f"{REPORT}/addenda", reports_addendum, methods=["POST"]),
-    Route("/report-templates", templates_list, methods=["GET"]),
-    Route("/report-templates/{name}", templates_get, methods=["GET"]),
-    Route("/report-templates/{name}", templates_put, methods=["PUT"]),
+    guarded("/studies/{study}/reports", reports_list, methods=["GET"], permission=READ),
+    guarded("/studies/{study}/reports", reports_create, methods=["POST"], permission=WRITE),
+    guarded(REPORT, reports_get, methods=["GET"], permission=READ),
+    guarded(REPORT, reports_edit, methods=["PUT"], permission=WRITE),
+    guarded(f"{REPORT}/sign", reports_sign, methods=["POST"], permission=SIGN),
+    guarded(f"{REPORT}/addenda", reports_addendum, methods=["POST"], permission=SIGN),
+    guarded("/report-templates", templates_list, methods=["GET"], permission=READ),
+    guarded("/report-templates/{name}", templates_get, methods=["GET"], permission=READ),
+    guarded(
+        "/report-templates/{name}", templates_put, methods=["PUT"], permission=permissions.ADMIN
+    ),
 ]

@@ -33,8 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
-from tessera.auth.scope import Scope
 from tessera.index.models import Base, Instance, Key, Study, Tenant
+from tessera.scope import Scope
 
 DRAFT = "DRAFT"
 PRELIMINARY = "PRELIMINARY"

@@ -20,8 +20,8 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from tessera.archive import Archive
 from tessera.auth import permissions
-from tessera.auth.scope import Scope
 from tessera.index.reports import VersionRow
+from tessera.scope import Scope
 from tessera.scp.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from tessera.services.ingest import ingest_file
 from tessera.services.report_templates import (

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import orjson
 
+from tessera.index.errors import InvalidValue
+
 BUILTIN_DIR = Path(__file__).parent / "report_templates"
 NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 FIELD_TYPES = ("text", "number", "choice")
@@ -53,7 +55,7 @@ FREE_TEXT_DOCUMENT_CODE = {
 }
 
 
-class InvalidReport(ValueError):
+class InvalidReport(InvalidValue):
     """A report's content (or a template document) is not acceptable; names the field."""
 
     def __init__(self, field: str, reason: str) -> None:

@@ -28,8 +28,9 @@ from sqlalchemy import Connection
 from tessera.archive import Archive
 from tessera.auth import permissions
 from tessera.auth.permissions import PermissionDenied
-from tessera.auth.scope import Scope
 from tessera.index import reports as rows
+from tessera.index.errors import Conflict, NotFound
+from tessera.scope import Scope
 from tessera.services.report_results import queue_result
 from tessera.services.report_templates import (
     InvalidReport,
@@ -42,20 +43,21 @@ from tessera.services.report_templates import (
 log = logging.getLogger(__name__)
 
 
-class ReportNotFound(LookupError):
-    """No such report (or study) in the caller's Scope."""
+class ReportNotFound(NotFound):
+    """No such report (or study) in the caller's Scope (404)."""
 
 
-class ReportConflict(Exception):
-    """The report changed since the version named, or its status forbids the change."""
+class ReportConflict(Conflict):
+    """The report changed since the version named, or its status forbids the change (409)."""
 
 
 class PreconditionRequired(Exception):
-    """A change did not name the version it is based on."""
+    """A change did not name the version it is based on (428)."""
 
 
 class ReportNotStored(Exception):
-    """The signed report's DICOM objects could not be stored; the signature was undone."""
+    """The signed report's DICOM objects could not be stored; the signature was undone
+    (503)."""
 
 
 @dataclass(frozen=True)

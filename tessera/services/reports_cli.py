@@ -10,10 +10,10 @@ from collections.abc import Callable
 import orjson
 
 from tessera.archive import Archive
-from tessera.auth.scope import Scope, full_scope
 from tessera.cli_common import add_store_flags, open_for_command
 from tessera.index.reports import STATUSES
 from tessera.index.tenancy import tenant_by_name
+from tessera.scope import Scope, full_scope
 
 
 def _open(args: argparse.Namespace) -> tuple[Archive, Scope]:
