@@ -20,7 +20,7 @@ from tessera.auth.audit import Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, qido, stow, wado
+from tessera.dicomweb import admin_api, documents, qido, stow, wado
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.errors import problem
@@ -87,7 +87,7 @@ TENANT_PREFIX = "/t/{tenant}"
 
 def dicomweb_routes() -> list[BaseRoute]:
     """Every DICOMweb resource, with paths relative to a tenant's DICOMweb root."""
-    return [*stow.routes, *qido.routes, *wado.routes]
+    return [*stow.routes, *documents.routes, *qido.routes, *wado.routes]
 
 
 def app_from_environment() -> Starlette:
