@@ -19,36 +19,15 @@ from pydicom.uid import generate_uid
 
 from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
 from tessera.synthetic import StudySpec, ct_image
-from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
+from tests.conftest import ServerProcess
 from tests.document_files import jpeg_bytes, mp4_bytes, pdf_bytes, png_bytes
+from tests.document_server import DATABASES, document_archive
 from tests.wado_data import parse_multipart
 
 PATIENT = "DOCUMENT^PATIENT"
 MULTIPART_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
-
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def archive(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp("documents")
-    if request.param == "sqlite":
-        url, cleanup = f"sqlite:///{tmp / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        url = cleanup = create_pg_database()
-    server = ServerProcess(
-        data_dir=tmp / "data",
-        database_url=url,
-        env_extra={"TESSERA_WORKERS": "1", "TESSERA_MAX_DOCUMENT_BYTES": "3000000"},
-    ).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if cleanup:
-            drop_pg_database(cleanup)
+archive = pytest.fixture(scope="module", params=DATABASES)(document_archive)
 
 
 def new_study(server: ServerProcess) -> StudySpec:

@@ -53,8 +53,13 @@ async def store_instances(request: Request) -> Response:
             f"(got {media_type or 'none'})",
         )
     part_type = params.get("type", "application/dicom").lower()
-    if media_type == "multipart/related" and part_type != "application/dicom":
-        return problem(415, f"only application/dicom parts are accepted (type={part_type})")
+    metadata_and_bulk_data = media_type == "multipart/related" and part_type == DICOM_JSON
+    if media_type == "multipart/related" and part_type not in ("application/dicom", DICOM_JSON):
+        return problem(
+            415,
+            "parts are application/dicom, or application/dicom+json metadata with bulk data "
+            f"(type={part_type})",
+        )
     limit = archive.settings.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -72,6 +77,15 @@ async def store_instances(request: Request) -> Response:
         )
     except UnknownSource as exc:
         return problem(400, str(exc))
+    if metadata_and_bulk_data:  # PS3.18 §10.5.1.2.2, in its own module
+        from tessera.dicomweb.stow_json import receive_metadata_and_bulk_data
+
+        outcomes, warning, status = await receive_metadata_and_bulk_data(
+            request, params.get("boundary"), archive, scope, source_pk, study_uid, limit
+        )
+        if status is not None and not outcomes:
+            return problem(status, warning or "request rejected")
+        return _store_response(request, outcomes, warning, study_uid, status)
 
     async def ingest(spool: SpoolFile) -> StoreOutcome:
         return await run_in_threadpool(
@@ -271,6 +285,9 @@ def _store_response(
                 f"{outcome.series_instance_uid}/instances/{outcome.sop_instance_uid}"
             )
             item["00081190"] = {"vr": "UR", "Value": [url]}
+            if outcome.warning_reason is not None:
+                item["00081196"] = {"vr": "US", "Value": [outcome.warning_reason]}
+                item["00000902"] = {"vr": "LO", "Value": [outcome.message[:64]]}
             referenced.append(item)
         else:
             item["00081197"] = {
@@ -304,7 +321,8 @@ def _store_response(
     if forced_status is not None and not referenced:
         status = forced_status
     elif not failed and forced_status is None:
-        status = 200
+        # 202 when an instance was stored with a warning (PS3.18 Table 10.5.3-1).
+        status = 202 if any(o.warning_reason is not None for o in outcomes) else 200
     elif referenced:
         status = 202
     else:
