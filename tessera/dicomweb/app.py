@@ -20,7 +20,7 @@ from tessera.auth.audit import Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, documents, qido, stow, wado
+from tessera.dicomweb import admin_api, documents, qido, stow, upload_sessions_api, wado
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.errors import problem
@@ -87,7 +87,18 @@ TENANT_PREFIX = "/t/{tenant}"
 
 def dicomweb_routes() -> list[BaseRoute]:
     """Every DICOMweb resource, with paths relative to a tenant's DICOMweb root."""
-    return [*stow.routes, *documents.routes, *qido.routes, *wado.routes]
+    return [
+        *stow.routes,
+        *documents.routes,
+        *upload_sessions_api.dicomweb_routes,
+        *qido.routes,
+        *wado.routes,
+    ]
+
+
+def api_routes() -> list[BaseRoute]:
+    """The REST API, with paths relative to a tenant's API root."""
+    return [*admin_api.routes, *upload_sessions_api.api_routes]
 
 
 def app_from_environment() -> Starlette:
@@ -123,12 +134,12 @@ def create_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-        Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+        Mount(ADMIN_API_ROOT, routes=api_routes()),
         Mount(
             TENANT_PREFIX,
             routes=[
                 Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-                Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+                Mount(ADMIN_API_ROOT, routes=api_routes()),
             ],
         ),
     ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,10 @@ from tessera.storage.uids import uid_problem
 log = logging.getLogger(__name__)
 
 DICOM_JSON = "application/dicom+json"
+# A route that stores somewhere other than the archive (an upload session) puts its store
+# function in the ASGI scope under this key: (spool file, SHA-256, target study) -> outcome.
+STORE_INTO = "tessera.store_into"
+StoreInto = Callable[[Path, str, str | None], StoreOutcome]
 _ACCEPTED_PART_TYPES = ("application/dicom", "application/octet-stream")
 
 
@@ -71,26 +75,30 @@ async def store_instances(request: Request) -> Response:
         except ValueError:
             return problem(400, "Content-Length is not a number")
 
-    try:
-        source_pk = await run_in_threadpool(
-            resolve_upload_source, archive, scope, request.query_params.get("source")
-        )
-    except UnknownSource as exc:
-        return problem(400, str(exc))
+    store: StoreInto | None = request.scope.get(STORE_INTO)
+    if store is None:
+        try:
+            source_pk = await run_in_threadpool(
+                resolve_upload_source, archive, scope, request.query_params.get("source")
+            )
+        except UnknownSource as exc:
+            return problem(400, str(exc))
+
+        def store(path: Path, sha256: str, target_study: str | None) -> StoreOutcome:
+            return ingest_file(archive, scope, path, sha256, source_pk, target_study)
+
     if metadata_and_bulk_data:  # PS3.18 §10.5.1.2.2, in its own module
         from tessera.dicomweb.stow_json import receive_metadata_and_bulk_data
 
         outcomes, warning, status = await receive_metadata_and_bulk_data(
-            request, params.get("boundary"), archive, scope, source_pk, study_uid, limit
+            request, params.get("boundary"), archive.spool_dir, store, study_uid, limit
         )
         if status is not None and not outcomes:
             return problem(status, warning or "request rejected")
         return _store_response(request, outcomes, warning, study_uid, status)
 
     async def ingest(spool: SpoolFile) -> StoreOutcome:
-        return await run_in_threadpool(
-            ingest_file, archive, scope, spool.path, spool.sha256, source_pk, study_uid
-        )
+        return await run_in_threadpool(store, spool.path, spool.sha256, study_uid)
 
     if media_type == "application/dicom":
         outcomes, warning, status = await _receive_single(request, archive.spool_dir, limit, ingest)

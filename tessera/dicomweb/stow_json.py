@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,9 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
-from tessera.archive import Archive
-from tessera.auth.scope import Scope
 from tessera.dicomweb.media_type import parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
-from tessera.services.ingest import StoreOutcome, ingest_file
+from tessera.services.ingest import StoreOutcome
 from tessera.storage import parse as p
 from tessera.storage.documents.common import write_part10
 from tessera.storage.json_instance import (
@@ -56,25 +55,23 @@ class _Received:
 async def receive_metadata_and_bulk_data(
     request: Request,
     boundary: str | None,
-    archive: Archive,
-    scope: Scope,
-    source_pk: int,
+    spool_dir: Path,
+    store: Callable[[Path, str, str | None], StoreOutcome],
     study_uid: str | None,
     limit: int,
 ) -> tuple[list[StoreOutcome], str | None, int | None]:
-    """(outcomes, warning, forced status) as stow.store_instances answers them."""
+    """(outcomes, warning, forced status) as stow.store_instances answers them. `store`
+    stores one Part 10 file (consuming it): into the archive, or into an upload session."""
     if not boundary:
         return [], "multipart/related Content-Type has no boundary parameter", 400
     received = _Received()
     try:
-        problem = await _receive(request, boundary, archive.spool_dir, limit, received)
+        problem = await _receive(request, boundary, spool_dir, limit, received)
         if problem is not None:
             return [], problem[1], problem[0]
         if not received.metadata:
             return [], "the request holds no application/dicom+json metadata part", 400
-        outcomes = await run_in_threadpool(
-            _store_all, archive, scope, source_pk, study_uid, received
-        )
+        outcomes = await run_in_threadpool(_store_all, spool_dir, store, study_uid, received)
     finally:
         received.discard()
     filled = [
@@ -140,7 +137,10 @@ async def _receive(
 
 
 def _store_all(
-    archive: Archive, scope: Scope, source_pk: int, study_uid: str | None, received: _Received
+    spool_dir: Path,
+    store: Callable[[Path, str, str | None], StoreOutcome],
+    study_uid: str | None,
+    received: _Received,
 ) -> list[StoreOutcome]:
     defaults = RequestDefaults(study_instance_uid=study_uid)
     cache: dict[str, BulkPart] = {}
@@ -166,16 +166,13 @@ def _store_all(
             )
             continue
         for item in items if isinstance(items, list) else [items]:
-            outcomes.append(
-                _store_one(archive, scope, source_pk, study_uid, item, bulk_part, defaults)
-            )
+            outcomes.append(_store_one(spool_dir, store, study_uid, item, bulk_part, defaults))
     return outcomes
 
 
 def _store_one(
-    archive: Archive,
-    scope: Scope,
-    source_pk: int,
+    spool_dir: Path,
+    store: Callable[[Path, str, str | None], StoreOutcome],
     study_uid: str | None,
     item: Any,
     bulk_part,  # type: ignore[no-untyped-def]
@@ -201,7 +198,7 @@ def _store_one(
             message="SOPClassUID (00080016) is missing",
         )
     with tempfile.NamedTemporaryFile(
-        dir=archive.spool_dir, prefix="json-", suffix=".dcm", delete=False
+        dir=spool_dir, prefix="json-", suffix=".dcm", delete=False
     ) as fh:
         path = Path(fh.name)
     try:
@@ -216,7 +213,7 @@ def _store_one(
             message=f"the instance cannot be encoded: {exc}",
         )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    outcome = ingest_file(archive, scope, path, digest, source_pk, study_uid)
+    outcome = store(path, digest, study_uid)
     if outcome.stored and built.filled:
         outcome.warning_reason = COERCION_OF_DATA_ELEMENTS
         outcome.message = _short(built.filled)
