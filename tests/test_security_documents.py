@@ -1,5 +1,6 @@
-"""Security rows for documents: another tenant and a source-locked user can neither attach
-a document to, nor learn anything about, a study they cannot see (tests/security_world.py
+"""Security rows for documents and upload sessions: another tenant and a source-locked user
+can neither attach a document to, nor learn anything about, a study they cannot see, and
+never see or touch another user's upload session (tests/security_world.py
 describes the world: tenants default and acme with identical UIDs, sources ClinicA/ClinicB).
 """
 
@@ -9,6 +10,8 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
+from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.document_files import pdf_bytes
 from tests.security_world import ACME_MARKER, DEFAULT_MARKER, World, build_world
@@ -122,3 +125,81 @@ def test_document_thumbnail_follows_the_scope(world: World) -> None:
     assert httpx.get(url, headers=world.auth("ref_a"), timeout=30).status_code == 200
     assert httpx.get(url, headers=world.auth("read_b"), timeout=30).status_code == 404
     assert httpx.get(url, headers=world.auth("acme_admin"), timeout=30).status_code == 401
+
+
+# Upload sessions: only their owner, in their tenant, sees or touches them.
+
+
+def sessions_api(world: World, tenant: str = "default") -> str:
+    return f"{world.api(tenant)}/upload-sessions"
+
+
+def session_stow(
+    world: World, user: str, session: str, parts: list[bytes], tenant: str = "default"
+):  # type: ignore[no-untyped-def]
+    boundary = new_boundary()
+    return httpx.post(
+        f"{world.url(tenant)}/upload-sessions/{session}/studies",
+        content=multipart_body(parts, boundary),
+        headers={**world.auth(user), "Content-Type": content_type(boundary)},
+        timeout=60,
+    )
+
+
+def open_session(world: World, user: str, source: str | None = None) -> httpx.Response:
+    body = {"source": source} if source else {}
+    return httpx.post(sessions_api(world), json=body, headers=world.auth(user), timeout=30)
+
+
+def test_sessions_of_another_user_or_tenant_are_not_found(world: World) -> None:
+    opened = open_session(world, "admin", "ClinicA")
+    assert opened.status_code == 201, opened.text
+    session = opened.json()["id"]
+    study = StudySpec(patient_name="SESSION^SECRET")
+    part = ct_image(study, generate_uid(), 1, 16, 16)
+    assert session_stow(world, "admin", session, [part]).status_code == 200
+    # Invisible before commit, to everyone including the owner.
+    qido = httpx.get(
+        f"{world.url()}/studies",
+        params={"StudyInstanceUID": study.study_instance_uid},
+        headers=world.auth("admin"),
+    )
+    assert qido.json() == []
+
+    for user, tenant in (("tech", "default"), ("acme_admin", "acme")):
+        base = f"{sessions_api(world, tenant)}/{session}"
+        auth = world.auth(user)
+        assert httpx.get(base, headers=auth).status_code == 404
+        assert httpx.post(f"{base}/commit", headers=auth).status_code == 404
+        assert httpx.post(f"{base}/discard", headers=auth).status_code == 404
+        assert httpx.patch(base, json={"description": "x"}, headers=auth).status_code == 404
+        assert session_stow(world, user, session, [part], tenant).status_code == 404
+        listed = httpx.get(sessions_api(world, tenant), headers=auth).json()
+        assert session not in {s["id"] for s in listed}
+        assert "SESSION^SECRET" not in httpx.get(base, headers=auth).text
+    # acme's key on the default tenant's root is not a credential there at all.
+    wrong_root = httpx.get(f"{sessions_api(world)}/{session}", headers=world.auth("acme_admin"))
+    assert wrong_root.status_code == 401
+    # Still the owner's, intact.
+    view = httpx.get(f"{sessions_api(world)}/{session}", headers=world.auth("admin")).json()
+    assert view["instances"] == 1 and view["state"] == "open"
+
+
+def test_source_rules_hold_for_sessions(world: World) -> None:
+    assert open_session(world, "tech", "ClinicB").status_code == 400  # may not upload there
+    assert open_session(world, "ref_a", "ClinicA").status_code == 403  # no upload permission
+    opened = open_session(world, "tech", "ClinicA")
+    assert opened.status_code == 201, opened.text
+    session = opened.json()["id"]
+    # An instance into a study the tech cannot see (ClinicB's S2): the session takes it,
+    # commit refuses it as STOW-RS would, and nothing of it shows anywhere.
+    b2 = next(o for o in world.objects if o.name == "b2")
+    hidden_study = StudySpec(patient_name="TECH^UPLOAD", study_instance_uid=b2.study)
+    part = ct_image(hidden_study, generate_uid(), 1, 16, 16)
+    assert session_stow(world, "tech", session, [part]).status_code == 200
+    refused = httpx.post(f"{sessions_api(world)}/{session}/commit", headers=world.auth("tech"))
+    assert refused.status_code == 409, refused.text
+    assert [i["FailureReason"] for i in refused.json()["instances"]] == [0xC412]
+    assert DEFAULT_MARKER not in refused.text
+    series = httpx.get(f"{world.url()}/studies/{b2.study}/series", headers=world.auth("admin"))
+    assert len(series.json()) == 1
