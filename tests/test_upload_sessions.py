@@ -272,3 +272,42 @@ def test_unknown_session_is_404(server: ServerProcess) -> None:
         )
         assert response.status_code == 404, (method, path, response.text)
     assert stow(server, study_parts(1)[1], "0123456789abcdef").status_code == 404
+
+
+def test_commit_of_several_studies_and_series_keeps_counts_and_frames(
+    server: ServerProcess,
+) -> None:
+    session = open_session(server)
+    studies = [StudySpec(patient_id=f"MULTI-{n}") for n in range(2)]
+    parts = [
+        ct_image(study, series, number, 16, 16)
+        for study in studies
+        for series in (generate_uid(), generate_uid())
+        for number in range(1, 4)
+    ]
+    assert stow(server, parts[:1]).status_code == 200  # one already in the archive
+    assert stow(server, parts, session).status_code == 200
+    committed = httpx.post(f"{api(server)}/{session}/commit", timeout=60)
+    assert committed.status_code == 200, committed.text
+    assert committed.json()["instances"] == 12 and committed.json()["already_stored"] == 1
+    for study in studies:
+        [found] = httpx.get(
+            f"{server.dicomweb}/studies",
+            params={"StudyInstanceUID": study.study_instance_uid},
+        ).json()
+        assert found["00201206"]["Value"] == [2]  # NumberOfStudyRelatedSeries
+        assert found["00201208"]["Value"] == [6]  # NumberOfStudyRelatedInstances
+        for series in httpx.get(
+            f"{server.dicomweb}/studies/{study.study_instance_uid}/series"
+        ).json():
+            assert series["00201209"]["Value"] == [3]  # NumberOfSeriesRelatedInstances
+    # Every instance's frame comes back as stored (offsets recorded by the bulk path).
+    for data in parts:
+        dataset = pydicom.dcmread(io.BytesIO(data))
+        frame = httpx.get(
+            f"{server.dicomweb}/studies/{dataset.StudyInstanceUID}/series/"
+            f"{dataset.SeriesInstanceUID}/instances/{dataset.SOPInstanceUID}/frames/1",
+            headers={"Accept": 'multipart/related; type="application/octet-stream"'},
+        )
+        assert frame.status_code == 200
+        assert dataset.PixelData in frame.content

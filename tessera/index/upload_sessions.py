@@ -77,6 +77,8 @@ class UploadSessionInstance(Base):
     dicom_json: Mapped[bytes] = mapped_column(LargeBinary)
     frame_offsets: Mapped[bytes | None] = mapped_column(LargeBinary)
     pixel_data_vr: Mapped[str | None] = mapped_column(String(2))
+    # The instance row's attribute columns (index.ingest.instance_attributes), JSON.
+    index_values: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -251,6 +253,23 @@ def remove_instances(conn: Connection, session_pk: int) -> list[str]:
         delete(UploadSessionInstance).where(UploadSessionInstance.session_pk == session_pk)
     )
     return keys
+
+
+def stored_sop_instance_uids(conn: Connection, tenant_id: int, uids: list[str]) -> set[str]:
+    """The UIDs among `uids` the archive already holds in the tenant (any source)."""
+    from tessera.index.models import Instance
+
+    found: set[str] = set()
+    for start in range(0, len(uids), 500):
+        chunk = uids[start : start + 500]
+        found |= set(
+            conn.execute(
+                select(Instance.sop_instance_uid).where(
+                    Instance.tenant_id == tenant_id, Instance.sop_instance_uid.in_(chunk)
+                )
+            ).scalars()
+        )
+    return found
 
 
 def expired_open_sessions(conn: Connection, now: datetime) -> list[int]:

@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("dicom_json", sa.LargeBinary(), nullable=False),
         sa.Column("frame_offsets", sa.LargeBinary(), nullable=True),
         sa.Column("pixel_data_vr", sa.String(2), nullable=True),
+        sa.Column("index_values", sa.LargeBinary(), nullable=False),
         sa.Column(
             "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
