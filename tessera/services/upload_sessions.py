@@ -137,6 +137,11 @@ def add_file(
     except SessionProblem as exc:  # the session filled up, closed or expired meanwhile
         reason = p.OUT_OF_RESOURCES if exc.status == 413 else p.PROCESSING_FAILURE
         return StoreOutcome(False, failure_reason=reason, message=exc.message)
+    except Exception:  # each instance its own failure boundary, as ingest_file
+        log.exception("adding to an upload session failed", extra={"spool_file": str(path)})
+        return StoreOutcome(
+            False, failure_reason=p.PROCESSING_FAILURE, message="internal error (logged)"
+        )
     finally:
         path.unlink(missing_ok=True)
 
