@@ -288,3 +288,29 @@ def test_requests_that_are_not_documents(archive) -> None:  # type: ignore[no-un
     )
     assert truncated.status_code == 400
     assert archive.alive()
+
+
+def test_upload_cli_sends_a_document(archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import sys
+
+    spec = new_study(archive)
+    document = tmp_path / "Discharge letter.pdf"
+    document.write_bytes(pdf_bytes())
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "tessera.cli", "upload", "--url", archive.dicomweb, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = cli("--document", str(document), "--study", spec.study_instance_uid)
+    assert done.returncode == 0, done.stderr
+    stored = json.loads(done.stdout)
+    assert stored["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.104.1"
+    assert retrieve(archive, stored).DocumentTitle == "Discharge letter"
+    missing = cli("--document", str(document), "--study", generate_uid())
+    assert missing.returncode == 1 and "404" in missing.stderr
+    assert cli("--document", str(document)).returncode == 2  # no --study

@@ -311,3 +311,30 @@ def test_commit_of_several_studies_and_series_keeps_counts_and_frames(
         )
         assert frame.status_code == 200
         assert dataset.PixelData in frame.content
+
+
+def test_upload_cli_into_a_session(server: ServerProcess, tmp_path: Path) -> None:
+    session = open_session(server)
+    study, parts = study_parts(2, patient_id="CLI-SESSION")
+    for number, data in enumerate(parts):
+        (tmp_path / f"{number}.dcm").write_bytes(data)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tessera.cli",
+            "upload",
+            "--url",
+            server.dicomweb,
+            "--session",
+            session,
+            "--no-progress",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert visible(server, study) == HIDDEN
+    assert httpx.get(f"{api(server)}/{session}").json()["instances"] == 2
