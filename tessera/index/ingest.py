@@ -285,13 +285,25 @@ def record_more_of_series(
         }
         for item in instances
     ]
-    ids = (
-        conn.execute(
-            Instance.__table__.insert().returning(Instance.id, sort_by_parameter_order=True), rows
+    if conn.dialect.name == "postgresql":
+        # Keys taken from the sequence up front, then one pipelined executemany: psycopg
+        # spends most of a multi-row INSERT .. RETURNING converting its long query text.
+        sequence = func.pg_get_serial_sequence("instance", "id")
+        ids = list(
+            conn.execute(
+                select(func.nextval(sequence)).select_from(func.generate_series(1, len(rows)))
+            ).scalars()
         )
-        .scalars()
-        .all()
-    )
+        for pk, row in zip(ids, rows, strict=True):
+            row["id"] = pk
+        conn.execute(Instance.__table__.insert(), rows)
+    else:
+        ids = list(
+            conn.execute(
+                Instance.__table__.insert().returning(Instance.id, sort_by_parameter_order=True),
+                rows,
+            ).scalars()
+        )
     conn.execute(
         InstanceMetadata.__table__.insert(),
         [

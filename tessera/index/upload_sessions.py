@@ -220,6 +220,18 @@ def session_instances(conn: Connection, session_pk: int):  # type: ignore[no-unt
     )
 
 
+def session_instance_ids(conn: Connection, session_pk: int) -> list[int]:
+    """The ids of `session_instances`, in the same order."""
+    t = UploadSessionInstance
+    return list(
+        conn.execute(
+            select(t.id)
+            .where(t.session_pk == session_pk)
+            .order_by(t.study_instance_uid, t.series_instance_uid, t.id)
+        ).scalars()
+    )
+
+
 def series_summary(conn: Connection, session_pk: int):  # type: ignore[no-untyped-def]
     """(study, series, patient ID, patient name, instances, bytes) per series."""
     t = UploadSessionInstance

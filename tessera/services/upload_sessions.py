@@ -427,7 +427,7 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
             locked = _check_open(
                 scope, u.find_session(conn, scope, public_id, lock=True), public_id
             )
-            if [r.id for r in u.session_instances(conn, locked.pk)] != [r.id for r in rows]:
+            if u.session_instance_ids(conn, locked.pk) != [r.id for r in rows]:
                 raise SessionProblem(409, "instances were added while committing; commit again")
             for first, rest in plan:
                 record = _record(scope, session, first, headers[first.id], visible)
