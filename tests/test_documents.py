@@ -257,6 +257,19 @@ def test_office_files_need_libreoffice(archive) -> None:  # type: ignore[no-unty
         ("x.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "image/png", "t", 422, "cannot be decoded"),
         ("x.pdf", b"%PDF-" + b"0" * 3_000_000, "application/pdf", "t", 413, "limit"),
     ],
+    # Named: the generated PDFs carry their creation time, and xdist workers must agree.
+    ids=[
+        "empty",
+        "jpeg-sent-as-pdf",
+        "pdf-named-jpg",
+        "unknown-binary",
+        "executable",
+        "no-title",
+        "backslash-title",
+        "long-title",
+        "broken-png",
+        "too-large",
+    ],
 )
 def test_bad_documents_get_a_clear_4xx(
     archive, name, data, media_type, title, status, says
