@@ -20,7 +20,9 @@ from pydicom.uid import generate_uid
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import start_tessera  # noqa: E402
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary  # noqa: E402
+from tessera.client.stow import request_content_type as content_type  # noqa: E402
+from tessera.dicomweb.multipart_writer import body as _body  # noqa: E402
+from tessera.dicomweb.multipart_writer import new_boundary  # noqa: E402
 from tessera.synthetic import StudySpec, ct_image  # noqa: E402
 
 
@@ -35,7 +37,7 @@ def fill_session(dicomweb: str, api: str, count: int) -> str:
             boundary = new_boundary()
             response = httpx.post(
                 f"{dicomweb}/upload-sessions/{session}/studies",
-                content=multipart_body(batch, boundary),
+                content=_body(boundary, batch),
                 headers={"Content-Type": content_type(boundary)},
                 timeout=300,
             )

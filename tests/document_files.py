@@ -63,3 +63,10 @@ def mp4_bytes(frames: int = 10, width: int = 64, height: int = 48, fps: int = 10
         for packet in stream.encode():
             container.mux(packet)
     return out.getvalue()
+
+
+def multipart_body(parts: list[bytes], boundary: str) -> bytes:
+    """A STOW-RS request body of application/dicom parts."""
+    from tessera.dicomweb.multipart_writer import body
+
+    return body(boundary, parts)

@@ -17,10 +17,11 @@ import pytest
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type as content_type
+from tessera.dicomweb.multipart_writer import new_boundary
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import ServerProcess
-from tests.document_files import jpeg_bytes, mp4_bytes, pdf_bytes, png_bytes
+from tests.document_files import jpeg_bytes, mp4_bytes, multipart_body, pdf_bytes, png_bytes
 from tests.document_server import DATABASES, document_archive
 from tests.wado_data import parse_multipart
 

@@ -10,10 +10,11 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type as content_type
+from tessera.dicomweb.multipart_writer import new_boundary
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import PG_URL, create_pg_database, drop_pg_database
-from tests.document_files import pdf_bytes
+from tests.document_files import multipart_body, pdf_bytes
 from tests.security_world import ACME_MARKER, DEFAULT_MARKER, World, build_world
 
 

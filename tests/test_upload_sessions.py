@@ -16,9 +16,11 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type as content_type
+from tessera.dicomweb.multipart_writer import new_boundary
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
+from tests.document_files import multipart_body
 
 REFERENCED = "00081199"
 FAILED = "00081198"

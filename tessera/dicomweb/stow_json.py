@@ -24,8 +24,8 @@ from starlette.requests import ClientDisconnect, Request
 
 from tessera.dicomweb.media_type import parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
+from tessera.services import failure_reasons as p
 from tessera.services.ingest import StoreOutcome
-from tessera.storage import parse as p
 from tessera.storage.documents.common import write_part10
 from tessera.storage.json_instance import (
     BulkPart,

@@ -25,7 +25,9 @@ Interface (for the facades):
   True when results beyond ``limit`` exist. ``iter_query(conn, scope, query)`` yields every
   result (C-FIND) in bounded batches inside the caller's transaction. The Scope's tenant and
   sources are applied inside the SQL; for a source-locked scope counts and value lists
-  reflect only the visible instances and entities without a visible instance do not appear.
+  reflect only the visible instances, every study/series/patient value shown or matched
+  comes from the visible sources' own rows, and entities without a visible instance do not
+  appear.
 
 Matching semantics (documented in docs/qido.md): person names match case-insensitively
 (against ``attributes.normalize_person_name``); other strings are case-sensitive as PS3.4
@@ -305,8 +307,8 @@ def _time_match(entry: Attribute, value: str, label: str) -> Match:
 
     split = _split_range(value, label)
     if split is None:
-        low, high = parse(value)
-        return Match(entry, MatchKind.SINGLE, (value,), low, high)
+        single_low, single_high = parse(value)
+        return Match(entry, MatchKind.SINGLE, (value,), single_low, single_high)
     low = parse(split[0])[0] if split[0] else None
     high = parse(split[1])[1] if split[1] else None
     if low and high and low > high:
@@ -372,8 +374,8 @@ def _datetime_match(entry: Attribute, value: str, label: str) -> Match:
     # before it and is not followed by exactly 4 digits at the end.
     split = _split_datetime_range(value)
     if split is None:
-        low, high = parse(value)
-        return Match(entry, MatchKind.SINGLE, (value,), low, high)
+        single_low, single_high = parse(value)
+        return Match(entry, MatchKind.SINGLE, (value,), single_low, single_high)
     low = parse(split[0])[0] if split[0] else None
     high = parse(split[1])[1] if split[1] else None
     if low is None and high is None:

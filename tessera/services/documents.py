@@ -18,8 +18,8 @@ from pydicom.dataset import Dataset
 from tessera.archive import Archive
 from tessera.auth.scope import Scope
 from tessera.index.target_study import TargetStudy, find_target_study
+from tessera.services import failure_reasons as p
 from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
-from tessera.storage import parse as p
 from tessera.storage.documents.common import DocumentDescription, write_part10
 from tessera.storage.documents.kinds import DocumentKind, UnsupportedDocument, document_kind
 from tessera.storage.documents.office import ConversionFailed, ConverterMissing, office_to_pdf

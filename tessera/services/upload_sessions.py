@@ -46,8 +46,9 @@ from tessera.index.ingest import (
     record_more_of_series,
 )
 from tessera.index.models import Source
+from tessera.services import failure_reasons as p
 from tessera.services.ingest import StoreOutcome, UnknownSource, resolve_upload_source
-from tessera.storage import parse as p
+from tessera.storage import parse
 from tessera.storage.blobstore import blob_key_for
 from tessera.storage.dicom_json import build_metadata
 
@@ -155,13 +156,13 @@ def _add(
     expected_study_uid: str | None,
 ) -> StoreOutcome:
     try:
-        parsed = p.parse_part10(path)
-    except p.InstanceRejected as exc:
+        parsed = parse.parse_part10(path)
+    except parse.InstanceRejected as exc:
         return StoreOutcome(
             False,
             exc.sop_class_uid,
             exc.sop_instance_uid,
-            failure_reason=exc.reason,
+            failure_reason=p.of_defect(exc.defect),
             message=exc.message,
         )
     outcome = StoreOutcome(
