@@ -408,15 +408,16 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
             conn, scope.tenant_id, [row.sop_instance_uid for row in rows]
         )
     plan: list[tuple[object, list]] = []  # (row recorded alone, rows added in bulk after it)
-    firsts: set[str] = set()
+    bulk_of: dict[tuple[str, str], list] = {}  # series -> the rest list of its first new row
     for row in rows:
+        key = (row.study_instance_uid, row.series_instance_uid)
         if row.sop_instance_uid in stored:
-            plan.append((row, []))
-        elif row.series_instance_uid not in firsts:
-            firsts.add(row.series_instance_uid)
-            plan.append((row, []))
+            plan.append((row, []))  # identical, conflict or overwrite: on its own
+        elif key not in bulk_of:
+            bulk_of[key] = []
+            plan.append((row, bulk_of[key]))
         else:
-            next(rest for first, rest in reversed(plan) if _same_series(first, row)).append(row)
+            bulk_of[key].append(row)
     headers = {first.id: _header(archive, first.blob_key) for first, _ in plan}
     read = time.perf_counter()
     visible = None if scope.source_pks is None else scope.source_pks | {session.source_pk}
@@ -486,13 +487,6 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
         },
     )
     return CommitResult(len(rows), studies, identical)
-
-
-def _same_series(first, row) -> bool:  # type: ignore[no-untyped-def]
-    return (
-        first.series_instance_uid == row.series_instance_uid
-        and first.study_instance_uid == row.study_instance_uid
-    )
 
 
 def _bulk_item(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
