@@ -8,8 +8,8 @@ from datetime import date, time
 
 from sqlalchemy import Connection, exists, func, select
 
-from tessera.auth.scope import Scope
 from tessera.index.models import Instance, Series, Study
+from tessera.scope import Scope
 
 
 @dataclass(frozen=True)

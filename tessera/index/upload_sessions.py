@@ -30,8 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tessera.auth.scope import Scope
 from tessera.index.models import Base, Key
+from tessera.scope import Scope
 
 OPEN = "open"
 COMMITTED = "committed"

@@ -16,8 +16,8 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from tessera.archive import Archive
-from tessera.auth.scope import Scope
 from tessera.index.target_study import TargetStudy, find_target_study
+from tessera.scope import Scope
 from tessera.services import failure_reasons as p
 from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
 from tessera.storage.documents.common import DocumentDescription, write_part10

@@ -36,7 +36,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from tessera.archive import Archive
-from tessera.auth.scope import Scope
 from tessera.index import upload_sessions as u
 from tessera.index.ingest import (
     InstanceRecord,
@@ -46,6 +45,7 @@ from tessera.index.ingest import (
     record_more_of_series,
 )
 from tessera.index.models import Source
+from tessera.scope import Scope
 from tessera.services import failure_reasons as p
 from tessera.services.ingest import StoreOutcome, UnknownSource, resolve_upload_source
 from tessera.storage import parse
