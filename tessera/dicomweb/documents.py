@@ -12,12 +12,12 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from tessera.auth import permissions
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
 from tessera.dicomweb.form_data import FormDataError, read_form
+from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.services.documents import DocumentRejected, DocumentUpload, store_document
 from tessera.storage.uids import uid_problem
@@ -25,7 +25,7 @@ from tessera.storage.uids import uid_problem
 
 async def upload_document(request: Request) -> Response:
     archive = archive_of(request)
-    scope = await scope_of(request, permissions.UPLOAD)
+    scope = await scope_of(request)  # `upload` was checked at the gate
     study_uid = request.path_params["study"]
     if uid_problem(study_uid):
         return problem(
@@ -78,4 +78,12 @@ async def upload_document(request: Request) -> Response:
     )
 
 
-routes = [Route("/studies/{study}/documents", upload_document, methods=["POST"])]
+routes = [
+    guarded(
+        "/studies/{study}/documents",
+        upload_document,
+        methods=["POST"],
+        permission=permissions.UPLOAD,
+        action=AUDIT_UPLOAD,
+    )
+]

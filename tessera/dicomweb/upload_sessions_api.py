@@ -28,12 +28,12 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from tessera.auth import permissions
 from tessera.dicomweb import stow
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
+from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.services import upload_sessions as sessions
 from tessera.services.ingest import StoreOutcome
 
@@ -49,7 +49,7 @@ def session_endpoint(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def run(request: Request) -> Response:
-        await scope_of(request, permissions.UPLOAD)
+        await scope_of(request)  # `upload` was checked at the gate
         try:
             return await handler(request)
         except sessions.SessionProblem as exc:
@@ -180,15 +180,35 @@ async def store_into_session(request: Request) -> Response:
 
 
 api_routes = [
-    Route("/upload-sessions", create, methods=["POST"]),
-    Route("/upload-sessions", list_all, methods=["GET"]),
-    Route("/upload-sessions/{session}", get_one, methods=["GET"]),
-    Route("/upload-sessions/{session}", update, methods=["PATCH"]),
-    Route("/upload-sessions/{session}", discard, methods=["DELETE"]),
-    Route("/upload-sessions/{session}/commit", commit, methods=["POST"]),
-    Route("/upload-sessions/{session}/discard", discard, methods=["POST"]),
+    guarded("/upload-sessions", create, methods=["POST"], permission=permissions.UPLOAD),
+    guarded("/upload-sessions", list_all, methods=["GET"], permission=permissions.UPLOAD),
+    guarded("/upload-sessions/{session}", get_one, methods=["GET"], permission=permissions.UPLOAD),
+    guarded("/upload-sessions/{session}", update, methods=["PATCH"], permission=permissions.UPLOAD),
+    guarded(
+        "/upload-sessions/{session}", discard, methods=["DELETE"], permission=permissions.UPLOAD
+    ),
+    guarded(
+        "/upload-sessions/{session}/commit", commit, methods=["POST"], permission=permissions.UPLOAD
+    ),
+    guarded(
+        "/upload-sessions/{session}/discard",
+        discard,
+        methods=["POST"],
+        permission=permissions.UPLOAD,
+    ),
 ]
 dicomweb_routes = [
-    Route("/upload-sessions/{session}/studies", store_into_session, methods=["POST"]),
-    Route("/upload-sessions/{session}/studies/{study}", store_into_session, methods=["POST"]),
+    guarded(
+        "/upload-sessions/{session}/studies",
+        store_into_session,
+        methods=["POST"],
+        permission=permissions.UPLOAD,
+        action=AUDIT_UPLOAD,
+    ),
+    guarded(
+        "/upload-sessions/{session}/studies/{study}",
+        store_into_session,
+        methods=["POST"],
+        permission=permissions.UPLOAD,
+    ),
 ]
