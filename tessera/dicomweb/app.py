@@ -24,7 +24,15 @@ from tessera.archive import Archive
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, qido, reports_api, stow, wado
+from tessera.dicomweb import (
+    admin_api,
+    documents,
+    qido,
+    reports_api,
+    stow,
+    upload_sessions_api,
+    wado,
+)
 from tessera.dicomweb.access import SCOPE_KEY, AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
@@ -145,12 +153,18 @@ TENANT_PREFIX = "/t/{tenant}"
 
 def dicomweb_routes() -> list[BaseRoute]:
     """Every DICOMweb resource, with paths relative to a tenant's DICOMweb root."""
-    return [*stow.routes, *qido.routes, *wado.routes]
+    return [
+        *stow.routes,
+        *documents.routes,
+        *upload_sessions_api.dicomweb_routes,
+        *qido.routes,
+        *wado.routes,
+    ]
 
 
 def api_routes() -> list[BaseRoute]:
-    """The tenant's REST API: accounts administration and reports."""
-    return [*admin_api.routes, *reports_api.routes]
+    """The REST API, with paths relative to a tenant's API root."""
+    return [*admin_api.routes, *upload_sessions_api.api_routes, *reports_api.routes]
 
 
 def app_from_environment() -> Starlette:

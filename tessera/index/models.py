@@ -470,7 +470,8 @@ class AuditEvent(Base):
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
 
 
-# Reports (report, versions, templates, the HL7 results outbox) live on the same Base, in
-# their own modules (migration 0009_reports).
+# Upload sessions and reports (report, versions, templates, the HL7 results outbox, migration
+# 0009_reports) live on the same Base, in their own modules.
 from tessera.index import report_results as _report_results  # noqa: E402, F401
 from tessera.index import reports as _reports  # noqa: E402, F401
+from tessera.index import upload_sessions as _upload_sessions  # noqa: E402, F401
