@@ -20,10 +20,11 @@ from tessera.auth.audit import Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, qido, stow, wado
+from tessera.dicomweb import admin_api, changes_api, qido, stow, wado
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.errors import problem
+from tessera.services.change_watch import ChangeWatcher
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,11 @@ def dicomweb_routes() -> list[BaseRoute]:
     return [*stow.routes, *qido.routes, *wado.routes]
 
 
+def api_routes() -> list[BaseRoute]:
+    """The REST API under a tenant's `/api/v1`: admin, change feed, webhooks, routes."""
+    return [*admin_api.routes, *changes_api.routes]
+
+
 def app_from_environment() -> Starlette:
     """The application as a uvicorn worker builds it (settings from TESSERA_* variables;
     the parent process has already migrated the schema)."""
@@ -109,6 +115,7 @@ def create_app(
         opened = archive or await run_in_threadpool(Archive.open, settings, migrate)
         app.state.archive = opened
         app.state.access = AccessControl.open(opened)
+        app.state.change_watcher = ChangeWatcher(opened.database)
         log.info(
             "serving DICOMweb",
             extra={"dicomweb_root": f"http://{settings.host}:{settings.port}/dicomweb"},
@@ -116,6 +123,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.change_watcher.close()
             app.state.access.close()
             if archive is None:
                 opened.close()
@@ -123,12 +131,12 @@ def create_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-        Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+        Mount(ADMIN_API_ROOT, routes=api_routes()),
         Mount(
             TENANT_PREFIX,
             routes=[
                 Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-                Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+                Mount(ADMIN_API_ROOT, routes=api_routes()),
             ],
         ),
     ]

@@ -267,3 +267,4 @@ class DimsePeerQuerySource(Base):
 
 # Account tables (users, roles, tokens, audit) live on the same Base, in their own module.
 from tessera.index import accounts as _accounts  # noqa: E402, F401
+from tessera.index import event_models as _event_models  # noqa: E402, F401
