@@ -20,11 +20,12 @@ from tessera.auth.audit import Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, changes_api, qido, stow, wado
+from tessera.dicomweb import admin_api, changes_api, qido, stow, wado, webhooks_api
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.errors import problem
 from tessera.services.change_watch import ChangeWatcher
+from tessera.services.delivery_worker import DeliveryWorker
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def dicomweb_routes() -> list[BaseRoute]:
 
 def api_routes() -> list[BaseRoute]:
     """The REST API under a tenant's `/api/v1`: admin, change feed, webhooks, routes."""
-    return [*admin_api.routes, *changes_api.routes]
+    return [*admin_api.routes, *changes_api.routes, *webhooks_api.routes]
 
 
 def app_from_environment() -> Starlette:
@@ -116,6 +117,9 @@ def create_app(
         app.state.archive = opened
         app.state.access = AccessControl.open(opened)
         app.state.change_watcher = ChangeWatcher(opened.database)
+        worker = DeliveryWorker(opened) if settings.delivery_worker else None
+        if worker is not None:
+            worker.start()
         log.info(
             "serving DICOMweb",
             extra={"dicomweb_root": f"http://{settings.host}:{settings.port}/dicomweb"},
@@ -123,6 +127,8 @@ def create_app(
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             await app.state.change_watcher.close()
             app.state.access.close()
             if archive is None:

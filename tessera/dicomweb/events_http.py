@@ -11,8 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tessera.auth.directory import source_pks
+from tessera.auth.scope import Scope
+from tessera.config import Settings
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
+from tessera.services.outbound import TargetRefused, check_url
 
 
 class ClientError(Exception):
@@ -107,3 +111,28 @@ async def write(request: Request, work: Callable):  # type: ignore[no-untyped-de
             return work(conn)
 
     return await run_in_threadpool(run)
+
+
+def sources_for(conn, scope: Scope, names: list[str]) -> frozenset[int]:  # type: ignore[no-untyped-def]
+    """The source keys a subscription or rule of `scope` is limited to. A name the caller
+    does not see is answered like an unknown one; a source-locked caller who names none
+    gets its own sources (never 'every source')."""
+    try:
+        found = source_pks(conn, scope.tenant_id, names)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    keys = frozenset(found.values())
+    if scope.source_pks is not None:
+        hidden = sorted(name for name, key in found.items() if key not in scope.source_pks)
+        if hidden:
+            raise bad_request(f"unknown source(s): {', '.join(hidden)}")
+        return keys or scope.source_pks
+    return keys
+
+
+def checked_url(url: str, settings: Settings) -> str:
+    try:
+        check_url(url, settings.outbound_allow_private)
+    except TargetRefused as exc:
+        raise bad_request(f"'url' refused: {exc}") from None
+    return url
