@@ -20,12 +20,21 @@ from tessera.auth.audit import Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, changes_api, qido, stow, wado, webhooks_api
+from tessera.dicomweb import (
+    admin_api,
+    changes_api,
+    qido,
+    routes_api,
+    stow,
+    wado,
+    webhooks_api,
+)
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.errors import problem
 from tessera.services.change_watch import ChangeWatcher
 from tessera.services.delivery_worker import DeliveryWorker
+from tessera.services.route_worker import RouteJob
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +103,7 @@ def dicomweb_routes() -> list[BaseRoute]:
 
 def api_routes() -> list[BaseRoute]:
     """The REST API under a tenant's `/api/v1`: admin, change feed, webhooks, routes."""
-    return [*admin_api.routes, *changes_api.routes, *webhooks_api.routes]
+    return [*admin_api.routes, *changes_api.routes, *webhooks_api.routes, *routes_api.routes]
 
 
 def app_from_environment() -> Starlette:
@@ -119,6 +128,7 @@ def create_app(
         app.state.change_watcher = ChangeWatcher(opened.database)
         worker = DeliveryWorker(opened) if settings.delivery_worker else None
         if worker is not None:
+            worker.jobs.append(RouteJob(opened))
             worker.start()
         log.info(
             "serving DICOMweb",
