@@ -68,6 +68,8 @@ class Settings:
     delivery_retry_base_seconds: float = 10.0
     # A delivery still failing this long after it was created is dead-lettered.
     delivery_max_age_seconds: int = 24 * 3600
+    # A claimed delivery not recorded within this time (its worker died) is sent again.
+    delivery_lease_seconds: float = 300.0
     # One webhook request (connect + answer) may take this long.
     webhook_timeout_seconds: float = 10.0
 

@@ -4,8 +4,6 @@ backlog, per-instance state, send again, study-complete trigger, bad input."""
 
 from __future__ import annotations
 
-import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,6 +17,7 @@ from tessera.index import changes
 from tessera.index.database import Database
 from tessera.synthetic import StudySpec, mr_rle_image
 from tests.conftest import ServerProcess, free_port, index_rows
+from tests.dimse_support import dcmtk, wait_port
 from tests.events_support import START_TIMEOUT, ct_study, stow_parts
 from tests.security_world import PASSWORD, admin_cli
 
@@ -130,25 +129,17 @@ def test_stow_rs_to_a_second_tessera_survives_its_downtime(archive, tmp_path) ->
 
 
 def _storescp(tmp_path: Path, port: int) -> subprocess.Popen:
-    if shutil.which("storescp") is None:
-        pytest.skip("dcmtk storescp not installed")
+    """dcmtk's storescp (never pynetdicom's app of the same name on PATH); by default it
+    accepts uncompressed transfer syntaxes only, so RLE must be transcoded."""
     out = tmp_path / "received"
-    out.mkdir()
-    # Default storescp: uncompressed transfer syntaxes only (RLE must be transcoded).
+    out.mkdir(exist_ok=True)
     process = subprocess.Popen(
-        ["storescp", "-aet", "STORESCP", "-od", str(out), str(port)],
+        [dcmtk("storescp"), "-aet", "STORESCP", "-od", str(out), str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("storescp did not start")
+    wait_port(port)
+    return process
 
 
 def test_c_store_to_storescp_with_modality_condition_and_transcoding(archive, tmp_path) -> None:  # type: ignore[no-untyped-def]

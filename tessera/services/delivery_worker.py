@@ -92,7 +92,10 @@ class DeliveryWorker:
                     break
 
     def _claim(self, limit: int) -> list[webhooks.Claimed]:
-        lease = self.settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
+        lease = max(
+            self.settings.delivery_lease_seconds,
+            self.settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS,
+        )
         with self.archive.database.write() as conn:
             return webhooks.claim(conn, limit, lease)
 

@@ -12,13 +12,11 @@ from tessera.archive import Archive
 from tessera.index import routes
 from tessera.index.outbox_common import as_utc, utcnow
 from tessera.services.backoff import retry_delay
-from tessera.services.route_sender import STOW_TIMEOUT_SECONDS, send_batch
+from tessera.services.route_sender import send_batch
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 50
-# A claimed batch is sent again by another worker if not recorded within this time.
-LEASE_SECONDS = STOW_TIMEOUT_SECONDS + 120
 
 
 class RouteJob:
@@ -53,7 +51,7 @@ class RouteJob:
 
     def _claim(self) -> list[routes.Batch]:
         with self.archive.database.write() as conn:
-            return routes.claim(conn, BATCH_SIZE, LEASE_SECONDS)
+            return routes.claim(conn, BATCH_SIZE, self.settings.delivery_lease_seconds)
 
     def _send(self, batch: routes.Batch) -> None:
         try:
