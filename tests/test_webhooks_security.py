@@ -120,3 +120,61 @@ def test_locked_admin_and_other_tenant_see_only_their_own(world: World) -> None:
     finally:
         every.stop()
         mine.stop()
+
+
+def test_routes_of_hidden_sources_and_other_tenants_stay_hidden(world: World) -> None:
+    closed = {"kind": "dimse", "ae_title": "NOWHERE", "host": "127.0.0.1", "port": 9}
+
+    def post(user: str, body: dict, tenant: str = "default") -> httpx.Response:
+        return httpx.post(
+            f"{world.api(tenant)}/routes", json=body, headers=world.auth(user), timeout=30
+        )
+
+    def get(user: str, path: str, tenant: str = "default") -> httpx.Response:
+        return httpx.get(f"{world.api(tenant)}{path}", headers=world.auth(user), timeout=30)
+
+    assert post("admin", {"name": "everything", "destination": closed}).status_code == 201
+    mine = post("admin_a", {"name": "clinic-a", "destination": closed})
+    assert mine.status_code == 201, mine.text
+    assert mine.json()["conditions"]["sources"] == ["ClinicA"]
+    refused = post(
+        "admin_a", {"name": "b", "conditions": {"sources": ["ClinicB"]}, "destination": closed}
+    )
+    assert refused.status_code == 400
+    assert post("tech", {"name": "t", "destination": closed}).status_code == 403
+
+    uids = {}
+    for number, source in ((20, "ClinicA"), (21, "ClinicB")):
+        uids[source] = (generate_uid(), generate_uid(), generate_uid())
+        data = instance_bytes(*uids[source], "DEFAULTTENANT^PATIENT", number)
+        assert stow(world.url(), [data], world.auth("admin"), source).status_code == 200
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        everything = get("admin", "/routes/everything/deliveries").json()
+        if len(everything) == 2:
+            break
+        time.sleep(0.2)
+    assert {d["sop_instance_uid"] for d in everything} == {
+        uids["ClinicA"][2],
+        uids["ClinicB"][2],
+    }
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        only_a = get("admin_a", "/routes/clinic-a/deliveries").json()
+        if only_a:
+            break
+        time.sleep(0.2)
+    assert [d["sop_instance_uid"] for d in only_a] == [uids["ClinicA"][2]]
+
+    assert [r["name"] for r in get("admin_a", "/routes").json()] == ["clinic-a"]
+    assert get("admin_a", "/routes/everything").status_code == 404
+    assert get("admin_a", "/routes/everything/deliveries").status_code == 404
+    send_b = httpx.post(
+        f"{world.api()}/routes/clinic-a/send",
+        json={"study_instance_uid": uids["ClinicB"][0]},
+        headers=world.auth("admin_a"),
+        timeout=30,
+    )
+    assert send_b.status_code == 404  # a ClinicB study is not the rule's (nor the caller's)
+    assert get("acme_admin", "/routes", "acme").json() == []
+    assert get("acme_admin", "/routes/clinic-a", "acme").status_code == 404
