@@ -31,6 +31,7 @@ from tessera.dicomweb import (
 )
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
+from tessera.dicomweb.error_boundary import ErrorBoundary
 from tessera.dicomweb.errors import problem
 from tessera.services.change_watch import ChangeWatcher
 from tessera.services.delivery_worker import DeliveryWorker
@@ -163,9 +164,14 @@ def create_app(
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        # CORS outside (preflights and 401s carry CORS headers); then access control, which
-        # authenticates every request and leaves its Scope for `context.scope_of`.
-        middleware=[*cors_middleware(settings), Middleware(AccessMiddleware)],
+        # CORS outside (preflights, 401s and 500s carry CORS headers); then the error boundary
+        # (a 500 keeps the connection open); then access control, which authenticates every
+        # request and leaves its Scope for `context.scope_of`.
+        middleware=[
+            *cors_middleware(settings),
+            Middleware(ErrorBoundary),
+            Middleware(AccessMiddleware),
+        ],
         exception_handlers={
             404: _not_found,
             405: _method_not_allowed,

@@ -67,9 +67,18 @@ def ingest_file(
 
     `expected_sop` is (SOP Class UID, SOP Instance UID) a C-STORE request announced; a data
     set that says otherwise is refused (0xA900, data set does not match SOP class).
+
+    Never raises: each instance is its own failure boundary, so one instance that fails in an
+    unforeseen way is refused (0x0110, logged) and the other parts of a request still are
+    stored and acknowledged.
     """
     try:
         return _ingest(archive, scope, path, sha256, source_pk, expected_study_uid, expected_sop)
+    except Exception:
+        log.exception("ingest failed", extra={"spool_file": str(path)})
+        return StoreOutcome(
+            False, failure_reason=p.PROCESSING_FAILURE, message="internal error (logged)"
+        )
     finally:
         path.unlink(missing_ok=True)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from tessera.storage.completeness import Incomplete, check_complete
@@ -119,6 +120,12 @@ def parse_part10(path: Path) -> ParsedInstance:
             )
         ts = UID(transfer_syntax)
         try:
+            _decode_all(dataset)
+        except Exception as exc:
+            raise InstanceRejected(
+                CANNOT_UNDERSTAND, str(exc), reported_class, reported_instance
+            ) from exc
+        try:
             check_complete(fh, file_size, ts)
         except Incomplete as exc:
             raise InstanceRejected(
@@ -141,6 +148,14 @@ def parse_part10(path: Path) -> ParsedInstance:
                     raise InstanceRejected(
                         TRUNCATED, str(exc), reported_class, reported_instance
                     ) from exc
+                except (ValueError, TypeError, OverflowError) as exc:
+                    # An image attribute the frame layout needs holds no usable number.
+                    raise InstanceRejected(
+                        CANNOT_UNDERSTAND,
+                        f"cannot locate the frames: {exc}",
+                        reported_class,
+                        reported_instance,
+                    ) from exc
         elif deflated:
             pixel_vr = _deflated_pixel_vr(path)
     assert sop_class_uid and sop_instance_uid
@@ -155,6 +170,22 @@ def parse_part10(path: Path) -> ParsedInstance:
         pixel_data_vr=pixel_vr,
         file_size=file_size,
     )
+
+
+def _decode_all(dataset: Dataset) -> None:
+    """Convert every element now, in sequences too, so that a value the bytes cannot give
+    (a length that does not fit the VR, an unknown VR) rejects this instance here rather
+    than failing later, when the index row or the DICOM JSON reads it."""
+    for tag in list(dataset.keys()):
+        try:
+            element = dataset[tag]
+        except Exception as exc:
+            raw = dataset.get_item(tag)
+            vr = getattr(raw, "VR", None) or "?"
+            raise ValueError(f"element {Tag(tag)} with VR {vr} cannot be read: {exc}") from exc
+        if element.VR == "SQ":
+            for item in element.value:
+                _decode_all(item)
 
 
 def _deflated_pixel_vr(path: Path) -> str | None:
