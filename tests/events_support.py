@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import httpx
 from pydicom.uid import generate_uid
 
@@ -66,3 +71,17 @@ def read_whole_feed(
 
 
 START_TIMEOUT = 180  # the test machines are shared and often loaded
+
+
+def tessera_cli(server: ServerProcess, *args: str) -> object:
+    """Run the real `tessera` command line against the server's index; its JSON output."""
+    env = dict(os.environ)
+    env.update(TESSERA_DATABASE_URL=server.database_url, TESSERA_DATA_DIR=str(server.data_dir))
+    out = subprocess.run(
+        [sys.executable, "-m", "tessera.cli", *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)

@@ -18,7 +18,7 @@ from tessera.index.database import Database
 from tessera.synthetic import StudySpec, mr_rle_image
 from tests.conftest import ServerProcess, free_port, index_rows
 from tests.dimse_support import dcmtk, wait_port
-from tests.events_support import START_TIMEOUT, ct_study, stow_parts
+from tests.events_support import START_TIMEOUT, ct_study, stow_parts, tessera_cli
 from tests.security_world import PASSWORD, admin_cli
 
 ROUTING_ENV = {
@@ -241,8 +241,9 @@ def test_unreachable_peer_is_retried_then_dead_lettered_then_replayed(
     assert len(dead) == 2 and all("not established" in d["last_error"] for d in dead)
     storescp = _storescp(tmp_path, port)
     try:
-        replay = httpx.post(f"{api(archive)}/routes/flaky/replay", timeout=30).json()
-        assert replay == {"replayed": 2}
+        [listed] = tessera_cli(archive, "routes", "list")
+        assert listed["name"] == "flaky" and listed["backlog"]["dead"] == 2
+        assert tessera_cli(archive, "routes", "replay", "flaky") == {"replayed": 2}
         wait_backlog(archive, "flaky", 2)
         assert len(list((tmp_path / "received").iterdir())) == 2
     finally:

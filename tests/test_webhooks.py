@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import Webhook
 
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import ServerProcess
-from tests.events_support import START_TIMEOUT, ct_study, stow_parts
+from tests.events_support import START_TIMEOUT, ct_study, stow_parts, tessera_cli
 from tests.webhook_receiver import Receiver
 
 DELIVERY_ENV = {
@@ -128,6 +128,8 @@ def test_dead_letter_after_the_retry_window_then_replay(server, receiver) -> Non
     one = httpx.post(f"{api(server)}/webhook-deliveries/{dead[0]['id']}/replay", timeout=30)
     assert one.status_code == 200 and one.json()["status"] == "pending"
     wait_status(server, hook["id"], "delivered", 1)
+    still_dead = tessera_cli(server, "webhooks", "deliveries", str(hook["id"]), "--status", "dead")
+    assert [d["id"] for d in still_dead] == [dead[1]["id"]]
     rest = httpx.post(f"{api(server)}/webhooks/{hook['id']}/replay", timeout=30).json()
     assert rest == {"replayed": 1}
     wait_status(server, hook["id"], "delivered", 2)
