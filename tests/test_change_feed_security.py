@@ -55,13 +55,17 @@ def test_each_user_sees_exactly_the_changes_of_its_sources(world: World, user: s
 
 def test_locked_users_cursor_never_counts_hidden_changes(world: World) -> None:
     everything = _feed(world, "admin")
-    mine = _feed(world, "ref_a")
+    # A locked user whose last visible change is followed by hidden ones.
+    user, mine = next(
+        (user, mine)
+        for user in ("ref_a", "read_b")
+        if (mine := _feed(world, user))[-1]["seq"] < everything[-1]["seq"]
+    )
     last_visible = mine[-1]["seq"]
-    assert last_visible < everything[-1]["seq"]  # b3 (ClinicB) was stored last
     page = httpx.get(
         f"{world.api()}/changes",
-        params={"after": last_visible},
-        headers=world.auth("ref_a"),
+        params={"after": last_visible, "wait": 1},
+        headers=world.auth(user),
         timeout=30,
     ).json()
     assert page == {"changes": [], "next": last_visible}
@@ -84,3 +88,50 @@ def test_without_read_permission_403_and_foreign_credential_401(world: World) ->
     assert response.status_code == 401
     response = httpx.get(f"{world.api()}/changes", timeout=30)
     assert response.status_code == 401
+
+
+def _sse(world: World, user: str, count: int, headers: dict | None = None) -> list[dict]:
+    """Read `count` events from the server-sent event stream."""
+    import json
+
+    events: list[dict] = []
+    with httpx.stream(
+        "GET",
+        f"{world.api()}/changes/stream",
+        headers={**world.auth(user), **(headers or {})},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        current: dict = {}
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                current["id"] = int(line[4:])
+            elif line.startswith("event: "):
+                current["event"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+            elif line == "" and current:
+                events.append(current)
+                current = {}
+                if len(events) == count:
+                    break
+    return events
+
+
+def test_server_sent_events_show_the_same_scoped_feed_and_resume(world: World) -> None:
+    feed = _feed(world, "ref_a")
+    events = _sse(world, "ref_a", len(feed))
+    assert [e["id"] for e in events] == [c["seq"] for c in feed]
+    assert [e["event"] for e in events] == [c["type"] for c in feed]
+    assert [e["data"] for e in events] == feed
+    resumed = _sse(world, "ref_a", 1, {"Last-Event-ID": str(feed[0]["seq"])})
+    assert resumed[0]["id"] == feed[1]["seq"]
+    denied = httpx.get(f"{world.api()}/changes/stream", headers=world.auth("nobody"), timeout=30)
+    assert denied.status_code == 403
+    bad = httpx.get(
+        f"{world.api()}/changes/stream",
+        headers={**world.auth("ref_a"), "Last-Event-ID": "x"},
+        timeout=30,
+    )
+    assert bad.status_code == 400 and "Last-Event-ID" in bad.json()["detail"]

@@ -23,6 +23,7 @@ from tessera.config import Settings
 from tessera.dicomweb import (
     admin_api,
     changes_api,
+    changes_stream,
     qido,
     routes_api,
     stow,
@@ -104,7 +105,13 @@ def dicomweb_routes() -> list[BaseRoute]:
 
 def api_routes() -> list[BaseRoute]:
     """The REST API under a tenant's `/api/v1`: admin, change feed, webhooks, routes."""
-    return [*admin_api.routes, *changes_api.routes, *webhooks_api.routes, *routes_api.routes]
+    return [
+        *admin_api.routes,
+        *changes_api.routes,
+        *changes_stream.routes,
+        *webhooks_api.routes,
+        *routes_api.routes,
+    ]
 
 
 def app_from_environment() -> Starlette:
