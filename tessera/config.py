@@ -70,6 +70,13 @@ class Settings:
     delivery_max_age_seconds: int = 24 * 3600
     # A claimed delivery not recorded within this time (its worker died) is sent again.
     delivery_lease_seconds: float = 300.0
+    # E-mail notifications to people (docs/events.md); no host: none are sent.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "tessera@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
     # One webhook request (connect + answer) may take this long.
     webhook_timeout_seconds: float = 10.0
 

@@ -24,6 +24,7 @@ from tessera.dicomweb import (
     admin_api,
     changes_api,
     changes_stream,
+    notifications_api,
     qido,
     routes_api,
     stow,
@@ -36,6 +37,7 @@ from tessera.dicomweb.error_boundary import ErrorBoundary
 from tessera.dicomweb.errors import problem
 from tessera.services.change_watch import ChangeWatcher
 from tessera.services.delivery_worker import DeliveryWorker
+from tessera.services.notification_job import NotificationJob
 from tessera.services.route_worker import RouteJob
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,7 @@ def api_routes() -> list[BaseRoute]:
         *changes_stream.routes,
         *webhooks_api.routes,
         *routes_api.routes,
+        *notifications_api.routes,
     ]
 
 
@@ -137,6 +140,7 @@ def create_app(
         worker = DeliveryWorker(opened) if settings.delivery_worker else None
         if worker is not None:
             worker.jobs.append(RouteJob(opened))
+            worker.jobs.append(NotificationJob(opened))
             worker.start()
         log.info(
             "serving DICOMweb",

@@ -175,3 +175,20 @@ class RouteDelivery(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str] = mapped_column(String(512), default="")
+
+
+class NotificationSubscription(Base):
+    """A person's e-mail notification ("a study is ready"), read through their own Scope."""
+
+    __tablename__ = "notification_subscription"
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    event_types: Mapped[str] = mapped_column(Text)
+    last_seq: Mapped[int] = mapped_column(Seq, default=0)
+    # Backoff after a failed send (the SMTP server is down): not before this time.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(512), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

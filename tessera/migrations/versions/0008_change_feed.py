@@ -1,4 +1,4 @@
-"""change feed (transactional outbox), webhooks, routing rules
+"""change feed (transactional outbox), webhooks, routing rules, e-mail notifications
 
 Revision ID: 0008_change_feed
 Revises: 0005_source_attributes
@@ -164,10 +164,28 @@ def upgrade() -> None:
     op.create_index(
         "ix_route_delivery_rule_study", "route_delivery", ["rule_pk", "study_instance_uid"]
     )
+    op.create_table(
+        "notification_subscription",
+        sa.Column("id", KEY, autoincrement=True, nullable=False),
+        sa.Column("tenant_id", KEY, sa.ForeignKey("tenant.id"), nullable=False),
+        sa.Column("user_id", KEY, sa.ForeignKey("app_user.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("email", sa.String(320), nullable=False),
+        sa.Column("event_types", sa.Text(), nullable=False),
+        sa.Column("last_seq", SEQ, nullable=False),
+        sa.Column("next_attempt_at", TZ, nullable=True),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.String(512), nullable=False),
+        _created_at(),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(
+        "ix_notification_subscription_user_id", "notification_subscription", ["user_id"]
+    )
 
 
 def downgrade() -> None:
     for table in (
+        "notification_subscription",
         "route_delivery",
         "route_source",
         "route_rule",
