@@ -31,7 +31,7 @@ from tessera.synthetic import StudySpec, ct_image  # noqa: E402
 
 
 def outbox_overhead(database: str, instances: int, rounds: int = 4) -> None:
-    from tessera.archive import Archive
+    from tessera.archive import Archive, migrate_index
     from tessera.auth.scope import full_scope
     from tessera.config import load_settings
     from tessera.index import ingest as index_ingest
@@ -40,6 +40,7 @@ def outbox_overhead(database: str, instances: int, rounds: int = 4) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="tessera-events-bench-"))
     url = fresh_pg_database() if database == "postgresql" else ""
     settings = load_settings(data_dir=str(workdir / "data"), database_url=url or None)
+    migrate_index(settings)
     archive = Archive.open(settings)
     scope = full_scope(archive.default_tenant.id)
     from tessera.services.ingest import resolve_upload_source

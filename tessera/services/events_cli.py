@@ -7,18 +7,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
-from tessera.log import configure_logging
+from tessera.cli_common import add_store_flags, open_for_command
 
 
-def register(
-    sub: argparse._SubParsersAction,
-    add_store_flags: Callable[[argparse.ArgumentParser], None],
-    settings_from: Callable[[argparse.Namespace], Any],
-) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     hooks = sub.add_parser("webhooks", help="list webhooks, their deliveries; replay dead letters")
     hooks.add_argument("action", choices=["list", "deliveries", "replay", "replay-dead"])
     hooks.add_argument(
@@ -30,7 +25,7 @@ def register(
     hooks.add_argument("--status", choices=["pending", "delivered", "dead"])
     hooks.add_argument("--tenant", default="default", help="tenant name (default: default)")
     add_store_flags(hooks)
-    hooks.set_defaults(func=lambda args: cmd_webhooks(args, settings_from))
+    hooks.set_defaults(func=cmd_webhooks)
 
     routes = sub.add_parser("routes", help="list routing rules and backlog; send again; replay")
     routes.add_argument("action", choices=["list", "deliveries", "send", "replay"])
@@ -39,16 +34,14 @@ def register(
     routes.add_argument("--status", choices=["pending", "delivered", "dead"])
     routes.add_argument("--tenant", default="default", help="tenant name (default: default)")
     add_store_flags(routes)
-    routes.set_defaults(func=lambda args: cmd_routes(args, settings_from))
+    routes.set_defaults(func=cmd_routes)
 
 
-def _run(args: argparse.Namespace, settings_from: Callable, work: Callable) -> int:
-    from tessera.archive import Archive
+def _run(args: argparse.Namespace, work: Callable) -> int:
     from tessera.auth.scope import full_scope
     from tessera.index.tenancy import tenant_by_name
 
-    configure_logging("WARNING", "text")
-    archive = Archive.open(settings_from(args))
+    archive = open_for_command(args)
     try:
         with archive.database.write() as conn:
             tenant = tenant_by_name(conn, args.tenant)
@@ -71,7 +64,7 @@ def _need(value: object, what: str) -> None:
         raise ValueError(f"this action needs {what}")
 
 
-def cmd_webhooks(args: argparse.Namespace, settings_from: Callable) -> int:
+def cmd_webhooks(args: argparse.Namespace) -> int:
     from tessera.index import webhooks
 
     def work(conn, scope):  # type: ignore[no-untyped-def]
@@ -84,10 +77,10 @@ def cmd_webhooks(args: argparse.Namespace, settings_from: Callable) -> int:
             return webhooks.replay(conn, scope, args.id)
         return {"replayed": webhooks.replay_dead(conn, scope, args.id)}
 
-    return _run(args, settings_from, work)
+    return _run(args, work)
 
 
-def cmd_routes(args: argparse.Namespace, settings_from: Callable) -> int:
+def cmd_routes(args: argparse.Namespace) -> int:
     from tessera.index import routes
 
     def work(conn, scope):  # type: ignore[no-untyped-def]
@@ -104,4 +97,4 @@ def cmd_routes(args: argparse.Namespace, settings_from: Callable) -> int:
             return {"queued": routes.send_study_again(conn, scope, args.name, args.study)}
         return {"replayed": routes.replay_dead(conn, scope, args.name)}
 
-    return _run(args, settings_from, work)
+    return _run(args, work)
