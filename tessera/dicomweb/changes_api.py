@@ -38,7 +38,7 @@ async def changes_list(request: Request) -> Response:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
 
-    def fetch(conn):  # type: ignore[no-untyped-def]
+    def fetch(conn):
         # The counter first: whatever commits after this read moves it past `mark`.
         mark = changes.last_seq(conn, scope.tenant_id)
         return mark, changes.read_changes(conn, scope, after, limit, kinds)

@@ -93,27 +93,27 @@ def string_list(body: dict, name: str) -> list[str]:
     return value
 
 
-async def read(request: Request, work: Callable):  # type: ignore[no-untyped-def]
+async def read(request: Request, work: Callable):
     database = archive_of(request).database
 
-    def run():  # type: ignore[no-untyped-def]
+    def run():
         with database.read() as conn:
             return work(conn)
 
     return await run_in_threadpool(run)
 
 
-async def write(request: Request, work: Callable):  # type: ignore[no-untyped-def]
+async def write(request: Request, work: Callable):
     database = archive_of(request).database
 
-    def run():  # type: ignore[no-untyped-def]
+    def run():
         with database.write() as conn:
             return work(conn)
 
     return await run_in_threadpool(run)
 
 
-def sources_for(conn, scope: Scope, names: list[str]) -> frozenset[int]:  # type: ignore[no-untyped-def]
+def sources_for(conn, scope: Scope, names: list[str]) -> frozenset[int]:
     """The source keys a subscription or rule of `scope` is limited to. A name the caller
     does not see is answered like an unknown one; a source-locked caller who names none
     gets its own sources (never 'every source')."""

@@ -38,7 +38,7 @@ def _username(request: Request) -> str:
     return identity.username
 
 
-def _user_id(conn, tenant_id: int, username: str) -> int:  # type: ignore[no-untyped-def]
+def _user_id(conn, tenant_id: int, username: str) -> int:
     user = d.get_user(conn, tenant_id, username)
     if user is None:
         raise bad_request("notifications belong to a user account; sign in as a user")
@@ -75,7 +75,7 @@ async def notifications_create(request: Request) -> Response:
             f"(one of {', '.join(sorted(notifications.PERSON_KINDS))})"
         )
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn):
         user_id = _user_id(conn, scope.tenant_id, username)
         return notifications.create(conn, scope.tenant_id, user_id, email, kinds)
 
@@ -90,7 +90,7 @@ async def notifications_delete(request: Request) -> Response:
     if not raw.isdigit():
         raise not_found(f"no notification {raw}")
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn):
         user_id = _user_id(conn, scope.tenant_id, username)
         notifications.remove(conn, scope.tenant_id, user_id, int(raw))
 

@@ -37,7 +37,7 @@ AE_RE = re.compile(r"^[\x21-\x5b\x5d-\x7e][\x20-\x5b\x5d-\x7e]{0,15}$")
 STATUSES = ("pending", "delivered", "dead")
 
 
-async def _run(request: Request, work, writing: bool = False):  # type: ignore[no-untyped-def]
+async def _run(request: Request, work, writing: bool = False):
     try:
         return await (write if writing else read)(request, work)
     except rules.NotFound as exc:
@@ -104,7 +104,7 @@ async def _public(request: Request, rule: rules.Rule) -> dict:
 async def routes_list(request: Request) -> Response:
     scope = await scope_of(request)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn):
         return [
             {**rule.public(), "backlog": rules.backlog(conn, scope, rule)}
             for rule in rules.list_rules(conn, scope)
@@ -133,7 +133,7 @@ async def routes_create(request: Request) -> Response:
     values = await run_in_threadpool(_destination, body, request)
     values.update(trigger=trigger, modalities=",".join(modalities))
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn):
         keys = sources_for(conn, scope, string_list(conditions, "sources"))
         return rules.create_rule(conn, scope, name, values, keys)
 

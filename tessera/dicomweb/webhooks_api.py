@@ -40,7 +40,7 @@ def _id(request: Request, name: str) -> int:
         raise not_found(f"no resource at {request.url.path}") from None
 
 
-async def _scoped(request: Request, work):  # type: ignore[no-untyped-def]
+async def _scoped(request: Request, work):
     """Run `work(conn)` in a write transaction; webhooks.NotFound becomes a 404."""
     try:
         return await write(request, work)
@@ -89,7 +89,7 @@ async def webhooks_create(request: Request) -> Response:
     except Exception:
         raise bad_request("'secret' must be 'whsec_' followed by base64") from None
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn):
         keys = sources_for(conn, scope, string_list(filters, "sources"))
         return webhooks.create_subscription(
             conn, scope, url, event_types, keys, modalities, order_statuses, description, secret
@@ -116,7 +116,7 @@ async def webhooks_update(request: Request) -> Response:
     if not isinstance(enabled, bool) or set(body) != {"enabled"}:
         raise bad_request("only 'enabled' (true/false) can be changed")
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn):
         webhooks.set_enabled(conn, scope, pk, enabled)
         return webhooks.get_subscription(conn, scope, pk)
 

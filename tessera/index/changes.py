@@ -165,7 +165,7 @@ def last_seqs(conn: Connection) -> dict[int, int]:
     return dict(conn.execute(select(ChangeCounter.tenant_id, ChangeCounter.last_seq)).all())
 
 
-def visible_to(scope: Scope):  # type: ignore[no-untyped-def]
+def visible_to(scope: Scope):
     """The WHERE clause limiting change_event rows to what `scope` may see."""
     clause = ChangeEvent.tenant_id == scope.tenant_id
     if scope.source_pks is not None:
@@ -206,7 +206,7 @@ def read_all_changes(conn: Connection, tenant_id: int, after: int, limit: int) -
     return [_change(row) for row in conn.execute(query)]
 
 
-def _change(event) -> Change:  # type: ignore[no-untyped-def]
+def _change(event) -> Change:
     return Change(
         seq=event.seq,
         kind=event.kind,

@@ -39,7 +39,7 @@ class NotFound(LookupError):
     pass
 
 
-def _public(row) -> dict:  # type: ignore[no-untyped-def]
+def _public(row) -> dict:
     return {
         "id": row.id,
         "email": row.email,
@@ -52,7 +52,8 @@ def _public(row) -> dict:  # type: ignore[no-untyped-def]
 
 def create(conn: Connection, tenant_id: int, user_id: int, email: str, kinds: list[str]) -> dict:
     subscription_pk = conn.execute(
-        insert(NotificationSubscription).values(
+        insert(NotificationSubscription)
+        .values(
             tenant_id=tenant_id,
             user_id=user_id,
             email=email,
@@ -61,7 +62,8 @@ def create(conn: Connection, tenant_id: int, user_id: int, email: str, kinds: li
             failures=0,
             last_error="",
         )
-    ).inserted_primary_key[0]
+        .returning(NotificationSubscription.id)
+    ).scalar_one()
     return get(conn, tenant_id, user_id, subscription_pk)
 
 

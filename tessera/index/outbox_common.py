@@ -48,7 +48,7 @@ def claim_due(conn: Connection, table: Table, limit: int, lease_seconds: float) 
     return ids
 
 
-def limited_to_sources(link: Table, owner_column, visible: frozenset[int] | None):  # type: ignore[no-untyped-def]
+def limited_to_sources(link: Table, owner_column, visible: frozenset[int] | None):
     """For a source-locked caller: only rows (subscriptions, rules) limited to sources the
     caller sees, all of them (a row with no source limit sees every source: hidden)."""
     if visible is None:

@@ -89,13 +89,13 @@ def _split(joined: str) -> tuple[str, ...]:
     return tuple(v for v in joined.split(",") if v)
 
 
-def _visible(scope: Scope):  # type: ignore[no-untyped-def]
+def _visible(scope: Scope):
     clause = RouteRule.tenant_id == scope.tenant_id
     locked = limited_to_sources(RouteSource.__table__, RouteRule.id, scope.source_pks)
     return clause if locked is None else clause & locked
 
 
-def _load(conn: Connection, rows) -> list[Rule]:  # type: ignore[no-untyped-def]
+def _load(conn: Connection, rows) -> list[Rule]:
     rows = list(rows)
     linked: dict[int, list[tuple[int, str]]] = {}
     if rows:
@@ -138,14 +138,16 @@ def create_rule(
     if exists is not None:
         raise Conflict(f"a route named {name!r} exists")
     rule_pk = conn.execute(
-        insert(RouteRule).values(
+        insert(RouteRule)
+        .values(
             tenant_id=scope.tenant_id,
             name=name,
             enabled=True,
             last_seq=last_seq(conn, scope.tenant_id),
             **values,
         )
-    ).inserted_primary_key[0]
+        .returning(RouteRule.id)
+    ).scalar_one()
     for source_pk in sorted(source_pks):
         conn.execute(insert(RouteSource).values(rule_pk=rule_pk, source_pk=source_pk))
     return get_rule(conn, scope, name)
@@ -210,7 +212,7 @@ def _matches(rule: Rule, change: Change) -> bool:
     return True
 
 
-def _study_instances(conn: Connection, rule: Rule, study_instance_uid: str) -> list:  # type: ignore[type-arg]
+def _study_instances(conn: Connection, rule: Rule, study_instance_uid: str) -> list:
     query = (
         select(Instance.sop_instance_uid, Instance.source_pk, Series.modality)
         .join(Study, Study.id == Instance.study_pk)

@@ -90,7 +90,7 @@ def _split(joined: str) -> tuple[str, ...]:
     return tuple(v for v in joined.split(",") if v)
 
 
-def _visible(scope: Scope):  # type: ignore[no-untyped-def]
+def _visible(scope: Scope):
     clause = WebhookSubscription.tenant_id == scope.tenant_id
     locked = limited_to_sources(WebhookSource.__table__, WebhookSubscription.id, scope.source_pks)
     return clause if locked is None else clause & locked
@@ -108,7 +108,8 @@ def create_subscription(
     secret: str,
 ) -> Subscription:
     subscription_pk = conn.execute(
-        insert(WebhookSubscription).values(
+        insert(WebhookSubscription)
+        .values(
             tenant_id=scope.tenant_id,
             url=url,
             description=description,
@@ -121,7 +122,8 @@ def create_subscription(
             last_seq=last_seq(conn, scope.tenant_id),
             created_by=scope.principal[:160],
         )
-    ).inserted_primary_key[0]
+        .returning(WebhookSubscription.id)
+    ).scalar_one()
     for source_pk in sorted(source_pks):
         conn.execute(
             insert(WebhookSource).values(subscription_pk=subscription_pk, source_pk=source_pk)
@@ -129,7 +131,7 @@ def create_subscription(
     return get_subscription(conn, scope, subscription_pk)
 
 
-def _load(conn: Connection, rows) -> list[Subscription]:  # type: ignore[no-untyped-def]
+def _load(conn: Connection, rows) -> list[Subscription]:
     rows = list(rows)
     sources: dict[int, list[tuple[int, str]]] = {}
     if rows:
@@ -359,7 +361,7 @@ def record_attempt(
 # --- reading and replaying (API) ---------------------------------------------------------
 
 
-def _visible_deliveries(scope: Scope):  # type: ignore[no-untyped-def]
+def _visible_deliveries(scope: Scope):
     clause = _visible(scope)
     if scope.source_pks is not None:
         clause = clause & WebhookDelivery.source_pk.in_(sorted(scope.source_pks))
@@ -381,7 +383,7 @@ _DELIVERY_COLUMNS = (
 )
 
 
-def _delivery_public(row) -> dict:  # type: ignore[no-untyped-def]
+def _delivery_public(row) -> dict:
     return {
         "id": row.id,
         "webhook": row.subscription_pk,

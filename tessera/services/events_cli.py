@@ -67,7 +67,7 @@ def _need(value: object, what: str) -> None:
 def cmd_webhooks(args: argparse.Namespace) -> int:
     from tessera.index import webhooks
 
-    def work(conn, scope):  # type: ignore[no-untyped-def]
+    def work(conn, scope):
         if args.action == "list":
             return [s.public() for s in webhooks.list_subscriptions(conn, scope)]
         _need(args.id, "an id")
@@ -83,7 +83,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 def cmd_routes(args: argparse.Namespace) -> int:
     from tessera.index import routes
 
-    def work(conn, scope):  # type: ignore[no-untyped-def]
+    def work(conn, scope):
         if args.action == "list":
             return [
                 {**rule.public(), "backlog": routes.backlog(conn, scope, rule)}

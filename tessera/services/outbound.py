@@ -55,7 +55,7 @@ def resolve_checked(host: str, port: int, allow_private: bool) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise TargetRefused(f"the host {host!r} does not resolve ({exc})") from None
-    addresses = [info[4][0] for info in infos]
+    addresses = [str(info[4][0]) for info in infos]
     if not addresses:
         raise TargetRefused(f"the host {host!r} does not resolve")
     for address in addresses:
