@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent))
 from common import fresh_pg_database, percentile, start_tessera  # noqa: E402
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary  # noqa: E402
+from tessera.client.stow import request_content_type  # noqa: E402
+from tessera.dicomweb import multipart_writer  # noqa: E402
 from tessera.synthetic import StudySpec, ct_image  # noqa: E402
 
 
@@ -104,11 +105,13 @@ def latencies(database: str, samples: int) -> None:
             poller.start()
             time.sleep(0.2)
             received_before = len(receiver.received)
-            boundary = new_boundary()
+            boundary = multipart_writer.new_boundary()
             httpx.post(
                 f"{server.dicomweb}/studies",
-                content=multipart_body([ct_image(StudySpec(), "2.25.1", 1, 64, 64)], boundary),
-                headers={"Content-Type": content_type(boundary)},
+                content=multipart_writer.body(
+                    boundary, [ct_image(StudySpec(), "2.25.1", 1, 64, 64)]
+                ),
+                headers={"Content-Type": request_content_type(boundary)},
                 timeout=60,
             ).raise_for_status()
             stored_at = time.perf_counter()

@@ -10,7 +10,8 @@ import sys
 import httpx
 from pydicom.uid import generate_uid
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import ServerProcess
 
@@ -24,14 +25,14 @@ def ct_study(count: int, study: StudySpec | None = None, size: int = 16) -> list
 def stow_parts(
     dicomweb: str, parts: list[bytes], headers: dict | None = None, source: str | None = None
 ) -> httpx.Response:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = httpx.post(
         f"{dicomweb}/studies",
         params={"source": source} if source else None,
-        content=multipart_body(parts, boundary),
+        content=multipart_writer.body(boundary, parts),
         headers={
             **(headers or {}),
-            "Content-Type": content_type(boundary),
+            "Content-Type": request_content_type(boundary),
             "Accept": "application/dicom+json",
         },
         timeout=120,

@@ -16,7 +16,8 @@ import httpx
 from pynetdicom import AE
 
 from tessera.archive import Archive
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.index.routes import Rule
 from tessera.scp.retrieve import _accepted_pairs as accepted_pairs
@@ -60,11 +61,11 @@ def _stow(
     for instance in instances:
         with archive.blob_store.open(instance.blob_key) as fh:
             parts.append(fh.read())
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     target = pinned_request(rule.destination_url.rstrip("/") + "/studies", allow_private)
     headers = {
         "host": target.host_header,
-        "content-type": content_type(boundary),
+        "content-type": request_content_type(boundary),
         "accept": "application/dicom+json",
     }
     if rule.destination_authorization:
@@ -75,7 +76,7 @@ def _stow(
         with httpx.Client(timeout=STOW_TIMEOUT_SECONDS, follow_redirects=False) as client:
             response = client.post(
                 target.url,
-                content=multipart_body(parts, boundary),
+                content=multipart_writer.body(boundary, parts),
                 headers=headers,
                 extensions=extensions,
             )
