@@ -42,6 +42,9 @@ class DeliveryWorker:
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
+        # httpx logs every request's URL at INFO; a webhook URL may carry a token in its
+        # query string, and secrets are never logged.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self._task = asyncio.create_task(self.run())
 
     async def stop(self) -> None:
