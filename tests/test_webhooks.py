@@ -66,7 +66,7 @@ def wait_status(server: ServerProcess, webhook: int, status: str, count: int = 1
 def test_signed_delivery_once_per_matching_change(server, receiver) -> None:  # type: ignore[no-untyped-def]
     hook = subscribe(
         server,
-        receiver.url,
+        receiver.url + "?token=tok-SECRET-42",
         event_types=["study.first_instance"],
         filters={"modalities": ["CT"]},
         description="new CT studies",
@@ -97,7 +97,8 @@ def test_signed_delivery_once_per_matching_change(server, receiver) -> None:  # 
     listed = httpx.get(f"{api(server)}/webhooks", timeout=30).json()
     assert [h["id"] for h in listed] == [hook["id"]]
     assert "secret" not in listed[0]
-    assert hook["secret"] not in server.log()
+    assert message.path == "/hook?token=tok-SECRET-42"
+    assert hook["secret"] not in server.log() and "tok-SECRET-42" not in server.log()
 
 
 def test_failures_are_retried_with_the_same_id_until_delivered(server, receiver) -> None:  # type: ignore[no-untyped-def]
