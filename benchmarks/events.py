@@ -109,7 +109,7 @@ def latencies(database: str, samples: int) -> None:
             httpx.post(
                 f"{server.dicomweb}/studies",
                 content=multipart_writer.body(
-                    boundary, [ct_image(StudySpec(), "2.25.1", 1, 64, 64)]
+                    boundary, [ct_image(StudySpec(), f"2.25.{time.time_ns()}", 1, 64, 64)]
                 ),
                 headers={"Content-Type": request_content_type(boundary)},
                 timeout=60,
@@ -143,7 +143,8 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=200)
     parser.add_argument("--samples", type=int, default=30)
     args = parser.parse_args()
-    outbox_overhead(args.database, args.instances)
+    if args.instances:
+        outbox_overhead(args.database, args.instances)
     latencies(args.database, args.samples)
 
 
