@@ -13,11 +13,11 @@ import asyncio
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from tessera.auth import permissions
 from tessera.dicomweb.context import scope_of
 from tessera.dicomweb.events_http import bad_request, endpoint, int_param, json_response, read
+from tessera.dicomweb.gate import guarded
 from tessera.index import changes
 
 MAX_LIMIT = 1000
@@ -59,4 +59,4 @@ async def changes_list(request: Request) -> Response:
     )
 
 
-routes = [Route("/changes", changes_list, methods=["GET"])]
+routes = [guarded("/changes", changes_list, methods=["GET"], permission=permissions.READ)]

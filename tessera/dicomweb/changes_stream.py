@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from tessera.auth import permissions
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.events_http import bad_request, endpoint, int_param
+from tessera.dicomweb.gate import guarded
 from tessera.index import changes
 
 HEARTBEAT_SECONDS = 15.0
@@ -73,4 +73,4 @@ async def changes_stream(request: Request) -> Response:
     )
 
 
-routes = [Route("/changes/stream", changes_stream, methods=["GET"])]
+routes = [guarded("/changes/stream", changes_stream, methods=["GET"], permission=permissions.READ)]

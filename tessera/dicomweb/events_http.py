@@ -11,11 +11,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tessera.auth.directory import source_pks
-from tessera.auth.scope import Scope
 from tessera.config import Settings
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
+from tessera.index.sources import source_pks
+from tessera.scope import Scope
 from tessera.services.outbound import TargetRefused, check_url
 
 
@@ -40,12 +40,13 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 def endpoint(permission: str) -> Callable[[Handler], Handler]:
-    """Require `permission`; answer ClientError (and ValueError from validation) as 4xx."""
+    """Answer ClientError as its 4xx. `permission` documents what the route declares at the
+    gate (`tessera.dicomweb.gate.guarded`), which checks it before the handler runs."""
 
     def wrap(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def run(request: Request) -> Response:
-            await scope_of(request, permission)
+            await scope_of(request)
             try:
                 return await handler(request)
             except ClientError as exc:

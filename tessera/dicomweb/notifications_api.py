@@ -11,9 +11,7 @@ import re
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from tessera.auth import directory as d
 from tessera.auth import permissions
 from tessera.dicomweb.context import identity_of, scope_of
 from tessera.dicomweb.events_http import (
@@ -26,7 +24,8 @@ from tessera.dicomweb.events_http import (
     string_list,
     write,
 )
-from tessera.index import notifications
+from tessera.dicomweb.gate import guarded
+from tessera.index import accounts, notifications
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}$")
 
@@ -39,7 +38,7 @@ def _username(request: Request) -> str:
 
 
 def _user_id(conn, tenant_id: int, username: str) -> int:
-    user = d.get_user(conn, tenant_id, username)
+    user = accounts.get_user(conn, tenant_id, username)
     if user is None:
         raise bad_request("notifications belong to a user account; sign in as a user")
     return user.id
@@ -102,7 +101,12 @@ async def notifications_delete(request: Request) -> Response:
 
 
 routes = [
-    Route("/notifications", notifications_list, methods=["GET"]),
-    Route("/notifications", notifications_create, methods=["POST"]),
-    Route("/notifications/{notification_id}", notifications_delete, methods=["DELETE"]),
+    guarded("/notifications", notifications_list, methods=["GET"], permission=permissions.READ),
+    guarded("/notifications", notifications_create, methods=["POST"], permission=permissions.READ),
+    guarded(
+        "/notifications/{notification_id}",
+        notifications_delete,
+        methods=["DELETE"],
+        permission=permissions.READ,
+    ),
 ]

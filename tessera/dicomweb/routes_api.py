@@ -11,7 +11,6 @@ import re
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from tessera.auth import permissions
 from tessera.dicomweb.context import archive_of, scope_of
@@ -29,6 +28,7 @@ from tessera.dicomweb.events_http import (
     string_list,
     write,
 )
+from tessera.dicomweb.gate import guarded
 from tessera.index import routes as rules
 from tessera.services.outbound import TargetRefused, resolve_checked
 
@@ -197,11 +197,18 @@ async def routes_replay(request: Request) -> Response:
 
 
 routes = [
-    Route("/routes", routes_list, methods=["GET"]),
-    Route("/routes", routes_create, methods=["POST"]),
-    Route("/routes/{name}", routes_get, methods=["GET"]),
-    Route("/routes/{name}", routes_delete, methods=["DELETE"]),
-    Route("/routes/{name}/deliveries", routes_deliveries, methods=["GET"]),
-    Route("/routes/{name}/send", routes_send_study, methods=["POST"]),
-    Route("/routes/{name}/replay", routes_replay, methods=["POST"]),
+    guarded("/routes", routes_list, methods=["GET"], permission=permissions.ADMIN),
+    guarded("/routes", routes_create, methods=["POST"], permission=permissions.ADMIN),
+    guarded("/routes/{name}", routes_get, methods=["GET"], permission=permissions.ADMIN),
+    guarded("/routes/{name}", routes_delete, methods=["DELETE"], permission=permissions.ADMIN),
+    guarded(
+        "/routes/{name}/deliveries",
+        routes_deliveries,
+        methods=["GET"],
+        permission=permissions.ADMIN,
+    ),
+    guarded(
+        "/routes/{name}/send", routes_send_study, methods=["POST"], permission=permissions.ADMIN
+    ),
+    guarded("/routes/{name}/replay", routes_replay, methods=["POST"], permission=permissions.ADMIN),
 ]

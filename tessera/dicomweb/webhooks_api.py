@@ -10,7 +10,6 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from tessera.auth import permissions
 from tessera.dicomweb.context import archive_of, scope_of
@@ -27,6 +26,7 @@ from tessera.dicomweb.events_http import (
     string_list,
     write,
 )
+from tessera.dicomweb.gate import guarded
 from tessera.index import webhooks
 from tessera.index.changes import KINDS
 
@@ -173,13 +173,37 @@ async def webhooks_replay_dead(request: Request) -> Response:
 
 
 routes = [
-    Route("/webhooks", webhooks_list, methods=["GET"]),
-    Route("/webhooks", webhooks_create, methods=["POST"]),
-    Route("/webhooks/{webhook_id}", webhooks_get, methods=["GET"]),
-    Route("/webhooks/{webhook_id}", webhooks_update, methods=["PATCH"]),
-    Route("/webhooks/{webhook_id}", webhooks_delete, methods=["DELETE"]),
-    Route("/webhooks/{webhook_id}/deliveries", deliveries_list, methods=["GET"]),
-    Route("/webhooks/{webhook_id}/replay", webhooks_replay_dead, methods=["POST"]),
-    Route("/webhook-deliveries/{delivery_id}", delivery_get, methods=["GET"]),
-    Route("/webhook-deliveries/{delivery_id}/replay", delivery_replay, methods=["POST"]),
+    guarded("/webhooks", webhooks_list, methods=["GET"], permission=permissions.ADMIN),
+    guarded("/webhooks", webhooks_create, methods=["POST"], permission=permissions.ADMIN),
+    guarded("/webhooks/{webhook_id}", webhooks_get, methods=["GET"], permission=permissions.ADMIN),
+    guarded(
+        "/webhooks/{webhook_id}", webhooks_update, methods=["PATCH"], permission=permissions.ADMIN
+    ),
+    guarded(
+        "/webhooks/{webhook_id}", webhooks_delete, methods=["DELETE"], permission=permissions.ADMIN
+    ),
+    guarded(
+        "/webhooks/{webhook_id}/deliveries",
+        deliveries_list,
+        methods=["GET"],
+        permission=permissions.ADMIN,
+    ),
+    guarded(
+        "/webhooks/{webhook_id}/replay",
+        webhooks_replay_dead,
+        methods=["POST"],
+        permission=permissions.ADMIN,
+    ),
+    guarded(
+        "/webhook-deliveries/{delivery_id}",
+        delivery_get,
+        methods=["GET"],
+        permission=permissions.ADMIN,
+    ),
+    guarded(
+        "/webhook-deliveries/{delivery_id}/replay",
+        delivery_replay,
+        methods=["POST"],
+        permission=permissions.ADMIN,
+    ),
 ]

@@ -32,9 +32,9 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tessera.auth.scope import Scope
 from tessera.index.event_models import ChangeCounter, ChangeEvent
 from tessera.index.models import Source
+from tessera.scope import Scope
 
 # Change kinds (the `type` of a webhook message). Other workflow modules add theirs here.
 INSTANCE_STORED = "instance.stored"

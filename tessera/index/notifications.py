@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
-from tessera.auth import directory as d
 from tessera.auth import permissions
-from tessera.auth.scope import Scope
-from tessera.index import changes
-from tessera.index.accounts import AppUser
+from tessera.auth.authenticate import scope_for_user
+from tessera.index import accounts, changes
 from tessera.index.event_models import ChangeCounter, NotificationSubscription
+from tessera.index.models import AppUser
 from tessera.index.outbox_common import iso, utcnow
+from tessera.scope import Scope
 
 # Study-level changes only: people get one message per study, never one per instance.
 PERSON_KINDS = frozenset(
@@ -158,10 +158,10 @@ def next_batch(conn: Connection, subscription_pk: int, limit: int = 50) -> Batch
     ).first()
     if row is None or row.disabled:
         return None
-    user = d.get_user(conn, row.tenant_id, row.username)
+    user = accounts.get_user(conn, row.tenant_id, row.username)
     if user is None:
         return None
-    scope: Scope = d.scope_for_user(conn, user, row.username)
+    scope: Scope = scope_for_user(conn, user, row.username)
     kinds = [k for k in row.event_types.split(",") if k]
     last_read = changes.last_seq(conn, row.tenant_id)
     found: list[changes.Change] = []

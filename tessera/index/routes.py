@@ -15,12 +15,12 @@ from datetime import datetime
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tessera.auth.scope import Scope
 from tessera.index import changes
 from tessera.index.changes import Change, last_seq, read_all_changes
 from tessera.index.event_models import ChangeCounter, RouteDelivery, RouteRule, RouteSource
 from tessera.index.models import Instance, Series, Source, Study
 from tessera.index.outbox_common import claim_due, iso, limited_to_sources, utcnow
+from tessera.scope import Scope
 
 DISPATCH_BATCH = 500
 TRIGGERS = ("instance", "study_complete")

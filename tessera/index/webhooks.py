@@ -16,7 +16,6 @@ import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tessera.auth.scope import Scope
 from tessera.index.changes import Change, last_seq, read_all_changes
 from tessera.index.event_models import (
     ChangeCounter,
@@ -27,6 +26,7 @@ from tessera.index.event_models import (
 )
 from tessera.index.models import Source
 from tessera.index.outbox_common import as_utc, claim_due, iso, limited_to_sources, utcnow
+from tessera.scope import Scope
 
 DISPATCH_BATCH = 500
 

@@ -38,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace, work: Callable) -> int:
-    from tessera.auth.scope import full_scope
     from tessera.index.tenancy import tenant_by_name
+    from tessera.scope import full_scope
 
     archive = open_for_command(args)
     try:
