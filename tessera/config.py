@@ -21,6 +21,12 @@ class Settings:
     database_url: str = ""
     # A STOW-RS request body larger than this is refused with 413.
     max_request_bytes: int = 8 * 1024**3
+    # A file sent to the documents endpoint larger than this is refused with 413.
+    max_document_bytes: int = 512 * 1024**2
+    # Upload sessions ("upload later"): open ones expire after this long and are swept
+    # with their files; one session holds at most this many bytes (413 beyond).
+    upload_session_ttl_seconds: int = 7 * 24 * 3600
+    max_session_bytes: int = 64 * 1024**3
     # Orphan blobs and stale temporary files older than this are swept; younger ones may
     # belong to an upload another worker is still indexing.
     orphan_grace_seconds: int = 600

@@ -28,10 +28,12 @@ from tessera.dicomweb import (
     admin_api,
     changes_api,
     changes_stream,
+    documents,
     notifications_api,
     qido,
     routes_api,
     stow,
+    upload_sessions_api,
     wado,
     webhooks_api,
 )
@@ -155,13 +157,20 @@ TENANT_PREFIX = "/t/{tenant}"
 
 def dicomweb_routes() -> list[BaseRoute]:
     """Every DICOMweb resource, with paths relative to a tenant's DICOMweb root."""
-    return [*stow.routes, *qido.routes, *wado.routes]
+    return [
+        *stow.routes,
+        *documents.routes,
+        *upload_sessions_api.dicomweb_routes,
+        *qido.routes,
+        *wado.routes,
+    ]
 
 
 def api_routes() -> list[BaseRoute]:
     """The REST API under a tenant's `/api/v1`: admin, change feed, webhooks, routes."""
     return [
         *admin_api.routes,
+        *upload_sessions_api.api_routes,
         *changes_api.routes,
         *changes_stream.routes,
         *webhooks_api.routes,

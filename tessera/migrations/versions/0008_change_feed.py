@@ -1,7 +1,7 @@
 """change feed (transactional outbox), webhooks, routing rules, e-mail notifications
 
 Revision ID: 0008_change_feed
-Revises: 0005_source_attributes
+Revises: 0007_upload_sessions
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_change_feed"
-down_revision = "0005_source_attributes"
+down_revision = "0007_upload_sessions"
 branch_labels = None
 depends_on = None
 
