@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMAND_MODULES = ("tessera.scp.cli", "tessera.auth.cli")
+_SUBCOMMAND_MODULES = ("tessera.scp.cli", "tessera.auth.cli", "tessera.services.events_cli")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,19 @@ from tessera.archive import Archive
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, documents, qido, stow, upload_sessions_api, wado
+from tessera.dicomweb import (
+    admin_api,
+    changes_api,
+    changes_stream,
+    documents,
+    notifications_api,
+    qido,
+    routes_api,
+    stow,
+    upload_sessions_api,
+    wado,
+    webhooks_api,
+)
 from tessera.dicomweb.access import SCOPE_KEY, AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
@@ -36,6 +48,10 @@ from tessera.index.errors import InvalidValue
 from tessera.index.errors import NotFound as NoSuchRow
 from tessera.index.peers import PeerError
 from tessera.index.query import QueryError
+from tessera.services.change_watch import ChangeWatcher
+from tessera.services.delivery_worker import DeliveryWorker
+from tessera.services.notification_job import NotificationJob
+from tessera.services.route_worker import RouteJob
 from tessera.storage.transcode import TranscodeError
 
 log = logging.getLogger(__name__)
@@ -151,8 +167,16 @@ def dicomweb_routes() -> list[BaseRoute]:
 
 
 def api_routes() -> list[BaseRoute]:
-    """The REST API, with paths relative to a tenant's API root."""
-    return [*admin_api.routes, *upload_sessions_api.api_routes]
+    """The REST API under a tenant's `/api/v1`: admin, change feed, webhooks, routes."""
+    return [
+        *admin_api.routes,
+        *upload_sessions_api.api_routes,
+        *changes_api.routes,
+        *changes_stream.routes,
+        *webhooks_api.routes,
+        *routes_api.routes,
+        *notifications_api.routes,
+    ]
 
 
 def app_from_environment() -> Starlette:
@@ -175,6 +199,12 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         opened = archive if archive is not None else await run_in_threadpool(Archive.open, settings)
         app.state.archive = opened
         app.state.access = AccessControl.open(opened)
+        app.state.change_watcher = ChangeWatcher(opened.database)
+        worker = DeliveryWorker(opened) if settings.delivery_worker else None
+        if worker is not None:
+            worker.jobs.append(RouteJob(opened))
+            worker.jobs.append(NotificationJob(opened))
+            worker.start()
         log.info(
             "serving DICOMweb",
             extra={"dicomweb_root": f"http://{settings.host}:{settings.port}/dicomweb"},
@@ -182,6 +212,9 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
+            await app.state.change_watcher.close()
             if archive is None:  # closing the archive flushes its audit log
                 opened.close()
 
