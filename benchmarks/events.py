@@ -33,9 +33,9 @@ from tessera.synthetic import StudySpec, ct_image  # noqa: E402
 
 def outbox_overhead(database: str, instances: int, rounds: int = 4) -> None:
     from tessera.archive import Archive, migrate_index
-    from tessera.scope import full_scope
     from tessera.config import load_settings
     from tessera.index import ingest as index_ingest
+    from tessera.scope import full_scope
     from tessera.services.ingest import ingest_file
 
     workdir = Path(tempfile.mkdtemp(prefix="tessera-events-bench-"))
