@@ -10,7 +10,7 @@ from tessera.config import Settings
 from tessera.index.database import Database
 from tessera.index.migrate import upgrade_to_head
 from tessera.index.tenancy import TenantInfo, ensure_default_tenant
-from tessera.storage.blobstore import BlobStore, FileSystemBlobStore
+from tessera.storage.blobstore import BlobStore, open_blob_store
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,12 @@ class Archive:
             upgrade_to_head(database.engine)
         with database.write() as conn:
             tenant = ensure_default_tenant(conn)
-        store = FileSystemBlobStore(settings.blob_dir)
+        store = open_blob_store(settings)
         log.info(
             "archive opened",
             extra={
                 "data_dir": str(settings.data_dir.resolve()),
-                "blob_store": str(store.root),
+                "blob_store": str(getattr(store, "root", store)),
                 "database": database.url.render_as_string(hide_password=True),
             },
         )

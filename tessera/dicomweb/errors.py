@@ -13,3 +13,12 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
         media_type="application/json",
         headers=headers,
     )
+
+
+# Seconds a client is asked to wait before retrying when storage is unreachable.
+RETRY_AFTER_SECONDS = 10
+
+
+def storage_unavailable(detail: str) -> Response:
+    """503 with Retry-After: the object store or the database cannot be reached now."""
+    return problem(503, detail, {"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -11,14 +11,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tessera.archive import Archive
 from tessera.auth.scope import Scope
 from tessera.index.ingest import InstanceRecord, RecordOutcome, blob_in_use, record_instance
 from tessera.index.tenancy import source_pk_by_name
 from tessera.storage import parse as p
-from tessera.storage.blobstore import blob_key_for
+from tessera.storage.blobstore import StorageUnavailable, blob_key_for
 from tessera.storage.dicom_json import build_metadata
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ class StoreOutcome:
     failure_reason: int | None = None
     message: str = ""
     already_stored: bool = False
+    # Storage (object store, database) was unreachable: nothing was recorded for this
+    # instance; STOW-RS answers 503 with Retry-After.
+    retry_later: bool = False
 
 
 class UnknownSource(ValueError):
@@ -143,6 +146,9 @@ def _ingest(
     blob_key = blob_key_for(scope.tenant_id, sha256)
     try:
         archive.blob_store.put_file(blob_key, path)
+    except StorageUnavailable as exc:
+        outcome.retry_later = True
+        return _failed(outcome, p.OUT_OF_RESOURCES, f"storage unavailable: {exc}")
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return _failed(outcome, p.OUT_OF_RESOURCES, "storage is full")
@@ -176,9 +182,11 @@ def _ingest(
                 RecordOutcome.NOT_VISIBLE,
             ):
                 conn.rollback()
-    except SQLAlchemyError:
+    except SQLAlchemyError as exc:
         # The blob stays; if no row references it the sweeper removes it after the grace period.
         log.exception("index write failed", extra={"sop_instance_uid": parsed.sop_instance_uid})
+        if isinstance(exc, OperationalError):
+            outcome.retry_later = True  # database unreachable or restarting
         return _failed(outcome, p.PROCESSING_FAILURE, "could not record the instance in the index")
 
     if result.outcome is RecordOutcome.CONFLICT:
