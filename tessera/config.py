@@ -64,6 +64,8 @@ class Settings:
     blob_store: str = "filesystem"
     s3_endpoint: str = ""  # empty = AWS for the region; e.g. http://127.0.0.1:8333 for SeaweedFS
     s3_bucket: str = ""
+    # Keys are stored under this prefix (e.g. "site-a/"): deployments may share one bucket.
+    s3_prefix: str = ""
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""

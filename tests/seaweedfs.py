@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 
 ACCESS_KEY = "tessera-test-key"
 SECRET_KEY = "tessera-test-secret"
@@ -118,7 +117,7 @@ class SeaweedFS:
         from obstore import put
 
         try:
-            put(self.client("tessera-ready"), "ready", b"ok")
+            put(self.client(self.BUCKET), "ready", b"ok")
             return True
         except Exception:
             return False
@@ -137,18 +136,21 @@ class SeaweedFS:
             retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=5)},  # type: ignore[typeddict-item]
         )
 
-    @staticmethod
-    def new_bucket() -> str:
-        """A fresh bucket name (the gateway creates a bucket on its first write, as its
-        -s3.autoCreateBucket default allows for admin identities)."""
-        return f"t-{uuid.uuid4().hex[:16]}"
+    BUCKET = "tessera"
 
-    def env(self, bucket: str, **overrides: str) -> dict[str, str]:
-        """TESSERA_* settings for a server storing into `bucket`."""
+    @staticmethod
+    def new_prefix() -> str:
+        """A fresh key prefix: each server gets its own space in the one bucket (a new bucket
+        is a new SeaweedFS collection, whose volumes take seconds to grow)."""
+        return f"t-{uuid.uuid4().hex[:16]}/"
+
+    def env(self, prefix: str | None = None, **overrides: str) -> dict[str, str]:
+        """TESSERA_* settings for a server storing under `prefix` (default: a new one)."""
         env = {
             "TESSERA_BLOB_STORE": "s3",
             "TESSERA_S3_ENDPOINT": self.endpoint,
-            "TESSERA_S3_BUCKET": bucket,
+            "TESSERA_S3_BUCKET": self.BUCKET,
+            "TESSERA_S3_PREFIX": prefix or self.new_prefix(),
             "TESSERA_S3_ACCESS_KEY_ID": ACCESS_KEY,
             "TESSERA_S3_SECRET_ACCESS_KEY": SECRET_KEY,
             "TESSERA_S3_REGION": "us-east-1",
@@ -174,7 +176,7 @@ class SeaweedFS:
             os.killpg(self.process.pid, signal.SIGCONT)
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(20)
+                self.process.wait(5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)

@@ -76,6 +76,7 @@ def open_blob_store(settings: Settings) -> BlobStore:
         store = S3BlobStore(
             settings.s3_bucket,
             settings.spool_dir,
+            prefix=settings.s3_prefix,
             endpoint=settings.s3_endpoint,
             region=settings.s3_region,
             access_key_id=settings.s3_access_key_id,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 # obstore raises the built-in FileNotFoundError for a missing object.
 _NOT_FOUND = (NotFoundError, FileNotFoundError)
 
+_KEY_PREFIX_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_\-./]*/$")
+
 # A reader asks the store for at least this much at a time; also its memory bound.
 READ_BUFFER = 1024 * 1024
 
@@ -50,6 +53,7 @@ class S3BlobStore:
         bucket: str,
         spool_dir: Path,
         *,
+        prefix: str = "",
         endpoint: str = "",
         region: str = "us-east-1",
         access_key_id: str = "",
@@ -77,8 +81,12 @@ class S3BlobStore:
         }
         if endpoint.startswith("http://"):
             client["allow_http"] = True
+        if prefix and not _KEY_PREFIX_RE.match(prefix):
+            raise ValueError(f"TESSERA_S3_PREFIX {prefix!r}: letters, digits, -_./, ending in /")
+        self.prefix = prefix
         self._store = S3Store(
             bucket,
+            prefix=prefix.rstrip("/") or None,
             endpoint=endpoint or None,
             virtual_hosted_style_request=not path_style,
             client_options=cast(Any, client),
@@ -100,7 +108,7 @@ class S3BlobStore:
         )
 
     def __repr__(self) -> str:
-        return f"S3BlobStore({self.endpoint or 'aws'}/{self.bucket})"
+        return f"S3BlobStore({self.endpoint or 'aws'}/{self.bucket}/{self.prefix})"
 
     def check(self) -> None:
         """Fail start-up with a clear message if the bucket cannot be read and written."""
