@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-
 ACCESS_KEY = "tessera-test-key"
 SECRET_KEY = "tessera-test-secret"
 

@@ -20,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from tessera.dicomweb import caching, multipart_writer
 from tessera.dicomweb.conversion import can_convert
 from tessera.dicomweb.negotiation import INSTANCES, acceptable, target_syntax
+from tessera.dicomweb.streaming import primed
 from tessera.dicomweb.wado_common import (
     WadoError,
     archive_of,
@@ -62,7 +63,7 @@ async def single_instance_response(
     if syntax == item.transfer_syntax_uid:
         headers["Content-Length"] = str(item.size_bytes)
         return StreamingResponse(
-            stream_blob(store, item.blob_key, item.size_bytes), headers=headers
+            await primed(stream_blob(store, item.blob_key, item.size_bytes)), headers=headers
         )
     try:
         data = await run_in_threadpool(transcoded_instance, store, item, syntax)
@@ -144,7 +145,7 @@ async def _retrieve(request: Request) -> Response:
         headers["Content-Length"] = str(length + len(multipart_writer.closing(boundary)))
 
     jobs = _body_jobs(store, plan, heads, boundary)
-    return StreamingResponse(_pipelined(jobs), headers=headers)
+    return StreamingResponse(await primed(_pipelined(jobs)), headers=headers)
 
 
 Job = Callable[[], bytes | memoryview]

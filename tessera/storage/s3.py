@@ -245,6 +245,12 @@ class _Reader:
         except Exception as exc:
             raise _unavailable(exc, "read", self._key) from exc
 
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
     def seek(self, offset: int, whence: int = 0) -> int:
         return self._reader.seek(offset, whence)
 
