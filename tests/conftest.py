@@ -17,6 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+from tessera.archive import Archive, migrate_index
+from tessera.config import Settings
+
 PG_URL = os.environ.get("TESSERA_TEST_PG_URL", "")
 
 
@@ -189,6 +192,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def migrated_archive(data_dir: Path, database_url: str) -> Archive:
+    """An archive opened in-process on `database_url`, migrated first (opening never
+    migrates: see tessera.archive). The caller closes it."""
+    settings = Settings(data_dir=data_dir, database_url=database_url)
+    migrate_index(settings)
+    return Archive.open(settings)
 
 
 @pytest.fixture

@@ -33,7 +33,8 @@ import httpx
 import pydicom
 from pydicom.uid import generate_uid
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import ServerProcess, free_port
 
@@ -129,18 +130,28 @@ def instance_bytes(
 def stow(
     url: str, parts: list[bytes], headers: dict[str, str], source: str | None = None
 ) -> httpx.Response:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     params = {"source": source} if source else None
     return httpx.post(
         f"{url}/studies",
         params=params,
-        content=multipart_body(parts, boundary),
+        content=multipart_writer.body(boundary, parts),
         headers={
             **headers,
-            "Content-Type": content_type(boundary),
+            "Content-Type": request_content_type(boundary),
             "Accept": "application/dicom+json",
         },
         timeout=60,
+    )
+
+
+def migrate_cli(server: ServerProcess) -> None:
+    """`tessera migrate` on the server's index (only serve, scp, migrate and admin bootstrap
+    migrate; the other commands need it done)."""
+    env = dict(os.environ)
+    env.update(TESSERA_DATABASE_URL=server.database_url, TESSERA_DATA_DIR=str(server.data_dir))
+    subprocess.run(
+        [sys.executable, "-m", "tessera.cli", "migrate"], env=env, check=True, capture_output=True
     )
 
 

@@ -8,18 +8,19 @@ import pydicom
 import pytest
 
 from tessera import synthetic
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
-from tessera.storage import parse as p
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
+from tessera.services import failure_reasons
 
 COLUMNS_US = b"\x28\x00\x11\x00US\x02\x00"
 
 
 def _stow(client: httpx.Client, root: str, parts: list[bytes], **headers: str) -> httpx.Response:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     return client.post(
         f"{root}/studies",
-        content=multipart_body(parts, boundary),
-        headers={"Content-Type": content_type(boundary), **headers},
+        content=multipart_writer.body(boundary, parts),
+        headers={"Content-Type": request_content_type(boundary), **headers},
     )
 
 
@@ -54,7 +55,7 @@ def test_stow_middle_part_with_wrong_vr_fails_alone(server, bad_vr: bytes) -> No
         assert stored == uids
         (failed,) = body["00081198"]["Value"]
         assert failed["00081155"]["Value"] == [bad_uid]
-        assert failed["00081197"]["Value"] == [p.CANNOT_UNDERSTAND]
+        assert failed["00081197"]["Value"] == [failure_reasons.CANNOT_UNDERSTAND]
         assert "(0028,0011)" in failed["00000902"]["Value"][0]
         # The good instances are stored and findable; the bad one is not.
         found = client.get(f"{server.dicomweb}/instances", params={"includefield": "00080018"})
@@ -82,7 +83,7 @@ def test_c_store_refuses_the_same_bytes(server_factory, tmp_path) -> None:  # ty
         path.write_bytes(part)
         statuses.append(int(assoc.send_c_store(path).Status))
     assoc.release()
-    assert statuses == [0, p.CANNOT_UNDERSTAND, 0]
+    assert statuses == [0, failure_reasons.CANNOT_UNDERSTAND, 0]
 
 
 LEVEL_PATHS = [
@@ -153,7 +154,7 @@ def _errors_then_success(server) -> list[tuple[str, int, int]]:  # type: ignore[
             "POST 400": lambda: client.post(
                 f"{root}/studies",
                 content=b"x" * 3_000_000,
-                headers={"Content-Type": content_type("b")},
+                headers={"Content-Type": request_content_type("b")},
             ),
             "POST 415": lambda: client.post(
                 f"{root}/studies", content=instance * 50, headers={"Content-Type": "text/plain"}

@@ -25,7 +25,8 @@ from pynetdicom import AE, _config
 
 from tessera import synthetic
 from tessera.auth.directory import create_tenant
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tessera.index import peers
 from tessera.index.database import Database
 from tests.dimse_support import start_dimse_server
@@ -199,11 +200,11 @@ def _same_sop_in_data_set(data: bytes) -> bool:
 
 
 def stow_verdict(client: httpx.Client, root: str, data: bytes) -> tuple[bool, int]:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = client.post(
         f"{root}/studies",
-        content=multipart_body([data], boundary),
-        headers={"Content-Type": content_type(boundary)},
+        content=multipart_writer.body(boundary, [data]),
+        headers={"Content-Type": request_content_type(boundary)},
     )
     assert response.status_code < 500, response.text
     assert response.status_code in (200, 400, 409), response.text
@@ -334,12 +335,12 @@ def random_query(rng: random.Random) -> str:
 def test_random_query_strings_over_qido(server) -> None:  # type: ignore[no-untyped-def]
     study = synthetic.StudySpec(patient_name="FUZZ^QUERY")
     series_uid = pydicom.uid.generate_uid()
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     parts = [synthetic.ct_image(study, series_uid, n, rows=8, columns=8) for n in (1, 2)]
     response = httpx.post(
         f"{server.dicomweb}/studies",
-        content=multipart_body(parts, boundary),
-        headers={"Content-Type": content_type(boundary)},
+        content=multipart_writer.body(boundary, parts),
+        headers={"Content-Type": request_content_type(boundary)},
     )
     assert response.status_code == 200, response.text
     rng = random.Random(SEED)

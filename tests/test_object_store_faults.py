@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import content_type, multipart_body, new_boundary
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database, index_rows
 from tests.seaweedfs import SeaweedFS, weed_binary

@@ -16,8 +16,8 @@ from tessera.auth import permissions
 from tessera.auth.scope import Scope
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
-from tessera.dicomweb.frame_source import FrameConversionError
 from tessera.dicomweb.negotiation import AcceptError
+from tessera.storage.transcode import TranscodeError
 from tessera.storage.uids import uid_problem
 
 T = TypeVar("T")
@@ -56,7 +56,7 @@ def wado_endpoint(
             return exc.response()
         except AcceptError as exc:
             return problem(400, str(exc))
-        except FrameConversionError as exc:
+        except TranscodeError as exc:
             return problem(406, str(exc))
 
     return endpoint
@@ -72,6 +72,13 @@ def path_uids(request: Request) -> tuple[str, str | None, str | None]:
             if reason:
                 raise WadoError(400, f"{keyword} in the path is not a valid UID ({reason})")
     return params["study"], params.get("series"), params.get("instance")
+
+
+def instance_path_uids(request: Request) -> tuple[str, str, str]:
+    """`path_uids` of a route below .../instances/{instance} (all three are in its path)."""
+    study, series, instance = path_uids(request)
+    assert series is not None and instance is not None, "not an instance-level route"
+    return study, series, instance
 
 
 async def reader_scope(request: Request) -> Scope:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,36 +17,30 @@ from tessera.storage.completeness import Incomplete, check_complete
 from tessera.storage.frames import FrameIndex, PixelDataError, locate_frames
 from tessera.storage.uids import uid_problem
 
-# Failure Reason values (PS3.18 Table I.2-2; the Cxxx and A9xx ones are ours within the
-# ranges the standard reserves, documented in conformance/CONFORMANCE.md).
-CANNOT_UNDERSTAND = 0xC000
-NOT_PART10 = 0xC001
-TRUNCATED = 0xC002
-WRONG_MEDIA_TYPE = 0xC003
-STUDY_UID_MISMATCH = 0xC409
-SERIES_IN_OTHER_STUDY = 0xC410
-TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
-MISSING_OR_INVALID_UID = 0xA900
-DUPLICATE_CONFLICT = 0x0111
-PROCESSING_FAILURE = 0x0110
-OUT_OF_RESOURCES = 0xA700
-SOURCE_NOT_ALLOWED = 0xC411
-# The study, series or instance already holds data of sources the uploader cannot see.
-UID_NOT_AVAILABLE = 0xC412
+
+class Defect(enum.Enum):
+    """What is wrong with a file the archive will not store (services/failure_reasons.py
+    turns it into the Failure Reason a client sees)."""
+
+    UNPARSABLE = "the DICOM header cannot be parsed"
+    NOT_PART10 = "not a DICOM Part 10 file"
+    TRUNCATED = "truncated or malformed"
+    MISSING_OR_INVALID_UID = "a required UID is missing or invalid"
+    NO_TRANSFER_SYNTAX = "no valid Transfer Syntax UID"
 
 
 class InstanceRejected(Exception):
-    """An instance the archive will not store; carries its Failure Reason."""
+    """An instance the archive will not store; carries what is wrong with it."""
 
     def __init__(
         self,
-        reason: int,
+        defect: Defect,
         message: str,
         sop_class_uid: str | None = None,
         sop_instance_uid: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.defect = defect
         self.message = message
         self.sop_class_uid = sop_class_uid
         self.sop_instance_uid = sop_instance_uid
@@ -84,11 +79,11 @@ def parse_part10(path: Path) -> ParsedInstance:
         try:
             dataset = pydicom.dcmread(fh, stop_before_pixels=True)
         except InvalidDicomError as exc:
-            raise InstanceRejected(NOT_PART10, f"not a DICOM Part 10 file: {exc}") from exc
+            raise InstanceRejected(Defect.NOT_PART10, f"not a DICOM Part 10 file: {exc}") from exc
         except (EOFError, OSError) as exc:
-            raise InstanceRejected(TRUNCATED, f"file is truncated: {exc}") from exc
+            raise InstanceRejected(Defect.TRUNCATED, f"file is truncated: {exc}") from exc
         except Exception as exc:
-            raise InstanceRejected(CANNOT_UNDERSTAND, f"cannot parse DICOM header: {exc}") from exc
+            raise InstanceRejected(Defect.UNPARSABLE, f"cannot parse DICOM header: {exc}") from exc
         position = fh.tell()
 
         sop_class_uid = _text(dataset, "SOPClassUID")
@@ -109,11 +104,14 @@ def parse_part10(path: Path) -> ParsedInstance:
         reported_instance = sop_instance_uid if uid_problem(sop_instance_uid) is None else None
         if problems:
             raise InstanceRejected(
-                MISSING_OR_INVALID_UID, "; ".join(problems), reported_class, reported_instance
+                Defect.MISSING_OR_INVALID_UID,
+                "; ".join(problems),
+                reported_class,
+                reported_instance,
             )
-        if uid_problem(transfer_syntax) is not None:
+        if transfer_syntax is None or uid_problem(transfer_syntax) is not None:
             raise InstanceRejected(
-                TRANSFER_SYNTAX_NOT_SUPPORTED,
+                Defect.NO_TRANSFER_SYNTAX,
                 "file meta information has no valid TransferSyntaxUID",
                 reported_class,
                 reported_instance,
@@ -123,13 +121,13 @@ def parse_part10(path: Path) -> ParsedInstance:
             _decode_all(dataset)
         except Exception as exc:
             raise InstanceRejected(
-                CANNOT_UNDERSTAND, str(exc), reported_class, reported_instance
+                Defect.UNPARSABLE, str(exc), reported_class, reported_instance
             ) from exc
         try:
             check_complete(fh, file_size, ts)
         except Incomplete as exc:
             raise InstanceRejected(
-                TRUNCATED,
+                Defect.TRUNCATED,
                 f"file is truncated or malformed: {exc}",
                 reported_class,
                 reported_instance,
@@ -146,12 +144,12 @@ def parse_part10(path: Path) -> ParsedInstance:
                     frames, pixel_vr = locate_frames(fh, position, file_size, dataset, ts)
                 except PixelDataError as exc:
                     raise InstanceRejected(
-                        TRUNCATED, str(exc), reported_class, reported_instance
+                        Defect.TRUNCATED, str(exc), reported_class, reported_instance
                     ) from exc
                 except (ValueError, TypeError, OverflowError) as exc:
                     # An image attribute the frame layout needs holds no usable number.
                     raise InstanceRejected(
-                        CANNOT_UNDERSTAND,
+                        Defect.UNPARSABLE,
                         f"cannot locate the frames: {exc}",
                         reported_class,
                         reported_instance,
@@ -193,6 +191,8 @@ def _deflated_pixel_vr(path: Path) -> str | None:
     try:
         full = pydicom.dcmread(path)
     except Exception as exc:
-        raise InstanceRejected(TRUNCATED, f"deflated data set cannot be inflated: {exc}") from exc
+        raise InstanceRejected(
+            Defect.TRUNCATED, f"deflated data set cannot be inflated: {exc}"
+        ) from exc
     element = full.get((0x7FE0, 0x0010))
     return None if element is None else element.VR
