@@ -13,7 +13,8 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from tessera.client.stow import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database, index_rows
 from tests.seaweedfs import SeaweedFS, weed_binary
@@ -50,11 +51,14 @@ def node(weed, tmp_path):  # type: ignore[no-untyped-def]
 
 
 def stow(server: ServerProcess, parts: list[bytes]) -> httpx.Response:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     return httpx.post(
         f"{server.dicomweb}/studies",
-        content=multipart_body(parts, boundary),
-        headers={"Content-Type": content_type(boundary), "Accept": "application/dicom+json"},
+        content=multipart_writer.body(boundary, parts),
+        headers={
+            "Content-Type": request_content_type(boundary),
+            "Accept": "application/dicom+json",
+        },
         timeout=120,
     )
 
