@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -61,6 +62,12 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, OperationalError):
+        # The database dropped the connection, restarts, or has no connection slot left.
+        log.warning(
+            "database unavailable", extra={"path": request.url.path, "error": str(exc)[:300]}
+        )
+        return storage_unavailable("database unavailable, retry later")
     return storage_unavailable(str(exc))
 
 
@@ -162,5 +169,6 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
             AuthenticationFailed: _unauthenticated,
             PermissionDenied: _forbidden,
             StorageUnavailable: _storage_unavailable,
+            OperationalError: _storage_unavailable,
         },
     )
