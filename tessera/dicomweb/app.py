@@ -24,7 +24,19 @@ from tessera.archive import Archive
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, qido, stow, wado
+from tessera.dicomweb import (
+    admin_api,
+    changes_api,
+    changes_stream,
+    documents,
+    notifications_api,
+    qido,
+    routes_api,
+    stow,
+    upload_sessions_api,
+    wado,
+    webhooks_api,
+)
 from tessera.dicomweb.access import SCOPE_KEY, AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
@@ -36,6 +48,10 @@ from tessera.index.errors import InvalidValue
 from tessera.index.errors import NotFound as NoSuchRow
 from tessera.index.peers import PeerError
 from tessera.index.query import QueryError
+from tessera.services.change_watch import ChangeWatcher
+from tessera.services.delivery_worker import DeliveryWorker
+from tessera.services.notification_job import NotificationJob
+from tessera.services.route_worker import RouteJob
 from tessera.storage.blobstore import StorageUnavailable
 from tessera.storage.transcode import TranscodeError
 
@@ -155,7 +171,26 @@ TENANT_PREFIX = "/t/{tenant}"
 
 def dicomweb_routes() -> list[BaseRoute]:
     """Every DICOMweb resource, with paths relative to a tenant's DICOMweb root."""
-    return [*stow.routes, *qido.routes, *wado.routes]
+    return [
+        *stow.routes,
+        *documents.routes,
+        *upload_sessions_api.dicomweb_routes,
+        *qido.routes,
+        *wado.routes,
+    ]
+
+
+def api_routes() -> list[BaseRoute]:
+    """The REST API under a tenant's `/api/v1`: admin, change feed, webhooks, routes."""
+    return [
+        *admin_api.routes,
+        *upload_sessions_api.api_routes,
+        *changes_api.routes,
+        *changes_stream.routes,
+        *webhooks_api.routes,
+        *routes_api.routes,
+        *notifications_api.routes,
+    ]
 
 
 def app_from_environment() -> Starlette:
@@ -178,6 +213,12 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         opened = archive if archive is not None else await run_in_threadpool(Archive.open, settings)
         app.state.archive = opened
         app.state.access = AccessControl.open(opened)
+        app.state.change_watcher = ChangeWatcher(opened.database)
+        worker = DeliveryWorker(opened) if settings.delivery_worker else None
+        if worker is not None:
+            worker.jobs.append(RouteJob(opened))
+            worker.jobs.append(NotificationJob(opened))
+            worker.start()
         log.info(
             "serving DICOMweb",
             extra={"dicomweb_root": f"http://{settings.host}:{settings.port}/dicomweb"},
@@ -185,18 +226,21 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
+            await app.state.change_watcher.close()
             if archive is None:  # closing the archive flushes its audit log
                 opened.close()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-        Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+        Mount(ADMIN_API_ROOT, routes=api_routes()),
         Mount(
             TENANT_PREFIX,
             routes=[
                 Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-                Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+                Mount(ADMIN_API_ROOT, routes=api_routes()),
             ],
         ),
     ]

@@ -468,3 +468,10 @@ class AuditEvent(Base):
     # JSON object with details (never secrets).
     detail: Mapped[str] = mapped_column(Text, default="{}")
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
+
+
+# Change feed, webhooks, routing and notification tables (migration 0008_change_feed).
+from tessera.index import event_models as _event_models  # noqa: E402, F401
+
+# Upload sessions live on the same Base, in their own module.
+from tessera.index import upload_sessions as _upload_sessions  # noqa: E402, F401

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -43,6 +43,10 @@ class StoreOutcome:
     # Storage (object store, database) was unreachable: nothing was recorded for this
     # instance; STOW-RS answers 503 with Retry-After.
     retry_later: bool = False
+    # Stored with a warning (STOW-RS Warning Reason, e.g. 0xB300 when attributes were filled).
+    warning_reason: int | None = None
+    # Attributes the server filled in (STOW-RS metadata and bulk data requests).
+    filled: list[str] = field(default_factory=list)
 
 
 class UnknownSource(ValueError):
