@@ -65,6 +65,22 @@ class Settings:
     oidc_jwks_url: str = ""
     oidc_username_claim: str = "preferred_username"
     oidc_tenant_claim: str = "tessera_tenant"
+    # Where instance files live: "filesystem" (data_dir/blobs) or "s3" (an S3-compatible
+    # object store; docs/scaling.md). Uploads are spooled on local disk either way.
+    blob_store: str = "filesystem"
+    s3_endpoint: str = ""  # empty = AWS for the region; e.g. http://127.0.0.1:8333 for SeaweedFS
+    s3_bucket: str = ""
+    # Keys are stored under this prefix (e.g. "site-a/"): deployments may share one bucket.
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    # Path-style URLs (endpoint/bucket/key), as most S3-compatible servers want.
+    s3_path_style: bool = True
+    # One request to the object store gives up after this long (the client retries first).
+    s3_timeout_seconds: int = 30
+    # Objects larger than this are sent as a multipart upload, in parts of this size.
+    s3_multipart_bytes: int = 16 * 1024**2
     # Webhooks and routing (docs/events.md, docs/routing.md). Let webhook URLs and DICOMweb
     # destinations point at loopback/private addresses (off: SSRF protection).
     outbound_allow_private: bool = False
@@ -98,7 +114,10 @@ class Settings:
 
     @property
     def spool_dir(self) -> Path:
-        """Uploads are spooled here; on the blob store's file system so a rename stores them."""
+        """Uploads are spooled here; on the blob store's file system so a rename stores them
+        (with an object store: a local folder, uploaded from)."""
+        if self.blob_store == "s3":
+            return self.data_dir / "spool"
         return self.data_dir / "blobs" / ".spool"
 
 

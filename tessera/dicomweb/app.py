@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -40,7 +40,7 @@ from tessera.dicomweb import (
 from tessera.dicomweb.access import SCOPE_KEY, AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
-from tessera.dicomweb.errors import ClientError, problem
+from tessera.dicomweb.errors import ClientError, problem, storage_unavailable
 from tessera.dicomweb.gate import denied_event
 from tessera.dicomweb.negotiation import AcceptError
 from tessera.index.errors import Conflict as RowConflict
@@ -52,6 +52,7 @@ from tessera.services.change_watch import ChangeWatcher
 from tessera.services.delivery_worker import DeliveryWorker
 from tessera.services.notification_job import NotificationJob
 from tessera.services.route_worker import RouteJob
+from tessera.storage.blobstore import StorageUnavailable
 from tessera.storage.transcode import TranscodeError
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,16 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"path": request.url.path}, exc_info=exc)
     return problem(500, "internal error (logged)")
+
+
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, OperationalError):
+        # The database dropped the connection, restarts, or has no connection slot left.
+        log.warning(
+            "database unavailable", extra={"path": request.url.path, "error": str(exc)[:300]}
+        )
+        return storage_unavailable("database unavailable, retry later")
+    return storage_unavailable(str(exc))
 
 
 async def _unauthenticated(request: Request, exc: Exception) -> Response:
@@ -144,6 +155,9 @@ EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     # Values the index and auth layers refuse (names, roles, sources, passwords, peers).
     InvalidValue: _answer(400),
     PeerError: _answer(400),
+    # Storage out of reach (object store, database): 503 with Retry-After.
+    StorageUnavailable: _storage_unavailable,
+    OperationalError: _storage_unavailable,
     # A bare ValueError is not here: it is a bug, and answers 500.
 }
 
