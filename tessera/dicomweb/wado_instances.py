@@ -159,7 +159,8 @@ def _read_group(store: BlobStore, members: list[tuple[bytes, RetrievedInstance]]
         view[position : position + len(head)] = head
         position += len(head)
         with store.open(item.blob_key) as fh:
-            got = fh.readinto(view[position : position + item.size_bytes])
+            # Both stores' readers implement readinto (BinaryIO's stub lacks it).
+            got = fh.readinto(view[position : position + item.size_bytes])  # type: ignore[attr-defined]
         if got != item.size_bytes:
             raise OSError(f"blob {item.blob_key} is shorter than recorded")
         position += item.size_bytes

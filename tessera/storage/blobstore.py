@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Iterator
 from io import BufferedReader
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from tessera.config import Settings
@@ -45,7 +45,7 @@ class BlobStore(Protocol):
         """Make the (fully written) file at `source` durable under `key`, atomically.
         The source file is consumed (moved or deleted)."""
 
-    def open(self, key: str) -> BufferedReader:
+    def open(self, key: str) -> BinaryIO:
         """Open the blob for reading (seekable)."""
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
