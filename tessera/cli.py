@@ -270,7 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMAND_MODULES = ("tessera.scp.cli", "tessera.auth.cli", "tessera.services.reports_cli")
+_SUBCOMMAND_MODULES = (
+    "tessera.scp.cli",
+    "tessera.auth.cli",
+    "tessera.services.events_cli",
+    "tessera.services.reports_cli",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,6 +72,42 @@ class Settings:
     hl7_results_receiving_facility: str = ""
     hl7_results_retry_max_seconds: int = 300
     hl7_results_timeout_seconds: int = 30
+    # Where instance files live: "filesystem" (data_dir/blobs) or "s3" (an S3-compatible
+    # object store; docs/scaling.md). Uploads are spooled on local disk either way.
+    blob_store: str = "filesystem"
+    s3_endpoint: str = ""  # empty = AWS for the region; e.g. http://127.0.0.1:8333 for SeaweedFS
+    s3_bucket: str = ""
+    # Keys are stored under this prefix (e.g. "site-a/"): deployments may share one bucket.
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    # Path-style URLs (endpoint/bucket/key), as most S3-compatible servers want.
+    s3_path_style: bool = True
+    # One request to the object store gives up after this long (the client retries first).
+    s3_timeout_seconds: int = 30
+    # Objects larger than this are sent as a multipart upload, in parts of this size.
+    s3_multipart_bytes: int = 16 * 1024**2
+    # Webhooks and routing (docs/events.md, docs/routing.md). Let webhook URLs and DICOMweb
+    # destinations point at loopback/private addresses (off: SSRF protection).
+    outbound_allow_private: bool = False
+    # Run the delivery worker (webhooks, routing) in each server process.
+    delivery_worker: bool = True
+    # First retry delay; it doubles per attempt (with jitter, at most an hour).
+    delivery_retry_base_seconds: float = 10.0
+    # A delivery still failing this long after it was created is dead-lettered.
+    delivery_max_age_seconds: int = 24 * 3600
+    # A claimed delivery not recorded within this time (its worker died) is sent again.
+    delivery_lease_seconds: float = 300.0
+    # E-mail notifications to people (docs/events.md); no host: none are sent.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "tessera@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    # One webhook request (connect + answer) may take this long.
+    webhook_timeout_seconds: float = 10.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -85,7 +121,10 @@ class Settings:
 
     @property
     def spool_dir(self) -> Path:
-        """Uploads are spooled here; on the blob store's file system so a rename stores them."""
+        """Uploads are spooled here; on the blob store's file system so a rename stores them
+        (with an object store: a local folder, uploaded from)."""
+        if self.blob_store == "s3":
+            return self.data_dir / "spool"
         return self.data_dir / "blobs" / ".spool"
 
 
@@ -93,6 +132,8 @@ def _coerce(name: str, raw: Any) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if kind in ("int",):
         return int(raw)
+    if kind == "float":
+        return float(raw)
     if kind == "bool":
         if isinstance(raw, bool):
             return raw

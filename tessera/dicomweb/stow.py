@@ -21,7 +21,12 @@ from starlette.responses import Response
 
 from tessera.auth.permissions import UPLOAD
 from tessera.dicomweb.context import archive_of, scope_of
-from tessera.dicomweb.errors import BadRequest, ClientError, UnsupportedMediaType
+from tessera.dicomweb.errors import (
+    BadRequest,
+    ClientError,
+    UnsupportedMediaType,
+    storage_unavailable,
+)
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.dicomweb.media_type import DICOM_JSON, parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
@@ -109,6 +114,10 @@ async def store_instances(request: Request) -> Response:
         )
     if status is not None and not outcomes:
         raise ClientError(status, warning or "request rejected")
+    if any(o.retry_later for o in outcomes):
+        # Storage is unreachable: every instance is stored whole or not at all, and storing
+        # is idempotent, so the client sends the whole request again later.
+        return storage_unavailable(next(o.message for o in outcomes if o.retry_later))
     return _store_response(request, outcomes, warning, study_uid, status)
 
 

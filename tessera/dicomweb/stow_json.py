@@ -175,7 +175,7 @@ def _store_one(
     store: Callable[[Path, str, str | None], StoreOutcome],
     study_uid: str | None,
     item: Any,
-    bulk_part,  # type: ignore[no-untyped-def]
+    bulk_part,
     defaults: RequestDefaults,
 ) -> StoreOutcome:
     try:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index import attributes as a
+from tessera.index import changes
 from tessera.index.models import (
     Instance,
     InstanceMetadata,
@@ -146,7 +147,12 @@ class _Statements:
             .with_for_update()
         )
         self.lock_study = (
-            select(Study.study_instance_uid, Study.modalities_in_study, Study.sop_classes_in_study)
+            select(
+                Study.study_instance_uid,
+                Study.modalities_in_study,
+                Study.sop_classes_in_study,
+                Study.number_of_study_related_instances,
+            )
             .where(Study.id == bindparam("study_pk"))
             .with_for_update()
         )
@@ -271,7 +277,39 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
             "sop_classes": _add_value(study_row.sop_classes_in_study, record.sop_class_uid),
         },
     )
+    _record_changes(conn, record, study_row.number_of_study_related_instances == 0, released)
     return RecordResult(RecordOutcome.REPLACED if released else RecordOutcome.CREATED, released)
+
+
+def _record_changes(
+    conn: Connection, record: InstanceRecord, first_in_study: bool, replaced: str | None
+) -> None:
+    """The change feed entries of a stored instance (last: they lock the tenant's counter)."""
+    modality = a.text(record.dataset, "Modality", 16)
+    if first_in_study:
+        changes.record_change(
+            conn,
+            record.tenant_id,
+            record.source_pk,
+            changes.STUDY_FIRST_INSTANCE,
+            record.study_instance_uid,
+            detail={"modality": modality} if modality else None,
+        )
+    detail: dict = {"sop_class_uid": record.sop_class_uid}
+    if modality:
+        detail["modality"] = modality
+    if replaced:
+        detail["replaced"] = True
+    changes.record_change(
+        conn,
+        record.tenant_id,
+        record.source_pk,
+        changes.INSTANCE_STORED,
+        record.study_instance_uid,
+        series_instance_uid=record.series_instance_uid,
+        sop_instance_uid=record.sop_instance_uid,
+        detail=detail,
+    )
 
 
 def instance_attributes(ds: Dataset) -> dict[str, object]:

@@ -31,7 +31,7 @@ class TargetStudy:
     max_series_number: int | None
 
 
-def _visible_instances(scope: Scope):  # type: ignore[no-untyped-def]
+def _visible_instances(scope: Scope):
     condition = Instance.tenant_id == scope.tenant_id
     if scope.source_pks is not None:
         condition = condition & Instance.source_pk.in_(sorted(scope.source_pks))

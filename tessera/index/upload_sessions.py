@@ -110,7 +110,7 @@ _SESSION_COLUMNS = (
 )
 
 
-def _row(row) -> SessionRow:  # type: ignore[no-untyped-def]
+def _row(row) -> SessionRow:
     return SessionRow(*row)
 
 
@@ -140,7 +140,7 @@ def create_session(
     return found
 
 
-def _mine(scope: Scope):  # type: ignore[no-untyped-def]
+def _mine(scope: Scope):
     return (UploadSession.tenant_id == scope.tenant_id) & (UploadSession.owner == scope.principal)
 
 
@@ -178,7 +178,7 @@ def set_description(conn: Connection, session_pk: int, description: str) -> None
     )
 
 
-def session_instance(conn: Connection, session_pk: int, sop_instance_uid: str):  # type: ignore[no-untyped-def]
+def session_instance(conn: Connection, session_pk: int, sop_instance_uid: str):
     return conn.execute(
         select(
             UploadSessionInstance.id, UploadSessionInstance.sha256, UploadSessionInstance.blob_key
@@ -205,7 +205,7 @@ def session_size(conn: Connection, session_pk: int) -> int:
     ).scalar_one()
 
 
-def session_instances(conn: Connection, session_pk: int):  # type: ignore[no-untyped-def]
+def session_instances(conn: Connection, session_pk: int):
     """Every instance of the session, study / series / arrival order."""
     return list(
         conn.execute(
@@ -232,7 +232,7 @@ def session_instance_ids(conn: Connection, session_pk: int) -> list[int]:
     )
 
 
-def series_summary(conn: Connection, session_pk: int):  # type: ignore[no-untyped-def]
+def series_summary(conn: Connection, session_pk: int):
     """(study, series, patient ID, patient name, instances, bytes) per series."""
     t = UploadSessionInstance
     return list(

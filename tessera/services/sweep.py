@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from tessera.archive import Archive
 from tessera.index.models import Instance
+from tessera.index.run_once import run_once_across_nodes
 from tessera.index.upload_sessions import blob_keys_in_sessions
 from tessera.services.upload_sessions import expire_sessions
 
@@ -38,11 +39,23 @@ def sweep_spool(archive: Archive, grace_seconds: float) -> int:
 
 
 def sweep_orphans(archive: Archive, grace_seconds: float) -> SweepReport:
+    """This node's stale spool files, then (on one node at a time, when several share the
+    index and the bucket) the orphan blobs."""
     report = SweepReport()
     # Expired upload sessions are emptied first, so their files are swept in this pass.
     report.upload_sessions_expired = expire_sessions(archive)
-    cutoff = time.time() - grace_seconds
     report.spool_files_removed = sweep_spool(archive, grace_seconds)
+    with run_once_across_nodes(archive.database, "sweep-orphans") as mine:
+        if not mine:
+            log.info("orphan sweep skipped: another node is sweeping", extra=vars(report))
+            return report
+        _sweep_blobs(archive, grace_seconds, report)
+    log.info("sweep finished", extra=vars(report))
+    return report
+
+
+def _sweep_blobs(archive: Archive, grace_seconds: float, report: SweepReport) -> None:
+    cutoff = time.time() - grace_seconds
     batch: list[str] = []
     for key in archive.blob_store.iter_keys(cutoff):
         batch.append(key)
@@ -53,8 +66,6 @@ def sweep_orphans(archive: Archive, grace_seconds: float) -> SweepReport:
     if batch:
         report.orphan_blobs_removed += _remove_unreferenced(archive, batch)
         report.blobs_checked += len(batch)
-    log.info("sweep finished", extra=vars(report))
-    return report
 
 
 def _remove_unreferenced(archive: Archive, keys: list[str]) -> int:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pydicom
@@ -236,7 +237,7 @@ def _add(
     return outcome
 
 
-def _size(conn, existing) -> int:  # type: ignore[no-untyped-def]
+def _size(conn, existing) -> int:
     row = conn.execute(
         select(u.UploadSessionInstance.size_bytes).where(u.UploadSessionInstance.id == existing.id)
     ).scalar_one()
@@ -279,7 +280,7 @@ class SessionView:
         }
 
 
-def _source_name(conn, source_pk: int) -> str:  # type: ignore[no-untyped-def]
+def _source_name(conn, source_pk: int) -> str:
     return conn.execute(select(Source.name).where(Source.id == source_pk)).scalar_one()
 
 
@@ -407,7 +408,7 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
         stored = u.stored_sop_instance_uids(
             conn, scope.tenant_id, [row.sop_instance_uid for row in rows]
         )
-    plan: list[tuple[object, list]] = []  # (row recorded alone, rows added in bulk after it)
+    plan: list[tuple[Any, list[Any]]] = []  # (row recorded alone, rows added in bulk after it)
     bulk_of: dict[tuple[str, str], list] = {}  # series -> the rest list of its first new row
     for row in rows:
         key = (row.study_instance_uid, row.series_instance_uid)
@@ -472,8 +473,8 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
         raise SessionProblem(
             409, "an instance was stored by another upload while committing; commit again"
         ) from None
-    for key in released:
-        archive.blob_store.delete(key)
+    for blob_key in released:
+        archive.blob_store.delete(blob_key)
     studies = sorted({row.study_instance_uid for row in rows})
     log.info(
         "upload session committed",
@@ -489,7 +490,7 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
     return CommitResult(len(rows), studies, identical)
 
 
-def _bulk_item(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _bulk_item(row) -> dict[str, object]:
     return {
         "sop_instance_uid": row.sop_instance_uid,
         "sop_class_uid": row.sop_class_uid,
@@ -504,7 +505,11 @@ def _bulk_item(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
     }
 
 
-_DATE_KEYS = {"content_date": date, "content_time": dtime, "acquisition_datetime": datetime}
+_DATE_KEYS: dict[str, Any] = {
+    "content_date": date,
+    "content_time": dtime,
+    "acquisition_datetime": datetime,
+}
 
 
 def encode_index_values(dataset: pydicom.Dataset) -> bytes:
@@ -524,7 +529,7 @@ def _header(archive: Archive, blob_key: str) -> pydicom.Dataset:
         return pydicom.dcmread(fh, stop_before_pixels=True)
 
 
-def _record(scope, session, row, dataset, visible) -> InstanceRecord:  # type: ignore[no-untyped-def]
+def _record(scope, session, row, dataset, visible) -> InstanceRecord:
     frames = None
     if row.frame_offsets is not None:
         frames = [[(int(o), int(n)) for o, n in frame] for frame in orjson.loads(row.frame_offsets)]

@@ -79,7 +79,7 @@ def build_instance(
 ) -> BuiltInstance:
     if not isinstance(metadata, dict):
         raise InstanceNotUsable("each metadata item must be a DICOM JSON object")
-    syntax = ExplicitVRLittleEndian
+    syntax: str = ExplicitVRLittleEndian
     pixel_part: BulkPart | None = None
     pixel = metadata.get(PIXEL_DATA_TAG)
     if isinstance(pixel, dict) and "BulkDataURI" in pixel:

@@ -1,7 +1,7 @@
 """reports: reports of a study, their versions, tenant report templates, HL7 results outbox
 
 Revision ID: 0009_reports
-Revises: 0007_upload_sessions
+Revises: 0008_change_feed
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_reports"
-down_revision = "0007_upload_sessions"
+down_revision = "0008_change_feed"
 branch_labels = None
 depends_on = None
 

@@ -38,7 +38,7 @@ class VideoTrack:
     level: int
 
 
-def _boxes(data: bytes, start: int, end: int):  # type: ignore[no-untyped-def]
+def _boxes(data: bytes, start: int, end: int):
     position = start
     while position + 8 <= end:
         size, kind = struct.unpack(">I4s", data[position : position + 8])
