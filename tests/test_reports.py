@@ -134,6 +134,16 @@ def test_free_text_report_drafted_signed_and_amended(world: World, tmp_path) -> 
     assert [v["status"] for v in versions] == ["DRAFT", "PRELIMINARY", "FINAL", "AMENDED"]
     assert versions[2]["sr_sop_instance_uid"] == sr_uid
 
+    # Each signature is a `report.signed` entry in the change feed, in commit order.
+    feed = httpx.get(
+        f"{world.api()}/changes",
+        params={"after": 0, "type": "report.signed"},
+        headers=world.auth("admin"),
+        timeout=30,
+    ).json()["changes"]
+    signed_here = [c["sop_instance_uid"] for c in feed if c["study_instance_uid"] == study]
+    assert signed_here == [sr_uid, new_sr_uid]
+
 
 def test_report_instances_carry_the_signers_source(world: World) -> None:
     """The SR and PDF join the study under the source of its first instance the signer

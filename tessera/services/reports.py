@@ -28,7 +28,9 @@ from sqlalchemy import Connection
 from tessera.archive import Archive
 from tessera.auth import permissions
 from tessera.auth.permissions import PermissionDenied
+from tessera.index import changes
 from tessera.index import reports as rows
+from tessera.index.changes import record_change
 from tessera.index.errors import Conflict, NotFound
 from tessera.scope import Scope
 from tessera.services.report_results import queue_result
@@ -89,11 +91,23 @@ class SignedReport:
 
 
 def report_signed(conn: Connection, signed: SignedReport) -> None:
-    """HOOK: called in the transaction that records a signed version as stored.
-
-    After the merge: orders move to REPORTED/FINAL here, and the change feed gets its
-    `report signed` event (index/changes.record_change) in the same transaction.
-    """
+    """Called in the transaction that records a signed version as stored: the change feed
+    gets its `report.signed` entry in that same transaction (bound to the report's source,
+    so a caller locked elsewhere never sees it)."""
+    record_change(
+        conn,
+        signed.tenant_id,
+        signed.source_pk,
+        changes.REPORT_SIGNED,
+        signed.study_instance_uid,
+        sop_instance_uid=signed.sr_sop_instance_uid,
+        detail={
+            "report_id": signed.report_id,
+            "version": signed.version,
+            "status": signed.status,
+            "pdf_sop_instance_uid": signed.pdf_sop_instance_uid,
+        },
+    )
     log.info(
         "report signed",
         extra={
