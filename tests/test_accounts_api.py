@@ -50,9 +50,11 @@ def test_admin_api_and_credentials(secured: tuple[ServerProcess, str]) -> None:
         client.patch(f"{api}/sources/ClinicA", json={"description": "A"}, headers=admin).status_code
         == 200
     )
-    assert {"name": "ClinicA", "description": "A"} in client.get(
-        f"{api}/sources", headers=admin
-    ).json()
+    assert {
+        "name": "ClinicA",
+        "description": "A",
+        "default_issuer_of_patient_id": "",
+    } in client.get(f"{api}/sources", headers=admin).json()
 
     # Roles: built-ins listed and fixed; a custom role is a named permission set.
     roles = {r["name"]: r for r in client.get(f"{api}/roles", headers=admin).json()}

@@ -18,7 +18,7 @@ from tessera.auth.scope import Scope
 from tessera.auth.secrets import hash_password, new_token, token_hash
 from tessera.index.accounts import ApiToken, AppUser, CustomRole, UserSource
 from tessera.index.models import DEFAULT_SOURCE, Source, Tenant
-from tessera.index.tenancy import TenantInfo, tenant_by_name
+from tessera.index.tenancy import TenantInfo, check_issuer_of_patient_id, tenant_by_name
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
 # Lower-case, URL-safe, and never a word the URL scheme uses (/t/{tenant}/dicomweb).
@@ -103,11 +103,12 @@ def source_names(conn: Connection, tenant_id: int, keys: frozenset[int]) -> list
     )
 
 
-def update_source(conn: Connection, tenant_id: int, name: str, description: str) -> None:
+def update_source(conn: Connection, tenant_id: int, name: str, changes: dict[str, str]) -> None:
+    """Change a source's `description` and/or `default_issuer_of_patient_id`."""
+    if "default_issuer_of_patient_id" in changes:
+        check_issuer_of_patient_id(changes["default_issuer_of_patient_id"])
     result = conn.execute(
-        update(Source)
-        .where(Source.tenant_id == tenant_id, Source.name == name)
-        .values(description=description)
+        update(Source).where(Source.tenant_id == tenant_id, Source.name == name).values(**changes)
     )
     if result.rowcount == 0:
         raise NotFound(f"no source {name!r}")

@@ -40,9 +40,9 @@ from tessera.index.peers import (
 from tessera.index.tenancy import (
     add_source,
     duplicate_policy,
-    list_sources,
     set_duplicate_policy,
     source_pk_by_name,
+    source_settings,
     tenant_by_name,
 )
 
@@ -432,8 +432,7 @@ async def roles_delete(request: Request) -> Response:
 @endpoint(permissions.ADMIN)
 async def sources_list(request: Request) -> Response:
     tenant = tenant_of(request)
-    rows = await _read(request, lambda conn: list_sources(conn, tenant.id))
-    return _json([{"name": name, "description": description} for name, description in rows])
+    return _json(await _read(request, lambda conn: source_settings(conn, tenant.id)))
 
 
 @endpoint(permissions.ADMIN)
@@ -442,28 +441,44 @@ async def sources_create(request: Request) -> Response:
     body = await _body(request)
     name = _field(body, "name")
     description = _field(body, "description", required=False) or ""
+    issuer = _field(body, "default_issuer_of_patient_id", required=False) or ""
 
     def work(conn):  # type: ignore[no-untyped-def]
         if source_pk_by_name(conn, tenant.id, name) is not None:
             raise d.Conflict(f"source {name!r} already exists")
-        add_source(conn, tenant.id, name, description)
+        add_source(conn, tenant.id, name, description, issuer)
 
-    await _write(request, work, _change(request, "admin.source.create", name))
-    return _json({"name": name, "description": description}, 201)
+    detail = {"default_issuer_of_patient_id": issuer}
+    await _write(request, work, _change(request, "admin.source.create", name, detail))
+    return _json(
+        {"name": name, "description": description, "default_issuer_of_patient_id": issuer}, 201
+    )
 
 
 @endpoint(permissions.ADMIN)
 async def sources_update(request: Request) -> Response:
+    """PATCH `description` and/or `default_issuer_of_patient_id` (the issuer given to this
+    source's instances that carry none; '' for none). It applies to instances received
+    afterwards."""
     tenant = tenant_of(request)
     name = request.path_params["name"]
     body = await _body(request)
-    description = _field(body, "description")
-    await _write(
-        request,
-        lambda conn: d.update_source(conn, tenant.id, name, description),
-        _change(request, "admin.source.update", name),
+    changes = {
+        key: _field(body, key)
+        for key in ("description", "default_issuer_of_patient_id")
+        if key in body
+    }
+    if not changes:
+        raise BadRequest("give 'description' and/or 'default_issuer_of_patient_id'")
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        d.update_source(conn, tenant.id, name, changes)
+        return next(s for s in source_settings(conn, tenant.id) if s["name"] == name)
+
+    updated = await _write(
+        request, work, _change(request, "admin.source.update", name, dict(changes))
     )
-    return _json({"name": name, "description": description})
+    return _json(updated)
 
 
 # --- API keys ------------------------------------------------------------------------------

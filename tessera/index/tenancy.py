@@ -52,12 +52,51 @@ def source_pk_by_name(conn: Connection, tenant_id: int, name: str) -> int | None
     ).scalar_one_or_none()
 
 
-def add_source(conn: Connection, tenant_id: int, name: str, description: str = "") -> int:
+def add_source(
+    conn: Connection,
+    tenant_id: int,
+    name: str,
+    description: str = "",
+    default_issuer_of_patient_id: str = "",
+) -> int:
     if not SOURCE_NAME_RE.match(name):
         raise ValueError("a source name is 1-64 letters, digits, '.', '_' or '-' (no spaces)")
+    check_issuer_of_patient_id(default_issuer_of_patient_id)
     return conn.execute(
-        Source.__table__.insert().values(tenant_id=tenant_id, name=name, description=description)
+        Source.__table__.insert().values(
+            tenant_id=tenant_id,
+            name=name,
+            description=description,
+            default_issuer_of_patient_id=default_issuer_of_patient_id,
+        )
     ).inserted_primary_key[0]
+
+
+def check_issuer_of_patient_id(issuer: str) -> None:
+    """An Issuer of Patient ID is a DICOM LO value: at most 64 characters, no backslash, no
+    control characters, no leading or trailing spaces."""
+    if len(issuer) > 64:
+        raise ValueError("an Issuer of Patient ID has at most 64 characters")
+    if "\\" in issuer or any(ord(c) < 32 or ord(c) == 127 for c in issuer):
+        raise ValueError("an Issuer of Patient ID has no backslash and no control characters")
+    if issuer != issuer.strip():
+        raise ValueError("an Issuer of Patient ID has no leading or trailing spaces")
+
+
+def source_settings(conn: Connection, tenant_id: int) -> list[dict[str, str]]:
+    """Every source of the tenant with its description and default issuer, by name."""
+    return [
+        {
+            "name": row.name,
+            "description": row.description,
+            "default_issuer_of_patient_id": row.default_issuer_of_patient_id,
+        }
+        for row in conn.execute(
+            select(Source.name, Source.description, Source.default_issuer_of_patient_id)
+            .where(Source.tenant_id == tenant_id)
+            .order_by(Source.name)
+        )
+    ]
 
 
 def list_sources(conn: Connection, tenant_id: int) -> list[tuple[str, str]]:

@@ -81,7 +81,9 @@ def ingest_file(
     except Exception:
         log.exception("ingest failed", extra={"spool_file": str(path)})
         return StoreOutcome(
-            False, failure_reason=failure_reasons.PROCESSING_FAILURE, message="internal error (logged)"
+            False,
+            failure_reason=failure_reasons.PROCESSING_FAILURE,
+            message="internal error (logged)",
         )
     finally:
         path.unlink(missing_ok=True)
