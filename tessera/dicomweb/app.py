@@ -22,7 +22,7 @@ from tessera.auth.audit import Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, qido, stow, wado
+from tessera.dicomweb import admin_api, identity_api, qido, stow, wado
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
@@ -126,12 +126,12 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-        Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+        Mount(ADMIN_API_ROOT, routes=[*admin_api.routes, *identity_api.routes]),
         Mount(
             TENANT_PREFIX,
             routes=[
                 Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-                Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+                Mount(ADMIN_API_ROOT, routes=[*admin_api.routes, *identity_api.routes]),
             ],
         ),
     ]
