@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, free_port
 from tests.identity_support import instance, stow
 from tests.security_world import PASSWORD, admin_cli
 
@@ -29,6 +29,7 @@ class IdentityWorld:
     keys: dict[str, str] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
     studies: dict[str, str] = field(default_factory=dict)
+    dimse_port: int = 0
 
     def api(self, tenant: str = "default") -> str:
         root = "" if tenant == "default" else f"/t/{tenant}"
@@ -55,15 +56,20 @@ def _ok(response: httpx.Response) -> dict:
 
 
 def build_identity_world(data_dir: Path, database_url: str) -> IdentityWorld:
+    dimse_port = free_port()
     server = ServerProcess(
         data_dir=data_dir,
         database_url=database_url,
-        env_extra={"TESSERA_ANONYMOUS": "off", "TESSERA_WORKERS": "1"},
+        env_extra={
+            "TESSERA_ANONYMOUS": "off",
+            "TESSERA_WORKERS": "1",
+            "TESSERA_DIMSE_PORT": str(dimse_port),
+        },
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
     server.start(timeout=120)
-    world = IdentityWorld(server, keys={"admin": boot["api_key"]})
+    world = IdentityWorld(server, keys={"admin": boot["api_key"]}, dimse_port=dimse_port)
     admin = world.auth("admin")
     api = world.api()
     for name, issuer in SITES.items():
@@ -91,6 +97,10 @@ def build_identity_world(data_dir: Path, database_url: str) -> IdentityWorld:
         world.keys[username] = _ok(
             httpx.post(f"{api}/api-keys", json={"user": username}, headers=admin)
         )["key"]
+    # DIMSE peers: one that queries every source, one locked to the emergency department.
+    for title, sources in (("PEER_ALL", []), ("PEER_ED", ["CommunityED"])):
+        body = {"host": "127.0.0.1", "port": 0, "query_sources": sources}
+        _ok(httpx.put(f"{api}/peers/{title}", json=body, headers=admin))
     _ok(
         httpx.post(
             f"{api}/tenants",

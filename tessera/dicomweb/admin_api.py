@@ -40,7 +40,9 @@ from tessera.index.peers import (
 from tessera.index.tenancy import (
     add_source,
     duplicate_policy,
+    linked_matching,
     set_duplicate_policy,
+    set_linked_matching,
     source_pk_by_name,
     source_settings,
     tenant_by_name,
@@ -545,24 +547,44 @@ async def keys_revoke(request: Request) -> Response:
 # --- policies ------------------------------------------------------------------------------
 
 
+def _policies(conn, tenant_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {
+        "duplicate_policy": duplicate_policy(conn, tenant_id),
+        "linked_matching": linked_matching(conn, tenant_id),
+    }
+
+
 @endpoint(permissions.ADMIN)
 async def policies_get(request: Request) -> Response:
     tenant = tenant_of(request)
-    policy = await _read(request, lambda conn: duplicate_policy(conn, tenant.id))
-    return _json({"duplicate_policy": policy})
+    return _json(await _read(request, lambda conn: _policies(conn, tenant.id)))
 
 
 @endpoint(permissions.ADMIN)
 async def policies_put(request: Request) -> Response:
+    """Any of `duplicate_policy` ('reject' | 'overwrite') and `linked_matching` (bool: a
+    Patient ID search also returns linked identities' studies, docs/identity.md)."""
     tenant = tenant_of(request)
     body = await _body(request)
-    policy = _field(body, "duplicate_policy")
-    await _write(
-        request,
-        lambda conn: set_duplicate_policy(conn, tenant.id, policy),
-        _change(request, "admin.policy.update", "duplicate_policy", {"value": policy}),
-    )
-    return _json({"duplicate_policy": policy})
+    policy = _field(body, "duplicate_policy", required=False)
+    linked = _field(body, "linked_matching", bool, required=False)
+    if policy is None and linked is None:
+        raise BadRequest("give 'duplicate_policy' and/or 'linked_matching'")
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        if policy is not None:
+            set_duplicate_policy(conn, tenant.id, policy)
+        if linked is not None:
+            set_linked_matching(conn, tenant.id, linked)
+        return _policies(conn, tenant.id)
+
+    changes = {
+        k: v
+        for k, v in (("duplicate_policy", policy), ("linked_matching", linked))
+        if v is not None
+    }
+    event = _change(request, "admin.policy.update", ",".join(changes), changes)
+    return _json(await _write(request, work, event))
 
 
 # --- DIMSE peers and AE titles (tables and functions of tessera.index.peers) ----------------

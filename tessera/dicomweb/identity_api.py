@@ -9,6 +9,7 @@ never told that other identities of the person exist.
 
 from __future__ import annotations
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -27,9 +28,13 @@ from tessera.dicomweb.admin_api import (
     endpoint,
 )
 from tessera.dicomweb.context import scope_of
+from tessera.dicomweb.urls import origin
 from tessera.index import links
 from tessera.index.identities import Identity, identities, identity, linked_group
 from tessera.index.link_candidates import candidates
+from tessera.index.query import Query
+from tessera.index.query_attributes import Level
+from tessera.index.query_sql import run_query
 
 
 def _pk(text: str, what: str = "identity id") -> int:
@@ -147,6 +152,33 @@ async def candidates_get(request: Request) -> Response:
     )
 
 
+@endpoint(permissions.READ)
+async def studies_get(request: Request) -> Response:
+    """A person's imaging history: the studies of the identity and of every identity linked
+    to it that the caller may see, as QIDO-RS `/studies` answers them (DICOM JSON, newest
+    first, each with its own Patient ID and Issuer and an Other Patient IDs Sequence naming
+    the person's other visible identities). Works whatever the tenant's linked matching."""
+    scope = await scope_of(request)
+    pk = _pk(request.path_params["pk"])
+    root = _dicomweb_root(request)
+
+    def work(conn):
+        found = _visible(conn, scope, pk)
+        group = tuple(m.pk for m in linked_group(conn, scope, found))
+        query = Query(Level.STUDY, patient_pks=group)
+        return run_query(conn, scope, query, root).items
+
+    return Response(orjson.dumps(await _read(request, work)), media_type="application/dicom+json")
+
+
+def _dicomweb_root(request: Request) -> str:
+    """The DICOMweb root of the tenant whose admin API root the request used."""
+    prefix = request.headers.get("x-forwarded-prefix", "").split(",")[0].strip().rstrip("/")
+    path = request.url.path
+    tenant_path = path[: path.find("/api/v1")] if "/api/v1" in path else ""
+    return f"{origin(request)}{prefix}{tenant_path}/dicomweb"
+
+
 routes = [
     Route("/patients", patients_search, methods=["GET"]),
     Route("/patients/{pk}", patient_get, methods=["GET"]),
@@ -154,4 +186,5 @@ routes = [
     Route("/patients/{pk}/links/{other}", links_delete, methods=["DELETE"]),
     Route("/patients/{pk}/history", history_get, methods=["GET"]),
     Route("/patients/{pk}/candidates", candidates_get, methods=["GET"]),
+    Route("/patients/{pk}/studies", studies_get, methods=["GET"]),
 ]
