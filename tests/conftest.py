@@ -49,7 +49,7 @@ class ServerProcess:
     def dicomweb(self) -> str:
         return f"{self.base_url}/dicomweb"
 
-    def start(self, timeout: float = 30) -> ServerProcess:
+    def start(self, timeout: float = 90) -> ServerProcess:
         env = dict(os.environ)
         env.update(
             TESSERA_DATABASE_URL=self.database_url,
