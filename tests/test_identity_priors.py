@@ -57,7 +57,7 @@ def _ids(studies: list[dict]) -> list[tuple]:
     return out
 
 
-def _cfind(world: IdentityWorld, peer: str, **keys: str) -> list[Dataset]:
+def _cfind(world: IdentityWorld, peer: str, **keys: object) -> list[Dataset]:
     ae = AE(ae_title=peer)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
@@ -66,8 +66,8 @@ def _cfind(world: IdentityWorld, peer: str, **keys: str) -> list[Dataset]:
     identifier = Dataset()
     identifier.QueryRetrieveLevel = "STUDY"
     identifier.StudyInstanceUID = identifier.StudyDate = identifier.IssuerOfPatientID = ""
-    for keyword, text in keys.items():
-        setattr(identifier, keyword, text)
+    for keyword, key_value in keys.items():
+        setattr(identifier, keyword, key_value)
     found = []
     try:
         for status, ds in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind):
@@ -123,11 +123,19 @@ def test_worked_example_emergency_then_specialty_center(world: IdentityWorld) ->
         assert history.status_code == 200 and _ids(history.json()) == both
         assert value(history.json()[1], "0020000D") == world.studies["ed"]
         # C-FIND runs the same engine.
-        found = _cfind(world, "PEER_ALL", PatientID="SC-0093")
+        found = _cfind(world, "PEER_ALL", PatientID="SC-0093", OtherPatientIDsSequence=[])
         assert sorted((d.PatientID, d.IssuerOfPatientID) for d in found) == [
             ("ED-4711", "COMMUNITY-ED"),
             ("SC-0093", "SPECIALTY-CTR"),
         ]
+        named = {
+            d.PatientID: [(o.PatientID, o.IssuerOfPatientID) for o in d.OtherPatientIDsSequence]
+            for d in found
+        }
+        assert named == {
+            "SC-0093": [("ED-4711", "COMMUNITY-ED")],
+            "ED-4711": [("SC-0093", "SPECIALTY-CTR")],
+        }
         # The tenant can turn linked matching off.
         off = httpx.put(
             f"{world.api()}/policies", json={"linked_matching": False}, headers=world.auth("admin")
