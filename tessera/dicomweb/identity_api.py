@@ -12,22 +12,12 @@ from __future__ import annotations
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from tessera.auth import directory as d
 from tessera.auth import permissions
-from tessera.auth.scope import Scope
-from tessera.dicomweb.admin_api import (
-    BadRequest,
-    _body,
-    _change,
-    _field,
-    _json,
-    _read,
-    _write,
-    endpoint,
-)
+from tessera.dicomweb.admin_api import _body, _change, _field, _json, _read, _write
 from tessera.dicomweb.context import scope_of
+from tessera.dicomweb.errors import BadRequest, NotFound
+from tessera.dicomweb.gate import guarded
 from tessera.dicomweb.urls import origin
 from tessera.index import links
 from tessera.index.identities import Identity, identities, identity, linked_group
@@ -35,6 +25,7 @@ from tessera.index.link_candidates import candidates
 from tessera.index.query import Query
 from tessera.index.query_attributes import Level
 from tessera.index.query_sql import run_query
+from tessera.scope import Scope
 
 
 def _pk(text: str, what: str = "identity id") -> int:
@@ -46,7 +37,7 @@ def _pk(text: str, what: str = "identity id") -> int:
 def _visible(conn, scope: Scope, pk: int) -> Identity:
     found = identity(conn, scope, pk)
     if found is None:
-        raise d.NotFound(f"no identity {pk}")
+        raise NotFound(f"no identity {pk}")
     return found
 
 
@@ -58,7 +49,6 @@ def _group_json(conn, scope: Scope, found: Identity) -> dict[str, object]:
     return body
 
 
-@endpoint(permissions.IDENTITY)
 async def patients_search(request: Request) -> Response:
     scope = await scope_of(request)
     patient_id = request.query_params.get("patient_id")
@@ -72,7 +62,6 @@ async def patients_search(request: Request) -> Response:
     return _json([f.as_json(scope.source_pks is None) for f in found])
 
 
-@endpoint(permissions.IDENTITY)
 async def patient_get(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _pk(request.path_params["pk"])
@@ -81,7 +70,6 @@ async def patient_get(request: Request) -> Response:
     )
 
 
-@endpoint(permissions.IDENTITY)
 async def links_create(request: Request) -> Response:
     """POST {"identity": other id, "reason"?}: the two identities are one person."""
     scope = await scope_of(request)
@@ -93,17 +81,13 @@ async def links_create(request: Request) -> Response:
     def work(conn):
         found = _visible(conn, scope, pk)
         _visible(conn, scope, other_pk)
-        try:
-            links.link(conn, scope.tenant_id, pk, other_pk, scope.principal, reason)
-        except links.AlreadyLinked as exc:
-            raise d.Conflict(str(exc)) from exc
+        links.link(conn, scope.tenant_id, pk, other_pk, scope.principal, reason)
         return _group_json(conn, scope, _visible(conn, scope, found.pk))
 
     event = _change(request, "identity.link", f"{pk}-{other_pk}", {"reason": reason})
     return _json(await _write(request, work, event), 201)
 
 
-@endpoint(permissions.IDENTITY)
 async def links_delete(request: Request) -> Response:
     """DELETE .../links/{other}?reason=: undo the link; the groups are as before it."""
     scope = await scope_of(request)
@@ -114,17 +98,13 @@ async def links_delete(request: Request) -> Response:
     def work(conn):
         _visible(conn, scope, pk)
         _visible(conn, scope, other_pk)
-        try:
-            links.unlink(conn, scope.tenant_id, pk, other_pk, scope.principal, reason)
-        except links.NotLinked as exc:
-            raise d.NotFound(str(exc)) from exc
+        links.unlink(conn, scope.tenant_id, pk, other_pk, scope.principal, reason)
         return _group_json(conn, scope, _visible(conn, scope, pk))
 
     event = _change(request, "identity.unlink", f"{pk}-{other_pk}", {"reason": reason})
     return _json(await _write(request, work, event))
 
 
-@endpoint(permissions.IDENTITY)
 async def history_get(request: Request) -> Response:
     """Link and unlink events of the person's visible identities, newest first (former
     links included)."""
@@ -143,7 +123,6 @@ async def history_get(request: Request) -> Response:
     return _json(await _read(request, work))
 
 
-@endpoint(permissions.IDENTITY)
 async def candidates_get(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _pk(request.path_params["pk"])
@@ -152,7 +131,6 @@ async def candidates_get(request: Request) -> Response:
     )
 
 
-@endpoint(permissions.READ)
 async def studies_get(request: Request) -> Response:
     """A person's imaging history: the studies of the identity and of every identity linked
     to it that the caller may see, as QIDO-RS `/studies` answers them (DICOM JSON, newest
@@ -179,12 +157,16 @@ def _dicomweb_root(request: Request) -> str:
     return f"{origin(request)}{prefix}{tenant_path}/dicomweb"
 
 
+IDENTITY, READ = permissions.IDENTITY, permissions.READ
+
+# Each route's permission, checked at the gate (tessera.dicomweb.gate); link changes record
+# their audit events in the transaction of the change (_write).
 routes = [
-    Route("/patients", patients_search, methods=["GET"]),
-    Route("/patients/{pk}", patient_get, methods=["GET"]),
-    Route("/patients/{pk}/links", links_create, methods=["POST"]),
-    Route("/patients/{pk}/links/{other}", links_delete, methods=["DELETE"]),
-    Route("/patients/{pk}/history", history_get, methods=["GET"]),
-    Route("/patients/{pk}/candidates", candidates_get, methods=["GET"]),
-    Route("/patients/{pk}/studies", studies_get, methods=["GET"]),
+    guarded("/patients", patients_search, methods=["GET"], permission=IDENTITY),
+    guarded("/patients/{pk}", patient_get, methods=["GET"], permission=IDENTITY),
+    guarded("/patients/{pk}/links", links_create, methods=["POST"], permission=IDENTITY),
+    guarded("/patients/{pk}/links/{other}", links_delete, methods=["DELETE"], permission=IDENTITY),
+    guarded("/patients/{pk}/history", history_get, methods=["GET"], permission=IDENTITY),
+    guarded("/patients/{pk}/candidates", candidates_get, methods=["GET"], permission=IDENTITY),
+    guarded("/patients/{pk}/studies", studies_get, methods=["GET"], permission=READ),
 ]

@@ -14,8 +14,8 @@ from datetime import date
 
 from sqlalchemy import ColumnElement, Connection, and_, exists, select
 
-from tessera.auth.scope import Scope
 from tessera.index.models import Patient, Study, StudySource
+from tessera.scope import Scope
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, and_, or_, select, true
 
-from tessera.auth.scope import Scope
 from tessera.index.identities import Identity, identities, linked_group
 from tessera.index.identity_models import OtherPatientId
 from tessera.index.models import Patient, Study, StudySource
+from tessera.scope import Scope
 
 _LIMIT = 50
 

@@ -13,19 +13,20 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, or_, select, update
 
+from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.identity_models import PatientLink, PatientLinkEvent
 from tessera.index.models import Patient, Tenant
 
 
-class LinkError(ValueError):
-    """A link that cannot be made (the same identity twice)."""
+class LinkError(InvalidValue):
+    """A link that cannot be made (the same identity twice, another tenant's identity)."""
 
 
-class AlreadyLinked(LinkError):
+class AlreadyLinked(Conflict):
     pass
 
 
-class NotLinked(LookupError):
+class NotLinked(NotFound):
     pass
 
 

@@ -16,11 +16,11 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from tessera.auth.scope import Scope
 from tessera.index.identities import visible_condition
 from tessera.index.models import Patient, Study, Tenant
 from tessera.index.query import Match, MatchKind, Query
 from tessera.index.query_attributes import Level
+from tessera.scope import Scope
 
 OTHER_PATIENT_IDS_SEQUENCE = 0x00101002
 ISSUER_OF_PATIENT_ID = 0x00100021
