@@ -14,7 +14,7 @@ import pytest
 
 from tessera.client.stow import request_content_type
 from tessera.dicomweb import multipart_writer
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, seaweedfs  # noqa: F401 (the S3 variants' store)
 
 HERE = Path(__file__).resolve().parent
 OHIF_DIR = HERE / "ohif"

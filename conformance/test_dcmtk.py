@@ -40,15 +40,17 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory) -> Iterator[tuple[ServerProcess, dict[str, bytes]]]:
-    """A server holding the viewer study set and OTHER_FILES; the bytes sent, by SOP UID."""
+@pytest.fixture(scope="module", params=["filesystem", "s3"])
+def stored(request, tmp_path_factory) -> Iterator[tuple[ServerProcess, dict[str, bytes]]]:
+    """A server holding the viewer study set and OTHER_FILES; the bytes sent, by SOP UID.
+    Its files on local disk, then in a real S3-compatible object store (SeaweedFS)."""
     workdir = tmp_path_factory.mktemp("dcmtk")
+    store_env = request.getfixturevalue("seaweedfs").env() if request.param == "s3" else {}
     server = ServerProcess(
         data_dir=workdir / "data",
         database_url=f"sqlite:///{workdir / 'index.sqlite3'}",
-        env_extra={"TESSERA_WORKERS": "1"},
-    ).start()
+        env_extra={**store_env, "TESSERA_WORKERS": "1"},
+    ).start(timeout=90)
     sent = [data for study in viewer_study_set() for data in study.instances]
     sent += [Path(get_testdata_file(name)).read_bytes() for name in OTHER_FILES]
     for data in sent:

@@ -17,7 +17,7 @@ from tessera.config import Settings
 from tessera.index.database import Database
 from tessera.index.migrate import check_schema, upgrade_to_head
 from tessera.index.tenancy import TenantInfo, ensure_default_tenant
-from tessera.storage.blobstore import BlobStore, FileSystemBlobStore
+from tessera.storage.blobstore import BlobStore, open_blob_store
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,12 @@ class Archive:
         except BaseException:
             database.dispose()
             raise
-        store = FileSystemBlobStore(settings.blob_dir)
+        store = open_blob_store(settings)
         log.info(
             "archive opened",
             extra={
                 "data_dir": str(settings.data_dir.resolve()),
-                "blob_store": str(store.root),
+                "blob_store": str(getattr(store, "root", store)),
                 "database": database.url.render_as_string(hide_password=True),
             },
         )

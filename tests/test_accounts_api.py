@@ -58,7 +58,7 @@ def test_admin_api_and_credentials(secured: tuple[ServerProcess, str]) -> None:
 
     # Roles: built-ins listed and fixed; a custom role is a named permission set.
     roles = {r["name"]: r for r in client.get(f"{api}/roles", headers=admin).json()}
-    assert roles["technologist"]["permissions"] == ["orders", "read", "upload"]
+    assert roles["technologist"]["permissions"] == ["orders", "read", "report.write", "upload"]
     assert (
         client.put(f"{api}/roles/admin", json={"permissions": []}, headers=admin).status_code == 409
     )

@@ -140,7 +140,13 @@ def _write(folder: Path, files: list[bytes]) -> list[Path]:
 
 
 @pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+    scope="module",
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        # C-GET / C-MOVE reading from a real S3-compatible object store (SeaweedFS).
+        pytest.param("postgresql-s3", marks=pytest.mark.postgres),
+    ],
 )
 def shared_archive(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     """One populated archive per database kind for the whole module (setting one up costs
@@ -154,9 +160,12 @@ def shared_archive(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         database_url = create_pg_database()
     made: list = []
 
+    store_env = request.getfixturevalue("seaweedfs").env() if request.param.endswith("-s3") else {}
+
     def server_factory(**kwargs):  # type: ignore[no-untyped-def]
         kwargs.setdefault("data_dir", tmp_path / "data")
         kwargs.setdefault("database_url", database_url)
+        kwargs["env_extra"] = {**store_env, **kwargs.get("env_extra", {})}
         server = ServerProcess(**kwargs)
         made.append(server)
         return server
@@ -166,7 +175,7 @@ def shared_archive(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     finally:
         for server in made:
             server.stop()
-        if request.param == "postgresql":
+        if request.param.startswith("postgresql"):
             drop_pg_database(database_url)
 
 
@@ -354,7 +363,9 @@ def test_move_sends_every_instance_byte_identical(archive) -> None:  # type: ign
     )
     stored = {row.sop_instance_uid: row for row in rows}
     for uid, path in received.items():
-        blob = archive.server.data_dir / "blobs" / stored[uid].blob_key
+        # The stored file, from the archive's blob store (a folder or a bucket).
+        blob = archive.received.parent / f"stored-{uid}.dcm"
+        blob.write_bytes(archive.server.read_blob(stored[uid].blob_key))
         if stored[uid].transfer_syntax_uid == "1.2.840.10008.1.2.5":
             # storescp accepts uncompressed syntaxes only: transcoded, same pixels.
             got = pydicom.dcmread(path)

@@ -14,7 +14,7 @@ def test_0010_keeps_existing_patients_and_studies(tmp_path, database_url: str) -
     config = alembic_config(database_url)
     with engine.connect() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0005_source_attributes")
+        command.upgrade(config, "0009_reports")
         conn.commit()
     with engine.begin() as conn:
         conn.execute(
@@ -54,7 +54,7 @@ def test_0010_keeps_existing_patients_and_studies(tmp_path, database_url: str) -
     # And back down: the 0005 schema with the same rows.
     with engine.connect() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0005_source_attributes")
+        command.downgrade(config, "0009_reports")
         conn.commit()
         assert [tuple(r) for r in conn.execute(text("SELECT * FROM patient ORDER BY id"))] == [
             tuple(r) for r in before

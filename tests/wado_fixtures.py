@@ -51,7 +51,13 @@ def store(server: ServerProcess, objects: list[StoredObject]) -> None:
 
 
 @pytest.fixture(
-    scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+    scope="session",
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        # Every WADO test also on a real S3-compatible object store (SeaweedFS).
+        pytest.param("postgresql-s3", marks=pytest.mark.postgres),
+    ],
 )
 def wado(request, tmp_path_factory) -> WadoServer:  # type: ignore[no-untyped-def]
     tmp = tmp_path_factory.mktemp("wado")
@@ -62,10 +68,11 @@ def wado(request, tmp_path_factory) -> WadoServer:  # type: ignore[no-untyped-de
             pytest.skip("TESSERA_TEST_PG_URL not set")
         url = create_pg_database()
         cleanup = url
+    store_env = request.getfixturevalue("seaweedfs").env() if request.param.endswith("-s3") else {}
     server = ServerProcess(
         data_dir=tmp / "data",
         database_url=url,
-        env_extra={"TESSERA_CORS_ORIGINS": VIEWER_ORIGIN, "TESSERA_WORKERS": "1"},
+        env_extra={**store_env, "TESSERA_CORS_ORIGINS": VIEWER_ORIGIN, "TESSERA_WORKERS": "1"},
     ).start()
     objects = build_study()
     try:

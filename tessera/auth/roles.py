@@ -19,7 +19,9 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
             permissions.ADMIN,
         }
     ),
-    "technologist": frozenset({permissions.READ, permissions.UPLOAD, permissions.ORDERS}),
+    "technologist": frozenset(
+        {permissions.READ, permissions.UPLOAD, permissions.ORDERS, permissions.REPORT_WRITE}
+    ),
     "referring_physician": frozenset({permissions.READ}),
     "reading_physician": frozenset(
         {permissions.READ, permissions.REPORT_WRITE, permissions.REPORT_SIGN}

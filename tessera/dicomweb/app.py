@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -24,11 +24,25 @@ from tessera.archive import Archive
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, identity_api, qido, stow, wado
+from tessera.dicomweb import (
+    admin_api,
+    changes_api,
+    changes_stream,
+    documents,
+    identity_api,
+    notifications_api,
+    qido,
+    reports_api,
+    routes_api,
+    stow,
+    upload_sessions_api,
+    wado,
+    webhooks_api,
+)
 from tessera.dicomweb.access import SCOPE_KEY, AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
-from tessera.dicomweb.errors import ClientError, problem
+from tessera.dicomweb.errors import ClientError, problem, storage_unavailable
 from tessera.dicomweb.gate import denied_event
 from tessera.dicomweb.negotiation import AcceptError
 from tessera.index.errors import Conflict as RowConflict
@@ -36,6 +50,12 @@ from tessera.index.errors import InvalidValue
 from tessera.index.errors import NotFound as NoSuchRow
 from tessera.index.peers import PeerError
 from tessera.index.query import QueryError
+from tessera.services.change_watch import ChangeWatcher
+from tessera.services.delivery_worker import DeliveryWorker
+from tessera.services.notification_job import NotificationJob
+from tessera.services.reports import PreconditionRequired, ReportNotStored
+from tessera.services.route_worker import RouteJob
+from tessera.storage.blobstore import StorageUnavailable
 from tessera.storage.transcode import TranscodeError
 
 log = logging.getLogger(__name__)
@@ -67,6 +87,16 @@ async def _method_not_allowed(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", extra={"path": request.url.path}, exc_info=exc)
     return problem(500, "internal error (logged)")
+
+
+async def _storage_unavailable(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, OperationalError):
+        # The database dropped the connection, restarts, or has no connection slot left.
+        log.warning(
+            "database unavailable", extra={"path": request.url.path, "error": str(exc)[:300]}
+        )
+        return storage_unavailable("database unavailable, retry later")
+    return storage_unavailable(str(exc))
 
 
 async def _unauthenticated(request: Request, exc: Exception) -> Response:
@@ -128,6 +158,12 @@ EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     # Values the index and auth layers refuse (names, roles, sources, passwords, peers).
     InvalidValue: _answer(400),
     PeerError: _answer(400),
+    # Reports: a change that names no version; signed objects that could not be stored.
+    PreconditionRequired: _answer(428),
+    ReportNotStored: _answer(503),
+    # Storage out of reach (object store, database): 503 with Retry-After.
+    StorageUnavailable: _storage_unavailable,
+    OperationalError: _storage_unavailable,
     # A bare ValueError is not here: it is a bug, and answers 500.
 }
 
@@ -141,7 +177,29 @@ TENANT_PREFIX = "/t/{tenant}"
 
 def dicomweb_routes() -> list[BaseRoute]:
     """Every DICOMweb resource, with paths relative to a tenant's DICOMweb root."""
-    return [*stow.routes, *qido.routes, *wado.routes]
+    return [
+        *stow.routes,
+        *documents.routes,
+        *upload_sessions_api.dicomweb_routes,
+        *qido.routes,
+        *wado.routes,
+    ]
+
+
+def api_routes() -> list[BaseRoute]:
+    """The REST API under a tenant's `/api/v1`: admin, change feed, webhooks, routes,
+    reports."""
+    return [
+        *admin_api.routes,
+        *upload_sessions_api.api_routes,
+        *changes_api.routes,
+        *changes_stream.routes,
+        *webhooks_api.routes,
+        *routes_api.routes,
+        *notifications_api.routes,
+        *reports_api.routes,
+        *identity_api.routes,
+    ]
 
 
 def app_from_environment() -> Starlette:
@@ -164,6 +222,12 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         opened = archive if archive is not None else await run_in_threadpool(Archive.open, settings)
         app.state.archive = opened
         app.state.access = AccessControl.open(opened)
+        app.state.change_watcher = ChangeWatcher(opened.database)
+        worker = DeliveryWorker(opened) if settings.delivery_worker else None
+        if worker is not None:
+            worker.jobs.append(RouteJob(opened))
+            worker.jobs.append(NotificationJob(opened))
+            worker.start()
         log.info(
             "serving DICOMweb",
             extra={"dicomweb_root": f"http://{settings.host}:{settings.port}/dicomweb"},
@@ -171,18 +235,21 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
+            await app.state.change_watcher.close()
             if archive is None:  # closing the archive flushes its audit log
                 opened.close()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-        Mount(ADMIN_API_ROOT, routes=[*admin_api.routes, *identity_api.routes]),
+        Mount(ADMIN_API_ROOT, routes=api_routes()),
         Mount(
             TENANT_PREFIX,
             routes=[
                 Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-                Mount(ADMIN_API_ROOT, routes=[*admin_api.routes, *identity_api.routes]),
+                Mount(ADMIN_API_ROOT, routes=api_routes()),
             ],
         ),
     ]

@@ -56,3 +56,12 @@ class Conflict(ClientError):
 class UnsupportedMediaType(ClientError):
     def __init__(self, detail: str) -> None:
         super().__init__(415, detail)
+
+
+# Seconds a client is asked to wait before retrying when storage is unreachable.
+RETRY_AFTER_SECONDS = 10
+
+
+def storage_unavailable(detail: str) -> Response:
+    """503 with Retry-After: the object store or the database cannot be reached now."""
+    return problem(503, detail, {"Retry-After": str(RETRY_AFTER_SECONDS)})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,12 @@ from starlette.responses import Response
 
 from tessera.auth.permissions import UPLOAD
 from tessera.dicomweb.context import archive_of, scope_of
-from tessera.dicomweb.errors import BadRequest, ClientError, UnsupportedMediaType
+from tessera.dicomweb.errors import (
+    BadRequest,
+    ClientError,
+    UnsupportedMediaType,
+    storage_unavailable,
+)
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.dicomweb.media_type import DICOM_JSON, parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
@@ -33,6 +38,10 @@ from tessera.storage.uids import uid_problem
 
 log = logging.getLogger(__name__)
 
+# A route that stores somewhere other than the archive (an upload session) puts its store
+# function in the ASGI scope under this key: (spool file, SHA-256, target study) -> outcome.
+STORE_INTO = "tessera.store_into"
+StoreInto = Callable[[Path, str, str | None], StoreOutcome]
 _ACCEPTED_PART_TYPES = ("application/dicom", "application/octet-stream")
 
 
@@ -52,8 +61,12 @@ async def store_instances(request: Request) -> Response:
             f"(got {media_type or 'none'})",
         )
     part_type = params.get("type", "application/dicom").lower()
-    if media_type == "multipart/related" and part_type != "application/dicom":
-        raise UnsupportedMediaType(f"only application/dicom parts are accepted (type={part_type})")
+    metadata_and_bulk_data = media_type == "multipart/related" and part_type == DICOM_JSON
+    if media_type == "multipart/related" and part_type not in ("application/dicom", DICOM_JSON):
+        raise UnsupportedMediaType(
+            "parts are application/dicom, or application/dicom+json metadata with bulk data "
+            f"(type={part_type})"
+        )
     limit = archive.settings.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -65,17 +78,30 @@ async def store_instances(request: Request) -> Response:
         except ValueError:
             raise BadRequest("Content-Length is not a number") from None
 
-    try:
-        source_pk = await run_in_threadpool(
-            resolve_upload_source, archive, scope, request.query_params.get("source")
+    store: StoreInto | None = request.scope.get(STORE_INTO)
+    if store is None:
+        try:
+            source_pk = await run_in_threadpool(
+                resolve_upload_source, archive, scope, request.query_params.get("source")
+            )
+        except UnknownSource as exc:
+            raise BadRequest(str(exc)) from exc
+
+        def store(path: Path, sha256: str, target_study: str | None) -> StoreOutcome:
+            return ingest_file(archive, scope, path, sha256, source_pk, target_study)
+
+    if metadata_and_bulk_data:  # PS3.18 §10.5.1.2.2, in its own module
+        from tessera.dicomweb.stow_json import receive_metadata_and_bulk_data
+
+        outcomes, warning, status = await receive_metadata_and_bulk_data(
+            request, params.get("boundary"), archive.spool_dir, store, study_uid, limit
         )
-    except UnknownSource as exc:
-        raise BadRequest(str(exc)) from exc
+        if status is not None and not outcomes:
+            raise ClientError(status, warning or "request rejected")
+        return _store_response(request, outcomes, warning, study_uid, status)
 
     async def ingest(spool: SpoolFile) -> StoreOutcome:
-        return await run_in_threadpool(
-            ingest_file, archive, scope, spool.path, spool.sha256, source_pk, study_uid
-        )
+        return await run_in_threadpool(store, spool.path, spool.sha256, study_uid)
 
     if media_type == "application/dicom":
         outcomes, warning, status = await _receive_single(request, archive.spool_dir, limit, ingest)
@@ -88,6 +114,10 @@ async def store_instances(request: Request) -> Response:
         )
     if status is not None and not outcomes:
         raise ClientError(status, warning or "request rejected")
+    if any(o.retry_later for o in outcomes):
+        # Storage is unreachable: every instance is stored whole or not at all, and storing
+        # is idempotent, so the client sends the whole request again later.
+        return storage_unavailable(next(o.message for o in outcomes if o.retry_later))
     return _store_response(request, outcomes, warning, study_uid, status)
 
 
@@ -270,6 +300,9 @@ def _store_response(
                 f"{outcome.series_instance_uid}/instances/{outcome.sop_instance_uid}"
             )
             item["00081190"] = {"vr": "UR", "Value": [url]}
+            if outcome.warning_reason is not None:
+                item["00081196"] = {"vr": "US", "Value": [outcome.warning_reason]}
+                item["00000902"] = {"vr": "LO", "Value": [outcome.message[:64]]}
             referenced.append(item)
         else:
             item["00081197"] = {
@@ -303,7 +336,8 @@ def _store_response(
     if forced_status is not None and not referenced:
         status = forced_status
     elif not failed and forced_status is None:
-        status = 200
+        # 202 when an instance was stored with a warning (PS3.18 Table 10.5.3-1).
+        status = 202 if any(o.warning_reason is not None for o in outcomes) else 200
     elif referenced:
         status = 202
     else:

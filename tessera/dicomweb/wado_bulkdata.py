@@ -24,7 +24,7 @@ from tessera.dicomweb import caching, multipart_writer
 from tessera.dicomweb.context import scope_of
 from tessera.dicomweb.errors import ClientError
 from tessera.dicomweb.media_type import OCTET_STREAM
-from tessera.dicomweb.negotiation import BULK_DATA, acceptable, media_type_for_syntax
+from tessera.dicomweb.negotiation import BULK_DATA, Resource, acceptable, media_type_for_syntax
 from tessera.dicomweb.wado_common import (
     archive_of,
     in_read_transaction,
@@ -38,6 +38,10 @@ from tessera.storage.blobstore import BlobStore
 from tessera.storage.syntaxes import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, NATIVE
 
 PIXEL_DATA = 0x7FE00010
+# Encapsulated Document (an Encapsulated PDF's PDF): also sent as its own media type, and
+# exactly as long as Encapsulated Document Length says (the element's padding left out).
+ENCAPSULATED_DOCUMENT = 0x00420011
+DOCUMENT_BULK_DATA = Resource((OCTET_STREAM, "application/pdf"), OCTET_STREAM)
 _TAG_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _DEFER = 1024
@@ -54,13 +58,22 @@ def _value_location(store: BlobStore, item: RetrievedInstance, tag: int) -> tupl
         raw = dataset._dict.get(Tag(tag))  # raw element: value not converted yet
         if raw is None:
             raise ClientError(404, f"the instance has no top-level element {tag:08X}")
+        length = _document_length(dataset) if tag == ENCAPSULATED_DOCUMENT else None
         if isinstance(raw, RawDataElement) and raw.value is None and not deflated:
-            return raw.value_tell, raw.length
+            return raw.value_tell, min(raw.length, length if length is not None else raw.length)
         element = dataset[tag]
         value = element.value
         if isinstance(value, bytes | bytearray):
-            return bytes(value)
+            return bytes(value)[:length] if length is not None else bytes(value)
         raise ClientError(404, f"element {tag:08X} is not bulk data (VR {element.VR})")
+
+
+def _document_length(dataset: pydicom.Dataset) -> int | None:
+    try:
+        length = dataset.get("EncapsulatedDocumentLength")
+        return int(length) if length is not None and int(length) >= 0 else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _pixel_value_range(item: RetrievedInstance) -> tuple[int, int] | None:
@@ -101,7 +114,9 @@ async def retrieve_bulk_data(request: Request) -> Response:
         raise ClientError(400, f"bulk data tag {text!r} is not 8 hexadecimal digits")
     tag = int(text, 16)
     accept = request.headers.get("accept")
-    candidates = acceptable(accept, BULK_DATA)
+    candidates = acceptable(
+        accept, DOCUMENT_BULK_DATA if tag == ENCAPSULATED_DOCUMENT else BULK_DATA
+    )
     if not candidates:
         raise not_acceptable(accept, "bulk data")
     rep = candidates[0]
@@ -114,7 +129,7 @@ async def retrieve_bulk_data(request: Request) -> Response:
     )
     if item is None:
         raise not_found(study, series, instance)
-    etag = caching.entity_tag(item.sha256, text, str(rep.multipart))
+    etag = caching.entity_tag(item.sha256, text, str(rep.multipart), rep.media_type)
     headers = caching.cache_headers(etag, item.created_at)
     if caching.is_not_modified(request, etag, item.created_at):
         return caching.not_modified_response(headers)
@@ -156,14 +171,14 @@ async def retrieve_bulk_data(request: Request) -> Response:
             yield chunk
 
     if not rep.multipart:
-        headers["Content-Type"] = OCTET_STREAM
+        headers["Content-Type"] = rep.media_type
         headers["Content-Length"] = str(size)
         return StreamingResponse(value(), headers=headers)
     boundary = multipart_writer.new_boundary()
-    headers["Content-Type"] = multipart_writer.content_type(OCTET_STREAM, boundary)
+    headers["Content-Type"] = multipart_writer.content_type(rep.media_type, boundary)
 
     async def body() -> AsyncIterator[bytes]:
-        yield multipart_writer.part_header(boundary, OCTET_STREAM)
+        yield multipart_writer.part_header(boundary, rep.media_type)
         async for chunk in value():
             yield chunk
         yield multipart_writer.PART_END + multipart_writer.closing(boundary)

@@ -24,6 +24,7 @@ from tessera.dicomweb.errors import ClientError
 from tessera.dicomweb.grouping import by_size
 from tessera.dicomweb.media_type import DICOM
 from tessera.dicomweb.negotiation import INSTANCES, acceptable, target_syntax
+from tessera.dicomweb.streaming import primed
 from tessera.dicomweb.wado_common import (
     archive_of,
     in_read_transaction,
@@ -60,7 +61,7 @@ async def single_instance_response(
     if syntax == item.transfer_syntax_uid:
         headers["Content-Length"] = str(item.size_bytes)
         return StreamingResponse(
-            stream_blob(store, item.blob_key, item.size_bytes), headers=headers
+            await primed(stream_blob(store, item.blob_key, item.size_bytes)), headers=headers
         )
     try:
         data = await run_in_threadpool(transcoded_instance, store, item, syntax)
@@ -137,7 +138,7 @@ async def retrieve_instances(request: Request) -> Response:
         headers["Content-Length"] = str(length + len(multipart_writer.closing(boundary)))
 
     jobs = _body_jobs(store, plan, heads, boundary)
-    return StreamingResponse(_pipelined(jobs), headers=headers)
+    return StreamingResponse(await primed(_pipelined(jobs)), headers=headers)
 
 
 Job = Callable[[], bytes | memoryview]
@@ -158,7 +159,8 @@ def _read_group(store: BlobStore, members: list[tuple[bytes, RetrievedInstance]]
         view[position : position + len(head)] = head
         position += len(head)
         with store.open(item.blob_key) as fh:
-            got = fh.readinto(view[position : position + item.size_bytes])
+            # Both stores' readers implement readinto (BinaryIO's stub lacks it).
+            got = fh.readinto(view[position : position + item.size_bytes])  # type: ignore[attr-defined]
         if got != item.size_bytes:
             raise OSError(f"blob {item.blob_key} is shorter than recorded")
         position += item.size_bytes

@@ -39,6 +39,7 @@ from tessera.dicomweb.wado_common import (
     not_found,
     path_uids,
 )
+from tessera.dicomweb.wado_documents import ENCAPSULATED_PDF, render_document
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
 from tessera.storage.transcode import TranscodeError
@@ -182,6 +183,8 @@ def render(store: BlobStore, item: RetrievedInstance, number: int, wanted: Rende
             404, f"frame {number} does not exist (the instance has {item.frame_count})"
         )
     options = _render_options(wanted)
+    if item.sop_class_uid == ENCAPSULATED_PDF:
+        return render_document(store, item, options)
     header, pixel = _header_and_pixel(store, item)
     array = frame_source.decoded_frame(store, item, number)
     try:
@@ -216,7 +219,13 @@ async def _resolve(request: Request, with_frames: bool = True) -> list[Retrieved
             conn, scope, study, series, instance, with_frames=True, with_metadata=True
         ),
     )
-    items = [i for i in items if i.frames is not None or i.pixel_data_vr is not None]
+    items = [
+        i
+        for i in items
+        if i.frames is not None
+        or i.pixel_data_vr is not None
+        or i.sop_class_uid == ENCAPSULATED_PDF
+    ]
     if not items:
         raise not_found(study, series, instance)
     return items

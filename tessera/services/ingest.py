@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import errno
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tessera.archive import Archive
 from tessera.index.ingest import InstanceRecord, RecordOutcome, blob_in_use, record_instance
@@ -22,7 +22,7 @@ from tessera.index.sources import source_pk_by_name
 from tessera.scope import Scope
 from tessera.services import failure_reasons
 from tessera.storage import parse
-from tessera.storage.blobstore import blob_key_for
+from tessera.storage.blobstore import StorageUnavailable, blob_key_for
 from tessera.storage.dicom_json import build_metadata
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,13 @@ class StoreOutcome:
     failure_reason: int | None = None
     message: str = ""
     already_stored: bool = False
+    # Storage (object store, database) was unreachable: nothing was recorded for this
+    # instance; STOW-RS answers 503 with Retry-After.
+    retry_later: bool = False
+    # Stored with a warning (STOW-RS Warning Reason, e.g. 0xB300 when attributes were filled).
+    warning_reason: int | None = None
+    # Attributes the server filled in (STOW-RS metadata and bulk data requests).
+    filled: list[str] = field(default_factory=list)
 
 
 class UnknownSource(ValueError):
@@ -151,6 +158,9 @@ def _ingest(
     blob_key = blob_key_for(scope.tenant_id, sha256)
     try:
         archive.blob_store.put_file(blob_key, path)
+    except StorageUnavailable as exc:
+        outcome.retry_later = True
+        return _failed(outcome, failure_reasons.OUT_OF_RESOURCES, f"storage unavailable: {exc}")
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return _failed(outcome, failure_reasons.OUT_OF_RESOURCES, "storage is full")
@@ -186,9 +196,11 @@ def _ingest(
                 RecordOutcome.NOT_VISIBLE,
             ):
                 conn.rollback()
-    except SQLAlchemyError:
+    except SQLAlchemyError as exc:
         # The blob stays; if no row references it the sweeper removes it after the grace period.
         log.exception("index write failed", extra={"sop_instance_uid": parsed.sop_instance_uid})
+        if isinstance(exc, OperationalError):
+            outcome.retry_later = True  # database unreachable or restarting
         return _failed(
             outcome,
             failure_reasons.PROCESSING_FAILURE,

@@ -1,7 +1,7 @@
 """Blob stores keep each stored instance's exact bytes under a key.
 
-Callers only use the BlobStore protocol, so an S3-compatible store can be added beside the
-file system one without touching them. Keys are relative, '/'-separated and built only by
+Callers only use the BlobStore protocol, so the S3-compatible store (storage/s3.py) sits beside
+the file system one without touching them. Keys are relative, '/'-separated and built only by
 `blob_key_for` (never from client input), so they cannot escape the store.
 """
 
@@ -14,9 +14,17 @@ import shutil
 from collections.abc import Iterator
 from io import BufferedReader
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from tessera.config import Settings
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*$")
+
+
+class StorageUnavailable(Exception):
+    """The blob store cannot be reached (or refuses us) right now: the request is answered
+    503 with Retry-After, and nothing is recorded for what could not be stored."""
 
 
 def blob_key_for(tenant_id: int, sha256_hex: str) -> str:
@@ -37,7 +45,7 @@ class BlobStore(Protocol):
         """Make the (fully written) file at `source` durable under `key`, atomically.
         The source file is consumed (moved or deleted)."""
 
-    def open(self, key: str) -> BufferedReader:
+    def open(self, key: str) -> BinaryIO:
         """Open the blob for reading (seekable)."""
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
@@ -53,6 +61,36 @@ class BlobStore(Protocol):
 
     def iter_keys(self, older_than: float) -> Iterator[str]:
         """Keys of blobs last modified before the POSIX time `older_than`."""
+
+    def sweep_temp(self, older_than: float) -> int:
+        """Delete temporary (spool) files older than `older_than`; returns how many."""
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The blob store the settings name (TESSERA_BLOB_STORE); an object store is checked
+    (credentials, bucket) so that a wrong setting fails at start-up, not at the first upload."""
+    if settings.blob_store == "filesystem":
+        return FileSystemBlobStore(settings.blob_dir)
+    if settings.blob_store == "s3":
+        from tessera.storage.s3 import S3BlobStore
+
+        store = S3BlobStore(
+            settings.s3_bucket,
+            settings.spool_dir,
+            prefix=settings.s3_prefix,
+            endpoint=settings.s3_endpoint,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id,
+            secret_access_key=settings.s3_secret_access_key,
+            path_style=settings.s3_path_style,
+            timeout_seconds=settings.s3_timeout_seconds,
+            multipart_bytes=settings.s3_multipart_bytes,
+        )
+        store.check()
+        return store
+    raise ValueError(
+        f"unknown TESSERA_BLOB_STORE {settings.blob_store!r} (use 'filesystem' or 's3')"
+    )
 
 
 def fsync_directory(path: Path) -> None:

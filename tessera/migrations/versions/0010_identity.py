@@ -1,7 +1,7 @@
 """patient identity: issuer-qualified IDs, source default issuers, other IDs, links
 
 Revision ID: 0010_identity
-Revises: 0005_source_attributes
+Revises: 0009_reports
 Create Date: 2026-12-01
 
 - source.default_issuer_of_patient_id: the Issuer of Patient ID given to instances of the
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_identity"
-down_revision = "0005_source_attributes"
+down_revision = "0009_reports"
 branch_labels = None
 depends_on = None
 
