@@ -50,9 +50,11 @@ def test_admin_api_and_credentials(secured: tuple[ServerProcess, str]) -> None:
         client.patch(f"{api}/sources/ClinicA", json={"description": "A"}, headers=admin).status_code
         == 200
     )
-    assert {"name": "ClinicA", "description": "A"} in client.get(
-        f"{api}/sources", headers=admin
-    ).json()
+    assert {
+        "name": "ClinicA",
+        "description": "A",
+        "default_issuer_of_patient_id": "",
+    } in client.get(f"{api}/sources", headers=admin).json()
 
     # Roles: built-ins listed and fixed; a custom role is a named permission set.
     roles = {r["name"]: r for r in client.get(f"{api}/roles", headers=admin).json()}
@@ -137,14 +139,17 @@ def test_admin_api_and_credentials(secured: tuple[ServerProcess, str]) -> None:
     assert client.delete(f"{api}/roles/viewer", headers=admin).status_code == 204
 
     # Policies; tenants need the system permission the bootstrap admin lacks here.
-    assert client.get(f"{api}/policies", headers=admin).json() == {"duplicate_policy": "reject"}
+    assert client.get(f"{api}/policies", headers=admin).json() == {
+        "duplicate_policy": "reject",
+        "linked_matching": True,
+    }
     assert (
         client.put(f"{api}/policies", json={"duplicate_policy": "merge"}, headers=admin).status_code
         == 400
     )
     assert client.put(
         f"{api}/policies", json={"duplicate_policy": "overwrite"}, headers=admin
-    ).json() == {"duplicate_policy": "overwrite"}
+    ).json() == {"duplicate_policy": "overwrite", "linked_matching": True}
     assert client.get(f"{api}/tenants", headers=admin).status_code == 403
     assert client.post(f"{api}/users", content=b"{not json", headers=admin).status_code == 400
 

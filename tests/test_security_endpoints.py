@@ -926,3 +926,87 @@ def test_cfind_shows_and_matches_only_visible_sources_values(world: World) -> No
         ):
             found = _cfind(world, peer, model, _identifier(level, **keys))
             assert found == [], f"{peer} {level} {keys}: matches a hidden value"
+
+
+# --- identity rows: links never cross tenants, never reveal a hidden source's identity ------
+
+
+def _study_uids(world: World, user: str, query: str) -> tuple[set[str], str]:
+    answer = httpx.get(f"{world.url()}/studies?{query}", headers=world.auth(user), timeout=60)
+    assert answer.status_code in (200, 204), answer.text
+    items = answer.json() if answer.status_code == 200 else []
+    return _uids_in(items, "0020000D"), answer.text
+
+
+def _identity_pk(
+    world: World, patient_id: str, tenant: str = "default", user: str = "admin"
+) -> int:
+    found = httpx.get(
+        f"{world.api(tenant)}/patients",
+        params={"patient_id": patient_id},
+        headers=world.auth(user),
+        timeout=60,
+    ).json()
+    assert len(found) == 1, found
+    return found[0]["id"]
+
+
+def test_identity_links_stay_in_tenant_and_in_sources(world: World) -> None:
+    alfa, bravo = _identity_pk(world, "PID-ALFA"), _identity_pk(world, "PID-BRAVO")
+    acme = _identity_pk(world, "PAT-1", "acme", "acme_admin")
+    queries = ("PatientID=PID-ALFA", "PatientID=PID-BRAVO")
+    before = {
+        (user, q): _study_uids(world, user, q)[0]
+        for user in ("ref_a", "read_b", "admin")
+        for q in queries
+    }
+    # Across tenants: the other tenant's identity is 404 from both sides, nothing linked.
+    refused = httpx.post(
+        f"{world.api()}/patients/{alfa}/links", json={"identity": acme}, headers=world.auth("admin")
+    )
+    assert refused.status_code == 404
+    refused = httpx.post(
+        f"{world.api('acme')}/patients/{acme}/links",
+        json={"identity": alfa},
+        headers=world.auth("acme_admin"),
+    )
+    assert refused.status_code == 404
+    linked = httpx.post(
+        f"{world.api()}/patients/{alfa}/links",
+        json={"identity": bravo},
+        headers=world.auth("admin"),
+    )
+    assert linked.status_code == 201, linked.text
+    try:
+        # The unlocked admin's priors: both identities' studies, whichever ID is asked.
+        both = before[("admin", queries[0])] | before[("admin", queries[1])]
+        for q in queries:
+            assert _study_uids(world, "admin", q)[0] == both
+        # Locked users: exactly what they saw before the link, and no trace of the other
+        # source's identity (its ID or token) in the answer, over QIDO-RS and C-FIND.
+        for user, hidden_token in (("ref_a", "BRAVO"), ("read_b", "ALFA")):
+            for q in queries:
+                uids, text = _study_uids(world, user, f"{q}&includefield=all")
+                assert uids == before[(user, q)], (user, q)
+                assert hidden_token not in text, (user, q)
+        for peer, hidden_token in (("PEER_A", "BRAVO"), ("PEER_B", "ALFA")):
+            found = _cfind(world, peer, "study", _identifier("STUDY", PatientID="PID-ALFA"))
+            assert all(hidden_token not in str(ds) for ds in found), peer
+        # The identity API and a person's history tell a locked user nothing more.
+        hidden_for_a = bravo
+        for path in (f"/patients/{hidden_for_a}/studies",):
+            answer = httpx.get(f"{world.api()}{path}", headers=world.auth("ref_a"), timeout=60)
+            assert answer.status_code == 404
+        mine = httpx.get(
+            f"{world.api()}/patients/{alfa}/studies", headers=world.auth("ref_a"), timeout=60
+        )
+        assert mine.status_code == 200 and "BRAVO" not in mine.text
+        # The other tenant's search for its own ID is untouched by this tenant's links.
+        acme_text = httpx.get(
+            f"{world.url('acme')}/studies?PatientID=PAT-1",
+            headers=world.auth("acme_admin"),
+            timeout=60,
+        ).text
+        assert "PID-" not in acme_text and DEFAULT_MARKER not in acme_text
+    finally:
+        httpx.delete(f"{world.api()}/patients/{alfa}/links/{bravo}", headers=world.auth("admin"))

@@ -16,12 +16,14 @@ ORDERS = "orders"
 # Draft and sign reports.
 REPORT_WRITE = "report.write"
 REPORT_SIGN = "report.sign"
+# Link and unlink patient identities, see link candidates and history (docs/identity.md).
+IDENTITY = "identity"
 # Manage the account: users, roles, sources, API keys, peers, policies; read the audit trail.
 ADMIN = "admin"
 # Everything, in every tenant (the system administrator).
 SYSTEM = "system"
 
-ALL = frozenset({READ, UPLOAD, ORDERS, REPORT_WRITE, REPORT_SIGN, ADMIN})
+ALL = frozenset({READ, UPLOAD, ORDERS, REPORT_WRITE, REPORT_SIGN, IDENTITY, ADMIN})
 
 
 class PermissionDenied(Exception):

@@ -15,6 +15,7 @@ BUILTIN_ROLES: dict[str, frozenset[str]] = {
             permissions.ORDERS,
             permissions.REPORT_WRITE,
             permissions.REPORT_SIGN,
+            permissions.IDENTITY,
             permissions.ADMIN,
         }
     ),

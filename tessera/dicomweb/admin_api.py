@@ -35,12 +35,14 @@ from tessera.index.peers import (
     remove_ae_title,
     remove_peer,
 )
-from tessera.index.sources import add_source, list_sources, source_names, update_source
+from tessera.index.sources import add_source, source_names, source_settings, update_source
 from tessera.index.tenancy import (
     create_tenant,
     duplicate_policy,
+    linked_matching,
     list_tenants,
     set_duplicate_policy,
+    set_linked_matching,
     tenant_by_name,
 )
 from tessera.scope import Scope
@@ -384,8 +386,7 @@ async def roles_delete(request: Request) -> Response:
 
 async def sources_list(request: Request) -> Response:
     tenant = tenant_of(request)
-    rows = await _read(request, lambda conn: list_sources(conn, tenant.id))
-    return _json([{"name": name, "description": description} for name, description in rows])
+    return _json(await _read(request, lambda conn: source_settings(conn, tenant.id)))
 
 
 async def sources_create(request: Request) -> Response:
@@ -393,26 +394,40 @@ async def sources_create(request: Request) -> Response:
     body = await _body(request)
     name = _field(body, "name")
     description = _field(body, "description", required=False) or ""
-
+    issuer = _field(body, "default_issuer_of_patient_id", required=False) or ""
     await _write(
         request,
-        lambda conn: add_source(conn, tenant.id, name, description),
-        _change(request, "admin.source.create", name),
+        lambda conn: add_source(conn, tenant.id, name, description, issuer),
+        _change(request, "admin.source.create", name, {"default_issuer_of_patient_id": issuer}),
     )
-    return _json({"name": name, "description": description}, 201)
+    return _json(
+        {"name": name, "description": description, "default_issuer_of_patient_id": issuer}, 201
+    )
 
 
 async def sources_update(request: Request) -> Response:
+    """PATCH `description` and/or `default_issuer_of_patient_id` (the issuer given to this
+    source's instances that carry none; '' for none). It applies to instances received
+    afterwards (docs/identity.md)."""
     tenant = tenant_of(request)
     name = request.path_params["name"]
     body = await _body(request)
-    description = _field(body, "description")
-    await _write(
-        request,
-        lambda conn: update_source(conn, tenant.id, name, description),
-        _change(request, "admin.source.update", name),
+    changes = {
+        key: _field(body, key)
+        for key in ("description", "default_issuer_of_patient_id")
+        if key in body
+    }
+    if not changes:
+        raise BadRequest("give 'description' and/or 'default_issuer_of_patient_id'")
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        update_source(conn, tenant.id, name, changes)
+        return next(s for s in source_settings(conn, tenant.id) if s["name"] == name)
+
+    updated = await _write(
+        request, work, _change(request, "admin.source.update", name, dict(changes))
     )
-    return _json({"name": name, "description": description})
+    return _json(updated)
 
 
 # --- API keys ------------------------------------------------------------------------------
@@ -476,22 +491,42 @@ async def keys_revoke(request: Request) -> Response:
 # --- policies ------------------------------------------------------------------------------
 
 
+def _policies(conn, tenant_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {
+        "duplicate_policy": duplicate_policy(conn, tenant_id),
+        "linked_matching": linked_matching(conn, tenant_id),
+    }
+
+
 async def policies_get(request: Request) -> Response:
     tenant = tenant_of(request)
-    policy = await _read(request, lambda conn: duplicate_policy(conn, tenant.id))
-    return _json({"duplicate_policy": policy})
+    return _json(await _read(request, lambda conn: _policies(conn, tenant.id)))
 
 
 async def policies_put(request: Request) -> Response:
+    """Any of `duplicate_policy` ('reject' | 'overwrite') and `linked_matching` (bool: a
+    Patient ID search also returns linked identities' studies, docs/identity.md)."""
     tenant = tenant_of(request)
     body = await _body(request)
-    policy = _field(body, "duplicate_policy")
-    await _write(
-        request,
-        lambda conn: set_duplicate_policy(conn, tenant.id, policy),
-        _change(request, "admin.policy.update", "duplicate_policy", {"value": policy}),
-    )
-    return _json({"duplicate_policy": policy})
+    policy = _field(body, "duplicate_policy", required=False)
+    linked = _field(body, "linked_matching", bool, required=False)
+    if policy is None and linked is None:
+        raise BadRequest("give 'duplicate_policy' and/or 'linked_matching'")
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        if policy is not None:
+            set_duplicate_policy(conn, tenant.id, policy)
+        if linked is not None:
+            set_linked_matching(conn, tenant.id, linked)
+        return _policies(conn, tenant.id)
+
+    changes = {
+        k: v
+        for k, v in (("duplicate_policy", policy), ("linked_matching", linked))
+        if v is not None
+    }
+    event = _change(request, "admin.policy.update", ",".join(changes), changes)
+    return _json(await _write(request, work, event))
 
 
 # --- DIMSE peers and AE titles (tables and functions of tessera.index.peers) ----------------

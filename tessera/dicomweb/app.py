@@ -29,6 +29,7 @@ from tessera.dicomweb import (
     changes_api,
     changes_stream,
     documents,
+    identity_api,
     notifications_api,
     qido,
     reports_api,
@@ -197,6 +198,7 @@ def api_routes() -> list[BaseRoute]:
         *routes_api.routes,
         *notifications_api.routes,
         *reports_api.routes,
+        *identity_api.routes,
     ]
 
 

@@ -22,12 +22,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index import attributes as a
 from tessera.index import changes
+from tessera.index.identity_models import OtherPatientId
 from tessera.index.models import (
     Instance,
     InstanceMetadata,
     Patient,
     Series,
     SeriesSource,
+    Source,
     Study,
     StudySource,
 )
@@ -100,6 +102,12 @@ class _Statements:
         )
         self.insert_series_source = dialect.insert(SeriesSource).on_conflict_do_nothing(
             index_elements=["series_pk", "source_pk"]
+        )
+        self.insert_other_patient_id = dialect.insert(OtherPatientId).on_conflict_do_nothing(
+            index_elements=["patient_pk", "source_pk", "patient_id", "issuer_of_patient_id"]
+        )
+        self.default_issuer = select(Source.default_issuer_of_patient_id).where(
+            Source.id == bindparam("source_pk")
         )
         self.insert_metadata = InstanceMetadata.__table__.insert()
         self.find_instance = select(
@@ -222,8 +230,10 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
         if series_row.number_of_series_related_instances == 0:
             series_row = _known_series(conn, record)  # re-read under the study lock
     else:
-        patient_pk = _upsert_patient(conn, record.tenant_id, ds)
-        study_pk = _upsert_study(conn, record, patient_pk)
+        issuer = issuer_of_patient_id(conn, record)
+        patient_pk = _upsert_patient(conn, record.tenant_id, ds, issuer)
+        _record_other_patient_ids(conn, record, patient_pk)
+        study_pk = _upsert_study(conn, record, patient_pk, issuer)
         study_row = conn.execute(sql.lock_study, {"study_pk": study_pk}).one()
         if _holds_hidden_sources(conn, study_pk, visible):
             return RecordResult(RecordOutcome.NOT_VISIBLE)
@@ -443,14 +453,50 @@ def _add_source_rows(
         sql.insert_series_source,
         {**key, "series_pk": series_pk, "study_pk": study_pk, **series_values(record.dataset)},
     )
-    conn.execute(
-        sql.insert_study_source, {**key, "study_pk": study_pk, **study_values(record.dataset)}
-    )
+    values = {
+        **study_values(record.dataset),
+        "issuer_of_patient_id": issuer_of_patient_id(conn, record),
+    }
+    conn.execute(sql.insert_study_source, {**key, "study_pk": study_pk, **values})
 
 
-def _upsert_patient(conn: Connection, tenant_id: int, ds: Dataset) -> int:
+def issuer_of_patient_id(conn: Connection, record: InstanceRecord) -> str:
+    """The instance's Issuer of Patient ID, else its source's default issuer ('' if none)."""
+    return a.text(record.dataset, "IssuerOfPatientID") or _source_default_issuer(conn, record)
+
+
+def _source_default_issuer(conn: Connection, record: InstanceRecord) -> str:
+    found = conn.execute(_sql(conn).default_issuer, {"source_pk": record.source_pk}).scalar()
+    return found or ""
+
+
+def _record_other_patient_ids(conn: Connection, record: InstanceRecord, patient_pk: int) -> None:
+    """The identities of the Other Patient IDs Sequence, as link candidates of the patient.
+    An item without an issuer gets the source's default issuer, like the instance itself."""
+    items = record.dataset.get("OtherPatientIDsSequence")
+    if not items:
+        return
+    rows = []
+    for item in items:
+        other_id = a.text(item, "PatientID")
+        if not other_id:
+            continue
+        issuer = a.text(item, "IssuerOfPatientID") or _source_default_issuer(conn, record)
+        rows.append(
+            {
+                "tenant_id": record.tenant_id,
+                "patient_pk": patient_pk,
+                "source_pk": record.source_pk,
+                "patient_id": other_id,
+                "issuer_of_patient_id": issuer,
+            }
+        )
+    if rows:
+        conn.execute(_sql(conn).insert_other_patient_id, rows)
+
+
+def _upsert_patient(conn: Connection, tenant_id: int, ds: Dataset, issuer: str) -> int:
     patient_id = a.text(ds, "PatientID") or ""
-    issuer = a.text(ds, "IssuerOfPatientID") or ""
     name = a.person_name(ds, "PatientName")
     sql = _sql(conn)
     conn.execute(
@@ -469,7 +515,7 @@ def _upsert_patient(conn: Connection, tenant_id: int, ds: Dataset) -> int:
     return conn.execute(sql.find_patient, key).scalar_one()
 
 
-def _upsert_study(conn: Connection, record: InstanceRecord, patient_pk: int) -> int:
+def _upsert_study(conn: Connection, record: InstanceRecord, patient_pk: int, issuer: str) -> int:
     conn.execute(
         _sql(conn).insert_study,
         {
@@ -477,6 +523,7 @@ def _upsert_study(conn: Connection, record: InstanceRecord, patient_pk: int) -> 
             "patient_pk": patient_pk,
             "study_instance_uid": record.study_instance_uid,
             **study_values(record.dataset),
+            "issuer_of_patient_id": issuer,
             "modalities_in_study": "",
             "sop_classes_in_study": "",
             "number_of_study_related_series": 0,

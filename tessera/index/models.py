@@ -49,6 +49,8 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     # What a different object under an existing SOP Instance UID does: 'reject' or 'overwrite'.
     duplicate_policy: Mapped[str] = mapped_column(String(16), default="reject")
+    # 0010: a Patient ID search also returns the studies of linked identities (docs/identity.md).
+    linked_matching: Mapped[bool] = mapped_column(Boolean, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -59,6 +61,8 @@ class Source(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
     name: Mapped[str] = mapped_column(String(64))
     description: Mapped[str] = mapped_column(String(256), default="")
+    # 0010: the Issuer of Patient ID of this source's instances that carry none ('' = none).
+    default_issuer_of_patient_id: Mapped[str] = mapped_column(String(64), server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -67,6 +71,8 @@ class Patient(Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "patient_id", "issuer_of_patient_id"),
         Index("ix_patient_name_norm", "tenant_id", "patient_name_norm"),
+        Index("ix_patient_person", "tenant_id", "person_pk"),
+        Index("ix_patient_patient_id", "tenant_id", "patient_id"),
     )
     id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
@@ -77,6 +83,9 @@ class Patient(Base):
     patient_name_norm: Mapped[str | None] = mapped_column(String(324))
     patient_birth_date: Mapped[date | None] = mapped_column(Date)
     patient_sex: Mapped[str | None] = mapped_column(String(16))
+    # 0010: the person (master patient) of a linked identity: the lowest patient id of its
+    # linked group (tessera.index.links); NULL while the identity is linked to nothing.
+    person_pk: Mapped[int | None] = mapped_column(Key)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
@@ -472,6 +481,9 @@ class AuditEvent(Base):
 
 # Change feed, webhooks, routing and notification tables (migration 0008_change_feed).
 from tessera.index import event_models as _event_models  # noqa: E402, F401
+
+# Identity tables (0010) live on the same Base, in their own module.
+from tessera.index import identity_models as _identity_models  # noqa: E402, F401
 
 # Reports (report, versions, templates, the HL7 results outbox; migration 0009_reports).
 from tessera.index import report_results as _report_results  # noqa: E402, F401

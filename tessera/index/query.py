@@ -107,6 +107,9 @@ class Query:
     offset: int = 0
     fuzzy: bool = False
     combine_date_time: bool = True
+    # Only the studies of these identities (patient keys): a person's history
+    # (`{api}/patients/{id}/studies`, tessera.index.priors).
+    patient_pks: tuple[int, ...] | None = None
 
     def add_key(
         self,

@@ -46,6 +46,12 @@ from tessera.index.models import (
     Study,
     StudySource,
 )
+from tessera.index.priors import (
+    add_other_patient_ids,
+    identity_matches,
+    linked_patient_pks,
+    return_issuer,
+)
 from tessera.index.query import Match, MatchKind, Query
 from tessera.index.query_attributes import DATE_TIME_PAIRS, Attribute, Level
 from tessera.index.query_results import ResultBuilder, ReturnSet
@@ -129,8 +135,11 @@ def _page(
     limit: int,
     offset: int,
 ) -> QueryPage:
+    linked = linked_patient_pks(conn, scope, query)
+    if linked is not None or query.patient_pks is not None:
+        return_issuer(query)
     returns = ReturnSet.of(query, retrieve_root is not None)
-    compiler = _Compiler(conn.dialect.name, scope, query)
+    compiler = _Compiler(conn.dialect.name, scope, query, linked)
     statement = compiler.statement(returns).limit(limit + 1).offset(offset)
     result = conn.execute(statement)
     positions = {name: index for index, name in enumerate(result.keys())}
@@ -138,7 +147,11 @@ def _page(
     more = len(rows) > limit
     rows = rows[:limit]
     builder = ResultBuilder(conn, scope, query, returns, retrieve_root)
-    return QueryPage(builder.build(rows, positions), more)
+    items = builder.build(rows, positions)
+    if linked is not None or query.patient_pks is not None:
+        pks = [row[positions["pk"]] for row in rows]
+        add_other_patient_ids(conn, scope, query, items, pks)
+    return QueryPage(items, more)
 
 
 def _like_pattern(pattern: str) -> str:
@@ -161,10 +174,14 @@ def _glob_pattern(pattern: str) -> str:
 
 
 class _Compiler:
-    def __init__(self, dialect: str, scope: Scope, query: Query) -> None:
+    def __init__(
+        self, dialect: str, scope: Scope, query: Query, linked: list[int] | None = None
+    ) -> None:
         self.dialect = dialect
         self.scope = scope
         self.query = query
+        # Visible identities linked to the query's Patient ID (tessera.index.priors).
+        self.linked = linked
         self.level = query.level
         self.locked = scope.source_pks is not None
         self.patient = PATIENT
@@ -343,6 +360,14 @@ class _Compiler:
                     conditions.append(self.combined_date_time(date_match, time_match))
                     matches.remove(date_match)
                     matches.remove(time_match)
+        if self.linked is not None:
+            # A linked search: the Patient ID (and Issuer) match, or a linked identity's study.
+            identity = identity_matches(self.query)
+            matches = [m for m in matches if m not in identity]
+            own = and_(*(self.condition(m) for m in identity))
+            conditions.append(or_(own, STUDY.c.patient_pk.in_(self.linked)))
+        if self.query.patient_pks is not None:
+            conditions.append(STUDY.c.patient_pk.in_(list(self.query.patient_pks)))
         conditions.extend(self.condition(match) for match in matches)
         return conditions
 
@@ -450,5 +475,7 @@ class _Compiler:
 def count_rows(conn: Connection, scope: Scope, query: Query) -> int:
     """How many results the query has in all (no paging)."""
     returns = ReturnSet.of(query, False)
-    statement = _Compiler(conn.dialect.name, scope, query).statement(returns).order_by(None)
+    linked = linked_patient_pks(conn, scope, query)
+    statement = _Compiler(conn.dialect.name, scope, query, linked).statement(returns)
+    statement = statement.order_by(None)
     return conn.execute(select(func.count()).select_from(statement.subquery())).scalar_one()

@@ -48,19 +48,56 @@ def source_names(conn: Connection, tenant_id: int, keys: frozenset[int]) -> list
     )
 
 
-def add_source(conn: Connection, tenant_id: int, name: str, description: str = "") -> int:
+def add_source(
+    conn: Connection,
+    tenant_id: int,
+    name: str,
+    description: str = "",
+    default_issuer_of_patient_id: str = "",
+) -> int:
     """A new source of the tenant (Conflict when the name is taken)."""
     if not SOURCE_NAME_RE.match(name):
         raise InvalidValue("a source name is 1-64 letters, digits, '.', '_' or '-' (no spaces)")
+    check_issuer_of_patient_id(default_issuer_of_patient_id)
     if source_pk_by_name(conn, tenant_id, name) is not None:
         raise Conflict(f"source {name!r} already exists")
     return inserted_pk(
         conn.execute(
             Source.__table__.insert().values(
-                tenant_id=tenant_id, name=name, description=description
+                tenant_id=tenant_id,
+                name=name,
+                description=description,
+                default_issuer_of_patient_id=default_issuer_of_patient_id,
             )
         )
     )
+
+
+def check_issuer_of_patient_id(issuer: str) -> None:
+    """An Issuer of Patient ID is a DICOM LO value: at most 64 characters, no backslash, no
+    control characters, no leading or trailing spaces (InvalidValue otherwise)."""
+    if len(issuer) > 64:
+        raise InvalidValue("an Issuer of Patient ID has at most 64 characters")
+    if "\\" in issuer or any(ord(c) < 32 or ord(c) == 127 for c in issuer):
+        raise InvalidValue("an Issuer of Patient ID has no backslash and no control characters")
+    if issuer != issuer.strip():
+        raise InvalidValue("an Issuer of Patient ID has no leading or trailing spaces")
+
+
+def source_settings(conn: Connection, tenant_id: int) -> list[dict[str, str]]:
+    """Every source of the tenant with its description and default issuer, by name."""
+    return [
+        {
+            "name": row.name,
+            "description": row.description,
+            "default_issuer_of_patient_id": row.default_issuer_of_patient_id,
+        }
+        for row in conn.execute(
+            select(Source.name, Source.description, Source.default_issuer_of_patient_id)
+            .where(Source.tenant_id == tenant_id)
+            .order_by(Source.name)
+        )
+    ]
 
 
 def list_sources(conn: Connection, tenant_id: int) -> list[tuple[str, str]]:
@@ -74,11 +111,12 @@ def list_sources(conn: Connection, tenant_id: int) -> list[tuple[str, str]]:
     ]
 
 
-def update_source(conn: Connection, tenant_id: int, name: str, description: str) -> None:
+def update_source(conn: Connection, tenant_id: int, name: str, changes: dict[str, str]) -> None:
+    """Change a source's `description` and/or `default_issuer_of_patient_id`."""
+    if "default_issuer_of_patient_id" in changes:
+        check_issuer_of_patient_id(changes["default_issuer_of_patient_id"])
     result = conn.execute(
-        update(Source)
-        .where(Source.tenant_id == tenant_id, Source.name == name)
-        .values(description=description)
+        update(Source).where(Source.tenant_id == tenant_id, Source.name == name).values(**changes)
     )
     if result.rowcount == 0:
         raise NotFound(f"no source {name!r}")

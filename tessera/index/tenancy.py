@@ -81,3 +81,16 @@ def set_duplicate_policy(conn: Connection, tenant_id: int, policy: str) -> None:
     conn.execute(
         Tenant.__table__.update().where(Tenant.id == tenant_id).values(duplicate_policy=policy)
     )
+
+
+def linked_matching(conn: Connection, tenant_id: int) -> bool:
+    """Does a Patient ID search return linked identities' studies too (docs/identity.md)?"""
+    return bool(
+        conn.execute(select(Tenant.linked_matching).where(Tenant.id == tenant_id)).scalar_one()
+    )
+
+
+def set_linked_matching(conn: Connection, tenant_id: int, enabled: bool) -> None:
+    conn.execute(
+        Tenant.__table__.update().where(Tenant.id == tenant_id).values(linked_matching=enabled)
+    )
