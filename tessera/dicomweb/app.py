@@ -27,6 +27,7 @@ from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
 from tessera.dicomweb.errors import problem
+from tessera.dicomweb.request_limits import RequestLimits
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         middleware=[
             *cors_middleware(settings),
             Middleware(ErrorBoundary),
+            Middleware(RequestLimits, settings=settings),
             Middleware(AccessMiddleware),
         ],
         exception_handlers={
