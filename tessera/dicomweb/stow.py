@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
-from tessera.dicomweb.media_type import DICOM_JSON, parse_media_type
+from tessera.dicomweb.media_type import DICOM_JSON, QualityError, json_answer_type, parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.services import failure_reasons
@@ -54,6 +54,11 @@ async def store_instances(request: Request) -> Response:
     part_type = params.get("type", "application/dicom").lower()
     if media_type == "multipart/related" and part_type != "application/dicom":
         return problem(415, f"only application/dicom parts are accepted (type={part_type})")
+    try:
+        if json_answer_type(request.headers.get("accept")) is None:
+            return problem(406, f"the STOW-RS response is {DICOM_JSON} (or application/json) only")
+    except QualityError as exc:
+        return problem(400, f"{exc} in Accept")
     limit = archive.settings.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -311,7 +316,8 @@ def _store_response(
     headers = {}
     if warning:
         headers["Warning"] = f'299 tessera "{warning}"'
-    return Response(orjson.dumps(body), status_code=status, media_type=DICOM_JSON, headers=headers)
+    answer_type = json_answer_type(request.headers.get("accept")) or DICOM_JSON  # checked first
+    return Response(orjson.dumps(body), status_code=status, media_type=answer_type, headers=headers)
 
 
 def _single_study(outcomes: list[StoreOutcome]) -> str | None:
