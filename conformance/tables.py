@@ -33,6 +33,8 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _transaction(path: str, methods: set[str], module: str) -> str:
+    if module.endswith(".documents"):
+        return "Store a document (Tessera; docs/documents.md)"
     if "POST" in methods:
         return "Store (STOW-RS)"
     if module.endswith("qido"):

@@ -102,9 +102,34 @@ def _sweep_periodically(archive: Archive) -> None:
 def cmd_upload(args: argparse.Namespace) -> int:
     from tessera.client.stow import upload_paths
 
+    if args.document is not None:
+        from tessera.client.document import upload_document
+
+        if not args.study or args.paths or args.session:
+            print(
+                "error: --document FILE needs --study UID, and takes no other files or --session",
+                file=sys.stderr,
+            )
+            return 2
+        return upload_document(
+            Path(args.document),
+            args.url,
+            args.study,
+            title=args.title,
+            source=args.source,
+            token=args.token,
+            username=args.username,
+            password=args.password,
+        )
+    if not args.paths:
+        print("error: name the files or folders to upload", file=sys.stderr)
+        return 2
+    url = args.url
+    if args.session:  # STOW-RS into an upload session (docs/upload-sessions.md)
+        url = f"{url.rstrip('/')}/upload-sessions/{args.session}"
     return upload_paths(
         [Path(p) for p in args.paths],
-        url=args.url,
+        url=url,
         source=args.source,
         parallel=args.parallel,
         batch_files=args.batch_files,
@@ -117,7 +142,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
-    from tessera.index.tenancy import add_source, list_sources
+    from tessera.index.sources import add_source, list_sources
 
     archive = open_for_command(args)
     tenant_id = archive.default_tenant.id
@@ -189,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     upload = sub.add_parser("upload", help="send DICOM files or folders over STOW-RS")
-    upload.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
+    upload.add_argument("paths", nargs="*", help="files or folders (searched recursively)")
     upload.add_argument("--url", default="http://127.0.0.1:8080/dicomweb", help="DICOMweb root")
     upload.add_argument("--source", help="source label for the uploaded studies")
     upload.add_argument("--parallel", type=int, default=4, help="requests in flight (default 4)")
@@ -201,6 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--username", help="HTTP Basic user name")
     upload.add_argument("--password", help="HTTP Basic password")
     upload.add_argument("--no-progress", action="store_true", help="no progress bar")
+    upload.add_argument(
+        "--document", help="a PDF, photo, text, office file or MP4 to attach to --study"
+    )
+    upload.add_argument("--study", help="StudyInstanceUID the --document is attached to")
+    upload.add_argument("--title", help="the document's title (default: its file name)")
+    upload.add_argument(
+        "--session", help="upload into this upload session (committed later, see docs)"
+    )
     upload.set_defaults(func=cmd_upload)
 
     sources = sub.add_parser("sources", help="list or add upload sources of the default tenant")
@@ -228,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMAND_MODULES = ("tessera.scp.cli", "tessera.auth.cli")
+_SUBCOMMAND_MODULES = ("tessera.scp.cli", "tessera.auth.cli", "tessera.services.events_cli")
 
 
 def main(argv: list[str] | None = None) -> int:

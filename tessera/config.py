@@ -26,6 +26,12 @@ class Settings:
     max_header_bytes: int = 32 * 1024
     max_url_bytes: int = 8 * 1024
     max_query_parameters: int = 200
+    # A file sent to the documents endpoint larger than this is refused with 413.
+    max_document_bytes: int = 512 * 1024**2
+    # Upload sessions ("upload later"): open ones expire after this long and are swept
+    # with their files; one session holds at most this many bytes (413 beyond).
+    upload_session_ttl_seconds: int = 7 * 24 * 3600
+    max_session_bytes: int = 64 * 1024**3
     # Orphan blobs and stale temporary files older than this are swept; younger ones may
     # belong to an upload another worker is still indexing.
     orphan_grace_seconds: int = 600
@@ -64,6 +70,26 @@ class Settings:
     oidc_jwks_url: str = ""
     oidc_username_claim: str = "preferred_username"
     oidc_tenant_claim: str = "tessera_tenant"
+    # Webhooks and routing (docs/events.md, docs/routing.md). Let webhook URLs and DICOMweb
+    # destinations point at loopback/private addresses (off: SSRF protection).
+    outbound_allow_private: bool = False
+    # Run the delivery worker (webhooks, routing) in each server process.
+    delivery_worker: bool = True
+    # First retry delay; it doubles per attempt (with jitter, at most an hour).
+    delivery_retry_base_seconds: float = 10.0
+    # A delivery still failing this long after it was created is dead-lettered.
+    delivery_max_age_seconds: int = 24 * 3600
+    # A claimed delivery not recorded within this time (its worker died) is sent again.
+    delivery_lease_seconds: float = 300.0
+    # E-mail notifications to people (docs/events.md); no host: none are sent.
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "tessera@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str = ""
+    smtp_password: str = ""
+    # One webhook request (connect + answer) may take this long.
+    webhook_timeout_seconds: float = 10.0
 
     @property
     def resolved_database_url(self) -> str:
@@ -85,6 +111,8 @@ def _coerce(name: str, raw: Any) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if kind in ("int",):
         return int(raw)
+    if kind == "float":
+        return float(raw)
     if kind == "bool":
         if isinstance(raw, bool):
             return raw

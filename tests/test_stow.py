@@ -223,11 +223,12 @@ def test_wrong_part_media_type_fails_that_part(server: ServerProcess, study: Stu
     [
         ('multipart/related; type="application/dicom"', 400, "boundary"),
         ("application/json", 415, "Content-Type"),
-        (
+        (  # metadata and bulk data (tests/test_stow_json.py) without a metadata part
             'multipart/related; type="application/dicom+json"; boundary=x',
-            415,
-            "application/dicom+json",
+            400,
+            "application/dicom+json metadata part",
         ),
+        ('multipart/related; type="application/xml"; boundary=x', 415, "application/xml"),
         ("", 415, "none"),
     ],
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,11 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from tessera.auth.permissions import UPLOAD
 from tessera.dicomweb.context import archive_of, scope_of
-from tessera.dicomweb.errors import problem
+from tessera.dicomweb.errors import BadRequest, ClientError, NotAcceptable, UnsupportedMediaType
+from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.dicomweb.media_type import DICOM_JSON, QualityError, json_answer_type, parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
 from tessera.dicomweb.urls import dicomweb_root
@@ -32,6 +33,10 @@ from tessera.storage.uids import uid_problem
 
 log = logging.getLogger(__name__)
 
+# A route that stores somewhere other than the archive (an upload session) puts its store
+# function in the ASGI scope under this key: (spool file, SHA-256, target study) -> outcome.
+STORE_INTO = "tessera.store_into"
+StoreInto = Callable[[Path, str, str | None], StoreOutcome]
 _ACCEPTED_PART_TYPES = ("application/dicom", "application/octet-stream")
 
 
@@ -40,59 +45,75 @@ async def store_instances(request: Request) -> Response:
     scope = await scope_of(request)
     study_uid = request.path_params.get("study")
     if study_uid is not None and uid_problem(study_uid):
-        return problem(
-            400, f"StudyInstanceUID in the path is not a valid UID ({uid_problem(study_uid)})"
+        raise BadRequest(
+            f"StudyInstanceUID in the path is not a valid UID ({uid_problem(study_uid)})"
         )
 
     media_type, params = parse_media_type(request.headers.get("content-type", ""))
     if media_type not in ("multipart/related", "application/dicom"):
-        return problem(
-            415,
+        raise UnsupportedMediaType(
             'Content-Type must be multipart/related; type="application/dicom" '
             f"(got {media_type or 'none'})",
         )
     part_type = params.get("type", "application/dicom").lower()
-    if media_type == "multipart/related" and part_type != "application/dicom":
-        return problem(415, f"only application/dicom parts are accepted (type={part_type})")
+    metadata_and_bulk_data = media_type == "multipart/related" and part_type == DICOM_JSON
+    if media_type == "multipart/related" and part_type not in ("application/dicom", DICOM_JSON):
+        raise UnsupportedMediaType(
+            "parts are application/dicom, or application/dicom+json metadata with bulk data "
+            f"(type={part_type})"
+        )
     try:
         if json_answer_type(request.headers.get("accept")) is None:
-            return problem(406, f"the STOW-RS response is {DICOM_JSON} (or application/json) only")
+            raise NotAcceptable(f"the STOW-RS response is {DICOM_JSON} (or application/json) only")
     except QualityError as exc:
-        return problem(400, f"{exc} in Accept")
+        raise BadRequest(f"{exc} in Accept") from exc
     limit = archive.settings.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
             if int(declared) > limit:
-                return problem(
+                raise ClientError(
                     413, f"request body of {declared} bytes exceeds the limit of {limit}"
                 )
         except ValueError:
-            return problem(400, "Content-Length is not a number")
+            raise BadRequest("Content-Length is not a number") from None
 
-    try:
-        source_pk = await run_in_threadpool(
-            resolve_upload_source, archive, scope, request.query_params.get("source")
+    store: StoreInto | None = request.scope.get(STORE_INTO)
+    if store is None:
+        try:
+            source_pk = await run_in_threadpool(
+                resolve_upload_source, archive, scope, request.query_params.get("source")
+            )
+        except UnknownSource as exc:
+            raise BadRequest(str(exc)) from exc
+
+        def store(path: Path, sha256: str, target_study: str | None) -> StoreOutcome:
+            return ingest_file(archive, scope, path, sha256, source_pk, target_study)
+
+    if metadata_and_bulk_data:  # PS3.18 §10.5.1.2.2, in its own module
+        from tessera.dicomweb.stow_json import receive_metadata_and_bulk_data
+
+        outcomes, warning, status = await receive_metadata_and_bulk_data(
+            request, params.get("boundary"), archive.spool_dir, store, study_uid, limit
         )
-    except UnknownSource as exc:
-        return problem(400, str(exc))
+        if status is not None and not outcomes:
+            raise ClientError(status, warning or "request rejected")
+        return _store_response(request, outcomes, warning, study_uid, status)
 
     async def ingest(spool: SpoolFile) -> StoreOutcome:
-        return await run_in_threadpool(
-            ingest_file, archive, scope, spool.path, spool.sha256, source_pk, study_uid
-        )
+        return await run_in_threadpool(store, spool.path, spool.sha256, study_uid)
 
     if media_type == "application/dicom":
         outcomes, warning, status = await _receive_single(request, archive.spool_dir, limit, ingest)
     else:
         boundary = params.get("boundary")
         if not boundary:
-            return problem(400, "multipart/related Content-Type has no boundary parameter")
+            raise BadRequest("multipart/related Content-Type has no boundary parameter")
         outcomes, warning, status = await _receive_multipart(
             request, boundary, archive.spool_dir, limit, ingest
         )
     if status is not None and not outcomes:
-        return problem(status, warning or "request rejected")
+        raise ClientError(status, warning or "request rejected")
     return _store_response(request, outcomes, warning, study_uid, status)
 
 
@@ -275,6 +296,9 @@ def _store_response(
                 f"{outcome.series_instance_uid}/instances/{outcome.sop_instance_uid}"
             )
             item["00081190"] = {"vr": "UR", "Value": [url]}
+            if outcome.warning_reason is not None:
+                item["00081196"] = {"vr": "US", "Value": [outcome.warning_reason]}
+                item["00000902"] = {"vr": "LO", "Value": [outcome.message[:64]]}
             referenced.append(item)
         else:
             item["00081197"] = {
@@ -308,7 +332,8 @@ def _store_response(
     if forced_status is not None and not referenced:
         status = forced_status
     elif not failed and forced_status is None:
-        status = 200
+        # 202 when an instance was stored with a warning (PS3.18 Table 10.5.3-1).
+        status = 202 if any(o.warning_reason is not None for o in outcomes) else 200
     elif referenced:
         status = 202
     else:
@@ -337,6 +362,12 @@ def _is_syntax_failure(outcome: StoreOutcome) -> bool:
 
 
 routes = [
-    Route("/studies", store_instances, methods=["POST"]),
-    Route("/studies/{study}", store_instances, methods=["POST"]),
+    guarded("/studies", store_instances, methods=["POST"], permission=UPLOAD, action=AUDIT_UPLOAD),
+    guarded(
+        "/studies/{study}",
+        store_instances,
+        methods=["POST"],
+        permission=UPLOAD,
+        action=AUDIT_UPLOAD,
+    ),
 ]

@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, multipart_writer
+from tessera.dicomweb.context import scope_of
+from tessera.dicomweb.errors import ClientError, NotAcceptable
 from tessera.dicomweb.media_type import (
     OCTET_STREAM,
     QualityError,
@@ -32,18 +34,16 @@ from tessera.dicomweb.negotiation import (
     AS_STORED,
     BULK_DATA,
     Representation,
+    Resource,
     acceptable,
     media_type_for_syntax,
 )
 from tessera.dicomweb.wado_common import (
-    WadoError,
     archive_of,
     in_read_transaction,
     instance_path_uids,
     not_acceptable,
     not_found,
-    reader_scope,
-    wado_endpoint,
 )
 from tessera.dicomweb.wado_instances import stream_blob
 from tessera.index.retrieve import RetrievedInstance, resolve_instance
@@ -51,6 +51,10 @@ from tessera.storage.blobstore import BlobStore
 from tessera.storage.syntaxes import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, NATIVE
 
 PIXEL_DATA = 0x7FE00010
+# Encapsulated Document (an Encapsulated PDF's PDF): also sent as its own media type, and
+# exactly as long as Encapsulated Document Length says (the element's padding left out).
+ENCAPSULATED_DOCUMENT = 0x00420011
+DOCUMENT_BULK_DATA = Resource((OCTET_STREAM, "application/pdf"), OCTET_STREAM)
 _TAG_RE = re.compile(r"^[0-9A-Fa-f]{8}$")
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _DEFER = 1024
@@ -66,14 +70,23 @@ def _value_location(store: BlobStore, item: RetrievedInstance, tag: int) -> tupl
         )
         raw = dataset._dict.get(Tag(tag))  # raw element: value not converted yet
         if raw is None:
-            raise WadoError(404, f"the instance has no top-level element {tag:08X}")
+            raise ClientError(404, f"the instance has no top-level element {tag:08X}")
+        length = _document_length(dataset) if tag == ENCAPSULATED_DOCUMENT else None
         if isinstance(raw, RawDataElement) and raw.value is None and not deflated:
-            return raw.value_tell, raw.length
+            return raw.value_tell, min(raw.length, length if length is not None else raw.length)
         element = dataset[tag]
         value = element.value
         if isinstance(value, bytes | bytearray):
-            return bytes(value)
-        raise WadoError(404, f"element {tag:08X} is not bulk data (VR {element.VR})")
+            return bytes(value)[:length] if length is not None else bytes(value)
+        raise ClientError(404, f"element {tag:08X} is not bulk data (VR {element.VR})")
+
+
+def _document_length(dataset: pydicom.Dataset) -> int | None:
+    try:
+        length = dataset.get("EncapsulatedDocumentLength")
+        return int(length) if length is not None and int(length) >= 0 else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _pixel_value_range(item: RetrievedInstance) -> tuple[int, int] | None:
@@ -96,26 +109,28 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not first:
         length = min(int(last), size)
         if length == 0:
-            raise WadoError(416, "empty suffix range", {"Content-Range": f"bytes */{size}"})
+            raise ClientError(416, "empty suffix range", {"Content-Range": f"bytes */{size}"})
         return size - length, length
     start = int(first)
     end = min(int(last), size - 1) if last else size - 1
     if start >= size or end < start:
-        raise WadoError(
+        raise ClientError(
             416, f"range {header} is outside 0..{size - 1}", {"Content-Range": f"bytes */{size}"}
         )
     return start, end - start + 1
 
 
-async def _bulk(request: Request) -> Response:
+async def retrieve_bulk_data(request: Request) -> Response:
     study, series, instance = instance_path_uids(request)
     text = request.path_params["tag"]
     if not _TAG_RE.match(text):
-        raise WadoError(400, f"bulk data tag {text!r} is not 8 hexadecimal digits")
+        raise ClientError(400, f"bulk data tag {text!r} is not 8 hexadecimal digits")
     tag = int(text, 16)
     accept = request.headers.get("accept")
-    candidates = acceptable(accept, BULK_DATA)
-    scope = await reader_scope(request)
+    candidates = acceptable(
+        accept, DOCUMENT_BULK_DATA if tag == ENCAPSULATED_DOCUMENT else BULK_DATA
+    )
+    scope = await scope_of(request)
     archive = archive_of(request)
     store = archive.blob_store
     item = await in_read_transaction(
@@ -130,15 +145,14 @@ async def _bulk(request: Request) -> Response:
     if encapsulated:
         frames_type = media_type_for_syntax(item.transfer_syntax_uid)
         if not _accepts_parts_of(accept, frames_type, item.transfer_syntax_uid):
-            raise WadoError(
-                406,
+            raise NotAcceptable(
                 "this Pixel Data is sent as its stored frames, "
-                f'multipart/related; type="{frames_type}" (Accept: {accept})',
+                f'multipart/related; type="{frames_type}" (Accept: {accept})'
             )
     elif not candidates:
         raise not_acceptable(accept, "bulk data")
     rep = candidates[0] if candidates else Representation(OCTET_STREAM, None, True)
-    etag = caching.entity_tag(item.sha256, text, str(rep.multipart))
+    etag = caching.entity_tag(item.sha256, text, str(rep.multipart), rep.media_type)
     headers = caching.cache_headers(etag, item.created_at)
     if caching.is_not_modified(request, etag, item.created_at):
         return caching.not_modified_response(headers)
@@ -182,14 +196,14 @@ async def _bulk(request: Request) -> Response:
             yield chunk
 
     if not rep.multipart:
-        headers["Content-Type"] = OCTET_STREAM
+        headers["Content-Type"] = rep.media_type
         headers["Content-Length"] = str(size)
         return StreamingResponse(value(), headers=headers)
     boundary = multipart_writer.new_boundary()
-    headers["Content-Type"] = multipart_writer.content_type(OCTET_STREAM, boundary)
+    headers["Content-Type"] = multipart_writer.content_type(rep.media_type, boundary)
 
     async def body() -> AsyncIterator[bytes]:
-        yield multipart_writer.part_header(boundary, OCTET_STREAM)
+        yield multipart_writer.part_header(boundary, rep.media_type)
         async for chunk in value():
             yield chunk
         yield multipart_writer.PART_END + multipart_writer.closing(boundary)
@@ -220,7 +234,7 @@ def _accepts_parts_of(accept: str | None, media_type: str, syntax: str) -> bool:
             if quality(params) == 0:
                 continue
         except QualityError as exc:
-            raise WadoError(400, f"{exc} in Accept") from exc
+            raise ClientError(400, f"{exc} in Accept") from exc
         if params.get("transfer-syntax", AS_STORED).strip() not in (AS_STORED, syntax):
             continue
         if range_type in ("*/*", "multipart/*"):
@@ -265,6 +279,3 @@ def _encapsulated_frames(
 
 
 __all__ = ["retrieve_bulk_data", "stream_blob"]
-
-
-retrieve_bulk_data = wado_endpoint(_bulk)

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index import attributes as a
+from tessera.index import changes
 from tessera.index.models import (
     Instance,
     InstanceMetadata,
@@ -154,7 +155,12 @@ class _Statements:
             .with_for_update()
         )
         self.lock_study = (
-            select(Study.study_instance_uid, Study.modalities_in_study, Study.sop_classes_in_study)
+            select(
+                Study.study_instance_uid,
+                Study.modalities_in_study,
+                Study.sop_classes_in_study,
+                Study.number_of_study_related_instances,
+            )
             .where(Study.id == bindparam("study_pk"))
             .with_for_update()
         )
@@ -246,15 +252,8 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
             "source_pk": record.source_pk,
             "sop_instance_uid": record.sop_instance_uid,
             "sop_class_uid": record.sop_class_uid,
-            "instance_number": a.integer(ds, "InstanceNumber"),
             "transfer_syntax_uid": record.transfer_syntax_uid,
-            "number_of_frames": a.integer(ds, "NumberOfFrames"),
-            "rows": a.integer(ds, "Rows"),
-            "columns": a.integer(ds, "Columns"),
-            "content_date": a.date_of(ds, "ContentDate"),
-            "content_time": a.time_of(ds, "ContentTime"),
-            "bits_allocated": a.integer(ds, "BitsAllocated"),
-            "acquisition_datetime": a.datetime_of(ds, "AcquisitionDateTime"),
+            **instance_attributes(ds),
             "blob_key": record.blob_key,
             "size_bytes": record.size_bytes,
             "sha256": record.sha256,
@@ -290,7 +289,138 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
             "sop_classes": _add_value(study_row.sop_classes_in_study, record.sop_class_uid),
         },
     )
+    _record_changes(conn, record, study_row.number_of_study_related_instances == 0, released)
     return RecordResult(RecordOutcome.REPLACED if released else RecordOutcome.CREATED, released)
+
+
+def _record_changes(
+    conn: Connection, record: InstanceRecord, first_in_study: bool, replaced: str | None
+) -> None:
+    """The change feed entries of a stored instance (last: they lock the tenant's counter)."""
+    modality = a.text(record.dataset, "Modality", 16)
+    if first_in_study:
+        changes.record_change(
+            conn,
+            record.tenant_id,
+            record.source_pk,
+            changes.STUDY_FIRST_INSTANCE,
+            record.study_instance_uid,
+            detail={"modality": modality} if modality else None,
+        )
+    detail: dict = {"sop_class_uid": record.sop_class_uid}
+    if modality:
+        detail["modality"] = modality
+    if replaced:
+        detail["replaced"] = True
+    changes.record_change(
+        conn,
+        record.tenant_id,
+        record.source_pk,
+        changes.INSTANCE_STORED,
+        record.study_instance_uid,
+        series_instance_uid=record.series_instance_uid,
+        sop_instance_uid=record.sop_instance_uid,
+        detail=detail,
+    )
+
+
+def instance_attributes(ds: Dataset) -> dict[str, object]:
+    """The instance row's columns that come from the data set's attributes."""
+    return {
+        "instance_number": a.integer(ds, "InstanceNumber"),
+        "number_of_frames": a.integer(ds, "NumberOfFrames"),
+        "rows": a.integer(ds, "Rows"),
+        "columns": a.integer(ds, "Columns"),
+        "content_date": a.date_of(ds, "ContentDate"),
+        "content_time": a.time_of(ds, "ContentTime"),
+        "bits_allocated": a.integer(ds, "BitsAllocated"),
+        "acquisition_datetime": a.datetime_of(ds, "AcquisitionDateTime"),
+    }
+
+
+def record_more_of_series(
+    conn: Connection,
+    tenant_id: int,
+    source_pk: int,
+    series_instance_uid: str,
+    instances: list[dict[str, object]],
+) -> None:
+    """Add instances to a series that `record_instance` has just recorded one instance of,
+    in the same transaction (so the study is locked and its source visibility checked), with
+    a few multi-row statements instead of several statements per instance. The caller has
+    checked that none of the SOP Instance UIDs is stored (a concurrent one raises
+    IntegrityError). Each item: the instance columns (sop_instance_uid, sop_class_uid,
+    transfer_syntax_uid, blob_key, size_bytes, sha256, instance_attributes(...)) and
+    dicom_json, frame_offsets (JSON bytes or None), pixel_data_vr."""
+    if not instances:
+        return
+    series = conn.execute(
+        _sql(conn).find_series,
+        {
+            "tenant_id": tenant_id,
+            "series_instance_uid": series_instance_uid,
+            "source_pk": source_pk,
+        },
+    ).one()
+    study = conn.execute(_sql(conn).lock_study, {"study_pk": series.study_pk}).one()
+    metadata_keys = ("dicom_json", "frame_offsets", "pixel_data_vr")
+    rows = [
+        {
+            **{k: v for k, v in item.items() if k not in metadata_keys},
+            "tenant_id": tenant_id,
+            "study_pk": series.study_pk,
+            "series_pk": series.id,
+            "source_pk": source_pk,
+        }
+        for item in instances
+    ]
+    if conn.dialect.name == "postgresql":
+        # Keys taken from the sequence up front, then one pipelined executemany: psycopg
+        # spends most of a multi-row INSERT .. RETURNING converting its long query text.
+        sequence = func.pg_get_serial_sequence("instance", "id")
+        ids = list(
+            conn.execute(
+                select(func.nextval(sequence)).select_from(func.generate_series(1, len(rows)))
+            ).scalars()
+        )
+        for pk, row in zip(ids, rows, strict=True):
+            row["id"] = pk
+        conn.execute(Instance.__table__.insert(), rows)
+    else:
+        ids = list(
+            conn.execute(
+                Instance.__table__.insert().returning(Instance.id, sort_by_parameter_order=True),
+                rows,
+            ).scalars()
+        )
+    conn.execute(
+        InstanceMetadata.__table__.insert(),
+        [
+            {"instance_pk": pk, **{k: item[k] for k in metadata_keys}}
+            for pk, item in zip(ids, instances, strict=True)
+        ],
+    )
+    conn.execute(
+        update(Series)
+        .where(Series.id == series.id)
+        .values(
+            number_of_series_related_instances=Series.number_of_series_related_instances
+            + len(instances)
+        )
+    )
+    sop_classes = study.sop_classes_in_study
+    for item in instances:
+        sop_classes = _add_value(sop_classes, str(item["sop_class_uid"]))
+    conn.execute(
+        update(Study)
+        .where(Study.id == series.study_pk)
+        .values(
+            number_of_study_related_instances=Study.number_of_study_related_instances
+            + len(instances),
+            sop_classes_in_study=sop_classes,
+            updated_at=func.now(),
+        )
+    )
 
 
 def blob_in_use(conn: Connection, blob_key: str) -> bool:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import errno
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.errors import InvalidDicomError
 from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.archive import Archive
-from tessera.auth.scope import Scope
 from tessera.index.ingest import (
     InstanceRecord,
     RecordOutcome,
@@ -26,7 +25,8 @@ from tessera.index.ingest import (
     blob_in_use,
     record_instance,
 )
-from tessera.index.tenancy import source_pk_by_name
+from tessera.index.sources import source_pk_by_name
+from tessera.scope import Scope
 from tessera.services import failure_reasons
 from tessera.storage import parse
 from tessera.storage.blobstore import blob_key_for
@@ -48,6 +48,10 @@ class StoreOutcome:
     failure_reason: int | None = None
     message: str = ""
     already_stored: bool = False
+    # Stored with a warning (STOW-RS Warning Reason, e.g. 0xB300 when attributes were filled).
+    warning_reason: int | None = None
+    # Attributes the server filled in (STOW-RS metadata and bulk data requests).
+    filled: list[str] = field(default_factory=list)
 
 
 class UnknownSource(ValueError):

@@ -305,7 +305,16 @@ def render_frame(
 ) -> bytes:
     """One frame as ``options.media_type`` (see the module docstring for the pipeline)."""
     described = _describe(header, pixel)
-    image = _image(header, frame_array, described, options, frame_index)
+    return encode_image(_image(header, frame_array, described, options, frame_index), options)
+
+
+def fit_to_viewport(image: Image.Image, options: RenderOptions) -> Image.Image:
+    """The image scaled to fit ``options.viewport`` (unchanged without one)."""
+    return _fit(image, options.viewport)
+
+
+def encode_image(image: Image.Image, options: RenderOptions) -> bytes:
+    """An 8-bit L or RGB image as ``options.media_type``."""
     buffer = io.BytesIO()
     if options.media_type == "image/jpeg":
         image.save(buffer, "JPEG", quality=int(options.quality or 90))

@@ -1,0 +1,89 @@
+"""The documents endpoint: POST {root}/studies/{StudyInstanceUID}/documents.
+
+For people and scripts without DICOM know-how: multipart/form-data with a `file` and a
+`title` (and optionally `source`, also accepted as a query parameter). The file becomes a
+DICOM object in a new series of the study (tessera/services/documents.py); the answer says
+what was stored and where to fetch it. See docs/documents.md.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tessera.auth import permissions
+from tessera.dicomweb.context import archive_of, scope_of
+from tessera.dicomweb.errors import problem
+from tessera.dicomweb.form_data import FormDataError, read_form
+from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
+from tessera.dicomweb.urls import dicomweb_root
+from tessera.services.documents import DocumentRejected, DocumentUpload, store_document
+from tessera.storage.uids import uid_problem
+
+
+async def upload_document(request: Request) -> Response:
+    archive = archive_of(request)
+    scope = await scope_of(request)  # `upload` was checked at the gate
+    study_uid = request.path_params["study"]
+    if uid_problem(study_uid):
+        return problem(
+            400, f"StudyInstanceUID in the path is not a valid UID ({uid_problem(study_uid)})"
+        )
+    limit = archive.settings.max_document_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + 1024 * 1024:
+        return problem(413, f"request body of {declared} bytes exceeds the limit of {limit}")
+    try:
+        form = await read_form(request, archive.spool_dir, limit)
+    except FormDataError as exc:
+        return problem(exc.status, exc.message)
+    try:
+        uploaded = form.files.get("file")
+        if uploaded is None:
+            return problem(400, "the form has no 'file' field holding the document")
+        upload = DocumentUpload(
+            path=uploaded.path,
+            filename=uploaded.filename,
+            declared_type=uploaded.content_type,
+            title=form.fields.get("title", ""),
+            source=form.fields.get("source") or request.query_params.get("source"),
+        )
+        try:
+            stored = await run_in_threadpool(store_document, archive, scope, study_uid, upload)
+        except DocumentRejected as exc:
+            return problem(exc.status, exc.message)
+    finally:
+        form.discard()
+    outcome = stored.outcome
+    url = (
+        f"{dicomweb_root(request)}/studies/{outcome.study_instance_uid}/series/"
+        f"{outcome.series_instance_uid}/instances/{outcome.sop_instance_uid}"
+    )
+    body = {
+        "StudyInstanceUID": outcome.study_instance_uid,
+        "SeriesInstanceUID": outcome.series_instance_uid,
+        "SOPInstanceUID": outcome.sop_instance_uid,
+        "SOPClassUID": outcome.sop_class_uid,
+        "received": stored.kind.value,
+        "stored_as": stored.stored_as,
+        "RetrieveURL": url,
+    }
+    return Response(
+        orjson.dumps(body),
+        status_code=201,
+        media_type="application/json",
+        headers={"Location": url},
+    )
+
+
+routes = [
+    guarded(
+        "/studies/{study}/documents",
+        upload_document,
+        methods=["POST"],
+        permission=permissions.UPLOAD,
+        action=AUDIT_UPLOAD,
+    )
+]

@@ -1,0 +1,58 @@
+"""What the delivery tables (webhook_delivery, route_delivery) share: UTC times, claiming due
+rows under a lease, and the source-lock clause of the subscription-like tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Connection, Table, exists, select, update
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands times back without a zone; they were written in UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    moment = as_utc(value)
+    return None if moment is None else moment.isoformat()
+
+
+def claim_due(conn: Connection, table: Table, limit: int, lease_seconds: float) -> list[int]:
+    """Claim up to `limit` pending rows whose time has come: their next attempt is pushed
+    `lease_seconds` ahead, so no other worker takes them meanwhile, and a worker that dies
+    mid-delivery only delays them (at-least-once). PostgreSQL: FOR UPDATE SKIP LOCKED lets
+    several processes claim side by side; SQLite: BEGIN IMMEDIATE serializes the claim."""
+    now = utcnow()
+    query = (
+        select(table.c.id)
+        .where(table.c.status == "pending", table.c.next_attempt_at <= now)
+        .order_by(table.c.next_attempt_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = list(conn.execute(query).scalars())
+    if ids:
+        conn.execute(
+            update(table)
+            .where(table.c.id.in_(ids))
+            .values(next_attempt_at=now + timedelta(seconds=lease_seconds))
+        )
+    return ids
+
+
+def limited_to_sources(link: Table, owner_column, visible: frozenset[int] | None):
+    """For a source-locked caller: only rows (subscriptions, rules) limited to sources the
+    caller sees, all of them (a row with no source limit sees every source: hidden)."""
+    if visible is None:
+        return None
+    owner_key, source_key = list(link.c)[:2]
+    linked = owner_key == owner_column
+    return exists().where(linked) & ~exists().where(linked, source_key.not_in(sorted(visible)))

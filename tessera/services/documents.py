@@ -1,0 +1,174 @@
+"""Attach a document (PDF, photo, text, office file, video) to a study as a DICOM object.
+
+The file's kind is read from its bytes (tessera.storage.documents.kinds); the object is
+built with the target study's patient and study attributes, in a new series, and stored
+through the same ingest as STOW-RS (tessera.services.ingest), so it is indexed, searchable
+and retrievable like any instance. A study the caller cannot see is "not found".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from tessera.archive import Archive
+from tessera.index.target_study import TargetStudy, find_target_study
+from tessera.scope import Scope
+from tessera.services import failure_reasons as p
+from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
+from tessera.storage.documents.common import DocumentDescription, write_part10
+from tessera.storage.documents.kinds import DocumentKind, UnsupportedDocument, document_kind
+from tessera.storage.documents.office import ConversionFailed, ConverterMissing, office_to_pdf
+from tessera.storage.documents.pdf import TRANSFER_SYNTAX as PDF_SYNTAX
+from tessera.storage.documents.pdf import encapsulated_pdf
+from tessera.storage.documents.photo import UnreadableImage, photographic_image
+from tessera.storage.documents.text import text_to_pdf
+from tessera.storage.documents.video import UnreadableVideo, video_photographic_image
+
+MAX_TITLE = 64
+_OFFICE_SUFFIX = {
+    DocumentKind.DOCX: ".docx",
+    DocumentKind.DOC: ".doc",
+    DocumentKind.ODT: ".odt",
+    DocumentKind.RTF: ".rtf",
+}
+
+
+class DocumentRejected(Exception):
+    """The document is not stored; `status` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class DocumentUpload:
+    path: Path  # the received file (a spool file; the caller removes it)
+    filename: str | None
+    declared_type: str | None
+    title: str
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    outcome: StoreOutcome
+    kind: DocumentKind
+    # What the file became: "application/pdf" for converted text and office files.
+    stored_as: str
+
+
+def study_dataset(target: TargetStudy) -> Dataset:
+    """The Patient and General Study attributes of `target`, as a dataset."""
+    ds = Dataset()
+    ds.StudyInstanceUID = target.study_instance_uid
+    ds.PatientName = target.patient_name or ""
+    ds.PatientID = target.patient_id
+    if target.issuer_of_patient_id:
+        ds.IssuerOfPatientID = target.issuer_of_patient_id
+    ds.PatientBirthDate = (
+        target.patient_birth_date.strftime("%Y%m%d") if target.patient_birth_date else ""
+    )
+    ds.PatientSex = target.patient_sex or ""
+    ds.StudyDate = target.study_date.strftime("%Y%m%d") if target.study_date else ""
+    ds.StudyTime = target.study_time.strftime("%H%M%S") if target.study_time else ""
+    ds.AccessionNumber = target.accession_number or ""
+    ds.StudyID = target.study_id or ""
+    if target.study_description:
+        ds.StudyDescription = target.study_description[:64]
+    ds.ReferringPhysicianName = target.referring_physician_name or ""
+    if target.timezone_offset_from_utc:
+        ds.TimezoneOffsetFromUTC = target.timezone_offset_from_utc
+    return ds
+
+
+def _check_title(title: str) -> str:
+    title = " ".join(title.split())
+    if not title:
+        raise DocumentRejected(400, "a title is required (form field 'title')")
+    if len(title) > MAX_TITLE:
+        raise DocumentRejected(400, f"the title is longer than {MAX_TITLE} characters")
+    if "\\" in title:
+        raise DocumentRejected(400, "the title may not contain a backslash")
+    return title
+
+
+def build_document(
+    target: TargetStudy, upload: DocumentUpload, title: str
+) -> tuple[Dataset, str, DocumentKind, str]:
+    """(the DICOM object, its transfer syntax, the file's kind, the media type stored)."""
+    with open(upload.path, "rb") as fh:
+        head = fh.read(4096)
+    try:
+        kind = document_kind(head, upload.filename, upload.declared_type)
+    except UnsupportedDocument as exc:
+        raise DocumentRejected(415, str(exc)) from exc
+    description = DocumentDescription(title, series_number=(target.max_series_number or 0) + 1)
+    study = study_dataset(target)
+    try:
+        if kind is DocumentKind.PDF:
+            pdf = upload.path.read_bytes()
+        elif kind is DocumentKind.TEXT:
+            pdf = text_to_pdf(upload.path.read_bytes(), title)
+        elif kind.needs_office_converter:
+            pdf = office_to_pdf(upload.path, _OFFICE_SUFFIX[kind])
+        elif kind in (DocumentKind.JPEG, DocumentKind.PNG):
+            ds, syntax = photographic_image(study, upload.path.read_bytes(), description)
+            return ds, syntax, kind, kind.value
+        else:
+            ds, syntax = video_photographic_image(study, upload.path.read_bytes(), description)
+            return ds, syntax, kind, kind.value
+    except ConverterMissing as exc:
+        raise DocumentRejected(415, str(exc)) from exc
+    except (ConversionFailed, UnreadableImage, UnreadableVideo) as exc:
+        raise DocumentRejected(422, str(exc)) from exc
+    return encapsulated_pdf(study, pdf, description), PDF_SYNTAX, kind, "application/pdf"
+
+
+def store_document(
+    archive: Archive, scope: Scope, study_uid: str, upload: DocumentUpload
+) -> StoredDocument:
+    """Build and store the document; raises DocumentRejected (with an HTTP status)."""
+    title = _check_title(upload.title)
+    try:
+        source_pk = resolve_upload_source(archive, scope, upload.source)
+    except UnknownSource as exc:
+        raise DocumentRejected(400, str(exc)) from exc
+    with archive.database.read() as conn:
+        target = find_target_study(conn, scope, study_uid)
+    if target is None:
+        raise DocumentRejected(404, f"study {study_uid} not found")
+    if upload.path.stat().st_size == 0:
+        raise DocumentRejected(400, "the file is empty (0 bytes)")
+    ds, syntax, kind, stored_as = build_document(target, upload, title)
+    with tempfile.NamedTemporaryFile(
+        dir=archive.spool_dir, prefix="document-", suffix=".dcm", delete=False
+    ) as fh:
+        part10 = Path(fh.name)
+    try:
+        write_part10(ds, part10, syntax)
+        sha256 = _sha256(part10)
+    except BaseException:
+        part10.unlink(missing_ok=True)
+        raise
+    outcome = ingest_file(archive, scope, part10, sha256, source_pk, study_uid)  # consumes it
+    if not outcome.stored:
+        status = 409 if outcome.failure_reason == p.UID_NOT_AVAILABLE else 500
+        if outcome.failure_reason == p.OUT_OF_RESOURCES:
+            status = 507
+        raise DocumentRejected(status, outcome.message)
+    return StoredDocument(outcome, kind, stored_as)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,180 @@
+"""Webhooks and the caller's Scope: another tenant never sees a tenant's subscriptions or
+deliveries; a source-locked administrator makes only subscriptions limited to its sources,
+sees no subscription or delivery that could carry other sources' changes, and its webhook
+receives only its sources' changes."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.conftest import PG_URL, create_pg_database, drop_pg_database
+from tests.security_world import PASSWORD, World, build_world, instance_bytes, stow
+from tests.webhook_receiver import Receiver
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        base = tmp_path_factory.mktemp("hook-security")
+        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
+    else:
+        if not PG_URL:
+            pytest.skip("TESSERA_TEST_PG_URL not set")
+        base = tmp_path_factory.mktemp("hook-security-pg")
+        url = drop = create_pg_database()
+    built = build_world(base / "data", url, env={"TESSERA_OUTBOUND_ALLOW_PRIVATE": "true"})
+    admin = built.auth("admin")
+    response = httpx.post(
+        f"{built.api()}/users",
+        json={"username": "admin_a", "role": "admin", "password": PASSWORD, "sources": ["ClinicA"]},
+        headers=admin,
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    built.keys["admin_a"] = httpx.post(
+        f"{built.api()}/api-keys", json={"user": "admin_a", "name": "t"}, headers=admin, timeout=30
+    ).json()["key"]
+    try:
+        yield built
+    finally:
+        built.server.stop()
+        if drop:
+            drop_pg_database(drop)
+
+
+def _post(world: World, user: str, body: dict, tenant: str = "default") -> httpx.Response:
+    return httpx.post(
+        f"{world.api(tenant)}/webhooks", json=body, headers=world.auth(user), timeout=30
+    )
+
+
+def test_locked_admin_and_other_tenant_see_only_their_own(world: World) -> None:
+    every, mine = Receiver().start(), Receiver().start()
+    try:
+        all_hook = _post(world, "admin", {"url": every.url, "event_types": ["instance.stored"]})
+        assert all_hook.status_code == 201, all_hook.text
+        all_hook = all_hook.json()
+        locked = _post(world, "admin_a", {"url": mine.url, "event_types": ["instance.stored"]})
+        assert locked.status_code == 201, locked.text
+        locked = locked.json()
+        assert locked["filters"]["sources"] == ["ClinicA"]
+        refused = _post(world, "admin_a", {"url": mine.url, "filters": {"sources": ["ClinicB"]}})
+        assert refused.status_code == 400 and "ClinicB" in refused.json()["detail"]
+        assert _post(world, "tech", {"url": mine.url}).status_code == 403
+
+        for number, source in ((10, "ClinicA"), (11, "ClinicB")):
+            uids = (generate_uid(), generate_uid(), generate_uid())
+            data = instance_bytes(*uids, "DEFAULTTENANT^PATIENT", number)
+            assert stow(world.url(), [data], world.auth("admin"), source).status_code == 200
+        every.wait_for(2)
+        mine.wait_for(1)
+        time.sleep(1.0)
+        assert len(mine.received) == 1
+        assert b"ClinicA" in mine.received[0].body and b"ClinicB" not in mine.received[0].body
+
+        def get(user: str, path: str, tenant: str = "default") -> httpx.Response:
+            return httpx.get(f"{world.api(tenant)}{path}", headers=world.auth(user), timeout=30)
+
+        assert [h["id"] for h in get("admin_a", "/webhooks").json()] == [locked["id"]]
+        assert {h["id"] for h in get("admin", "/webhooks").json()} == {
+            all_hook["id"],
+            locked["id"],
+        }
+        assert get("admin_a", f"/webhooks/{all_hook['id']}").status_code == 404
+        assert get("admin_a", f"/webhooks/{all_hook['id']}/deliveries").status_code == 404
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            shown = get("admin", f"/webhooks/{all_hook['id']}/deliveries").json()
+            if len(shown) == 2 and all(d["status"] == "delivered" for d in shown):
+                break
+            time.sleep(0.2)
+        for delivery in shown:
+            assert get("admin_a", f"/webhook-deliveries/{delivery['id']}").status_code == 404
+            replay = httpx.post(
+                f"{world.api()}/webhook-deliveries/{delivery['id']}/replay",
+                headers=world.auth("admin_a"),
+                timeout=30,
+            )
+            assert replay.status_code == 404
+            assert (
+                get("acme_admin", f"/webhook-deliveries/{delivery['id']}", "acme").status_code
+                == 404
+            )
+
+        assert get("acme_admin", "/webhooks", "acme").json() == []
+        assert get("acme_admin", f"/webhooks/{locked['id']}", "acme").status_code == 404
+        gone = httpx.delete(
+            f"{world.api('acme')}/webhooks/{locked['id']}",
+            headers=world.auth("acme_admin"),
+            timeout=30,
+        )
+        assert gone.status_code == 404
+        assert get("admin_a", f"/webhooks/{locked['id']}").status_code == 200
+        assert get("acme_admin", "/webhooks").status_code == 401
+    finally:
+        every.stop()
+        mine.stop()
+
+
+def test_routes_of_hidden_sources_and_other_tenants_stay_hidden(world: World) -> None:
+    closed = {"kind": "dimse", "ae_title": "NOWHERE", "host": "127.0.0.1", "port": 9}
+
+    def post(user: str, body: dict, tenant: str = "default") -> httpx.Response:
+        return httpx.post(
+            f"{world.api(tenant)}/routes", json=body, headers=world.auth(user), timeout=30
+        )
+
+    def get(user: str, path: str, tenant: str = "default") -> httpx.Response:
+        return httpx.get(f"{world.api(tenant)}{path}", headers=world.auth(user), timeout=30)
+
+    assert post("admin", {"name": "everything", "destination": closed}).status_code == 201
+    mine = post("admin_a", {"name": "clinic-a", "destination": closed})
+    assert mine.status_code == 201, mine.text
+    assert mine.json()["conditions"]["sources"] == ["ClinicA"]
+    refused = post(
+        "admin_a", {"name": "b", "conditions": {"sources": ["ClinicB"]}, "destination": closed}
+    )
+    assert refused.status_code == 400
+    assert post("tech", {"name": "t", "destination": closed}).status_code == 403
+
+    uids = {}
+    for number, source in ((20, "ClinicA"), (21, "ClinicB")):
+        uids[source] = (generate_uid(), generate_uid(), generate_uid())
+        data = instance_bytes(*uids[source], "DEFAULTTENANT^PATIENT", number)
+        assert stow(world.url(), [data], world.auth("admin"), source).status_code == 200
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        everything = get("admin", "/routes/everything/deliveries").json()
+        if len(everything) == 2:
+            break
+        time.sleep(0.2)
+    assert {d["sop_instance_uid"] for d in everything} == {
+        uids["ClinicA"][2],
+        uids["ClinicB"][2],
+    }
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        only_a = get("admin_a", "/routes/clinic-a/deliveries").json()
+        if only_a:
+            break
+        time.sleep(0.2)
+    assert [d["sop_instance_uid"] for d in only_a] == [uids["ClinicA"][2]]
+
+    assert [r["name"] for r in get("admin_a", "/routes").json()] == ["clinic-a"]
+    assert get("admin_a", "/routes/everything").status_code == 404
+    assert get("admin_a", "/routes/everything/deliveries").status_code == 404
+    send_b = httpx.post(
+        f"{world.api()}/routes/clinic-a/send",
+        json={"study_instance_uid": uids["ClinicB"][0]},
+        headers=world.auth("admin_a"),
+        timeout=30,
+    )
+    assert send_b.status_code == 404  # a ClinicB study is not the rule's (nor the caller's)
+    assert get("acme_admin", "/routes", "acme").json() == []
+    assert get("acme_admin", "/routes/clinic-a", "acme").status_code == 404
