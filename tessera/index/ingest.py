@@ -79,8 +79,9 @@ class InstanceRecord:
     # learn about, a study holding instances of other sources.
     visible_source_pks: frozenset[int] | None = None
     # Stop at DIFFERENT_BYTES (instead of applying the duplicate policy) when the SOP
-    # Instance is stored with other bytes, so the caller can compare content first.
-    compare_content: bool = True
+    # Instance is stored with other bytes, so the caller can compare content first
+    # (services/ingest.py does; a caller that does not handle DIFFERENT_BYTES leaves it off).
+    compare_content: bool = False
 
 
 class _Statements:

@@ -188,6 +188,7 @@ def _ingest(
         pixel_data_vr=parsed.pixel_data_vr,
         # The uploader's own source counts as visible: their uploads may join each other.
         visible_source_pks=None if scope.source_pks is None else scope.source_pks | {source_pk},
+        compare_content=True,  # a resend re-encoded by its sender is the same object
     )
     try:
         result = _record(archive, record)
