@@ -80,6 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.run(
             "tessera.dicomweb.app:app_from_environment",
             factory=True,
+            http="tessera.dicomweb.header_guard:HeaderGuardProtocol",
             host=settings.host,
             port=settings.port,
             workers=settings.workers,

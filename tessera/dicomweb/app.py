@@ -45,6 +45,7 @@ from tessera.dicomweb.error_boundary import ErrorBoundary
 from tessera.dicomweb.errors import ClientError, problem, storage_unavailable
 from tessera.dicomweb.gate import denied_event
 from tessera.dicomweb.negotiation import AcceptError
+from tessera.dicomweb.request_limits import RequestLimits
 from tessera.index.errors import Conflict as RowConflict
 from tessera.index.errors import InvalidValue
 from tessera.index.errors import NotFound as NoSuchRow
@@ -266,6 +267,7 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         middleware=[
             *cors_middleware(settings),
             Middleware(ErrorBoundary),
+            Middleware(RequestLimits, settings=settings),
             Middleware(AccessMiddleware),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

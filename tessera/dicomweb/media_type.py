@@ -80,3 +80,24 @@ def quality(params: dict[str, str]) -> float:
     if not 0 <= value <= 1:
         raise QualityError(f"q-value {raw!r} is outside 0..1")
     return value
+
+
+def json_answer_type(accept_header: str | None) -> str | None:
+    """The media type of a DICOM JSON answer (QIDO-RS, metadata, the STOW-RS response) that
+    Accept allows: application/dicom+json (also for `*/*`, `application/*` or no Accept), or
+    application/json when only that is accepted (the same body; DICOM JSON is JSON); None
+    when neither is acceptable (406). Raises QualityError for a malformed q-value."""
+    ranges = split_media_ranges(accept_header or "")
+    if not ranges:
+        return DICOM_JSON
+    weighted: list[tuple[float, int, str]] = []
+    for order, item in enumerate(ranges):
+        media_type, params = parse_media_type(item)
+        q = quality(params)
+        if q == 0:
+            continue
+        if media_type in (DICOM_JSON, "application/*", "*/*"):
+            weighted.append((-q, order, DICOM_JSON))
+        elif media_type == "application/json":
+            weighted.append((-q, order, "application/json"))
+    return min(weighted)[2] if weighted else None

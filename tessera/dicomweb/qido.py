@@ -24,9 +24,7 @@ from tessera.dicomweb.gate import AUDIT_QUERY, guarded
 from tessera.dicomweb.media_type import (
     DICOM_JSON,
     QualityError,
-    parse_media_type,
-    quality,
-    split_media_ranges,
+    json_answer_type,
 )
 from tessera.dicomweb.qido_params import parse_search
 from tessera.dicomweb.urls import dicomweb_root
@@ -34,29 +32,16 @@ from tessera.index.query import Level
 from tessera.index.query_sql import QueryPage, run_query
 
 MORE_RESULTS_WARNING = '299 tessera: "There are additional results that can be requested"'
-_ACCEPTABLE = {DICOM_JSON, "application/json", "application/*", "*/*"}
-
-
-def _acceptable(request: Request) -> bool:
-    """Whether Accept allows DICOM JSON; QualityError for a malformed q-value."""
-    header = request.headers.get("accept")
-    if not header:
-        return True
-    for media_range in split_media_ranges(header):
-        media_type, params = parse_media_type(media_range)
-        if media_type in _ACCEPTABLE and quality(params) > 0:
-            return True
-    return False
 
 
 async def _search(request: Request, level: Level) -> Response:
     scope = await scope_of(request)
     try:
-        acceptable = _acceptable(request)
+        answer_type = json_answer_type(request.headers.get("accept"))
     except QualityError as exc:
         raise BadRequest(f"{exc} in Accept") from exc
-    if not acceptable:
-        raise NotAcceptable(f"QIDO-RS answers in {DICOM_JSON} only")
+    if answer_type is None:
+        raise NotAcceptable(f"QIDO-RS answers in {DICOM_JSON} (or application/json) only")
     query = parse_search(level, request.url.query, request.path_params)  # QueryError: 400
     archive = archive_of(request)
     root = dicomweb_root(request)
@@ -70,7 +55,7 @@ async def _search(request: Request, level: Level) -> Response:
     return Response(
         orjson.dumps(page.items),  # the engine builds each object in tag order
         status_code=200,
-        media_type=DICOM_JSON,
+        media_type=answer_type,
         headers=headers,
     )
 

@@ -24,11 +24,12 @@ from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import (
     BadRequest,
     ClientError,
+    NotAcceptable,
     UnsupportedMediaType,
     storage_unavailable,
 )
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
-from tessera.dicomweb.media_type import DICOM_JSON, parse_media_type
+from tessera.dicomweb.media_type import DICOM_JSON, QualityError, json_answer_type, parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.services import failure_reasons
@@ -67,6 +68,11 @@ async def store_instances(request: Request) -> Response:
             "parts are application/dicom, or application/dicom+json metadata with bulk data "
             f"(type={part_type})"
         )
+    try:
+        if json_answer_type(request.headers.get("accept")) is None:
+            raise NotAcceptable(f"the STOW-RS response is {DICOM_JSON} (or application/json) only")
+    except QualityError as exc:
+        raise BadRequest(f"{exc} in Accept") from exc
     limit = archive.settings.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -345,7 +351,8 @@ def _store_response(
     headers = {}
     if warning:
         headers["Warning"] = f'299 tessera "{warning}"'
-    return Response(orjson.dumps(body), status_code=status, media_type=DICOM_JSON, headers=headers)
+    answer_type = json_answer_type(request.headers.get("accept")) or DICOM_JSON  # checked first
+    return Response(orjson.dumps(body), status_code=status, media_type=answer_type, headers=headers)
 
 
 def _single_study(outcomes: list[StoreOutcome]) -> str | None:

@@ -22,9 +22,22 @@ from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, multipart_writer
 from tessera.dicomweb.context import scope_of
-from tessera.dicomweb.errors import ClientError
-from tessera.dicomweb.media_type import OCTET_STREAM
-from tessera.dicomweb.negotiation import BULK_DATA, Resource, acceptable, media_type_for_syntax
+from tessera.dicomweb.errors import ClientError, NotAcceptable
+from tessera.dicomweb.media_type import (
+    OCTET_STREAM,
+    QualityError,
+    parse_media_type,
+    quality,
+    split_media_ranges,
+)
+from tessera.dicomweb.negotiation import (
+    AS_STORED,
+    BULK_DATA,
+    Representation,
+    Resource,
+    acceptable,
+    media_type_for_syntax,
+)
 from tessera.dicomweb.wado_common import (
     archive_of,
     in_read_transaction,
@@ -117,9 +130,6 @@ async def retrieve_bulk_data(request: Request) -> Response:
     candidates = acceptable(
         accept, DOCUMENT_BULK_DATA if tag == ENCAPSULATED_DOCUMENT else BULK_DATA
     )
-    if not candidates:
-        raise not_acceptable(accept, "bulk data")
-    rep = candidates[0]
     scope = await scope_of(request)
     archive = archive_of(request)
     store = archive.blob_store
@@ -129,13 +139,26 @@ async def retrieve_bulk_data(request: Request) -> Response:
     )
     if item is None:
         raise not_found(study, series, instance)
+    encapsulated = (
+        tag == PIXEL_DATA and item.frames is not None and _pixel_value_range(item) is None
+    )
+    if encapsulated:
+        frames_type = media_type_for_syntax(item.transfer_syntax_uid)
+        if not _accepts_parts_of(accept, frames_type, item.transfer_syntax_uid):
+            raise NotAcceptable(
+                "this Pixel Data is sent as its stored frames, "
+                f'multipart/related; type="{frames_type}" (Accept: {accept})'
+            )
+    elif not candidates:
+        raise not_acceptable(accept, "bulk data")
+    rep = candidates[0] if candidates else Representation(OCTET_STREAM, None, True)
     etag = caching.entity_tag(item.sha256, text, str(rep.multipart), rep.media_type)
     headers = caching.cache_headers(etag, item.created_at)
     if caching.is_not_modified(request, etag, item.created_at):
         return caching.not_modified_response(headers)
     headers["Accept-Ranges"] = "bytes"
 
-    if tag == PIXEL_DATA and item.frames is not None and _pixel_value_range(item) is None:
+    if encapsulated:
         return _encapsulated_frames(store, item, headers)
     location: tuple[int, int] | bytes | None = (
         _pixel_value_range(item) if tag == PIXEL_DATA else None
@@ -150,7 +173,9 @@ async def retrieve_bulk_data(request: Request) -> Response:
         value_offset, size = location
 
     wanted = request.headers.get("range")
-    byte_range = _parse_range(wanted, size) if wanted else None
+    # A byte range is one application/octet-stream body: only when that was accepted.
+    ranged = wanted and _accepts_one_octet_stream(accept)
+    byte_range = _parse_range(wanted, size) if wanted and ranged else None
     if byte_range is not None:
         start, length = byte_range
         if value_bytes is not None:
@@ -184,6 +209,40 @@ async def retrieve_bulk_data(request: Request) -> Response:
         yield multipart_writer.PART_END + multipart_writer.closing(boundary)
 
     return StreamingResponse(body(), headers=headers)
+
+
+def _accepts_one_octet_stream(accept: str | None) -> bool:
+    """Does Accept allow a bare application/octet-stream body (a 206 answer)?"""
+    ranges = split_media_ranges(accept or "")
+    if not ranges:
+        return True
+    for item in ranges:
+        range_type, params = parse_media_type(item)
+        if range_type in ("*/*", "application/*", OCTET_STREAM) and quality(params) > 0:
+            return True
+    return False
+
+
+def _accepts_parts_of(accept: str | None, media_type: str, syntax: str) -> bool:
+    """Does Accept allow multipart/related parts of `media_type` in `syntax`?"""
+    ranges = split_media_ranges(accept or "")
+    if not ranges:
+        return True
+    for item in ranges:
+        range_type, params = parse_media_type(item)
+        try:
+            if quality(params) == 0:
+                continue
+        except QualityError as exc:
+            raise ClientError(400, f"{exc} in Accept") from exc
+        if params.get("transfer-syntax", AS_STORED).strip() not in (AS_STORED, syntax):
+            continue
+        if range_type in ("*/*", "multipart/*"):
+            return True
+        part = params.get("type", "").strip().lower()
+        if range_type == "multipart/related" and part in (media_type, "*/*", "*"):
+            return True
+    return False
 
 
 async def _ranged(store: BlobStore, key: str, offset: int, length: int) -> AsyncIterator[bytes]:

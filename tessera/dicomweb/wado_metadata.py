@@ -15,13 +15,11 @@ from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching
 from tessera.dicomweb.context import scope_of
-from tessera.dicomweb.errors import BadRequest, ClientError
+from tessera.dicomweb.errors import BadRequest, NotAcceptable
 from tessera.dicomweb.media_type import (
     DICOM_JSON,
     QualityError,
-    parse_media_type,
-    quality,
-    split_media_ranges,
+    json_answer_type,
 )
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.dicomweb.wado_common import (
@@ -32,28 +30,9 @@ from tessera.dicomweb.wado_common import (
 )
 from tessera.index.retrieve import metadata_batches, resolve_instances
 
-_ACCEPTED = (DICOM_JSON, "application/json", "*/*", "application/*")
 _BULK_KEY = b'"BulkDataURI":"'
 # Small responses are built in one go; larger ones streamed in batches of this many.
 BATCH = 250
-
-
-def _accepts_json(header: str | None) -> bool:
-    ranges = split_media_ranges(header or "")
-    if not ranges:
-        return True
-    for item in ranges:
-        media_type, params = parse_media_type(item)
-        try:
-            if quality(params) == 0:
-                continue
-        except QualityError as exc:
-            raise BadRequest(f"{exc} in Accept") from exc
-        if media_type in _ACCEPTED:
-            return True
-        if media_type == "multipart/related" and params.get("type", "").lower() in _ACCEPTED:
-            return True
-    return False
 
 
 def absolute_bulk_data_uris(dicom_json: bytes, root: bytes) -> bytes:
@@ -67,8 +46,14 @@ def absolute_bulk_data_uris(dicom_json: bytes, root: bytes) -> bytes:
 async def retrieve_metadata(request: Request) -> Response:
     study, series, instance = path_uids(request)
     accept = request.headers.get("accept")
-    if not _accepts_json(accept):
-        raise ClientError(406, f"metadata is sent as {DICOM_JSON} only (Accept: {accept})")
+    try:
+        answer_type = json_answer_type(accept)
+    except QualityError as exc:
+        raise BadRequest(f"{exc} in Accept") from exc
+    if answer_type is None:
+        raise NotAcceptable(
+            f"metadata is sent as {DICOM_JSON} (or application/json) only (Accept: {accept})"
+        )
     scope = await scope_of(request)
     archive = archive_of(request)
     small = instance is not None
@@ -84,7 +69,7 @@ async def retrieve_metadata(request: Request) -> Response:
     headers = caching.cache_headers(etag, modified, collection=instance is None)
     if caching.is_not_modified(request, etag, modified):
         return caching.not_modified_response(headers)
-    headers["Content-Type"] = DICOM_JSON
+    headers["Content-Type"] = answer_type
 
     if small:
         single = b"[" + absolute_bulk_data_uris(items[0].dicom_json or b"{}", root) + b"]"

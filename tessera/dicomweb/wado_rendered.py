@@ -16,7 +16,7 @@ series for a series or study.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pydicom
@@ -66,9 +66,20 @@ class RenderRequest:
         return repr(self)
 
 
-def choose_media_type(accept_param: str | None, accept_header: str | None) -> str:
-    """The rendered media type: the `accept` query parameter first, then Accept."""
-    ranges = split_media_ranges(accept_param or accept_header or "")
+def choose_media_type(
+    accept_param: str | None,
+    accept_header: str | None,
+    multipart_for: Callable[[str], bool] = lambda media_type: False,
+) -> str:
+    """The rendered media type: the `accept` query parameter first, then Accept.
+
+    `multipart_for(media_type)` says whether the resource sends that type as
+    multipart/related (several images) or as a bare image; a media type is chosen only if the
+    client accepts it in that shape (`image/jpeg` is one image, `multipart/related;
+    type="image/jpeg"` several, `*/*` either). Nothing acceptable: 406 naming what is.
+    """
+    asked = accept_param or accept_header or ""
+    ranges = split_media_ranges(asked)
     if not ranges:
         return JPEG
     weighted = []
@@ -80,19 +91,34 @@ def choose_media_type(accept_param: str | None, accept_header: str | None) -> st
             raise BadRequest(f"{exc} in {item!r}") from exc
         if q == 0:
             continue
-        if media_type == "multipart/related":
-            media_type = params.get("type", "").lower()
+        shapes = {False}  # a bare image
+        if media_type == "*/*":
+            media_type, shapes = JPEG, {False, True}
+        elif media_type in ("multipart/related", "multipart/*"):
+            media_type, shapes = params.get("type", "").lower() or JPEG, {True}
         if media_type in ("*/*", "image/*"):
             media_type = JPEG
-        if media_type in RENDERED_TYPES:
+        if media_type in RENDERED_TYPES and multipart_for(media_type) in shapes:
             weighted.append((-q, order, media_type))
     if not weighted:
-        raise ClientError(
-            406,
-            "rendered images are image/jpeg, image/png or image/gif "
-            f"(asked: {accept_param or accept_header})",
+        available = ", ".join(
+            f'multipart/related; type="{t}"' if multipart_for(t) else t for t in RENDERED_TYPES
         )
+        raise ClientError(406, f"this resource is rendered as {available} (asked: {asked})")
     return min(weighted)[2]
+
+
+def _multipart_rule(request: Request) -> Callable[[str], bool]:
+    """Which rendered media types the resource asked for sends as multipart/related:
+    thumbnails never; series and studies always; an instance when several frames are asked
+    for, except as image/gif (one animated image)."""
+    if request.url.path.endswith("/thumbnail"):
+        return lambda media_type: False
+    if request.path_params.get("instance") is None:
+        return lambda media_type: True
+    frames_text = request.path_params.get("frames")
+    several = frames_text is not None and len(frames_text.split(",")) > 1
+    return lambda media_type: several and media_type != GIF
 
 
 def _number(text: str, what: str) -> float:
@@ -111,7 +137,9 @@ def _positive_int(text: str, what: str) -> int:
 def parse_render_request(request: Request) -> RenderRequest:
     """Rendered/thumbnail query parameters; 400 naming the bad one."""
     query = request.query_params
-    media_type = choose_media_type(query.get("accept"), request.headers.get("accept"))
+    media_type = choose_media_type(
+        query.get("accept"), request.headers.get("accept"), _multipart_rule(request)
+    )
     center = width = None
     function = "linear"
     if "window" in query:

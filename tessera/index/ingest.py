@@ -41,6 +41,9 @@ from tessera.storage.frames import FrameIndex
 class RecordOutcome(enum.Enum):
     CREATED = "created"
     IDENTICAL = "identical"  # the same bytes were already stored: idempotent success
+    # The SOP Instance is stored with other bytes: the caller compares the data sets
+    # (storage/same_content.py) and records again with `compare_content=False` if they differ.
+    DIFFERENT_BYTES = "different_bytes"
     CONFLICT = "conflict"  # a different object already has this SOP Instance UID
     REPLACED = "replaced"  # a different object was replaced (tenant policy 'overwrite')
     SERIES_IN_OTHER_STUDY = "series_in_other_study"
@@ -54,6 +57,8 @@ class RecordResult:
     outcome: RecordOutcome
     # Blob that no row references any more and may be deleted after commit.
     released_blob_key: str | None = None
+    # DIFFERENT_BYTES: the blob of the instance already stored.
+    stored_blob_key: str | None = None
 
 
 @dataclass
@@ -75,6 +80,10 @@ class InstanceRecord:
     # Sources the uploader sees (None: all). A source-locked uploader may not add to, or
     # learn about, a study holding instances of other sources.
     visible_source_pks: frozenset[int] | None = None
+    # Stop at DIFFERENT_BYTES (instead of applying the duplicate policy) when the SOP
+    # Instance is stored with other bytes, so the caller can compare content first
+    # (services/ingest.py does; a caller that does not handle DIFFERENT_BYTES leaves it off).
+    compare_content: bool = False
 
 
 class _Statements:
@@ -211,6 +220,8 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
             return RecordResult(RecordOutcome.NOT_VISIBLE)
         if existing.sha256 == record.sha256:
             return RecordResult(RecordOutcome.IDENTICAL)
+        if record.compare_content:
+            return RecordResult(RecordOutcome.DIFFERENT_BYTES, stored_blob_key=existing.blob_key)
         if duplicate_policy(conn, record.tenant_id) != "overwrite":
             return RecordResult(RecordOutcome.CONFLICT)
         _remove_instance(conn, existing)
@@ -264,6 +275,8 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
         winner = find_instance(conn, record.tenant_id, record.sop_instance_uid)
         if winner is not None and winner.sha256 == record.sha256:
             return RecordResult(RecordOutcome.IDENTICAL)
+        if winner is not None and record.compare_content:
+            return RecordResult(RecordOutcome.DIFFERENT_BYTES, stored_blob_key=winner.blob_key)
         return RecordResult(RecordOutcome.CONFLICT)
 
     conn.execute(

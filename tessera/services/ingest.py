@@ -14,16 +14,24 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom.errors import InvalidDicomError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tessera.archive import Archive
-from tessera.index.ingest import InstanceRecord, RecordOutcome, blob_in_use, record_instance
+from tessera.index.ingest import (
+    InstanceRecord,
+    RecordOutcome,
+    RecordResult,
+    blob_in_use,
+    record_instance,
+)
 from tessera.index.sources import source_pk_by_name
 from tessera.scope import Scope
 from tessera.services import failure_reasons
 from tessera.storage import parse
 from tessera.storage.blobstore import StorageUnavailable, blob_key_for
 from tessera.storage.dicom_json import build_metadata
+from tessera.storage.same_content import same_content
 
 log = logging.getLogger(__name__)
 
@@ -186,16 +194,20 @@ def _ingest(
         pixel_data_vr=parsed.pixel_data_vr,
         # The uploader's own source counts as visible: their uploads may join each other.
         visible_source_pks=None if scope.source_pks is None else scope.source_pks | {source_pk},
+        compare_content=True,  # a resend re-encoded by its sender is the same object
     )
     try:
-        with archive.database.write() as conn:
-            result = record_instance(conn, record)
-            if result.outcome in (
-                RecordOutcome.CONFLICT,
-                RecordOutcome.SERIES_IN_OTHER_STUDY,
-                RecordOutcome.NOT_VISIBLE,
-            ):
-                conn.rollback()
+        result = _record(archive, record)
+        if result.outcome is RecordOutcome.DIFFERENT_BYTES:
+            assert result.stored_blob_key is not None
+            if _same_object(archive, result.stored_blob_key, blob_key):
+                # A resend, re-encoded by its sender: the first copy stays.
+                archive.blob_store.delete(blob_key)
+                outcome.stored = True
+                outcome.already_stored = True
+                return outcome
+            record.compare_content = False
+            result = _record(archive, record)
     except SQLAlchemyError as exc:
         # The blob stays; if no row references it the sweeper removes it after the grace period.
         log.exception("index write failed", extra={"sop_instance_uid": parsed.sop_instance_uid})
@@ -233,6 +245,31 @@ def _ingest(
     outcome.stored = True
     outcome.already_stored = result.outcome is RecordOutcome.IDENTICAL
     return outcome
+
+
+def _record(archive: Archive, record: InstanceRecord) -> RecordResult:
+    with archive.database.write() as conn:
+        result = record_instance(conn, record)
+        if result.outcome in (
+            RecordOutcome.DIFFERENT_BYTES,
+            RecordOutcome.CONFLICT,
+            RecordOutcome.SERIES_IN_OTHER_STUDY,
+            RecordOutcome.NOT_VISIBLE,
+        ):
+            conn.rollback()
+    return result
+
+
+def _same_object(archive: Archive, stored_key: str, received_key: str) -> bool:
+    """Is the received file (stored under `received_key`) the object stored under
+    `stored_key`, re-encoded? Compared outside any transaction."""
+    try:
+        with archive.blob_store.open(stored_key) as stored:
+            with archive.blob_store.open(received_key) as received:
+                return same_content(stored, received)
+    except (OSError, InvalidDicomError, ValueError):
+        log.exception("stored and received files not compared", extra={"blob_key": stored_key})
+        return False
 
 
 def _failed(outcome: StoreOutcome, reason: int, message: str) -> StoreOutcome:
