@@ -38,6 +38,8 @@ class RecordResult:
     outcome: RecordOutcome
     # Blob that no row references any more and may be deleted after commit.
     released_blob_key: str | None = None
+    # The study the instance was recorded in (CREATED / REPLACED).
+    study_pk: int | None = None
 
 
 @dataclass
@@ -243,7 +245,9 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
             "sop_classes": _add_value(study_row.sop_classes_in_study, record.sop_class_uid),
         },
     )
-    return RecordResult(RecordOutcome.REPLACED if released else RecordOutcome.CREATED, released)
+    return RecordResult(
+        RecordOutcome.REPLACED if released else RecordOutcome.CREATED, released, study_pk
+    )
 
 
 def blob_in_use(conn: Connection, blob_key: str) -> bool:

@@ -267,3 +267,6 @@ class DimsePeerQuerySource(Base):
 
 # Account tables (users, roles, tokens, audit) live on the same Base, in their own module.
 from tessera.index import accounts as _accounts  # noqa: E402, F401
+
+# Orders, worklist and MPPS tables (migration 0006_orders).
+from tessera.index import orders as _orders  # noqa: E402, F401

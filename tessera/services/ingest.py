@@ -15,8 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.archive import Archive
 from tessera.auth.scope import Scope
+from tessera.index import attributes as a
 from tessera.index.ingest import InstanceRecord, RecordOutcome, blob_in_use, record_instance
 from tessera.index.tenancy import source_pk_by_name
+from tessera.services.orders import attach_on_ingest
 from tessera.storage import parse as p
 from tessera.storage.blobstore import blob_key_for
 from tessera.storage.dicom_json import build_metadata
@@ -167,6 +169,8 @@ def _ingest(
                 RecordOutcome.NOT_VISIBLE,
             ):
                 conn.rollback()
+            elif result.study_pk is not None:
+                _attach_to_order(conn, scope, record, result.study_pk)
     except SQLAlchemyError:
         # The blob stays; if no row references it the sweeper removes it after the grace period.
         log.exception("index write failed", extra={"sop_instance_uid": parsed.sop_instance_uid})
@@ -198,6 +202,23 @@ def _ingest(
     outcome.stored = True
     outcome.already_stored = result.outcome is RecordOutcome.IDENTICAL
     return outcome
+
+
+def _attach_to_order(conn, scope: Scope, record: InstanceRecord, study_pk: int) -> None:  # type: ignore[no-untyped-def]
+    """The instance's open order (same source, by Study Instance UID or accession number)
+    becomes IN_PROGRESS with this study; in the instance's own transaction."""
+    ds = record.dataset
+    attach_on_ingest(
+        conn,
+        record.tenant_id,
+        record.source_pk,
+        study_pk,
+        record.study_instance_uid,
+        a.text(ds, "AccessionNumber", 16),
+        a.text(ds, "PatientID"),
+        a.text(ds, "IssuerOfPatientID"),
+        scope.principal,
+    )
 
 
 def _failed(outcome: StoreOutcome, reason: int, message: str) -> StoreOutcome:
