@@ -20,7 +20,7 @@ from tessera.auth.audit import Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
-from tessera.dicomweb import admin_api, qido, stow, wado
+from tessera.dicomweb import admin_api, orders_api, qido, stow, wado
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.errors import problem
@@ -90,6 +90,11 @@ def dicomweb_routes() -> list[BaseRoute]:
     return [*stow.routes, *qido.routes, *wado.routes]
 
 
+def api_routes() -> list[BaseRoute]:
+    """The JSON API (accounts and administration, orders), relative to a tenant's API root."""
+    return [*admin_api.routes, *orders_api.routes]
+
+
 def app_from_environment() -> Starlette:
     """The application as a uvicorn worker builds it (settings from TESSERA_* variables;
     the parent process has already migrated the schema)."""
@@ -123,12 +128,12 @@ def create_app(
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-        Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+        Mount(ADMIN_API_ROOT, routes=api_routes()),
         Mount(
             TENANT_PREFIX,
             routes=[
                 Mount(DEFAULT_DICOMWEB_ROOT, routes=dicomweb_routes()),
-                Mount(ADMIN_API_ROOT, routes=admin_api.routes),
+                Mount(ADMIN_API_ROOT, routes=api_routes()),
             ],
         ),
     ]

@@ -272,7 +272,8 @@ def create_order(conn: Connection, scope: Scope, body: dict) -> tuple[Order, boo
         raise OrderConflict(
             f"accession number {accession!r} already belongs to an order for another patient"
         )
-    study_uid = study_uid or generate_uid()
+    # A UUID-derived UID (PS3.5 B.2): no organisation root needed.
+    study_uid = study_uid or generate_uid(prefix=None)
     taken = conn.execute(
         select(ORDER.c.id).where(
             ORDER.c.tenant_id == scope.tenant_id, ORDER.c.study_instance_uid == study_uid
