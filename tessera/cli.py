@@ -78,6 +78,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     sweep_orphans(archive, settings.orphan_grace_seconds)
     if settings.sweep_interval_seconds > 0:
         threading.Thread(target=_sweep_periodically, args=(archive,), daemon=True).start()
+    from tessera.services.study_complete import start_worker
+
+    # Study complete -> IMAGES_READY (docs/orders.md): one worker in this supervisor process;
+    # several servers over one PostgreSQL index share the work (rows are claimed).
+    stop_study_complete = start_worker(archive)
     listener = None
     if settings.dimse_port > 0:
         # The DIMSE listener runs in this (supervisor) process, in its own threads.
@@ -104,6 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         # uvicorn returns on SIGTERM / Ctrl-C; the DIMSE listener's threads would otherwise
         # keep this process alive after the HTTP side has stopped.
+        stop_study_complete.set()
         if listener is not None:
             listener.shutdown()
             log.info("DIMSE listener stopped")

@@ -77,6 +77,10 @@ def cmd_scp(args: argparse.Namespace, settings_from: Callable) -> int:
         print("error: --dimse-port must be a port number", file=sys.stderr)
         return 2
     archive = Archive.open(settings)
+    from tessera.services.study_complete import start_worker
+
+    # Study complete -> IMAGES_READY: every process may run it (rows are claimed).
+    start_worker(archive)
     try:
         start_listener(archive, block=True)
     except OSError as exc:
