@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from pydicom.uid import generate_uid
-from sqlalchemy import Connection, exists, func, select, update
+from sqlalchemy import Connection, Row, exists, func, select, update
 
 from tessera.auth.scope import Scope
 from tessera.index import order_store as store
@@ -385,7 +385,7 @@ class AttachResult:
     reason: str = ""
 
 
-def _patient_matches(order: Order, patient_id: str | None, issuer: str | None) -> bool:
+def _patient_matches(order: Order | Row, patient_id: str | None, issuer: str | None) -> bool:
     if not order.patient_id or not patient_id:
         return True
     if order.patient_id != patient_id:
@@ -395,7 +395,7 @@ def _patient_matches(order: Order, patient_id: str | None, issuer: str | None) -
 
 def _attach(
     conn: Connection,
-    order: Order,
+    order: Order | Row,
     study_pk: int,
     patient_id: str | None,
     issuer: str | None,
@@ -470,7 +470,13 @@ def attach_on_ingest(
             (ORDER.c.accession_number == accession_number) & (ORDER.c.source_pk == source_pk)
         )
     candidates = conn.execute(
-        select(ORDER.c.id, ORDER.c.study_instance_uid)
+        select(
+            ORDER.c.id,
+            ORDER.c.status,
+            ORDER.c.study_instance_uid,
+            ORDER.c.patient_id,
+            ORDER.c.issuer_of_patient_id,
+        )
         .where(
             ORDER.c.tenant_id == tenant_id,
             match,
@@ -478,13 +484,12 @@ def attach_on_ingest(
             ORDER.c.status.in_(OPEN_STATUSES),
         )
         .limit(2)
+        .with_for_update()
     ).all()
     if not candidates:
         return None
     by_uid = [row for row in candidates if row.study_instance_uid == study_instance_uid]
-    chosen = by_uid[0] if by_uid else candidates[0]
     if not by_uid and len(candidates) > 1:
         return None  # the accession number names several orders (issuers): do not guess
-    system = Scope(tenant_id=tenant_id, permissions=frozenset({"*"}), principal=principal)
-    order = get_order(conn, system, chosen.id, lock=True)
-    return _attach(conn, order, study_pk, patient_id, issuer_of_patient_id, principal)
+    chosen = by_uid[0] if by_uid else candidates[0]
+    return _attach(conn, chosen, study_pk, patient_id, issuer_of_patient_id, principal)
