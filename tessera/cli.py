@@ -142,6 +142,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
         [Path(p) for p in args.paths],
         url=args.url,
         source=args.source,
+        order=args.order,
         parallel=args.parallel,
         batch_files=args.batch_files,
         batch_bytes=args.batch_mb * 1024 * 1024,
@@ -232,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
     upload.add_argument("--url", default="http://127.0.0.1:8080/dicomweb", help="DICOMweb root")
     upload.add_argument("--source", help="source label for the uploaded studies")
+    upload.add_argument(
+        "--order", help="ID of the order the files are for (their study becomes the order's)"
+    )
     upload.add_argument("--parallel", type=int, default=4, help="requests in flight (default 4)")
     upload.add_argument(
         "--batch-files", type=int, default=32, help="files per request (default 32)"

@@ -250,3 +250,105 @@ def test_stow_attaches_the_upload_to_its_order(world: World) -> None:
     assert attached["status"] == "IN_PROGRESS" and attached["images_attached"] is True
     history = admin.get(f"{api}/orders/{order['id']}/history").json()
     assert history[-1]["to_status"] == "IN_PROGRESS" and history[-1]["principal"].startswith("tech")
+
+
+def _failure_reasons(response: httpx.Response) -> list[int]:
+    failed = response.json().get("00081198", {}).get("Value", [])
+    return [item["00081197"]["Value"][0] for item in failed]
+
+
+def test_stow_with_order_parameter(world: World) -> None:
+    api = world.api()
+    admin = httpx.Client(timeout=30, headers=world.auth("admin"))
+    order = admin.post(f"{api}/orders", json=body("W2", patient_id="PAT-1")).json()
+    # The modality made up its own Study Instance UID: ?order= names the order anyway.
+    own_study = "2.25.626262"
+    data = instance_bytes(own_study, "2.25.626263", "2.25.626264", "Doe^Jane", 1)
+    url = f"{world.url()}/studies?source=ClinicA&order={order['id']}"
+    response = httpx.post(
+        url, content=_multipart(data), headers=_stow_headers(world, "tech"), timeout=30
+    )
+    assert response.status_code == 200, response.text
+    attached = admin.get(f"{api}/orders/{order['id']}").json()
+    assert attached["status"] == "IN_PROGRESS" and attached["images_attached"]
+    # Another patient's instance for this order is refused (nothing merged), with the reason.
+    other = instance_bytes(own_study, "2.25.626263", "2.25.626265", "Roe^Rick", 2)
+    other = other.replace(b"PAT-1", b"PAT-9")
+    refused = httpx.post(
+        url, content=_multipart(other), headers=_stow_headers(world, "tech"), timeout=30
+    )
+    assert refused.status_code == 409, refused.text
+    assert _failure_reasons(refused) == [0xC413]
+    found = httpx.get(
+        f"{world.url()}/instances",
+        params={"SOPInstanceUID": "2.25.626265"},
+        headers=world.auth("admin"),
+        timeout=30,
+    )
+    assert found.status_code in (200, 204) and (found.status_code == 204 or found.json() == [])
+    # Unknown or hidden (another site's) orders: the whole request is a 400.
+    for user, source, order_id in (
+        ("tech", "ClinicA", "999999"),
+        ("tech", "ClinicA", "x"),
+        ("tech_b", "ClinicB", str(order["id"])),
+    ):
+        bad = httpx.post(
+            f"{world.url()}/studies?source={source}&order={order_id}",
+            content=_multipart(data),
+            headers=_stow_headers(world, user),
+            timeout=30,
+        )
+        assert bad.status_code == 400 and "order: no order" in bad.json()["detail"], bad.text
+
+
+def test_upload_cli_with_order(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    api = world.api()
+    admin = httpx.Client(timeout=30, headers=world.auth("admin"))
+    order = admin.post(f"{api}/orders", json=body("W3", patient_id="PAT-1")).json()
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for number in (1, 2):
+        data = instance_bytes("2.25.737373", "2.25.737374", f"2.25.73737{4 + number}", "D", number)
+        (folder / f"{number}.dcm").write_bytes(data)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tessera.cli",
+            "upload",
+            "--url",
+            world.url(),
+            "--token",
+            world.keys["tech"],
+            "--source",
+            "ClinicA",
+            "--order",
+            str(order["id"]),
+            "--no-progress",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert admin.get(f"{api}/orders/{order['id']}").json()["status"] == "IN_PROGRESS"
+
+
+def _multipart(data: bytes) -> bytes:
+    from tessera.dicomweb.stow_client import multipart_body
+
+    return multipart_body([data], "orderboundary")
+
+
+def _stow_headers(world: World, user: str) -> dict[str, str]:
+    from tessera.dicomweb.stow_client import content_type
+
+    return {
+        **world.auth(user),
+        "Content-Type": content_type("orderboundary"),
+        "Accept": "application/dicom+json",
+    }

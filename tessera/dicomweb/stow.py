@@ -26,6 +26,12 @@ from tessera.dicomweb.media_type import parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
+from tessera.services.orders import (
+    OrderConflict,
+    OrderNotFound,
+    open_order_for_upload,
+    parse_order_id,
+)
 from tessera.storage import parse as p
 from tessera.storage.spool import SpoolFile
 from tessera.storage.uids import uid_problem
@@ -73,9 +79,26 @@ async def store_instances(request: Request) -> Response:
     except UnknownSource as exc:
         return problem(400, str(exc))
 
+    order_id = None
+    if "order" in request.query_params:
+        try:
+            order_id = await run_in_threadpool(
+                _open_order, archive, scope, request.query_params["order"]
+            )
+        except (OrderNotFound, OrderConflict) as exc:
+            return problem(400, f"order: {exc}")
+
     async def ingest(spool: SpoolFile) -> StoreOutcome:
         return await run_in_threadpool(
-            ingest_file, archive, scope, spool.path, spool.sha256, source_pk, study_uid
+            ingest_file,
+            archive,
+            scope,
+            spool.path,
+            spool.sha256,
+            source_pk,
+            study_uid,
+            None,
+            order_id,
         )
 
     if media_type == "application/dicom":
@@ -90,6 +113,14 @@ async def store_instances(request: Request) -> Response:
     if status is not None and not outcomes:
         return problem(status, warning or "request rejected")
     return _store_response(request, outcomes, warning, study_uid, status)
+
+
+def _open_order(archive, scope, raw: str) -> int:  # type: ignore[no-untyped-def]
+    """The order `?order=` names: visible to the uploader and open (docs/orders.md)."""
+    order_id = parse_order_id(raw)
+    with archive.database.read() as conn:
+        open_order_for_upload(conn, scope, order_id)
+    return order_id
 
 
 async def _receive_single(request, spool_dir, limit, ingest):  # type: ignore[no-untyped-def]

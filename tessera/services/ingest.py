@@ -18,7 +18,12 @@ from tessera.auth.scope import Scope
 from tessera.index import attributes as a
 from tessera.index.ingest import InstanceRecord, RecordOutcome, blob_in_use, record_instance
 from tessera.index.tenancy import source_pk_by_name
-from tessera.services.orders import attach_on_ingest
+from tessera.services.orders import (
+    OrderConflict,
+    OrderNotFound,
+    attach_on_ingest,
+    attach_upload_to_order,
+)
 from tessera.storage import parse as p
 from tessera.storage.blobstore import blob_key_for
 from tessera.storage.dicom_json import build_metadata
@@ -64,14 +69,19 @@ def ingest_file(
     source_pk: int,
     expected_study_uid: str | None = None,
     expected_sop: tuple[str, str] | None = None,
+    order_id: int | None = None,
 ) -> StoreOutcome:
     """Store the fully received file at `path` (a spool file; consumed in every case).
 
     `expected_sop` is (SOP Class UID, SOP Instance UID) a C-STORE request announced; a data
     set that says otherwise is refused (0xA900, data set does not match SOP class).
+    `order_id` names the order the upload is for: the instance's study becomes the order's,
+    and an instance that does not fit it (another patient) is refused (0xC413).
     """
     try:
-        return _ingest(archive, scope, path, sha256, source_pk, expected_study_uid, expected_sop)
+        return _ingest(
+            archive, scope, path, sha256, source_pk, expected_study_uid, expected_sop, order_id
+        )
     finally:
         path.unlink(missing_ok=True)
 
@@ -84,6 +94,7 @@ def _ingest(
     source_pk: int,
     expected_study_uid: str | None,
     expected_sop: tuple[str, str] | None = None,
+    order_id: int | None = None,
 ) -> StoreOutcome:
     try:
         parsed = p.parse_part10(path)
@@ -160,6 +171,7 @@ def _ingest(
         # The uploader's own source counts as visible: their uploads may join each other.
         visible_source_pks=None if scope.source_pks is None else scope.source_pks | {source_pk},
     )
+    order_problem = ""
     try:
         with archive.database.write() as conn:
             result = record_instance(conn, record)
@@ -169,6 +181,12 @@ def _ingest(
                 RecordOutcome.NOT_VISIBLE,
             ):
                 conn.rollback()
+            elif result.study_pk is not None and order_id is not None:
+                order_problem = _attach_to_named_order(
+                    conn, scope, record, result.study_pk, order_id
+                )
+                if order_problem:
+                    conn.rollback()
             elif result.study_pk is not None:
                 _attach_to_order(conn, scope, record, result.study_pk)
     except SQLAlchemyError:
@@ -176,6 +194,11 @@ def _ingest(
         log.exception("index write failed", extra={"sop_instance_uid": parsed.sop_instance_uid})
         return _failed(outcome, p.PROCESSING_FAILURE, "could not record the instance in the index")
 
+    if order_problem:
+        with archive.database.read() as conn:
+            if not blob_in_use(conn, blob_key):
+                archive.blob_store.delete(blob_key)
+        return _failed(outcome, p.ORDER_MISMATCH, order_problem)
     if result.outcome is RecordOutcome.CONFLICT:
         archive.blob_store.delete(blob_key)  # our content-addressed key; no row uses it
         return _conflict(outcome)
@@ -219,6 +242,24 @@ def _attach_to_order(conn, scope: Scope, record: InstanceRecord, study_pk: int) 
         a.text(ds, "IssuerOfPatientID"),
         scope.principal,
     )
+
+
+def _attach_to_named_order(  # type: ignore[no-untyped-def]
+    conn, scope: Scope, record: InstanceRecord, study_pk: int, order_id: int
+) -> str:
+    """Attach to the order the upload names; the reason it does not fit, or ''."""
+    try:
+        attach_upload_to_order(
+            conn,
+            scope,
+            order_id,
+            study_pk,
+            a.text(record.dataset, "PatientID"),
+            a.text(record.dataset, "IssuerOfPatientID"),
+        )
+    except (OrderConflict, OrderNotFound) as exc:
+        return str(exc)
+    return ""
 
 
 def _failed(outcome: StoreOutcome, reason: int, message: str) -> StoreOutcome:

@@ -450,6 +450,37 @@ def attach_study_to_order(
     return result
 
 
+def attach_upload_to_order(
+    conn: Connection,
+    scope: Scope,
+    order_id: int,
+    study_pk: int,
+    patient_id: str | None,
+    issuer_of_patient_id: str | None,
+) -> None:
+    """An instance stored for a named order (STOW-RS `?order=`, `tessera upload --order`):
+    its study becomes the order's, in the instance's transaction. Raises OrderConflict (the
+    caller rolls the instance back) for another patient or when the order has another study."""
+    order = get_order(conn, scope, order_id, lock=True)
+    if not _patient_matches(order, patient_id, issuer_of_patient_id):
+        raise OrderConflict(f"Patient ID {patient_id!r} does not match order {order_id}'s patient")
+    if order.study_pk == study_pk:
+        return
+    if order.status not in OPEN_STATUSES:
+        raise OrderConflict(f"order {order_id} is {order.status}; images attach to open orders")
+    if order.study_pk is not None:
+        raise OrderConflict(f"order {order_id} already has another study")
+    _attach(conn, order, study_pk, patient_id, issuer_of_patient_id, scope.principal)
+
+
+def open_order_for_upload(conn: Connection, scope: Scope, order_id: int) -> Order:
+    """Check, before an upload starts, that the order it names is visible and open."""
+    order = get_order(conn, scope, order_id)
+    if order.status not in OPEN_STATUSES:
+        raise OrderConflict(f"order {order_id} is {order.status}; images attach to open orders")
+    return order
+
+
 def attach_on_ingest(
     conn: Connection,
     tenant_id: int,
