@@ -412,6 +412,19 @@ def list_api_keys(conn: Connection, tenant_id: int) -> list[dict]:
     ]
 
 
+def api_key_owner(conn: Connection, tenant_id: int, token_id: int) -> str | None:
+    """The user name an API key of the tenant belongs to (None: no such key)."""
+    return conn.execute(
+        select(AppUser.username)
+        .join(ApiToken, ApiToken.user_id == AppUser.id)
+        .where(
+            ApiToken.id == token_id,
+            ApiToken.tenant_id == tenant_id,
+            ApiToken.kind == "api_key",
+        )
+    ).scalar_one_or_none()
+
+
 def revoke_token(conn: Connection, tenant_id: int, token_id: int, kind: str = "api_key") -> None:
     result = conn.execute(
         update(ApiToken)

@@ -22,6 +22,9 @@ from tessera.auth import directory as d
 from tessera.auth import permissions as p
 from tessera.auth.audit import Event, query_events, record_now
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, login
+from tessera.auth.delegation import require_permissions_within, require_within
+from tessera.auth.roles import parse_permissions
+from tessera.auth.scope import Scope
 from tessera.dicomweb.context import archive_of, identity_of, scope_of, tenant_of
 from tessera.dicomweb.errors import problem
 from tessera.index.peers import (
@@ -140,6 +143,34 @@ async def _read(request: Request, work: Callable):  # type: ignore[no-untyped-de
             return work(conn)
 
     return await run_in_threadpool(run)
+
+
+def _user_rights(conn, tenant_id: int, username: str) -> Scope:  # type: ignore[no-untyped-def]
+    """The rights `username` holds now (NotFound when there is no such user)."""
+    user = d.get_user(conn, tenant_id, username)
+    if user is None:
+        raise d.NotFound(f"no user {username!r}")
+    return d.scope_for_user(conn, user, username)
+
+
+def _peer_rights(conn, tenant_id: int, title: str) -> Scope | None:  # type: ignore[no-untyped-def]
+    """The rights a DIMSE peer acts with (None when there is no such peer)."""
+    peer = peer_by_ae_title(conn, tenant_id, title)
+    if peer is None:
+        return None
+    granted = set()
+    if peer.may_query or peer.may_be_move_destination:
+        granted.add(p.READ)
+    if peer.may_store:
+        granted.add(p.UPLOAD)
+    return Scope(
+        tenant_id=tenant_id,
+        source_pks=peer.query_source_pks or None,
+        upload_source_pks=(
+            None if peer.upload_source_pk is None else frozenset({peer.upload_source_pk})
+        ),
+        permissions=frozenset(granted),
+    )
 
 
 # --- login / me ----------------------------------------------------------------------------
@@ -267,8 +298,11 @@ async def users_create(request: Request) -> Response:
     sources = _field(body, "sources", list, required=False)
     upload_sources = _field(body, "upload_sources", list, required=False)
 
+    caller = await scope_of(request)
+
     def work(conn):  # type: ignore[no-untyped-def]
         d.create_user(conn, tenant.id, username, role, password, sources, upload_sources)
+        require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
         return d.get_user(conn, tenant.id, username)
 
     user = await _write(
@@ -314,11 +348,16 @@ async def users_update(request: Request) -> Response:
     shown = {k: v for k, v in changes.items() if k != "password"}
     if "password" in changes:
         shown["password_changed"] = True
-    user = await _write(
-        request,
-        lambda conn: d.update_user(conn, tenant.id, username, changes),
-        _change(request, "admin.user.update", username, shown),
-    )
+    caller = await scope_of(request)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        what = f"user {username!r}"
+        require_within(caller, _user_rights(conn, tenant.id, username), what)
+        user = d.update_user(conn, tenant.id, username, changes)
+        require_within(caller, _user_rights(conn, tenant.id, username), what)
+        return user
+
+    user = await _write(request, work, _change(request, "admin.user.update", username, shown))
     return _json(user.public())
 
 
@@ -326,11 +365,13 @@ async def users_update(request: Request) -> Response:
 async def users_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
-    await _write(
-        request,
-        lambda conn: d.delete_user(conn, tenant.id, username),
-        _change(request, "admin.user.delete", username),
-    )
+    caller = await scope_of(request)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
+        d.delete_user(conn, tenant.id, username)
+
+    await _write(request, work, _change(request, "admin.user.delete", username))
     return Response(status_code=204)
 
 
@@ -350,10 +391,18 @@ async def roles_put(request: Request) -> Response:
     body = await _body(request)
     perms = _field(body, "permissions", list)
     description = _field(body, "description", required=False) or ""
+    caller = await scope_of(request)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        held = d.role_permissions(conn, tenant.id, name)
+        if held is not None:
+            require_permissions_within(caller, held, f"role {name!r}")
+        # Unknown names are a 400 before they can be a 403.
+        require_permissions_within(caller, parse_permissions(perms), f"role {name!r}")
+        return d.save_role(conn, tenant.id, name, perms, description)
+
     created = await _write(
-        request,
-        lambda conn: d.save_role(conn, tenant.id, name, perms, description),
-        _change(request, "admin.role.save", name, {"permissions": perms}),
+        request, work, _change(request, "admin.role.save", name, {"permissions": perms})
     )
     return _json(
         {"name": name, "permissions": sorted(perms), "builtin": False, "description": description},
@@ -365,11 +414,15 @@ async def roles_put(request: Request) -> Response:
 async def roles_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
-    await _write(
-        request,
-        lambda conn: d.delete_role(conn, tenant.id, name),
-        _change(request, "admin.role.delete", name),
-    )
+    caller = await scope_of(request)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        held = d.role_permissions(conn, tenant.id, name)
+        if held is not None:
+            require_permissions_within(caller, held, f"role {name!r}")
+        d.delete_role(conn, tenant.id, name)
+
+    await _write(request, work, _change(request, "admin.role.delete", name))
     return Response(status_code=204)
 
 
@@ -432,11 +485,11 @@ async def keys_create(request: Request) -> Response:
     if days is not None and (not isinstance(days, int | float) or days <= 0):
         raise BadRequest("'expires_in_days' must be a positive number")
     lifetime = timedelta(days=days) if days else None
+    caller = await scope_of(request)
 
     def work(conn):  # type: ignore[no-untyped-def]
+        require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
         user = d.get_user(conn, tenant.id, username)
-        if user is None:
-            raise d.NotFound(f"no user {username!r}")
         return d.issue_token(conn, tenant.id, user.id, "api_key", name, lifetime)
 
     key_id, token, expires_at = await _write(
@@ -462,11 +515,15 @@ async def keys_revoke(request: Request) -> Response:
         key_id = int(request.path_params["key_id"])
     except ValueError:
         return problem(404, "no such API key")
-    await _write(
-        request,
-        lambda conn: d.revoke_token(conn, tenant.id, key_id),
-        _change(request, "admin.api_key.revoke", str(key_id)),
-    )
+    caller = await scope_of(request)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        owner = d.api_key_owner(conn, tenant.id, key_id)
+        if owner is not None:
+            require_within(caller, _user_rights(conn, tenant.id, owner), f"user {owner!r}")
+        d.revoke_token(conn, tenant.id, key_id)
+
+    await _write(request, work, _change(request, "admin.api_key.revoke", str(key_id)))
     return Response(status_code=204)
 
 
@@ -539,8 +596,12 @@ async def peers_put(request: Request) -> Response:
         if name in body:
             flags[name] = _field(body, name, bool)
 
+    caller = await scope_of(request)
+
     def work(conn):  # type: ignore[no-untyped-def]
-        existed = peer_by_ae_title(conn, tenant.id, title) is not None
+        before = _peer_rights(conn, tenant.id, title)
+        if before is not None:
+            require_within(caller, before, f"peer {title!r}")
         add_peer(
             conn,
             tenant.id,
@@ -552,7 +613,8 @@ async def peers_put(request: Request) -> Response:
             description=_field(body, "description", required=False) or "",
             **flags,
         )
-        return existed, peer_by_ae_title(conn, tenant.id, title)
+        require_within(caller, _peer_rights(conn, tenant.id, title), f"peer {title!r}")  # type: ignore[arg-type]
+        return before is not None, peer_by_ae_title(conn, tenant.id, title)
 
     existed, peer = await _write(
         request, work, _change(request, "admin.peer.save", title, {"host": host, "port": port})
@@ -565,9 +627,14 @@ async def peers_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
 
+    caller = await scope_of(request)
+
     def work(conn):  # type: ignore[no-untyped-def]
-        if not remove_peer(conn, tenant.id, title):
+        before = _peer_rights(conn, tenant.id, title)
+        if before is None:
             raise d.NotFound(f"no peer {title!r}")
+        require_within(caller, before, f"peer {title!r}")
+        remove_peer(conn, tenant.id, title)
 
     await _write(request, work, _change(request, "admin.peer.delete", title))
     return Response(status_code=204)
