@@ -1,4 +1,5 @@
-"""The `tessera` command line: serve, upload, sources, sweep, migrate."""
+"""The `tessera` command line: serve, upload, sources, sweep, migrate (and the layers' own:
+scp, peers, admin, orders)."""
 
 from __future__ import annotations
 
@@ -272,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SUBCOMMAND_MODULES = ("tessera.scp.cli", "tessera.auth.cli")
+_SUBCOMMAND_MODULES = ("tessera.scp.cli", "tessera.auth.cli", "tessera.services.orders_cli")
 
 
 def main(argv: list[str] | None = None) -> int:
