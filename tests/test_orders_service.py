@@ -320,4 +320,8 @@ def test_migration_creates_what_the_models_describe(world) -> None:  # type: ign
                 return part
         return ""
 
-    assert [c for c in diff if table_of(c) in order_tables] == []
+    def pattern_index(change) -> bool:  # type: ignore[no-untyped-def]
+        # PostgreSQL-only operator-class indexes: alembic cannot compare them (as for study).
+        return change[0] == "add_index" and change[1].name.endswith("_pattern")
+
+    assert [c for c in diff if table_of(c) in order_tables and not pattern_index(c)] == []

@@ -52,6 +52,7 @@ class ProcedureOrder(Base):
         Index("ix_order_patient_name_norm", "tenant_id", "patient_name_norm"),
         Index("ix_order_status", "tenant_id", "status"),
         Index("ix_order_study", "study_pk"),
+        Index("ix_order_created", "tenant_id", "created_at"),
     )
     id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
@@ -83,6 +84,15 @@ class ProcedureOrder(Base):
     study_pk: Mapped[int | None] = mapped_column(ForeignKey("study.id"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+# PostgreSQL: a patient name prefix (LIKE 'DOE%') uses an index whatever the collation.
+Index(
+    "ix_order_patient_name_pattern",
+    ProcedureOrder.__table__.c.tenant_id,
+    ProcedureOrder.__table__.c.patient_name_norm,
+    postgresql_ops={"patient_name_norm": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
 
 
 class ScheduledProcedureStep(Base):

@@ -71,6 +71,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_order_status", "procedure_order", ["tenant_id", "status"])
     op.create_index("ix_order_study", "procedure_order", ["study_pk"])
+    op.create_index("ix_order_created", "procedure_order", ["tenant_id", "created_at"])
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_index(
+            "ix_order_patient_name_pattern",
+            "procedure_order",
+            ["tenant_id", "patient_name_norm"],
+            postgresql_ops={"patient_name_norm": "varchar_pattern_ops"},
+        )
 
     op.create_table(
         "scheduled_procedure_step",
@@ -155,7 +163,10 @@ def downgrade() -> None:
     for name in ("ix_sps_station", "ix_sps_start", "ix_sps_order"):
         op.drop_index(name, "scheduled_procedure_step")
     op.drop_table("scheduled_procedure_step")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_order_patient_name_pattern", "procedure_order")
     for name in (
+        "ix_order_created",
         "ix_order_study",
         "ix_order_status",
         "ix_order_patient_name_norm",
