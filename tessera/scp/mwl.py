@@ -160,27 +160,42 @@ def _put(dataset: Dataset, tag: int, vr: str, value: object) -> None:
         dataset.add_new(Tag(tag), vr, value if value not in (None, "") else None)
 
 
-def worklist_item(
-    row: RowMapping, keys: list[tuple[int, str]], step_keys: list[tuple[int, str]] | None
-) -> Dataset:
-    response = Dataset()
+Plan = list[tuple[int, str, object]]
+
+
+def response_plan(keys: list[tuple[int, str]], step_keys: list[tuple[int, str]] | None) -> Plan:
+    """(tag, VR, how to get the value) for every key to return, worked out once per request:
+    a value function, None (returned empty), or for the step sequence the step's own plan."""
+    plan: Plan = []
     for tag, vr in keys:
         keyword = keyword_for_tag(tag)
         if keyword == SPS_SEQUENCE:
-            item = Dataset()
             wanted = step_keys
             if wanted is None:
                 wanted = [
                     (int(Tag(name)), dictionary_VR(name))
                     for name in sorted(STEP_VALUES, key=lambda n: int(Tag(n)))
                 ]
-            for step_tag, step_vr in wanted:
-                value_of = STEP_VALUES.get(keyword_for_tag(step_tag))
-                _put(item, step_tag, step_vr, value_of(row) if value_of else None)
-            response.add_new(Tag(tag), "SQ", Sequence([item]))
-            continue
-        value_of = ORDER_VALUES.get(keyword)
-        _put(response, tag, vr, value_of(row) if value_of else None)
+            step_plan = [(t, v, STEP_VALUES.get(keyword_for_tag(t))) for t, v in wanted]
+            plan.append((tag, "SQ", step_plan))
+        else:
+            plan.append((tag, vr, ORDER_VALUES.get(keyword)))
+    return plan
+
+
+def _fill(dataset: Dataset, row: RowMapping, plan: Plan) -> None:
+    for tag, vr, source in plan:
+        if isinstance(source, list):
+            item = Dataset()
+            _fill(item, row, source)
+            dataset.add_new(Tag(tag), "SQ", Sequence([item]))
+        else:
+            _put(dataset, tag, vr, source(row) if source else None)  # type: ignore[operator]
+
+
+def worklist_item(row: RowMapping, plan: Plan) -> Dataset:
+    response = Dataset()
+    _fill(response, row, plan)
     if not _ascii(response):
         response.SpecificCharacterSet = "ISO_IR 192"
     return response
@@ -203,6 +218,7 @@ def handle_worklist_find(event: evt.Event, archive: Archive) -> Iterator:
     try:
         identifier = decode_identifier(event)
         query, keys, step_keys = build_worklist_query(identifier, archive.settings.qido_max_results)
+        plan = response_plan(keys, step_keys)
         with archive.database.read() as conn:
             # Parse every range before the first response (a bad key is one failure status).
             rows = iter_worklist(conn, caller.scope, query)
@@ -232,7 +248,7 @@ def handle_worklist_find(event: evt.Event, archive: Archive) -> Iterator:
                     return
                 matches += 1
                 wait_for_peer(event.assoc)
-                yield statuses.PENDING, worklist_item(row, keys, step_keys)
+                yield statuses.PENDING, worklist_item(row, plan)
                 row = next(rows, None)
     except (IdentifierError, WorklistKeyError) as exc:
         audit.record(

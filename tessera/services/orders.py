@@ -406,15 +406,26 @@ def _attach(
             f"images of patient {patient_id!r} do not match the order's patient "
             f"{order.patient_id!r}: not attached, held for review"
         )
-        store.record_change(conn, order.id, order.status, order.status, principal, reason)
+        said = conn.execute(
+            select(store.HISTORY.c.id).where(
+                store.HISTORY.c.order_pk == order.id, store.HISTORY.c.reason == reason[:512]
+            )
+        ).first()
+        if said is None:  # once, not once per instance of the study
+            store.record_change(conn, order.id, order.status, order.status, principal, reason)
         return AttachResult(order.id, False, reason)
-    conn.execute(
+    # One conditional update: the study, and SCHEDULED -> IN_PROGRESS (the row is locked).
+    new_status = IN_PROGRESS if order.status == SCHEDULED else order.status
+    changed = conn.execute(
         update(ORDER)
-        .where(ORDER.c.id == order.id, ORDER.c.study_pk.is_(None))
-        .values(study_pk=study_pk, updated_at=func.now())
-    )
-    store.transition(conn, order.id, (SCHEDULED,), IN_PROGRESS, principal, "first instance stored")
-    return AttachResult(order.id, True)
+        .where(ORDER.c.id == order.id, ORDER.c.study_pk.is_(None), ORDER.c.status == order.status)
+        .values(study_pk=study_pk, status=new_status, updated_at=func.now())
+    ).rowcount
+    if changed and new_status != order.status:
+        store.record_change(
+            conn, order.id, order.status, new_status, principal, "first instance stored"
+        )
+    return AttachResult(order.id, bool(changed))
 
 
 def attach_study_to_order(
