@@ -251,3 +251,35 @@ def test_other_sources_and_tenants_cannot_touch_the_order(world: World) -> None:
     finally:
         other.close()
     assert order_now(world, untouched)["status"] == "SCHEDULED"
+
+
+def test_c_store_attaches_to_the_order_of_its_source(world: World) -> None:
+    """The DIMSE path of attaching: a modality sends the study with the worklist's Study
+    Instance UID; a peer of another source sending the same UID does not attach it."""
+    import io
+
+    import pydicom
+
+    order = new_order(world, "MP7")
+    ae = AE(ae_title="PEER_B")
+    ae.add_requested_context(CTImageStorage)
+    data = instance_bytes(order["study_instance_uid"], generate_uid(), generate_uid(), "D", 1)
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    assoc = ae.associate("127.0.0.1", world.dimse_port, ae_title=SERVER_AET)
+    try:
+        assert assoc.send_c_store(dataset).Status == 0x0000
+    finally:
+        assoc.release()
+    # Stored under ClinicB: not this ClinicA order's images.
+    assert order_now(world, order)["status"] == "SCHEDULED"
+    other = new_order(world, "MP8")
+    ae = AE(ae_title="PEER_A")
+    ae.add_requested_context(CTImageStorage)
+    data = instance_bytes(other["study_instance_uid"], generate_uid(), generate_uid(), "D", 1)
+    assoc = ae.associate("127.0.0.1", world.dimse_port, ae_title=SERVER_AET)
+    try:
+        assert assoc.send_c_store(pydicom.dcmread(io.BytesIO(data))).Status == 0x0000
+    finally:
+        assoc.release()
+    attached = order_now(world, other)
+    assert attached["status"] == "IN_PROGRESS" and attached["images_attached"] is True
