@@ -32,7 +32,8 @@ from benchmarks.common import (  # noqa: E402
     percentile,
     start_tessera,
 )
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary  # noqa: E402
+from tessera.client.stow import request_content_type  # noqa: E402
+from tessera.dicomweb import multipart_writer  # noqa: E402
 from tessera.synthetic import StudySpec, ct_image  # noqa: E402
 
 PASSWORD = "benchmark-password"
@@ -93,11 +94,14 @@ def main() -> None:
         study = StudySpec()
         series = generate_uid()
         data = ct_image(study, series, 1, 256, 256)
-        boundary = new_boundary()
+        boundary = multipart_writer.new_boundary()
         stored = httpx.post(
             f"{server.dicomweb}/studies",
-            content=multipart_body([data], boundary),
-            headers={"Content-Type": content_type(boundary), "Authorization": f"Bearer {key}"},
+            content=multipart_writer.body(boundary, [data]),
+            headers={
+                "Content-Type": request_content_type(boundary),
+                "Authorization": f"Bearer {key}",
+            },
         ).json()
         sop = stored["00081199"]["Value"][0]["00081155"]["Value"][0]
         url = f"{server.dicomweb}/studies/{study.study_instance_uid}/series/{series}/instances/{sop}/frames/1"

@@ -14,7 +14,10 @@ p50/p95 latency over HTTP for the searches of issue 3:
     /studies?limit=101&offset=0&fuzzymatching=false&includefield=...   (OHIF's study list)
 
     python benchmarks/qido_search.py [--studies 100000] [--databases sqlite,postgresql]
-                                     [--repeat 50] [--keep DIR] [--reuse DIR]
+                                     [--repeat 50] [--keep DIR] [--reuse DIR] [--locked]
+
+--locked runs the searches as a user locked to the source every instance carries (the
+source-locked query path: same data, same answers) instead of the anonymous full scope.
 
 The full size (100,000 studies / 1,000,000 instances) takes a while on a small machine;
 --studies sets the size. --keep leaves the built indexes in DIR and --reuse runs the
@@ -24,9 +27,11 @@ searches against them again without rebuilding.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -214,7 +219,15 @@ def build_index(database_url: str, data_dir: Path, studies: int) -> tuple[float,
     return time.perf_counter() - started, total
 
 
-COPIED_TABLES = ("patient", "study", "series", "instance", "instance_metadata")
+COPIED_TABLES = (
+    "patient",
+    "study",
+    "series",
+    "instance",
+    "instance_metadata",
+    "study_source",
+    "series_source",
+)
 
 
 def copy_index(sqlite_url: str, pg_url: str, data_dir: Path) -> tuple[float, int]:
@@ -234,6 +247,8 @@ def copy_index(sqlite_url: str, pg_url: str, data_dir: Path) -> tuple[float, int
     with source.connect() as reader, target.begin() as writer:
         raw = writer.connection.driver_connection
         for name in COPIED_TABLES:
+            if name not in Base.metadata.tables:
+                continue  # a table of a later schema
             table = Base.metadata.tables[name]
             columns = [c.name for c in table.columns]
             statement = select(*table.columns).order_by(table.primary_key.columns.values()[0])
@@ -283,9 +298,25 @@ def queries(studies: int) -> list[tuple[str, str]]:
     ]
 
 
-def measure(server: Server, studies: int, repeat: int) -> list[tuple[str, float, float, int]]:
+def locked_user_key(data_dir: Path, url: str) -> str:
+    """An API key of `bench_locked`, a reading physician who sees the source `default`."""
+    env = dict(os.environ, TESSERA_DATA_DIR=str(data_dir), TESSERA_DATABASE_URL=url)
+
+    def admin(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "tessera.cli", "admin", *args, "--json"]
+        return subprocess.run(command, env=env, capture_output=True, text=True)
+
+    admin("user-create", "bench_locked", "--role", "reading_physician", "--sources", "default")
+    created = admin("key-create", "bench_locked", "--name", "benchmark")
+    assert created.returncode == 0, created.stderr
+    return json.loads(created.stdout)["api_key"]
+
+
+def measure(
+    server: Server, studies: int, repeat: int, headers: dict[str, str] | None = None
+) -> list[tuple[str, float, float, int]]:
     out = []
-    with httpx.Client(timeout=120) as client:
+    with httpx.Client(timeout=120, headers=headers) as client:
         for label, path in queries(studies):
             url = f"{server.dicomweb}{path}"
             first = client.get(url)
@@ -308,6 +339,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--keep", type=Path, help="keep the built indexes in this directory")
     parser.add_argument("--reuse", type=Path, help="search indexes built earlier with --keep")
+    parser.add_argument(
+        "--locked", action="store_true", help="search as a source-locked user (see above)"
+    )
     parser.add_argument(
         "--postgresql-from-sqlite",
         action="store_true",
@@ -350,6 +384,9 @@ def main() -> None:
             with engine.begin() as conn:
                 conn.exec_driver_sql("ANALYZE")
             engine.dispose()
+        headers = None
+        if args.locked:
+            headers = {"Authorization": f"Bearer {locked_user_key(data_dir, url)}"}
         server = start_tessera(
             "sqlite",
             {
@@ -359,7 +396,7 @@ def main() -> None:
             },
         )
         try:
-            results[database] = measure(server, args.studies, args.repeat)
+            results[database] = measure(server, args.studies, args.repeat, headers)
         finally:
             server.stop()
         if not (args.keep or args.reuse) and database == "postgresql":
@@ -378,7 +415,9 @@ def main() -> None:
             _, p50, p95, count = rows[index]
             cells.append(f"{p50:>12.1f} / {p95:>6.1f} ({count:>4})")
         print(f"{label:34} " + " ".join(f"{c:>30}" for c in cells))
-    print(f"(HTTP round trip, keep-alive client, {args.repeat} runs each; os.cpu_count()={os.cpu_count()})")
+    print(
+        f"(HTTP round trip, keep-alive client, {args.repeat} runs each; os.cpu_count()={os.cpu_count()})"
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from pydicom.uid import generate_uid
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RssSampler, orthanc_available, start_orthanc, start_tessera  # noqa: E402
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary  # noqa: E402
+from tessera.client.stow import request_content_type  # noqa: E402
+from tessera.dicomweb import multipart_writer  # noqa: E402
 from tessera.synthetic import StudySpec, ct_image, mr_rle_image  # noqa: E402
 
 BATCH = 10  # instances per request, as a modality router or `tessera upload` would send
@@ -53,8 +54,10 @@ def generate(count: int) -> list[list[bytes]]:
 def run_ingest(dicomweb: str, batches: list[list[bytes]], clients: int) -> tuple[float, float, int]:
     bodies = []
     for batch in batches:
-        boundary = new_boundary()
-        bodies.append((multipart_body(batch, boundary), content_type(boundary), len(batch)))
+        boundary = multipart_writer.new_boundary()
+        bodies.append(
+            (multipart_writer.body(boundary, batch), request_content_type(boundary), len(batch))
+        )
     failures = 0
     with httpx.Client(timeout=300, limits=httpx.Limits(max_connections=clients)) as client:
 
@@ -82,7 +85,7 @@ def big_request_rss(pid: int, dicomweb: str, megabytes: int) -> tuple[float, flo
     template = ct_image(study, series, 1)
     per_part = len(template)
     parts = max(1, megabytes * 1_000_000 // per_part)
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
 
     def body():  # type: ignore[no-untyped-def]
         for n in range(parts):
@@ -96,7 +99,7 @@ def big_request_rss(pid: int, dicomweb: str, megabytes: int) -> tuple[float, flo
         response = httpx.post(
             f"{dicomweb}/studies",
             content=body(),
-            headers={"Content-Type": content_type(boundary)},
+            headers={"Content-Type": request_content_type(boundary)},
             timeout=1800,
         )
         elapsed = time.perf_counter() - started

@@ -34,7 +34,8 @@ from pydicom.uid import JPEG2000Lossless, generate_uid
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RssSampler, orthanc_available, percentile, start_orthanc, start_tessera  # noqa: E402
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary  # noqa: E402
+from tessera.client.stow import request_content_type  # noqa: E402
+from tessera.dicomweb import multipart_writer  # noqa: E402
 from tessera.synthetic import StudySpec, ct_image, rgb_cine  # noqa: E402
 
 OHIF_FRAME_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
@@ -72,11 +73,14 @@ def fast_copies(template: bytes, count: int, study_uid: str, series_uid: str):  
 
 def stow(dicomweb: str, instances, batch: int = 20, parallel: int = 4) -> int:  # type: ignore[no-untyped-def]
     def send(group: list[bytes]) -> None:
-        boundary = new_boundary()
+        boundary = multipart_writer.new_boundary()
         r = client.post(
             f"{dicomweb}/studies",
-            content=multipart_body(group, boundary),
-            headers={"Content-Type": content_type(boundary), "Accept": "application/dicom+json"},
+            content=multipart_writer.body(boundary, group),
+            headers={
+                "Content-Type": request_content_type(boundary),
+                "Accept": "application/dicom+json",
+            },
         )
         if r.status_code not in (200, 202):
             raise RuntimeError(f"STOW failed: {r.status_code} {r.text[:200]}")

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tests.conftest import ServerProcess
 
 HERE = Path(__file__).resolve().parent
@@ -24,11 +25,14 @@ ARTIFACTS = HERE / "artifacts"
 
 def stow(dicomweb: str, instances: Iterable[bytes]) -> None:
     """Store instances with one STOW-RS request; every one must be stored."""
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = httpx.post(
         f"{dicomweb}/studies",
-        content=multipart_body(list(instances), boundary),
-        headers={"Content-Type": content_type(boundary), "Accept": "application/dicom+json"},
+        content=multipart_writer.body(boundary, list(instances)),
+        headers={
+            "Content-Type": request_content_type(boundary),
+            "Accept": "application/dicom+json",
+        },
         timeout=60,
     )
     assert response.status_code == 200, response.text

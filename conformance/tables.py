@@ -67,7 +67,8 @@ def resources() -> str:
 
 def frame_media_types() -> str:
     """The media types of frames and the transfer syntaxes each may carry (WADO-RS)."""
-    from tessera.dicomweb.negotiation import NATIVE_LITTLE_ENDIAN, PIXEL_MEDIA_TYPES
+    from tessera.dicomweb.negotiation import PIXEL_MEDIA_TYPES
+    from tessera.storage.syntaxes import NATIVE_LITTLE_ENDIAN
 
     rows = [
         ["`application/octet-stream`", f"`{uid}` {_uid_name(uid)}"]

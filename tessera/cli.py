@@ -137,7 +137,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    from tessera.dicomweb.stow_client import upload_paths
+    from tessera.client.stow import upload_paths
 
     return upload_paths(
         [Path(p) for p in args.paths],

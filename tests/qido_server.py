@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tessera.index.tenancy import add_source, tenant_by_name
 from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
 from tests.qido_corpus import charset_files, synthetic_instances
@@ -19,12 +20,12 @@ _SERVERS: dict[str, ServerProcess] = {}
 
 
 def _stow(server: ServerProcess, parts: list[bytes], source: str) -> None:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = httpx.post(
         f"{server.dicomweb}/studies",
         params={"source": source},
-        content=multipart_body(parts, boundary),
-        headers={"Content-Type": content_type(boundary)},
+        content=multipart_writer.body(boundary, parts),
+        headers={"Content-Type": request_content_type(boundary)},
         timeout=120,
     )
     assert response.status_code == 200, response.text

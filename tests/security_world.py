@@ -6,6 +6,12 @@ Two tenants, `default` and `acme`, hold studies with IDENTICAL UIDs but differen
     study S1: series A1 / instance a1                     (ClinicA)
     study S2: series B2 / instance b2                     (ClinicB)
     study S3: series A3 / instance a3 (ClinicA) + series B3 / instance b3 (ClinicB)
+    study S4: series M4 / instance b4 (ClinicB) + instance a4 (ClinicA), one series
+
+(uploaded in that order: in S3 ClinicA comes first, in S4 ClinicB). In `default` every
+instance carries its source's own patient, study and series values (`SOURCE_VALUES`: names,
+IDs, accession number, descriptions, dates), so a value of a hidden source in an answer is
+a leak the tests can see.
 
 Users of `default`: admin (bootstrap, system administrator), tech (technologist, sees and
 uploads ClinicA only), ref_a (referring physician locked to ClinicA), read_b (reading
@@ -27,13 +33,34 @@ import httpx
 import pydicom
 from pydicom.uid import generate_uid
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import ServerProcess, free_port
 
 PASSWORD = "correct-horse-battery"
 DEFAULT_MARKER = "DEFAULTTENANT^PATIENT"
 ACME_MARKER = "ACMETENANT^PATIENT"
+# The values each source of `default` writes; every string value holds the source's token.
+SOURCE_TOKEN = {"ClinicA": "ALFA", "ClinicB": "BRAVO"}
+SOURCE_VALUES: dict[str, dict[str, str]] = {
+    source: {
+        "PatientName": f"{DEFAULT_MARKER}^{token}",
+        "PatientID": f"PID-{token}",
+        "PatientBirthDate": birth_date,
+        "AccessionNumber": f"ACC-{token}",
+        "StudyID": f"ID-{token}",
+        "StudyDescription": f"STUDY {token}",
+        "StudyDate": study_date,
+        "ReferringPhysicianName": f"REFERRER^{token}",
+        "SeriesDescription": f"SERIES {token}",
+        "BodyPartExamined": f"PART{token}",
+    }
+    for source, token, birth_date, study_date in (
+        ("ClinicA", "ALFA", "19800101", "20200202"),
+        ("ClinicB", "BRAVO", "19900202", "20210303"),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +106,12 @@ class World:
 
 
 def instance_bytes(
-    study_uid: str, series_uid: str, sop_uid: str, marker: str, number: int
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str,
+    marker: str,
+    number: int,
+    values: dict[str, str] | None = None,
 ) -> bytes:
     data = ct_image(
         StudySpec(patient_name=marker, study_instance_uid=study_uid), series_uid, number, 16, 16
@@ -88,6 +120,8 @@ def instance_bytes(
     ds.SOPInstanceUID = sop_uid
     ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
     ds.SeriesDescription = f"{marker} {series_uid[-6:]}"
+    for keyword, value in (values or {}).items():
+        setattr(ds, keyword, value)
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
@@ -96,15 +130,15 @@ def instance_bytes(
 def stow(
     url: str, parts: list[bytes], headers: dict[str, str], source: str | None = None
 ) -> httpx.Response:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     params = {"source": source} if source else None
     return httpx.post(
         f"{url}/studies",
         params=params,
-        content=multipart_body(parts, boundary),
+        content=multipart_writer.body(boundary, parts),
         headers={
             **headers,
-            "Content-Type": content_type(boundary),
+            "Content-Type": request_content_type(boundary),
             "Accept": "application/dicom+json",
         },
         timeout=60,
@@ -223,21 +257,24 @@ def build_world(data_dir: Path, database_url: str, env: dict[str, str] | None = 
             )
         )
 
-    s1, s2, s3 = (generate_uid() for _ in range(3))
+    s1, s2, s3, s4 = (generate_uid() for _ in range(4))
+    m4 = generate_uid()
     layout = [
-        ("a1", s1, "ClinicA"),
-        ("b2", s2, "ClinicB"),
-        ("a3", s3, "ClinicA"),
-        ("b3", s3, "ClinicB"),
+        ("a1", s1, generate_uid(), "ClinicA"),
+        ("b2", s2, generate_uid(), "ClinicB"),
+        ("a3", s3, generate_uid(), "ClinicA"),
+        ("b3", s3, generate_uid(), "ClinicB"),
+        ("b4", s4, m4, "ClinicB"),
+        ("a4", s4, m4, "ClinicA"),
     ]
-    for number, (name, study_uid, source) in enumerate(layout, start=1):
-        obj = Obj(name, study_uid, generate_uid(), generate_uid(), source)
+    for number, (name, study_uid, series_uid, source) in enumerate(layout, start=1):
+        obj = Obj(name, study_uid, series_uid, generate_uid(), source)
         world.objects.append(obj)
-        for tenant, marker, headers, src in (
-            ("default", DEFAULT_MARKER, admin, source),
-            ("acme", ACME_MARKER, world.auth("acme_admin"), None),
+        for tenant, marker, headers, src, values in (
+            ("default", DEFAULT_MARKER, admin, source, SOURCE_VALUES[source]),
+            ("acme", ACME_MARKER, world.auth("acme_admin"), None, None),
         ):
-            data = instance_bytes(obj.study, obj.series, obj.instance, marker, number)
+            data = instance_bytes(obj.study, obj.series, obj.instance, marker, number, values)
             if tenant == "default":
                 world.stored[name] = data
             response = stow(world.url(tenant), [data], headers, src)

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import httpx
 from pydicom.uid import generate_uid
 
-from tessera.dicomweb.stow_client import content_type, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import ServerProcess, index_rows
 
@@ -46,7 +47,7 @@ def consistent(server: ServerProcess) -> list[str]:
 
 def test_sigkill_mid_upload_leaves_a_consistent_archive(server_factory) -> None:  # type: ignore[no-untyped-def]
     server: ServerProcess = server_factory(env_extra={"TESSERA_ORPHAN_GRACE_SECONDS": "0"}).start()
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     stop = threading.Event()
     errors: list[Exception] = []
 
@@ -55,7 +56,7 @@ def test_sigkill_mid_upload_leaves_a_consistent_archive(server_factory) -> None:
             httpx.post(
                 f"{server.dicomweb}/studies",
                 content=slow_body(boundary, 400, stop),
-                headers={"Content-Type": content_type(boundary)},
+                headers={"Content-Type": request_content_type(boundary)},
                 timeout=120,
             )
         except httpx.HTTPError as exc:

@@ -359,3 +359,34 @@ def test_called_ae_title_selects_the_tenant(server, tmp_path) -> None:  # type: 
     ]
     assoc.release()
     assert found == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # parsing: DB-independent
+def test_c_find_empty_value_lists_and_huge_numbers_are_refused(server) -> None:  # type: ignore[no-untyped-def]
+    """The QIDO-RS 400s have a C-FIND twin: 0xA900 naming the key, never a processing failure."""
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
+
+    assoc = associate(server.dimse_port, "TESTSCU", [(StudyRootQueryRetrieveInformationModelFind,)])
+    assert assoc.is_established
+    cases = [
+        ("STUDY", "StudyInstanceUID", ["", ""]),
+        ("STUDY", "SOPClassesInStudy", ["", ""]),
+        ("SERIES", "SeriesInstanceUID", ["", "", ""]),
+        ("IMAGE", "SOPInstanceUID", ["", ""]),
+        ("SERIES", "SeriesNumber", "2147483648"),
+        ("IMAGE", "InstanceNumber", ["1", "99999999999999999999"]),
+    ]
+    try:
+        for level, keyword, value in cases:
+            query = pydicom.Dataset()
+            query.QueryRetrieveLevel = level
+            setattr(query, keyword, value)
+            responses = list(assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind))
+            status = responses[-1][0]
+            assert int(status.Status) == 0xA900, (keyword, value, status)
+            comment = str(status.ErrorComment)
+            tag = pydicom.datadict.tag_for_keyword(keyword)
+            assert keyword in comment or f"{tag:08X}" in comment, status
+    finally:
+        assoc.release()
+    assert echo_ok(server.dimse_port)

@@ -15,7 +15,8 @@ from pynetdicom.sop_class import (
 )
 
 from tessera import synthetic
-from tessera.dicomweb.stow_client import content_type, multipart_stream, new_boundary
+from tessera.client.stow import multipart_stream, request_content_type
+from tessera.dicomweb import multipart_writer
 from tests.dimse_support import SERVER_AET, start_dimse_server
 
 INSTANCES = 150
@@ -30,11 +31,11 @@ def stow(server, files: list[bytes], tmp_path) -> None:  # type: ignore[no-untyp
         path = tmp_path / f"{index}.dcm"
         path.write_bytes(data)
         paths.append(path)
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = httpx.post(
         f"{server.dicomweb}/studies",
         content=b"".join(multipart_stream(paths, boundary)),
-        headers={"Content-Type": content_type(boundary)},
+        headers={"Content-Type": request_content_type(boundary)},
         timeout=120,
     )
     assert response.status_code == 200, response.text

@@ -13,7 +13,8 @@ import pydicom
 import pytest
 
 from tessera import synthetic
-from tessera.dicomweb.stow_client import content_type, multipart_stream, new_boundary
+from tessera.client.stow import multipart_stream, request_content_type
+from tessera.dicomweb import multipart_writer
 from tessera.index import peers
 from tessera.index.database import Database
 from tessera.index.tenancy import add_source
@@ -237,11 +238,11 @@ def _populated(server_factory, tmp_path):  # type: ignore[no-untyped-def]
         tmp_path / "study_b",
         [synthetic.ct_image(study_b, pydicom.uid.generate_uid(), 1, rows=64, columns=64)],
     )
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = httpx.post(
         f"{server.dicomweb}/studies?source=ClinicB",
         content=b"".join(multipart_stream(b_files, boundary)),
-        headers={"Content-Type": content_type(boundary)},
+        headers={"Content-Type": request_content_type(boundary)},
         timeout=60,
     )
     assert response.status_code == 200, response.text

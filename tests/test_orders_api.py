@@ -339,16 +339,16 @@ def test_upload_cli_with_order(world: World, tmp_path) -> None:  # type: ignore[
 
 
 def _multipart(data: bytes) -> bytes:
-    from tessera.dicomweb.stow_client import multipart_body
+    from tessera.dicomweb import multipart_writer
 
-    return multipart_body([data], "orderboundary")
+    return multipart_writer.body("orderboundary", [data])
 
 
 def _stow_headers(world: World, user: str) -> dict[str, str]:
-    from tessera.dicomweb.stow_client import content_type
+    from tessera.client.stow import request_content_type
 
     return {
         **world.auth(user),
-        "Content-Type": content_type("orderboundary"),
+        "Content-Type": request_content_type("orderboundary"),
         "Accept": "application/dicom+json",
     }

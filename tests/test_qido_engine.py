@@ -213,7 +213,10 @@ def test_patient_level_shows_only_attributes_from_visible_studies(tmp_path, data
             clinic_a = add_source(conn, tenant_id, "clinicA")
             clinic_b = add_source(conn, tenant_id, "clinicB")
         everything = full_scope(tenant_id)
-        for source, name, study in ((clinic_a, "HIDDEN^NAME", "2.25.71"), (clinic_b, "SEEN^NAME", "2.25.72")):
+        for source, name, study in (
+            (clinic_a, "HIDDEN^NAME", "2.25.71"),
+            (clinic_b, "SEEN^NAME", "2.25.72"),
+        ):
             data = header_only_instance(
                 {
                     "StudyInstanceUID": study,
@@ -225,17 +228,31 @@ def test_patient_level_shows_only_attributes_from_visible_studies(tmp_path, data
                 }
             )
             _ingest(archive, everything, data, source, tmp_path)
-        locked = Scope(tenant_id=tenant_id, source_pks=frozenset({clinic_b}), permissions=frozenset({"*"}))
+        locked = Scope(
+            tenant_id=tenant_id, source_pks=frozenset({clinic_b}), permissions=frozenset({"*"})
+        )
 
-        seen = run(archive, locked, Level.PATIENT, PatientID="SHARED-1", PatientName="",
-                   NumberOfPatientRelatedStudies="")
+        seen = run(
+            archive,
+            locked,
+            Level.PATIENT,
+            PatientID="SHARED-1",
+            PatientName="",
+            NumberOfPatientRelatedStudies="",
+        )
         assert len(seen) == 1
         assert seen[0]["00100010"]["Value"] == [{"Alphabetic": "SEEN^NAME"}]
         assert seen[0]["00201200"]["Value"] == [1]
         assert run(archive, locked, Level.PATIENT, PatientName="HIDDEN*") == []
         assert len(run(archive, locked, Level.PATIENT, PatientName="SEEN*")) == 1
         # Unlocked, the patient row is there (named by the first upload) with both studies.
-        full = run(archive, everything, Level.PATIENT, PatientID="SHARED-1", NumberOfPatientRelatedStudies="")
+        full = run(
+            archive,
+            everything,
+            Level.PATIENT,
+            PatientID="SHARED-1",
+            NumberOfPatientRelatedStudies="",
+        )
         assert full[0]["00201200"]["Value"] == [2]
     finally:
         archive.close()

@@ -11,6 +11,9 @@ For every row, caller and object:
 - no response body holds a UID of an object the caller cannot see, nor the other tenant's
   content (the two tenants hold IDENTICAL UIDs with different patient names);
 - computed counts in search results count only visible instances;
+- no value written by a source the caller cannot see appears in any answer (every source of
+  `default` writes its own names, IDs, descriptions and dates; mixed studies and a mixed
+  series hold both, uploaded in both orders), nor can a search match on one;
 - a caller without the read permission gets 403 (the tenant is theirs), a credential of
   another tenant gets 401.
 """
@@ -34,6 +37,8 @@ from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.security_world import (
     ACME_MARKER,
     DEFAULT_MARKER,
+    SOURCE_TOKEN,
+    SOURCE_VALUES,
     Obj,
     World,
     build_world,
@@ -70,6 +75,10 @@ ROWS = [
     Row("GET", "/studies/{study}/series/{series}/instances", "instance", "search"),
     Row("GET", "/studies/{study}/instances", "instance", "search"),
     Row("GET", "/instances?SOPInstanceUID={instance}", "instance", "search"),
+    Row("GET", "/studies/{study}/series?includefield=all", "series", "search"),
+    Row("GET", "/studies/{study}/instances?includefield=all", "instance", "search"),
+    Row("GET", "/series?StudyInstanceUID={study}&includefield=all", "series", "search"),
+    Row("GET", "/instances?StudyInstanceUID={study}&includefield=all", "instance", "search"),
     # WADO-RS
     Row("GET", "/studies/{study}", "study", headers={"Accept": MULTIPART_DICOM}),
     Row("GET", "/studies/{study}/metadata", "study"),
@@ -209,14 +218,35 @@ def _hidden_uids(world: World, user: str) -> set[str]:
     hidden = set()
     for obj in world.objects:
         if not world.visible(user, obj):
-            hidden |= {obj.series, obj.instance}
+            hidden.add(obj.instance)
+            if not _visible_at(world, user, obj, "series"):
+                hidden.add(obj.series)
             if not _visible_at(world, user, obj, "study"):
                 hidden.add(obj.study)
     return hidden
 
 
-def _assert_no_leak(response: httpx.Response, hidden: set[str], foreign_marker: str) -> None:
+def _hidden_values(sees: frozenset[str] | None) -> set[str]:
+    """Values only sources outside `sees` wrote (their tokens, dates): never in an answer."""
+    if sees is None:
+        return set()
+    shown = {v for source in sees for v in SOURCE_VALUES[source].values()}
+    hidden = {SOURCE_TOKEN[source] for source in SOURCE_VALUES if source not in sees}
+    for source in SOURCE_VALUES:
+        if source not in sees:
+            hidden |= {v for v in SOURCE_VALUES[source].values() if v.isdigit()} - shown
+    return hidden
+
+
+def _assert_no_leak(
+    response: httpx.Response,
+    hidden: set[str],
+    foreign_marker: str,
+    hidden_values: set[str] = frozenset(),  # type: ignore[assignment]
+) -> None:
     body = response.content
+    for value in hidden_values:
+        assert value.encode() not in body, f"{response.request.url} shows a hidden {value}"
     asked = str(response.request.url)
     for uid in hidden:
         if uid in asked:
@@ -258,7 +288,7 @@ def check_visibility(world: World, row: Row) -> None:
                     headers={**row.headers, **world.auth(user)},
                 )
                 case = f"{user} {row.id} on {obj.name}"
-                _assert_no_leak(response, hidden, ACME_MARKER)
+                _assert_no_leak(response, hidden, ACME_MARKER, _hidden_values(world.sees[user]))
                 if row.kind == "resource":
                     expected = "2xx" if visible else "404"
                     got = response.status_code
@@ -557,12 +587,14 @@ def test_dimse_operation(world: World, operation: str, level: str) -> None:
         hidden = set()
         for obj in world.objects:
             if not (sees is None or obj.source in sees):
-                hidden |= {obj.series, obj.instance}
-                if not any(
-                    o.study == obj.study and (sees is None or o.source in sees)
-                    for o in world.objects
-                ):
-                    hidden.add(obj.study)
+                hidden.add(obj.instance)
+                for part in ("series", "study"):
+                    if not any(
+                        getattr(o, part) == getattr(obj, part)
+                        and (sees is None or o.source in sees)
+                        for o in world.objects
+                    ):
+                        hidden.add(getattr(obj, part))
         for obj in world.objects:
             case = f"{peer} {operation} {level} on {obj.name}"
             accepted, results, final = _dimse(world, peer, "TESSERA", operation, level, obj)
@@ -572,6 +604,9 @@ def test_dimse_operation(world: World, operation: str, level: str) -> None:
             assert not (uids & hidden), f"{case}: reveals {uids & hidden}"
             names = {str(ds.get("PatientName", "")) for ds in results}
             assert ACME_MARKER not in names, f"{case}: shows the other tenant"
+            shown = " ".join(str(ds) for ds in results)
+            for value in _hidden_values(sees):
+                assert value not in shown, f"{case}: shows a hidden source's {value}"
             target = DIMSE_LEVEL[level] if operation == "C-FIND" else "instance"
             visible = [
                 o
@@ -665,3 +700,229 @@ def test_audit_records_data_access_once_per_study(world: World) -> None:
     ).json()
     assert not any(e["principal"].startswith("ref_a") for e in acme_events)
     assert all(world.keys["ref_a"] not in str(e) for e in events)
+
+
+# --- Values of mixed studies: each locked caller sees and matches only its sources' values ----
+# S3 (ClinicA uploaded first) and S4 (ClinicB first, one series holding both) carry different
+# patient, study and series values per source. Callers: the users and DIMSE peers locked to
+# one source; the unlocked admin is the control (the study row: the first upload's values).
+
+LOCKED_USERS = {"ref_a": "ClinicA", "read_b": "ClinicB"}
+LOCKED_PEERS = {"PEER_A": "ClinicA", "PEER_B": "ClinicB"}
+STUDY_KEYS = (
+    ("00100010", "PatientName"),
+    ("00100020", "PatientID"),
+    ("00100030", "PatientBirthDate"),
+    ("00080050", "AccessionNumber"),
+    ("00200010", "StudyID"),
+    ("00081030", "StudyDescription"),
+    ("00080020", "StudyDate"),
+    ("00080090", "ReferringPhysicianName"),
+)
+SERIES_KEYS = (("0008103E", "SeriesDescription"), ("00180015", "BodyPartExamined"))
+
+
+def _json_value(item: dict, tag: str) -> str | None:
+    values = item.get(tag, {}).get("Value")
+    if not values:
+        return None
+    value = values[0]
+    return value["Alphabetic"] if isinstance(value, dict) else str(value)
+
+
+def _mixed(world: World) -> list[tuple[str, str]]:
+    """(study UID, series UID of the mixed series or '') of S3 and S4."""
+    by_name = {o.name: o for o in world.objects}
+    return [(by_name["a3"].study, ""), (by_name["a4"].study, by_name["a4"].series)]
+
+
+def test_qido_shows_only_visible_sources_values(world: World) -> None:
+    with httpx.Client(timeout=60, base_url=world.url()) as client:
+        for user, source in LOCKED_USERS.items():
+            own = SOURCE_VALUES[source]
+            hidden = _hidden_values(world.sees[user])
+            headers = world.auth(user)
+            for study, _series in _mixed(world):
+                for path, level in (
+                    (f"/studies?StudyInstanceUID={study}&includefield=all", "study"),
+                    (f"/studies/{study}/series?includefield=all", "series"),
+                    (f"/series?StudyInstanceUID={study}&includefield=all", "series"),
+                    (f"/studies/{study}/instances?includefield=all", "instance"),
+                    (f"/instances?StudyInstanceUID={study}&includefield=all", "instance"),
+                ):
+                    response = client.get(path, headers=headers)
+                    case = f"{user} {path}"
+                    assert response.status_code == 200, f"{case}: {response.status_code}"
+                    _assert_no_leak(response, set(), ACME_MARKER, hidden)
+                    items = response.json()
+                    assert items, case
+                    keys = STUDY_KEYS + (SERIES_KEYS if level != "study" else ())
+                    for item in items:
+                        for tag, keyword in keys:
+                            assert _json_value(item, tag) == own[keyword], f"{case}: {keyword}"
+
+
+def test_qido_matches_only_visible_sources_values(world: World) -> None:
+    """A search on a hidden source's value finds nothing; on the caller's own value it finds
+    every study holding the caller's instances, whichever source uploaded first."""
+    by_name = {o.name: o for o in world.objects}
+
+    def searches(token: str, values: dict[str, str]) -> list[str]:
+        return [
+            f"/studies?PatientName=*{token}*",
+            f"/studies?PatientName=DEFAULTTENANT^PATIENT^{token}",
+            f"/studies?PatientID={values['PatientID']}",
+            f"/studies?AccessionNumber=*{token}",
+            f"/studies?StudyDescription=*{token}*",
+            f"/studies?ReferringPhysicianName=REFERRER^{token}",
+            f"/studies?StudyID=ID-{token}",
+            f"/studies?StudyDate={values['StudyDate']}",
+            f"/studies?PatientBirthDate={values['PatientBirthDate']}",
+            f"/studies?PatientName=*{token.lower()}*&fuzzymatching=true",
+            f"/series?SeriesDescription=*{token}",
+            f"/series?PatientName=*{token}*",
+            f"/series?BodyPartExamined=PART{token}",
+            f"/instances?PatientName=*{token}*",
+            f"/instances?AccessionNumber=ACC-{token}",
+        ]
+
+    with httpx.Client(timeout=60, base_url=world.url()) as client:
+        for user, source in LOCKED_USERS.items():
+            headers = world.auth(user)
+            hidden_source = next(s for s in SOURCE_VALUES if s != source)
+            for path in searches(SOURCE_TOKEN[hidden_source], SOURCE_VALUES[hidden_source]):
+                response = client.get(path, headers=headers)
+                assert response.status_code in (200, 204), f"{user} {path}"
+                found = response.json() if response.status_code == 200 else []
+                assert found == [], f"{user} {path} matches a hidden value: {len(found)}"
+            own_studies = {o.study for o in world.objects if o.source == source}
+            for path in searches(SOURCE_TOKEN[source], SOURCE_VALUES[source]):
+                response = client.get(path, headers=headers)
+                assert response.status_code == 200, f"{user} {path}"
+                found = _uids_in(response.json(), "0020000D")
+                assert found >= own_studies, f"{user} {path}: misses {own_studies - found}"
+        # Control: the unlocked admin sees the study row, named by each study's first upload.
+        found = _uids_in(
+            client.get("/studies?PatientName=*BRAVO*", headers=world.auth("admin")).json(),
+            "0020000D",
+        )
+        assert by_name["b4"].study in found and by_name["b3"].study not in found
+
+
+def _cfind(world: World, peer: str, model: str, identifier) -> list:  # type: ignore[no-untyped-def]
+    from pynetdicom import AE
+    from pynetdicom.sop_class import (
+        PatientRootQueryRetrieveInformationModelFind,
+        StudyRootQueryRetrieveInformationModelFind,
+    )
+
+    sop_class = {
+        "patient": PatientRootQueryRetrieveInformationModelFind,
+        "study": StudyRootQueryRetrieveInformationModelFind,
+    }[model]
+    ae = AE(ae_title=peer)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 30
+    ae.add_requested_context(sop_class)
+    assoc = ae.associate("127.0.0.1", world.dimse_port, ae_title="TESSERA")
+    assert assoc.is_established
+    found = []
+    try:
+        for status, ds in assoc.send_c_find(identifier, sop_class):
+            assert status and status.Status in (0x0000, 0xFF00, 0xFF01), status
+            if status.Status in (0xFF00, 0xFF01):
+                found.append(ds)
+    finally:
+        assoc.release()
+    return found
+
+
+def _identifier(level: str, **keys: str):  # type: ignore[no-untyped-def]
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate"):
+        setattr(ds, keyword, "")
+    if level != "PATIENT":
+        for _tag, keyword in STUDY_KEYS:
+            setattr(ds, keyword, "")
+        ds.StudyInstanceUID = ""
+    if level in ("SERIES", "IMAGE"):
+        ds.SeriesInstanceUID = ""
+        ds.SeriesDescription = ds.BodyPartExamined = ""
+    if level == "IMAGE":
+        ds.SOPInstanceUID = ""
+    for keyword, value in keys.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def test_cfind_shows_and_matches_only_visible_sources_values(world: World) -> None:
+    pytest.importorskip("tessera.scp.find")
+    by_name = {o.name: o for o in world.objects}
+    for peer, source in LOCKED_PEERS.items():
+        own = SOURCE_VALUES[source]
+        hidden = _hidden_values(frozenset({source}))
+        token = SOURCE_TOKEN[next(s for s in SOURCE_VALUES if s != source)]
+        mine = [o for o in world.objects if o.source == source]
+        asks = [("patient", _identifier("PATIENT", PatientID=own["PatientID"]), "PATIENT")]
+        for study, _series in _mixed(world):
+            asks.append(("study", _identifier("STUDY", StudyInstanceUID=study), "STUDY"))
+            for obj in mine:
+                if obj.study == study:
+                    asks.append(
+                        (
+                            "study",
+                            _identifier(
+                                "SERIES", StudyInstanceUID=study, SeriesInstanceUID=obj.series
+                            ),
+                            "SERIES",
+                        )
+                    )
+                    asks.append(
+                        (
+                            "study",
+                            _identifier(
+                                "IMAGE", StudyInstanceUID=study, SeriesInstanceUID=obj.series
+                            ),
+                            "IMAGE",
+                        )
+                    )
+        for model, identifier, level in asks:
+            case = f"{peer} {model} {level}"
+            found = _cfind(world, peer, model, identifier)
+            assert found, f"{case}: nothing found"
+            for ds in found:
+                shown = str(ds)
+                for value in hidden:
+                    assert value not in shown, f"{case}: shows a hidden source's {value}"
+                keys = ("PatientName", "PatientID", "PatientBirthDate")
+                if level != "PATIENT":
+                    keys += tuple(keyword for _tag, keyword in STUDY_KEYS)
+                if level in ("SERIES", "IMAGE"):
+                    keys += tuple(keyword for _tag, keyword in SERIES_KEYS)
+                for keyword in keys:
+                    assert str(ds.get(keyword, "")) == own[keyword], f"{case}: {keyword}"
+        # Matching on a hidden value finds nothing, at every level.
+        for model, level, keys in (
+            ("patient", "PATIENT", {"PatientName": f"*{token}*"}),
+            ("study", "STUDY", {"PatientName": f"*{token}*"}),
+            ("study", "STUDY", {"StudyDescription": f"*{token}*"}),
+            ("study", "STUDY", {"AccessionNumber": f"ACC-{token}"}),
+            (
+                "study",
+                "SERIES",
+                {"StudyInstanceUID": by_name["a4"].study, "SeriesDescription": f"*{token}"},
+            ),
+            (
+                "study",
+                "IMAGE",
+                {
+                    "StudyInstanceUID": by_name["a4"].study,
+                    "SeriesInstanceUID": by_name["a4"].series,
+                    "PatientName": f"*{token}*",
+                },
+            ),
+        ):
+            found = _cfind(world, peer, model, _identifier(level, **keys))
+            assert found == [], f"{peer} {level} {keys}: matches a hidden value"

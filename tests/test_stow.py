@@ -13,7 +13,8 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tessera.synthetic import StudySpec, ct_image, mr_rle_image
 from tests.conftest import ServerProcess, index_rows
 
@@ -25,12 +26,15 @@ FAILURE_REASON = "00081197"
 def stow(
     server: ServerProcess, parts: list[bytes], study: str | None = None, **kwargs
 ) -> httpx.Response:  # type: ignore[no-untyped-def]
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     url = f"{server.dicomweb}/studies" + (f"/{study}" if study else "")
     return httpx.post(
         url,
-        content=multipart_body(parts, boundary, **kwargs),
-        headers={"Content-Type": content_type(boundary), "Accept": "application/dicom+json"},
+        content=multipart_writer.body(boundary, parts, **kwargs),
+        headers={
+            "Content-Type": request_content_type(boundary),
+            "Accept": "application/dicom+json",
+        },
         timeout=60,
     )
 
@@ -113,12 +117,14 @@ def test_stored_file_keeps_exact_bytes(server: ServerProcess, study: StudySpec) 
 
 
 def test_retrieve_url_follows_forwarded_headers(server: ServerProcess, study: StudySpec) -> None:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = httpx.post(
         f"{server.dicomweb}/studies",
-        content=multipart_body([ct_image(study, generate_uid(), rows=16, columns=16)], boundary),
+        content=multipart_writer.body(
+            boundary, [ct_image(study, generate_uid(), rows=16, columns=16)]
+        ),
         headers={
-            "Content-Type": content_type(boundary),
+            "Content-Type": request_content_type(boundary),
             "X-Forwarded-Proto": "https",
             "X-Forwarded-Host": "pacs.example.org",
             "X-Forwarded-Prefix": "/archive",
@@ -196,7 +202,7 @@ def test_target_study_stores_matching_and_refuses_others(
 
 
 def test_wrong_part_media_type_fails_that_part(server: ServerProcess, study: StudySpec) -> None:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     body = (
         f"--{boundary}\r\nContent-Type: application/dicom+json\r\n\r\n[]\r\n".encode()
         + f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
@@ -204,7 +210,9 @@ def test_wrong_part_media_type_fails_that_part(server: ServerProcess, study: Stu
         + f"\r\n--{boundary}--\r\n".encode()
     )
     response = httpx.post(
-        f"{server.dicomweb}/studies", content=body, headers={"Content-Type": content_type(boundary)}
+        f"{server.dicomweb}/studies",
+        content=body,
+        headers={"Content-Type": request_content_type(boundary)},
     )
     assert response.status_code == 202
     assert reasons(response) == [0xC003]
@@ -240,18 +248,20 @@ def test_body_without_any_boundary_is_400(server: ServerProcess) -> None:
     response = httpx.post(
         f"{server.dicomweb}/studies",
         content=b"no parts here at all",
-        headers={"Content-Type": content_type("abc")},
+        headers={"Content-Type": request_content_type("abc")},
     )
     assert response.status_code == 400
     assert "no multipart part" in response.json()["detail"]
 
 
 def test_invalid_study_uid_in_path_is_400(server: ServerProcess, study: StudySpec) -> None:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = httpx.post(
         f"{server.dicomweb}/studies/1.2.3abc",
-        content=multipart_body([ct_image(study, generate_uid(), rows=16, columns=16)], boundary),
-        headers={"Content-Type": content_type(boundary)},
+        content=multipart_writer.body(
+            boundary, [ct_image(study, generate_uid(), rows=16, columns=16)]
+        ),
+        headers={"Content-Type": request_content_type(boundary)},
     )
     assert response.status_code == 400
     assert "StudyInstanceUID" in response.json()["detail"]
@@ -262,14 +272,14 @@ def test_truncated_multipart_stores_complete_parts_only(
 ) -> None:
     series = generate_uid()
     parts = [ct_image(study, series, n, rows=32, columns=32) for n in range(1, 4)]
-    boundary = new_boundary()
-    body = multipart_body(parts, boundary)
+    boundary = multipart_writer.new_boundary()
+    body = multipart_writer.body(boundary, parts)
     # Cut inside the third part: parts one and two are complete.
     cut = body.index(parts[2][200:260])
     response = httpx.post(
         f"{server.dicomweb}/studies",
         content=body[:cut],
-        headers={"Content-Type": content_type(boundary)},
+        headers={"Content-Type": request_content_type(boundary)},
     )
     assert response.status_code == 202
     assert "truncated" in response.headers["warning"]
@@ -383,12 +393,14 @@ def test_single_application_dicom_body(server: ServerProcess, study: StudySpec) 
 
 
 def test_unknown_source_is_400(server: ServerProcess, study: StudySpec) -> None:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = httpx.post(
         f"{server.dicomweb}/studies",
         params={"source": "NoSuchClinic"},
-        content=multipart_body([ct_image(study, generate_uid(), rows=16, columns=16)], boundary),
-        headers={"Content-Type": content_type(boundary)},
+        content=multipart_writer.body(
+            boundary, [ct_image(study, generate_uid(), rows=16, columns=16)]
+        ),
+        headers={"Content-Type": request_content_type(boundary)},
     )
     assert response.status_code == 400
     assert "NoSuchClinic" in response.json()["detail"]
@@ -405,12 +417,14 @@ def test_instance_is_labelled_with_its_source(
     subprocess.run(
         [sys.executable, "-m", "tessera.cli", "sources", "add", "ClinicA", *env_args], check=True
     )
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = httpx.post(
         f"{server.dicomweb}/studies",
         params={"source": "ClinicA"},
-        content=multipart_body([ct_image(study, generate_uid(), rows=16, columns=16)], boundary),
-        headers={"Content-Type": content_type(boundary)},
+        content=multipart_writer.body(
+            boundary, [ct_image(study, generate_uid(), rows=16, columns=16)]
+        ),
+        headers={"Content-Type": request_content_type(boundary)},
     )
     assert response.status_code == 200
     rows = index_rows(

@@ -9,7 +9,8 @@ import httpx
 import pydicom
 import pytest
 
-from tessera.dicomweb.stow_client import content_type, multipart_stream, new_boundary
+from tessera.client.stow import multipart_stream, request_content_type
+from tessera.dicomweb import multipart_writer
 from tests.conftest import ServerProcess, dicom_testdata_files, index_rows
 
 # Files in those sets that are not storable objects, and why (Failure Reason).
@@ -52,11 +53,11 @@ def test_files_made_by_others_ingest(server: ServerProcess) -> None:
     outcomes: dict[str, tuple[bool, int | None]] = {}
     with httpx.Client(timeout=120) as client:
         for path in files:
-            boundary = new_boundary()
+            boundary = multipart_writer.new_boundary()
             response = client.post(
                 f"{server.dicomweb}/studies",
                 content=b"".join(multipart_stream([path], boundary)),
-                headers={"Content-Type": content_type(boundary)},
+                headers={"Content-Type": request_content_type(boundary)},
             )
             assert response.status_code in (200, 400, 409), (path.name, response.text)
             body = response.json()

@@ -15,8 +15,9 @@ from sqlalchemy import text
 
 from tessera.archive import Archive
 from tessera.auth.scope import full_scope
+from tessera.client.stow import request_content_type
 from tessera.config import Settings
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.dicomweb import multipart_writer
 from tessera.services import orders as o
 from tessera.services.ingest import ingest_file
 from tessera.services.study_complete import complete_ready_orders
@@ -112,11 +113,14 @@ def test_serve_marks_a_quiet_upload_images_ready(server_factory) -> None:  # typ
         16,
         16,
     )
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     stored = httpx.post(
         f"{server.dicomweb}/studies",
-        content=multipart_body([data], boundary),
-        headers={"Content-Type": content_type(boundary), "Accept": "application/dicom+json"},
+        content=multipart_writer.body(boundary, [data]),
+        headers={
+            "Content-Type": request_content_type(boundary),
+            "Accept": "application/dicom+json",
+        },
         timeout=30,
     )
     assert stored.status_code == 200, stored.text

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tessera.dicomweb.stow_client import content_type, multipart_body, new_boundary
+from tessera.client.stow import request_content_type
+from tessera.dicomweb import multipart_writer
 from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
 from tests.wado_data import StoredObject, build_study
 
@@ -36,11 +37,14 @@ class WadoServer:
 
 
 def store(server: ServerProcess, objects: list[StoredObject]) -> None:
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = httpx.post(
         f"{server.dicomweb}/studies",
-        content=multipart_body([o.data for o in objects], boundary),
-        headers={"Content-Type": content_type(boundary), "Accept": "application/dicom+json"},
+        content=multipart_writer.body(boundary, [o.data for o in objects]),
+        headers={
+            "Content-Type": request_content_type(boundary),
+            "Accept": "application/dicom+json",
+        },
         timeout=60,
     )
     assert response.status_code == 200, response.text

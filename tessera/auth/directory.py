@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
-from tessera.auth import permissions as p
+from tessera.auth import permissions
 from tessera.auth.roles import BUILTIN_ROLES, ROLE_NAME_RE, parse_permissions
 from tessera.auth.scope import Scope
 from tessera.auth.secrets import hash_password, new_token, token_hash
@@ -343,7 +343,7 @@ def scope_for_user(conn: Connection, user: UserInfo, principal: str) -> Scope:
     """The user's Scope: the role's permissions, the read and upload source lists."""
     perms = role_permissions(conn, user.tenant_id, user.role) or frozenset()
     if user.is_system_admin:
-        perms = perms | {p.SYSTEM}
+        perms = perms | {permissions.SYSTEM}
     read: set[int] = set()
     upload: set[int] = set()
     for row in conn.execute(
@@ -539,7 +539,7 @@ def _scope_from_rows(conn: Connection, user: UserInfo, rows, principal: str) -> 
     upload = frozenset(r.source_id for r in rows if r.source_kind == "upload")
     perms = role_permissions(conn, user.tenant_id, user.role) or frozenset()
     if user.is_system_admin:
-        perms = perms | {p.SYSTEM}
+        perms = perms | {permissions.SYSTEM}
     return Scope(
         tenant_id=user.tenant_id,
         source_pks=read or None,

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import re
 
-from tessera.auth import permissions as p
+from tessera.auth import permissions
 
 BUILTIN_ROLES: dict[str, frozenset[str]] = {
-    "admin": frozenset({p.READ, p.UPLOAD, p.ORDERS, p.REPORT_WRITE, p.REPORT_SIGN, p.ADMIN}),
-    "technologist": frozenset({p.READ, p.UPLOAD, p.ORDERS}),
-    "referring_physician": frozenset({p.READ}),
-    "reading_physician": frozenset({p.READ, p.REPORT_WRITE, p.REPORT_SIGN}),
+    "admin": frozenset(
+        {
+            permissions.READ,
+            permissions.UPLOAD,
+            permissions.ORDERS,
+            permissions.REPORT_WRITE,
+            permissions.REPORT_SIGN,
+            permissions.ADMIN,
+        }
+    ),
+    "technologist": frozenset({permissions.READ, permissions.UPLOAD, permissions.ORDERS}),
+    "referring_physician": frozenset({permissions.READ}),
+    "reading_physician": frozenset(
+        {permissions.READ, permissions.REPORT_WRITE, permissions.REPORT_SIGN}
+    ),
 }
 
 ROLE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -20,9 +31,9 @@ def parse_permissions(names: list[str] | str) -> frozenset[str]:
     """Validate a custom role's permission list (SYSTEM cannot be granted by a role)."""
     if isinstance(names, str):
         names = names.split()
-    unknown = sorted(set(names) - p.ALL)
+    unknown = sorted(set(names) - permissions.ALL)
     if unknown:
         raise ValueError(
-            f"unknown permission(s) {', '.join(unknown)}; known: {', '.join(sorted(p.ALL))}"
+            f"unknown permission(s) {', '.join(unknown)}; known: {', '.join(sorted(permissions.ALL))}"
         )
     return frozenset(names)

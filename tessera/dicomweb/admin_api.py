@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tessera.auth import directory as d
-from tessera.auth import permissions as p
+from tessera.auth import permissions
 from tessera.auth.audit import Event, query_events, record_now
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, login
 from tessera.auth.delegation import require_permissions_within, require_within
@@ -160,9 +160,9 @@ def _peer_rights(conn, tenant_id: int, title: str) -> Scope | None:  # type: ign
         return None
     granted = set()
     if peer.may_query or peer.may_be_move_destination:
-        granted.add(p.READ)
+        granted.add(permissions.READ)
     if peer.may_store:
-        granted.add(p.UPLOAD)
+        granted.add(permissions.UPLOAD)
     return Scope(
         tenant_id=tenant_id,
         source_pks=peer.query_source_pks or None,
@@ -252,13 +252,13 @@ async def me(request: Request) -> Response:
 # --- tenants (system administrator) -------------------------------------------------------
 
 
-@endpoint(p.SYSTEM)
+@endpoint(permissions.SYSTEM)
 async def tenants_list(request: Request) -> Response:
     found = await _read(request, d.list_tenants)
     return _json([{"name": t.name, "duplicate_policy": t.duplicate_policy} for t in found])
 
 
-@endpoint(p.SYSTEM)
+@endpoint(permissions.SYSTEM)
 async def tenants_create(request: Request) -> Response:
     body = await _body(request)
     name = _field(body, "name")
@@ -281,14 +281,14 @@ async def tenants_create(request: Request) -> Response:
 # --- users ---------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def users_list(request: Request) -> Response:
     tenant = tenant_of(request)
     users = await _read(request, lambda conn: d.list_users(conn, tenant.id))
     return _json([u.public() for u in users])
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def users_create(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -318,7 +318,7 @@ async def users_create(request: Request) -> Response:
     return _json(user.public(), 201)
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def users_get(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
@@ -328,7 +328,7 @@ async def users_get(request: Request) -> Response:
     return _json(user.public())
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def users_update(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
@@ -361,7 +361,7 @@ async def users_update(request: Request) -> Response:
     return _json(user.public())
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def users_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
@@ -378,13 +378,13 @@ async def users_delete(request: Request) -> Response:
 # --- roles ---------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def roles_list(request: Request) -> Response:
     tenant = tenant_of(request)
     return _json(await _read(request, lambda conn: d.list_roles(conn, tenant.id)))
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def roles_put(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
@@ -410,7 +410,7 @@ async def roles_put(request: Request) -> Response:
     )
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def roles_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
@@ -429,14 +429,14 @@ async def roles_delete(request: Request) -> Response:
 # --- sources -------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def sources_list(request: Request) -> Response:
     tenant = tenant_of(request)
     rows = await _read(request, lambda conn: list_sources(conn, tenant.id))
     return _json([{"name": name, "description": description} for name, description in rows])
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def sources_create(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -452,7 +452,7 @@ async def sources_create(request: Request) -> Response:
     return _json({"name": name, "description": description}, 201)
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def sources_update(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
@@ -469,13 +469,13 @@ async def sources_update(request: Request) -> Response:
 # --- API keys ------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def keys_list(request: Request) -> Response:
     tenant = tenant_of(request)
     return _json(await _read(request, lambda conn: d.list_api_keys(conn, tenant.id)))
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def keys_create(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -508,7 +508,7 @@ async def keys_create(request: Request) -> Response:
     )
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def keys_revoke(request: Request) -> Response:
     tenant = tenant_of(request)
     try:
@@ -530,14 +530,14 @@ async def keys_revoke(request: Request) -> Response:
 # --- policies ------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def policies_get(request: Request) -> Response:
     tenant = tenant_of(request)
     policy = await _read(request, lambda conn: duplicate_policy(conn, tenant.id))
     return _json({"duplicate_policy": policy})
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def policies_put(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -567,14 +567,14 @@ def _peer_json(peer: Peer) -> dict:
     }
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def peers_list(request: Request) -> Response:
     tenant = tenant_of(request)
     found = await _read(request, lambda conn: list_peers(conn, tenant.id))
     return _json([_peer_json(peer) for peer in found])
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def peers_get(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
@@ -584,7 +584,7 @@ async def peers_get(request: Request) -> Response:
     return _json(_peer_json(peer))
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def peers_put(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
@@ -622,7 +622,7 @@ async def peers_put(request: Request) -> Response:
     return _json(_peer_json(peer), 200 if existed else 201)
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def peers_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
@@ -640,13 +640,13 @@ async def peers_delete(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@endpoint(p.SYSTEM)
+@endpoint(permissions.SYSTEM)
 async def ae_titles_list(request: Request) -> Response:
     rows = await _read(request, list_ae_titles)
     return _json([{"ae_title": title, "tenant": tenant} for title, tenant in rows])
 
 
-@endpoint(p.SYSTEM)
+@endpoint(permissions.SYSTEM)
 async def ae_titles_put(request: Request) -> Response:
     """Which tenant a called AE title selects (unique across tenants: system only)."""
     title = request.path_params["ae_title"]
@@ -665,7 +665,7 @@ async def ae_titles_put(request: Request) -> Response:
     return _json({"ae_title": title.strip(), "tenant": tenant_name}, 201)
 
 
-@endpoint(p.SYSTEM)
+@endpoint(permissions.SYSTEM)
 async def ae_titles_delete(request: Request) -> Response:
     title = request.path_params["ae_title"]
 
@@ -684,7 +684,7 @@ async def ae_titles_delete(request: Request) -> Response:
 # --- audit ---------------------------------------------------------------------------------
 
 
-@endpoint(p.ADMIN)
+@endpoint(permissions.ADMIN)
 async def audit_list(request: Request) -> Response:
     tenant = tenant_of(request)
     params = request.query_params

@@ -1,4 +1,6 @@
-"""The Starlette application: health, DICOMweb routes, lifecycle (migrate, sweep)."""
+"""The Starlette application: health, DICOMweb and admin routes, and a lifespan that opens
+and closes the archive and access control. Sweeping orphan blobs is not done here: the CLI
+(`tessera serve`, `tessera sweep` in tessera/cli.py) does it."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from tessera.config import Settings
 from tessera.dicomweb import admin_api, orders_api, qido, stow, wado
 from tessera.dicomweb.access import AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
+from tessera.dicomweb.error_boundary import ErrorBoundary
 from tessera.dicomweb.errors import problem
 
 log = logging.getLogger(__name__)
@@ -144,9 +147,14 @@ def create_app(
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        # CORS outside (preflights and 401s carry CORS headers); then access control, which
-        # authenticates every request and leaves its Scope for `context.scope_of`.
-        middleware=[*cors_middleware(settings), Middleware(AccessMiddleware)],
+        # CORS outside (preflights, 401s and 500s carry CORS headers); then the error boundary
+        # (a 500 keeps the connection open); then access control, which authenticates every
+        # request and leaves its Scope for `context.scope_of`.
+        middleware=[
+            *cors_middleware(settings),
+            Middleware(ErrorBoundary),
+            Middleware(AccessMiddleware),
+        ],
         exception_handlers={
             404: _not_found,
             405: _method_not_allowed,

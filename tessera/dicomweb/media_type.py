@@ -1,6 +1,15 @@
-"""Parsing a single media type with parameters (Content-Type, or one item of Accept)."""
+"""Media types: the names DICOMweb uses, parsing one media type with parameters
+(Content-Type, or one item of Accept), and the quality (q) of an Accept media range."""
 
 from __future__ import annotations
+
+DICOM = "application/dicom"
+DICOM_JSON = "application/dicom+json"
+OCTET_STREAM = "application/octet-stream"
+
+
+class QualityError(ValueError):
+    """A q parameter that is not a number from 0 to 1 (RFC 9110 §12.4.2)."""
 
 
 def _split_unquoted(value: str, separator: str) -> list[str]:
@@ -55,3 +64,19 @@ def parse_media_type(value: str) -> tuple[str, dict[str, str]]:
 def split_media_ranges(header: str) -> list[str]:
     """Split an Accept header into its media ranges (commas inside quotes kept)."""
     return [item.strip() for item in _split_unquoted(header or "", ",") if item.strip()]
+
+
+def quality(params: dict[str, str]) -> float:
+    """The q-value of a media range (1 when absent); 0 means "not acceptable".
+
+    Raises QualityError for a value that is not a number from 0 to 1."""
+    raw = params.get("q")
+    if raw is None:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise QualityError(f"invalid q-value {raw!r}") from exc
+    if not 0 <= value <= 1:
+        raise QualityError(f"q-value {raw!r} is outside 0..1")
+    return value

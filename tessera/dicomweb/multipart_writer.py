@@ -1,8 +1,12 @@
-"""Writing multipart/related response bodies (RFC 2387) a part at a time."""
+"""Writing multipart/related bodies (RFC 2387) a part at a time: WADO-RS responses and
+STOW-RS requests (tessera/client/) alike."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+
+from tessera.dicomweb.media_type import DICOM
 
 
 def new_boundary() -> str:
@@ -41,11 +45,11 @@ def closing(boundary: str) -> bytes:
     return f"--{boundary}--\r\n".encode("latin-1")
 
 
-def single_body(boundary: str, parts: list[tuple[bytes, str, str | None]]) -> bytes:
-    """A whole (small) body from (payload, media type, transfer syntax) parts."""
+def body(boundary: str, payloads: Iterable[bytes], part_type: str = DICOM) -> bytes:
+    """A whole (small) body in memory: one part of `part_type` per payload."""
     out = bytearray()
-    for payload, media_type, syntax in parts:
-        out += part_header(boundary, media_type, syntax, length=len(payload))
+    for payload in payloads:
+        out += part_header(boundary, part_type)
         out += payload
         out += PART_END
     out += closing(boundary)

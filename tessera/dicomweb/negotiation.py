@@ -9,6 +9,9 @@ Two steps, so a whole study is negotiated once and each instance gets its own an
    serve at all are dropped. Raises ``AcceptError`` for a malformed header (400).
 2. ``target_syntax(candidates, stored_ts, can_convert)`` picks, for one stored object, the
    first candidate that can be produced and the exact transfer syntax to send (None: 406).
+   ``can_convert`` is one of the rules of tessera/storage/syntaxes.py (``can_convert`` for
+   whole instances, ``can_convert_frames`` for frames), which also owns the native and lossy
+   sets and which syntaxes pass through unchanged; this module knows only HTTP's media types.
 
 Accepted spellings: ``type=`` and ``transfer-syntax=`` quoted or unquoted, ``*`` for "as
 stored", several ranges with q-values, ``*/*`` and an absent header (the resource's
@@ -20,16 +23,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tessera.dicomweb.media_type import parse_media_type, split_media_ranges
+from tessera.dicomweb.media_type import (
+    DICOM,
+    OCTET_STREAM,
+    QualityError,
+    parse_media_type,
+    quality,
+    split_media_ranges,
+)
+from tessera.storage import syntaxes
+from tessera.storage.syntaxes import EXPLICIT_VR_LITTLE_ENDIAN
 
-EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
-IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
-DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
-EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 AS_STORED = "*"
-
-DICOM = "application/dicom"
-OCTET_STREAM = "application/octet-stream"
 
 # Compressed pixel data media types and their transfer syntaxes (PS3.18 Table 8.7.3-5);
 # the first of each list is the media type's default.
@@ -46,29 +51,12 @@ PIXEL_MEDIA_TYPES: dict[str, tuple[str, ...]] = {
     "image/jphc": ("1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"),
     "image/dicom-rle": ("1.2.840.10008.1.2.5",),
 }
-# Transfer syntaxes whose frames are the native little endian pixel bytes.
-NATIVE_LITTLE_ENDIAN = frozenset(
-    {EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN}
-)
-NATIVE = NATIVE_LITTLE_ENDIAN | {EXPLICIT_VR_BIG_ENDIAN}
-# Lossy transfer syntaxes: an object stored in one is sent as stored by default
-# (PS3.18 §8.7.3.5.2 lets the origin server do so rather than decompress it).
-LOSSY = frozenset(
-    {
-        "1.2.840.10008.1.2.4.50",
-        "1.2.840.10008.1.2.4.51",
-        "1.2.840.10008.1.2.4.81",
-        "1.2.840.10008.1.2.4.91",
-        "1.2.840.10008.1.2.4.93",
-        "1.2.840.10008.1.2.4.203",
-    }
-)
 
 
 def media_type_for_syntax(transfer_syntax: str) -> str:
     """The pixel data media type that carries frames of this transfer syntax."""
-    for media_type, syntaxes in PIXEL_MEDIA_TYPES.items():
-        if transfer_syntax in syntaxes:
+    for media_type, family in PIXEL_MEDIA_TYPES.items():
+        if transfer_syntax in family:
             return media_type
     return OCTET_STREAM
 
@@ -101,16 +89,10 @@ BULK_DATA = Resource((OCTET_STREAM,), OCTET_STREAM)
 
 
 def _quality(params: dict[str, str]) -> float:
-    raw = params.get("q")
-    if raw is None:
-        return 1.0
     try:
-        value = float(raw)
-    except ValueError as exc:
-        raise AcceptError(f"invalid q-value {raw!r} in Accept") from exc
-    if not 0 <= value <= 1:
-        raise AcceptError(f"q-value {raw!r} in Accept is outside 0..1")
-    return value
+        return quality(params)
+    except QualityError as exc:
+        raise AcceptError(f"{exc} in Accept") from exc
 
 
 def _syntax_param(params: dict[str, str]) -> str | None:
@@ -154,11 +136,6 @@ def acceptable(accept_header: str | None, resource: Resource) -> list[Representa
 Converter = Callable[[str, str], bool]
 
 
-def _same_pixels(stored: str, target: str) -> bool:
-    """Frames can be sent unchanged: same syntax, or native little endian either way."""
-    return stored == target or (stored in NATIVE_LITTLE_ENDIAN and target in NATIVE_LITTLE_ENDIAN)
-
-
 def _syntax_for(rep: Representation, stored: str, can_convert: Converter) -> str | None:
     requested = rep.transfer_syntax
     if rep.media_type == DICOM:
@@ -169,7 +146,9 @@ def _syntax_for(rep: Representation, stored: str, can_convert: Converter) -> str
             # and one we cannot decode too (PS3.18 §8.7.3.5.2 allows both).
             if stored == EXPLICIT_VR_LITTLE_ENDIAN:
                 return stored
-            if stored in LOSSY or not can_convert(stored, EXPLICIT_VR_LITTLE_ENDIAN):
+            if stored in syntaxes.ALLOWS_LOSSY or not can_convert(
+                stored, EXPLICIT_VR_LITTLE_ENDIAN
+            ):
                 return stored
             return EXPLICIT_VR_LITTLE_ENDIAN
         if requested == stored or can_convert(stored, requested):
@@ -179,9 +158,9 @@ def _syntax_for(rep: Representation, stored: str, can_convert: Converter) -> str
         if requested == AS_STORED:
             return stored
         target = requested or EXPLICIT_VR_LITTLE_ENDIAN
-        if target not in NATIVE and target != stored:
+        if target not in syntaxes.NATIVE and target != stored:
             return None  # compressed frames have their own media types
-        if _same_pixels(stored, target) or can_convert(stored, target):
+        if syntaxes.passes_through(stored, target) or can_convert(stored, target):
             return target
         return None
     family = PIXEL_MEDIA_TYPES.get(rep.media_type)
@@ -207,8 +186,3 @@ def target_syntax(
         if syntax is not None:
             return rep, syntax
     return None
-
-
-def needs_conversion(stored: str, target: str) -> bool:
-    """Whether frames must be decoded/encoded to go from `stored` to `target`."""
-    return not _same_pixels(stored, target)

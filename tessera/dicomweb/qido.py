@@ -18,24 +18,30 @@ from starlette.routing import Route
 from tessera.auth import permissions
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
-from tessera.dicomweb.media_type import parse_media_type, split_media_ranges
+from tessera.dicomweb.media_type import (
+    DICOM_JSON,
+    QualityError,
+    parse_media_type,
+    quality,
+    split_media_ranges,
+)
 from tessera.dicomweb.qido_params import parse_search
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.index.query import Level, QueryError
 from tessera.index.query_sql import QueryPage, run_query
 
-DICOM_JSON = "application/dicom+json"
 MORE_RESULTS_WARNING = '299 tessera: "There are additional results that can be requested"'
 _ACCEPTABLE = {DICOM_JSON, "application/json", "application/*", "*/*"}
 
 
 def _acceptable(request: Request) -> bool:
+    """Whether Accept allows DICOM JSON; QualityError for a malformed q-value."""
     header = request.headers.get("accept")
     if not header:
         return True
     for media_range in split_media_ranges(header):
         media_type, params = parse_media_type(media_range)
-        if media_type in _ACCEPTABLE and params.get("q") not in ("0", "0.0", "0.00", "0.000"):
+        if media_type in _ACCEPTABLE and quality(params) > 0:
             return True
     return False
 
@@ -44,7 +50,11 @@ async def _search(request: Request, level: Level) -> Response:
     scope = await scope_of(request)
     if not scope.can(permissions.READ):
         return problem(403, "searching needs the 'read' permission")
-    if not _acceptable(request):
+    try:
+        acceptable = _acceptable(request)
+    except QualityError as exc:
+        return problem(400, f"{exc} in Accept")
+    if not acceptable:
         return problem(406, f"QIDO-RS answers in {DICOM_JSON} only")
     try:
         query = parse_search(level, request.url.query, request.path_params)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
+from tessera.index.key_values import MAX_ROW_COUNT, empty_value_list, integer_range_problem
 from tessera.index.query import Level, Query, QueryError
 from tessera.index.query_attributes import resolve
 from tessera.storage.uids import uid_problem
@@ -76,6 +77,11 @@ def parse_search(level: Level, query_string: str, path_params: Mapping[str, str]
         matched.add(tag)
         if entry is not None and entry.vr in _LIST_VRS:
             value = value.replace(",", "\\")
+        if empty_value_list(value):
+            raise QueryError(name, "the value list holds no value")
+        problem = integer_range_problem(entry.vr, value) if entry is not None else None
+        if problem:
+            raise QueryError(name, problem)
         query.add_key(tag, value, parameter=name)
     return query
 
@@ -87,6 +93,8 @@ def _integer(name: str, value: str, minimum: int) -> int:
         raise QueryError(name, f"{value!r} is not an integer") from None
     if number < minimum:
         raise QueryError(name, f"must be at least {minimum}")
+    if number > MAX_ROW_COUNT:
+        raise QueryError(name, f"must be at most {MAX_ROW_COUNT}")
     return number
 
 

@@ -22,9 +22,10 @@ from starlette.routing import Route
 
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
-from tessera.dicomweb.media_type import parse_media_type
+from tessera.dicomweb.media_type import DICOM_JSON, parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
 from tessera.dicomweb.urls import dicomweb_root
+from tessera.services import failure_reasons
 from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
 from tessera.services.orders import (
     OrderConflict,
@@ -32,13 +33,11 @@ from tessera.services.orders import (
     open_order_for_upload,
     parse_order_id,
 )
-from tessera.storage import parse as p
 from tessera.storage.spool import SpoolFile
 from tessera.storage.uids import uid_problem
 
 log = logging.getLogger(__name__)
 
-DICOM_JSON = "application/dicom+json"
 _ACCEPTED_PART_TYPES = ("application/dicom", "application/octet-stream")
 
 
@@ -205,7 +204,7 @@ async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # ty
                 outcomes.append(
                     StoreOutcome(
                         False,
-                        failure_reason=p.WRONG_MEDIA_TYPE,
+                        failure_reason=failure_reasons.WRONG_MEDIA_TYPE,
                         message=f"part has media type {wrong_type}, not application/dicom",
                     )
                 )
@@ -306,7 +305,7 @@ def _store_response(
         else:
             item["00081197"] = {
                 "vr": "US",
-                "Value": [outcome.failure_reason or p.PROCESSING_FAILURE],
+                "Value": [outcome.failure_reason or failure_reasons.PROCESSING_FAILURE],
             }
             # Not a standard attribute: the human-readable reason, under a private-free name
             # clients ignore. Also logged.
@@ -354,11 +353,11 @@ def _single_study(outcomes: list[StoreOutcome]) -> str | None:
 def _is_syntax_failure(outcome: StoreOutcome) -> bool:
     """Failures caused by unreadable bytes (400) rather than conflicts with stored data (409)."""
     return outcome.failure_reason in (
-        p.CANNOT_UNDERSTAND,
-        p.NOT_PART10,
-        p.TRUNCATED,
-        p.WRONG_MEDIA_TYPE,
-        p.MISSING_OR_INVALID_UID,
+        failure_reasons.CANNOT_UNDERSTAND,
+        failure_reasons.NOT_PART10,
+        failure_reasons.TRUNCATED,
+        failure_reasons.WRONG_MEDIA_TYPE,
+        failure_reasons.MISSING_OR_INVALID_UID,
     )
 
 

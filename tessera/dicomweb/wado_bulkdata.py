@@ -21,14 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, multipart_writer
-from tessera.dicomweb.negotiation import (
-    BULK_DATA,
-    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
-    NATIVE,
-    OCTET_STREAM,
-    acceptable,
-    media_type_for_syntax,
-)
+from tessera.dicomweb.media_type import OCTET_STREAM
+from tessera.dicomweb.negotiation import BULK_DATA, acceptable, media_type_for_syntax
 from tessera.dicomweb.wado_common import (
     WadoError,
     archive_of,
@@ -42,6 +36,7 @@ from tessera.dicomweb.wado_common import (
 from tessera.dicomweb.wado_instances import stream_blob
 from tessera.index.retrieve import RetrievedInstance, resolve_instance
 from tessera.storage.blobstore import BlobStore
+from tessera.storage.syntaxes import DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, NATIVE
 
 PIXEL_DATA = 0x7FE00010
 _TAG_RE = re.compile(r"^[0-9A-Fa-f]{8}$")

@@ -16,8 +16,8 @@ from tessera.auth import permissions
 from tessera.auth.scope import Scope
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
-from tessera.dicomweb.frame_source import FrameConversionError
 from tessera.dicomweb.negotiation import AcceptError
+from tessera.storage.transcode import TranscodeError
 from tessera.storage.uids import uid_problem
 
 T = TypeVar("T")
@@ -56,7 +56,7 @@ def wado_endpoint(
             return exc.response()
         except AcceptError as exc:
             return problem(400, str(exc))
-        except FrameConversionError as exc:
+        except TranscodeError as exc:
             return problem(406, str(exc))
 
     return endpoint

@@ -20,15 +20,12 @@ from starlette.responses import Response, StreamingResponse
 from tessera.archive import Archive
 from tessera.auth.scope import Scope
 from tessera.dicomweb import caching, frame_source, multipart_writer
-from tessera.dicomweb.conversion import can_convert_frames
+from tessera.dicomweb.grouping import by_size
 from tessera.dicomweb.negotiation import (
     AS_STORED,
-    EXPLICIT_VR_LITTLE_ENDIAN,
     FRAMES,
-    NATIVE_LITTLE_ENDIAN,
     Representation,
     acceptable,
-    needs_conversion,
     target_syntax,
 )
 from tessera.dicomweb.wado_common import (
@@ -41,7 +38,14 @@ from tessera.dicomweb.wado_common import (
     wado_endpoint,
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instance
+from tessera.storage import syntaxes
 from tessera.storage.blobstore import BlobStore
+from tessera.storage.syntaxes import (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    NATIVE_LITTLE_ENDIAN,
+    can_convert_frames,
+)
+from tessera.storage.transcode import TranscodeError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,8 @@ class FramePlan:
     @property
     def converting(self) -> bool:
         return (
-            needs_conversion(self.item.transfer_syntax_uid, self.syntax) or self.item.frames is None
+            not syntaxes.passes_through(self.item.transfer_syntax_uid, self.syntax)
+            or self.item.frames is None
         )
 
     @property
@@ -122,7 +127,7 @@ def _plan(
         raise not_acceptable(accept, "frames that must be decoded from the whole object")
     if not rep.multipart and len(numbers) != 1:
         raise WadoError(406, "a bare media type holds one frame; ask for multipart/related")
-    if needs_conversion(item.transfer_syntax_uid, syntax) or item.frames is None:
+    if not syntaxes.passes_through(item.transfer_syntax_uid, syntax) or item.frames is None:
         # The codecs need the pixel description: fetch the stored metadata too (rare path).
         with archive.database.read() as conn:
             item = resolve_instance(conn, scope, *uids, with_frames=True, with_metadata=True)
@@ -187,7 +192,7 @@ async def _frames(request: Request) -> Response:
         for batch in _batches(plan, numbers[len(payloads) :]):
             try:
                 yield await run_in_threadpool(_parts, store, plan, batch, head)
-            except frame_source.FrameConversionError as exc:
+            except TranscodeError as exc:
                 # The status is sent already: end the body early; the client sees fewer parts.
                 log.warning("frames left out", extra={"frames": batch, "reason": str(exc)})
                 break
@@ -205,19 +210,9 @@ def _batches(plan: FramePlan, numbers: list[int]) -> list[list[int]]:
     frames = plan.item.frames
     if plan.converting or frames is None:
         return [[n] for n in numbers]
-    groups: list[list[int]] = []
-    current: list[int] = []
-    size = 0
-    for number in numbers:
-        length = sum(n for _, n in frames[number - 1])
-        if current and size + length > STREAM_BATCH_BYTES:
-            groups.append(current)
-            current, size = [], 0
-        current.append(number)
-        size += length
-    if current:
-        groups.append(current)
-    return groups
+    return list(
+        by_size(numbers, lambda n: sum(length for _, length in frames[n - 1]), STREAM_BATCH_BYTES)
+    )
 
 
 def _parts(store: BlobStore, plan: FramePlan, numbers: list[int], head: bytes) -> bytes:

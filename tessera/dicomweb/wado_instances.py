@@ -9,6 +9,7 @@ one instance at a time.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
@@ -18,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, multipart_writer
-from tessera.dicomweb.conversion import can_convert
+from tessera.dicomweb.grouping import by_size
+from tessera.dicomweb.media_type import DICOM
 from tessera.dicomweb.negotiation import INSTANCES, acceptable, target_syntax
 from tessera.dicomweb.wado_common import (
     WadoError,
@@ -32,11 +34,12 @@ from tessera.dicomweb.wado_common import (
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
+from tessera.storage.syntaxes import can_convert
+from tessera.storage.transcode import TranscodeError, transcode_instance
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
-DICOM = "application/dicom"
 
 
 async def stream_blob(store: BlobStore, key: str, size: int) -> AsyncIterator[bytes]:
@@ -48,10 +51,6 @@ async def stream_blob(store: BlobStore, key: str, size: int) -> AsyncIterator[by
             raise OSError(f"blob {key} is shorter than recorded")
         offset += len(chunk)
         yield chunk
-
-
-class TranscodeError(Exception):
-    """Raised by transcoded_instance when the codecs cannot produce the target syntax."""
 
 
 async def single_instance_response(
@@ -73,13 +72,8 @@ async def single_instance_response(
 
 def transcoded_instance(store: BlobStore, item: RetrievedInstance, target: str) -> bytes:
     """The whole instance in another transfer syntax (one instance in memory at a time)."""
-    from tessera.storage import transcode
-
-    try:
-        with store.open(item.blob_key) as fh:
-            return transcode.transcode_instance(fh, target)
-    except transcode.TranscodeError as exc:
-        raise TranscodeError(str(exc)) from exc
+    with store.open(item.blob_key) as fh:
+        return transcode_instance(fh, target)
 
 
 async def _retrieve(request: Request) -> Response:
@@ -193,32 +187,29 @@ def _body_jobs(
     heads: list[bytes],
     boundary: str,
 ) -> Iterator[Job]:
-    """The multipart body as a sequence of bounded pieces of work, each making bytes."""
-    group: list[tuple[bytes, RetrievedInstance]] = []
-    size = 0
-    for head, (item, syntax, _) in zip(heads, plan, strict=True):
-        as_stored = syntax == item.transfer_syntax_uid
-        if as_stored and item.size_bytes <= GROUP_BYTES:
-            if group and size + item.size_bytes > GROUP_BYTES:
-                yield partial(_read_group, store, group)
-                group, size = [], 0
-            group.append((head, item))
-            size += item.size_bytes
+    """The multipart body as a sequence of bounded pieces of work, each making bytes: runs
+    of small objects sent as stored are read GROUP_BYTES at a time."""
+    parts = [(head, item, syntax) for head, (item, syntax, _) in zip(heads, plan, strict=True)]
+
+    def small_as_stored(part: tuple[bytes, RetrievedInstance, str]) -> bool:
+        _, item, syntax = part
+        return syntax == item.transfer_syntax_uid and item.size_bytes <= GROUP_BYTES
+
+    for groupable, run in itertools.groupby(parts, key=small_as_stored):
+        if groupable:
+            for group in by_size(run, lambda part: part[1].size_bytes, GROUP_BYTES):
+                yield partial(_read_group, store, [(head, item) for head, item, _ in group])
             continue
-        if group:
-            yield partial(_read_group, store, group)
-            group, size = [], 0
-        if not as_stored:
-            yield partial(_transcoded_part, store, item, syntax, head)
-            continue
-        # A large object: in CHUNK pieces.
-        yield partial(bytes, head)
-        for offset in range(0, item.size_bytes, CHUNK):
-            length = min(CHUNK, item.size_bytes - offset)
-            yield partial(store.read_range, item.blob_key, offset, length)
-        yield partial(bytes, multipart_writer.PART_END)
-    if group:
-        yield partial(_read_group, store, group)
+        for head, item, syntax in run:
+            if syntax != item.transfer_syntax_uid:
+                yield partial(_transcoded_part, store, item, syntax, head)
+                continue
+            # A large object: in CHUNK pieces.
+            yield partial(bytes, head)
+            for offset in range(0, item.size_bytes, CHUNK):
+                length = min(CHUNK, item.size_bytes - offset)
+                yield partial(store.read_range, item.blob_key, offset, length)
+            yield partial(bytes, multipart_writer.PART_END)
     yield partial(multipart_writer.closing, boundary)
 
 

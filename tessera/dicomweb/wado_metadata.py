@@ -14,7 +14,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching
-from tessera.dicomweb.media_type import parse_media_type, split_media_ranges
+from tessera.dicomweb.media_type import (
+    DICOM_JSON,
+    QualityError,
+    parse_media_type,
+    quality,
+    split_media_ranges,
+)
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.dicomweb.wado_common import (
     WadoError,
@@ -27,8 +33,7 @@ from tessera.dicomweb.wado_common import (
 )
 from tessera.index.retrieve import metadata_batches, resolve_instances
 
-DICOM_JSON = "application/dicom+json"
-_ACCEPTED = ("application/dicom+json", "application/json", "*/*", "application/*")
+_ACCEPTED = (DICOM_JSON, "application/json", "*/*", "application/*")
 _BULK_KEY = b'"BulkDataURI":"'
 # Small responses are built in one go; larger ones streamed in batches of this many.
 BATCH = 250
@@ -40,8 +45,11 @@ def _accepts_json(header: str | None) -> bool:
         return True
     for item in ranges:
         media_type, params = parse_media_type(item)
-        if params.get("q", "1").strip() in ("0", "0.0", "0.00", "0.000"):
-            continue
+        try:
+            if quality(params) == 0:
+                continue
+        except QualityError as exc:
+            raise WadoError(400, f"{exc} in Accept") from exc
         if media_type in _ACCEPTED:
             return True
         if media_type == "multipart/related" and params.get("type", "").lower() in _ACCEPTED:

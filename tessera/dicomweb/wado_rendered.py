@@ -25,7 +25,12 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, frame_source, multipart_writer
-from tessera.dicomweb.media_type import parse_media_type, split_media_ranges
+from tessera.dicomweb.media_type import (
+    QualityError,
+    parse_media_type,
+    quality,
+    split_media_ranges,
+)
 from tessera.dicomweb.wado_common import (
     WadoError,
     archive_of,
@@ -37,6 +42,7 @@ from tessera.dicomweb.wado_common import (
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
+from tessera.storage.transcode import TranscodeError
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -69,10 +75,10 @@ def choose_media_type(accept_param: str | None, accept_header: str | None) -> st
     for order, item in enumerate(ranges):
         media_type, params = parse_media_type(item)
         try:
-            q = float(params.get("q", "1"))
-        except ValueError as exc:
-            raise WadoError(400, f"invalid q-value in {item!r}") from exc
-        if q <= 0:
+            q = quality(params)
+        except QualityError as exc:
+            raise WadoError(400, f"{exc} in {item!r}") from exc
+        if q == 0:
             continue
         if media_type == "multipart/related":
             media_type = params.get("type", "").lower()
@@ -292,7 +298,7 @@ async def _rendered(request: Request) -> Response:
         for item, number in targets:
             try:
                 image = await run_in_threadpool(render, store, item, number, wanted)
-            except (WadoError, frame_source.FrameConversionError):
+            except (WadoError, TranscodeError):
                 continue  # an instance we cannot render (e.g. no pixels) is left out
             yield head + image + multipart_writer.PART_END
         yield multipart_writer.closing(boundary)

@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.dicomweb import caching
-from tessera.dicomweb.conversion import can_convert
-from tessera.dicomweb.negotiation import DICOM, Representation, target_syntax
+from tessera.dicomweb.media_type import DICOM
+from tessera.dicomweb.negotiation import Representation, target_syntax
 from tessera.dicomweb.wado_common import (
     WadoError,
     archive_of,
@@ -27,6 +27,7 @@ from tessera.dicomweb.wado_common import (
 from tessera.dicomweb.wado_instances import single_instance_response
 from tessera.dicomweb.wado_rendered import JPEG, PNG, RenderRequest, render
 from tessera.index.retrieve import resolve_instance
+from tessera.storage.syntaxes import can_convert
 from tessera.storage.uids import uid_problem
 
 _UNSUPPORTED = ("anonymize", "region", "annotation", "presentationUID", "presentationSeriesUID")

@@ -1,6 +1,10 @@
 """Ingest bookkeeping: patient, study, series, instance rows for one stored file, in ONE
 transaction, with the computed study/series attributes kept current.
 
+Each source's first upload into a study/series also writes that source's own copy of the
+study/series values (`StudySource`, `SeriesSource`; source-locked queries read those), and a
+removal deletes the copy when the source has no instance left there.
+
 Concurrency: rows are created with INSERT .. ON CONFLICT DO NOTHING then read back, and the
 study row is locked (SELECT .. FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already
 serializes writers), so two uploads into one study cannot lose each other's counts.
@@ -13,11 +17,20 @@ from dataclasses import dataclass
 
 import orjson
 from pydicom.dataset import Dataset
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index import attributes as a
-from tessera.index.models import Instance, InstanceMetadata, Patient, Series, Study
+from tessera.index.models import (
+    Instance,
+    InstanceMetadata,
+    Patient,
+    Series,
+    SeriesSource,
+    Study,
+    StudySource,
+)
+from tessera.index.source_values import series_values, study_values
 from tessera.index.tenancy import duplicate_policy
 from tessera.storage.frames import FrameIndex
 
@@ -83,6 +96,12 @@ class _Statements:
             .on_conflict_do_nothing(index_elements=["tenant_id", "sop_instance_uid"])
             .returning(Instance.id)
         )
+        self.insert_study_source = dialect.insert(StudySource).on_conflict_do_nothing(
+            index_elements=["study_pk", "source_pk"]
+        )
+        self.insert_series_source = dialect.insert(SeriesSource).on_conflict_do_nothing(
+            index_elements=["series_pk", "source_pk"]
+        )
         self.insert_metadata = InstanceMetadata.__table__.insert()
         self.find_instance = select(
             Instance.id,
@@ -95,11 +114,25 @@ class _Statements:
             Instance.tenant_id == bindparam("tenant_id"),
             Instance.sop_instance_uid == bindparam("sop_instance_uid"),
         )
-        self.find_series = select(
-            Series.id, Series.study_pk, Series.number_of_series_related_instances
-        ).where(
-            Series.tenant_id == bindparam("tenant_id"),
-            Series.series_instance_uid == bindparam("series_instance_uid"),
+        # has_source: the series already has its per-source row for the uploader's source.
+        self.find_series = (
+            select(
+                Series.id,
+                Series.study_pk,
+                Series.number_of_series_related_instances,
+                SeriesSource.id.label("has_source"),
+            )
+            .outerjoin(
+                SeriesSource,
+                and_(
+                    SeriesSource.series_pk == Series.id,
+                    SeriesSource.source_pk == bindparam("source_pk"),
+                ),
+            )
+            .where(
+                Series.tenant_id == bindparam("tenant_id"),
+                Series.series_instance_uid == bindparam("series_instance_uid"),
+            )
         )
         self.find_patient = select(Patient.id).where(
             Patient.tenant_id == bindparam("tenant_id"),
@@ -235,6 +268,8 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
             "pixel_data_vr": record.pixel_data_vr,
         },
     )
+    if series_row.has_source is None:
+        _add_source_rows(conn, record, study_pk, series_row.id)
     conn.execute(sql.count_series_instance, {"series_pk": series_row.id})
     conn.execute(
         sql.count_study_instance,
@@ -272,6 +307,21 @@ def _holds_hidden_sources(conn: Connection, study_pk: int, visible: frozenset[in
     )
 
 
+def _add_source_rows(
+    conn: Connection, record: InstanceRecord, study_pk: int, series_pk: int
+) -> None:
+    """The uploader's source's first instance in this series (and maybe study): its values."""
+    sql = _sql(conn)
+    key = {"tenant_id": record.tenant_id, "source_pk": record.source_pk}
+    conn.execute(
+        sql.insert_series_source,
+        {**key, "series_pk": series_pk, "study_pk": study_pk, **series_values(record.dataset)},
+    )
+    conn.execute(
+        sql.insert_study_source, {**key, "study_pk": study_pk, **study_values(record.dataset)}
+    )
+
+
 def _upsert_patient(conn: Connection, tenant_id: int, ds: Dataset) -> int:
     patient_id = a.text(ds, "PatientID") or ""
     issuer = a.text(ds, "IssuerOfPatientID") or ""
@@ -294,30 +344,13 @@ def _upsert_patient(conn: Connection, tenant_id: int, ds: Dataset) -> int:
 
 
 def _upsert_study(conn: Connection, record: InstanceRecord, patient_pk: int) -> int:
-    ds = record.dataset
-    patient_name = a.person_name(ds, "PatientName")
-    referring = a.person_name(ds, "ReferringPhysicianName")
     conn.execute(
         _sql(conn).insert_study,
         {
             "tenant_id": record.tenant_id,
             "patient_pk": patient_pk,
             "study_instance_uid": record.study_instance_uid,
-            "study_date": a.date_of(ds, "StudyDate"),
-            "study_time": a.time_of(ds, "StudyTime"),
-            "accession_number": a.text(ds, "AccessionNumber"),
-            "study_id": a.text(ds, "StudyID"),
-            "study_description": a.text(ds, "StudyDescription", 1024),
-            "referring_physician_name": referring,
-            "referring_physician_name_norm": a.normalize_person_name(referring),
-            "patient_name": patient_name,
-            "patient_name_norm": a.normalize_person_name(patient_name),
-            "patient_id": a.text(ds, "PatientID") or "",
-            "issuer_of_patient_id": a.text(ds, "IssuerOfPatientID") or "",
-            "patient_birth_date": a.date_of(ds, "PatientBirthDate"),
-            "patient_sex": a.text(ds, "PatientSex", 16),
-            "specific_character_set": a.text(ds, "SpecificCharacterSet", 256),
-            "timezone_offset_from_utc": a.text(ds, "TimezoneOffsetFromUTC", 16),
+            **study_values(record.dataset),
             "modalities_in_study": "",
             "sop_classes_in_study": "",
             "number_of_study_related_series": 0,
@@ -329,21 +362,13 @@ def _upsert_study(conn: Connection, record: InstanceRecord, patient_pk: int) -> 
 
 
 def _upsert_series(conn: Connection, record: InstanceRecord, study_pk: int):  # type: ignore[no-untyped-def]
-    ds = record.dataset
     conn.execute(
         _sql(conn).insert_series,
         {
             "tenant_id": record.tenant_id,
             "study_pk": study_pk,
             "series_instance_uid": record.series_instance_uid,
-            "modality": a.text(ds, "Modality", 16),
-            "series_number": a.integer(ds, "SeriesNumber"),
-            "series_description": a.text(ds, "SeriesDescription", 1024),
-            "series_date": a.date_of(ds, "SeriesDate"),
-            "series_time": a.time_of(ds, "SeriesTime"),
-            "body_part_examined": a.text(ds, "BodyPartExamined"),
-            "performed_procedure_step_start_date": a.date_of(ds, "PerformedProcedureStepStartDate"),
-            "performed_procedure_step_start_time": a.time_of(ds, "PerformedProcedureStepStartTime"),
+            **series_values(record.dataset),
             "number_of_series_related_instances": 0,
         },
     )
@@ -351,7 +376,11 @@ def _upsert_series(conn: Connection, record: InstanceRecord, study_pk: int):  # 
 
 
 def _known_series(conn: Connection, record: InstanceRecord):  # type: ignore[no-untyped-def]
-    key = {"tenant_id": record.tenant_id, "series_instance_uid": record.series_instance_uid}
+    key = {
+        "tenant_id": record.tenant_id,
+        "series_instance_uid": record.series_instance_uid,
+        "source_pk": record.source_pk,
+    }
     return conn.execute(_sql(conn).find_series, key).first()
 
 
@@ -408,4 +437,23 @@ def _remove_instance(conn: Connection, existing) -> None:  # type: ignore[no-unt
         .where(Series.id == existing.series_pk)
         .values(number_of_series_related_instances=Series.number_of_series_related_instances - 1)
     )
+    _drop_source_rows(conn, existing)
     _recompute_study_computed(conn, existing.study_pk)
+
+
+def _drop_source_rows(conn: Connection, existing) -> None:  # type: ignore[no-untyped-def]
+    """Delete the per-source rows of a source with no instance left in the series/study."""
+    for table, parent, parent_pk in (
+        (SeriesSource, Instance.series_pk, existing.series_pk),
+        (StudySource, Instance.study_pk, existing.study_pk),
+    ):
+        remaining = conn.execute(
+            select(Instance.id)
+            .where(parent == parent_pk, Instance.source_pk == existing.source_pk)
+            .limit(1)
+        ).first()
+        if remaining is None:
+            owner = table.series_pk if table is SeriesSource else table.study_pk
+            conn.execute(
+                delete(table).where(owner == parent_pk, table.source_pk == existing.source_pk)
+            )

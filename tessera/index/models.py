@@ -173,6 +173,100 @@ class Instance(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class StudySource(Base):
+    """A study's attributes as one source's instances carry them (0005).
+
+    The study row keeps the values of the study's first upload, which may come from a
+    source a locked caller cannot see; this row keeps the values of the first upload of
+    each source into the study. A source-locked query reads its values from these rows
+    (the earliest row of a visible source), so nothing it shows or matches on comes from a
+    hidden source. The row exists exactly while the study holds an instance of the source.
+    """
+
+    __tablename__ = "study_source"
+    __table_args__ = (
+        UniqueConstraint("study_pk", "source_pk"),
+        Index("ix_study_source_date", "tenant_id", "study_date", "study_time"),
+        Index("ix_study_source_patient_name_norm", "tenant_id", "patient_name_norm"),
+        Index("ix_study_source_patient_id", "tenant_id", "patient_id"),
+        Index("ix_study_source_accession_number", "tenant_id", "accession_number"),
+    )
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    study_pk: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    source_pk: Mapped[int] = mapped_column(ForeignKey("source.id"))
+    # The study's value columns, named as on the study table (STUDY_VALUE_COLUMNS).
+    study_date: Mapped[date | None] = mapped_column(Date)
+    study_time: Mapped[time | None] = mapped_column(Time)
+    accession_number: Mapped[str | None] = mapped_column(String(64))
+    study_id: Mapped[str | None] = mapped_column(String(64))
+    study_description: Mapped[str | None] = mapped_column(String(1024))
+    referring_physician_name: Mapped[str | None] = mapped_column(String(324))
+    referring_physician_name_norm: Mapped[str | None] = mapped_column(String(324))
+    patient_name: Mapped[str | None] = mapped_column(String(324))
+    patient_name_norm: Mapped[str | None] = mapped_column(String(324))
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    issuer_of_patient_id: Mapped[str] = mapped_column(String(64), default="")
+    patient_birth_date: Mapped[date | None] = mapped_column(Date)
+    patient_sex: Mapped[str | None] = mapped_column(String(16))
+    specific_character_set: Mapped[str | None] = mapped_column(String(256))
+    timezone_offset_from_utc: Mapped[str | None] = mapped_column(String(16))
+
+
+class SeriesSource(Base):
+    """A series' attributes as one source's instances carry them (0005); see StudySource."""
+
+    __tablename__ = "series_source"
+    __table_args__ = (
+        UniqueConstraint("series_pk", "source_pk"),
+        Index("ix_series_source_study", "study_pk", "source_pk"),
+    )
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    series_pk: Mapped[int] = mapped_column(ForeignKey("series.id"))
+    study_pk: Mapped[int] = mapped_column(ForeignKey("study.id"))
+    source_pk: Mapped[int] = mapped_column(ForeignKey("source.id"))
+    # The series' value columns, named as on the series table (SERIES_VALUE_COLUMNS).
+    modality: Mapped[str | None] = mapped_column(String(16))
+    series_number: Mapped[int | None] = mapped_column(Integer)
+    series_description: Mapped[str | None] = mapped_column(String(1024))
+    series_date: Mapped[date | None] = mapped_column(Date)
+    series_time: Mapped[time | None] = mapped_column(Time)
+    body_part_examined: Mapped[str | None] = mapped_column(String(64))
+    performed_procedure_step_start_date: Mapped[date | None] = mapped_column(Date)
+    performed_procedure_step_start_time: Mapped[time | None] = mapped_column(Time)
+
+
+# The columns a study / series row and its per-source rows share (written from one header).
+STUDY_VALUE_COLUMNS: tuple[str, ...] = (
+    "study_date",
+    "study_time",
+    "accession_number",
+    "study_id",
+    "study_description",
+    "referring_physician_name",
+    "referring_physician_name_norm",
+    "patient_name",
+    "patient_name_norm",
+    "patient_id",
+    "issuer_of_patient_id",
+    "patient_birth_date",
+    "patient_sex",
+    "specific_character_set",
+    "timezone_offset_from_utc",
+)
+SERIES_VALUE_COLUMNS: tuple[str, ...] = (
+    "modality",
+    "series_number",
+    "series_description",
+    "series_date",
+    "series_time",
+    "body_part_examined",
+    "performed_procedure_step_start_date",
+    "performed_procedure_step_start_time",
+)
+
+
 class InstanceMetadata(Base):
     __tablename__ = "instance_metadata"
     instance_pk: Mapped[int] = mapped_column(
@@ -213,6 +307,31 @@ Index(
     Study.__table__.c.tenant_id,
     Study.__table__.c.accession_number,
     postgresql_ops={"accession_number": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_study_source_patient_name_pattern",
+    StudySource.__table__.c.tenant_id,
+    StudySource.__table__.c.patient_name_norm,
+    postgresql_ops={"patient_name_norm": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_study_source_patient_id_pattern",
+    StudySource.__table__.c.tenant_id,
+    StudySource.__table__.c.patient_id,
+    postgresql_ops={"patient_id": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_study_source_accession_number_pattern",
+    StudySource.__table__.c.tenant_id,
+    StudySource.__table__.c.accession_number,
+    postgresql_ops={"accession_number": "varchar_pattern_ops"},
+).ddl_if(dialect="postgresql")
+Index(
+    "ix_study_source_date_desc",
+    StudySource.__table__.c.tenant_id,
+    StudySource.__table__.c.study_date.desc().nulls_last(),
+    StudySource.__table__.c.study_time.desc().nulls_last(),
+    StudySource.__table__.c.id.desc(),
 ).ddl_if(dialect="postgresql")
 Index(
     "ix_study_date_desc",

@@ -25,7 +25,9 @@ Interface (for the facades):
   True when results beyond ``limit`` exist. ``iter_query(conn, scope, query)`` yields every
   result (C-FIND) in bounded batches inside the caller's transaction. The Scope's tenant and
   sources are applied inside the SQL; for a source-locked scope counts and value lists
-  reflect only the visible instances and entities without a visible instance do not appear.
+  reflect only the visible instances, every study/series/patient value shown or matched
+  comes from the visible sources' own rows, and entities without a visible instance do not
+  appear.
 
 Matching semantics (documented in docs/qido.md): person names match case-insensitively
 (against ``attributes.normalize_person_name``); other strings are case-sensitive as PS3.4

@@ -4,7 +4,8 @@ Which attributes a result carries (`ReturnSet`): the PS3.18 defaults of the leve
 the caller asks for exactly its keys), the keys it asked for, and for `includefield=all`
 every attribute the index has at that level. Registry attributes come from index columns;
 computed ones (counts, ModalitiesInStudy) from the index rows, or for a source-locked Scope
-from a grouped count of the visible instances only; any other attribute from the stored
+from a grouped count of the visible instances only (modalities from the visible sources' own
+series rows); any other attribute from the stored
 metadata of the instance (instance level) or of the first visible instance of the
 series/study.
 """
@@ -22,7 +23,7 @@ from pydicom.datadict import dictionary_VR
 from sqlalchemy import Connection, and_, func, select
 
 from tessera.auth.scope import Scope
-from tessera.index.models import Instance, InstanceMetadata, Series, Study
+from tessera.index.models import Instance, InstanceMetadata, Series, SeriesSource, Study
 from tessera.index.query import Query
 from tessera.index.query_attributes import (
     BY_TAG,
@@ -37,6 +38,7 @@ from tessera.index.query_attributes import (
 
 STUDY = Study.__table__
 SERIES = Series.__table__
+SERIES_SOURCE = SeriesSource.__table__
 INSTANCE = Instance.__table__
 METADATA = InstanceMetadata.__table__
 
@@ -275,11 +277,19 @@ class ResultBuilder:
             select(
                 INSTANCE.c.study_pk,
                 INSTANCE.c.series_pk,
-                SERIES.c.modality,
+                SERIES_SOURCE.c.modality,
                 INSTANCE.c.sop_class_uid,
                 func.count(),
             )
-            .select_from(INSTANCE.join(SERIES, INSTANCE.c.series_pk == SERIES.c.id))
+            .select_from(
+                INSTANCE.join(
+                    SERIES_SOURCE,
+                    and_(
+                        SERIES_SOURCE.c.series_pk == INSTANCE.c.series_pk,
+                        SERIES_SOURCE.c.source_pk == INSTANCE.c.source_pk,
+                    ),
+                )
+            )
             .where(
                 INSTANCE.c.study_pk.in_(study_pks),
                 INSTANCE.c.source_pk.in_(sorted(self.scope.source_pks or ())),
@@ -287,7 +297,7 @@ class ResultBuilder:
             .group_by(
                 INSTANCE.c.study_pk,
                 INSTANCE.c.series_pk,
-                SERIES.c.modality,
+                SERIES_SOURCE.c.modality,
                 INSTANCE.c.sop_class_uid,
             )
         )

@@ -1,8 +1,13 @@
 """Compile a `Query` to SQL under a `Scope` and run it.
 
 Everything the caller may not see is excluded inside the SQL: the tenant on every table, and
-for a source-locked scope an EXISTS over the visible instances (instance level: the
-instance's own source). Values are always bound parameters. Wildcards become GLOB on SQLite
+for a source-locked scope the visible sources. A source-locked query reads every study and
+series value (and matches, and orders) on the per-source rows (`StudySource`,
+`SeriesSource`) of its sources, taking for each study and series the earliest row of a
+visible source, never on the study and series rows, which keep the first upload's values
+whatever its source. Such a row exists exactly while its source has an instance in the
+study/series, so the join to it is also the visibility test (instance level: the instance's
+own source). A scope that sees every source reads the study and series rows as before. Values are always bound parameters. Wildcards become GLOB on SQLite
 (case-sensitive like the standard, and able to use an index for a literal prefix) and
 LIKE .. ESCAPE '\\' on PostgreSQL; characters special to either are escaped.
 
@@ -31,7 +36,16 @@ from sqlalchemy import (
 )
 
 from tessera.auth.scope import Scope
-from tessera.index.models import Instance, Patient, Series, Study
+from tessera.index.models import (
+    SERIES_VALUE_COLUMNS,
+    STUDY_VALUE_COLUMNS,
+    Instance,
+    Patient,
+    Series,
+    SeriesSource,
+    Study,
+    StudySource,
+)
 from tessera.index.query import Match, MatchKind, Query
 from tessera.index.query_attributes import DATE_TIME_PAIRS, Attribute, Level
 from tessera.index.query_results import ResultBuilder, ReturnSet
@@ -40,6 +54,8 @@ PATIENT = Patient.__table__
 STUDY = Study.__table__
 SERIES = Series.__table__
 INSTANCE = Instance.__table__
+STUDY_SOURCE = StudySource.__table__
+SERIES_SOURCE = SeriesSource.__table__
 LEVEL_TABLE = {
     Level.PATIENT: PATIENT,
     Level.STUDY: STUDY,
@@ -156,35 +172,63 @@ class _Compiler:
         self.scope = scope
         self.query = query
         self.level = query.level
+        self.locked = scope.source_pks is not None
         self.patient = PATIENT
-        if scope.source_pks is not None and query.level is Level.PATIENT:
+        if self.locked and query.level is Level.PATIENT:
             self.patient = self.visible_patients()
+        # Source-locked: where study and series values are read (the earliest visible
+        # source's row of each study / series; see representative()).
+        self.study_values = STUDY_SOURCE.alias("visible_study")
+        self.series_values = SERIES_SOURCE.alias("visible_series")
 
     # -- helpers ---------------------------------------------------------------------------
     def visible_patients(self):  # type: ignore[no-untyped-def]
         """The patient table as a source-locked scope may see it.
 
         A patient row is shared by every source of the tenant and keeps the attributes of its
-        first upload, which may come from a source this scope cannot see. So patients are
-        derived from the visible studies' own copies of the patient attributes instead.
+        first upload, which may come from a source this scope cannot see (so does the study
+        row). So patients are derived from the patient attributes of the visible sources' own
+        study rows (`StudySource`) instead.
         """
-        i2 = INSTANCE.alias("vp_instance")
-        visible_study = exists().where(i2.c.study_pk == STUDY.c.id, self.visible_instance(i2))
+        values = STUDY_SOURCE.alias("vp_study_source")
         columns = [STUDY.c.patient_pk.label("id"), STUDY.c.tenant_id.label("tenant_id")]
-        columns += [func.max(STUDY.c[name]).label(name) for name in _PATIENT_COLUMNS]
+        columns += [func.max(values.c[name]).label(name) for name in _PATIENT_COLUMNS]
         return (
             select(*columns)
-            .where(STUDY.c.tenant_id == self.scope.tenant_id, visible_study)
+            .select_from(values.join(STUDY, values.c.study_pk == STUDY.c.id))
+            .where(STUDY.c.tenant_id == self.scope.tenant_id, self.visible_instance(values))
             .group_by(STUDY.c.patient_pk, STUDY.c.tenant_id)
             .subquery("visible_patient")
+        )
+
+    def representative(self, values, owner: str) -> ColumnElement:  # type: ignore[no-untyped-def]
+        """`values` (a StudySource / SeriesSource alias) is the earliest row of a visible
+        source for its study / series (`owner`: 'study_pk' or 'series_pk')."""
+        condition = self.visible_instance(values)
+        if len(self.scope.source_pks or ()) <= 1:
+            return condition  # one row per (owner, source): nothing earlier to rule out
+        earlier = values.element.alias(f"earlier_{values.name}")
+        return and_(
+            condition,
+            ~exists().where(
+                earlier.c[owner] == values.c[owner],
+                self.visible_instance(earlier),
+                earlier.c.id < values.c.id,
+            ),
         )
 
     def wildcard(self, column: ColumnElement, pattern: str) -> ColumnElement:
         return wildcard_match(self.dialect, column, pattern)
 
     def table_for(self, attribute: Attribute):  # type: ignore[no-untyped-def]
+        if attribute.level is Level.PATIENT and self.level is Level.PATIENT:
+            return self.patient
+        if self.locked and attribute.column in STUDY_VALUE_COLUMNS:
+            return self.study_values
         if attribute.level is Level.PATIENT:
-            return self.patient if self.level is Level.PATIENT else STUDY
+            return STUDY
+        if self.locked and attribute.column in SERIES_VALUE_COLUMNS:
+            return self.series_values
         return LEVEL_TABLE[attribute.level]
 
     def column(self, attribute: Attribute) -> ColumnElement:
@@ -212,15 +256,33 @@ class _Compiler:
             columns.append(extra)
         statement = select(*columns)
         if level is Level.SERIES:
-            statement = statement.select_from(SERIES.join(STUDY, SERIES.c.study_pk == STUDY.c.id))
+            joined = SERIES.join(STUDY, SERIES.c.study_pk == STUDY.c.id)
         elif level is Level.INSTANCE:
-            statement = statement.select_from(
-                INSTANCE.join(SERIES, INSTANCE.c.series_pk == SERIES.c.id).join(
-                    STUDY, INSTANCE.c.study_pk == STUDY.c.id
-                )
+            joined = INSTANCE.join(SERIES, INSTANCE.c.series_pk == SERIES.c.id).join(
+                STUDY, INSTANCE.c.study_pk == STUDY.c.id
             )
         else:
-            statement = statement.select_from(table)
+            joined = table
+        if self.locked and level is not Level.PATIENT:
+            study_values, series_values = self.study_values, self.series_values
+            joined = joined.join(
+                study_values,
+                and_(
+                    study_values.c.study_pk == STUDY.c.id,
+                    # Lets the (tenant_id, ...) indexes of study_source serve the search.
+                    study_values.c.tenant_id == self.scope.tenant_id,
+                    self.representative(study_values, "study_pk"),
+                ),
+            )
+            if level >= Level.SERIES:
+                joined = joined.join(
+                    series_values,
+                    and_(
+                        series_values.c.series_pk == SERIES.c.id,
+                        self.representative(series_values, "series_pk"),
+                    ),
+                )
+        statement = statement.select_from(joined)
         conditions = [t.c.tenant_id == self.scope.tenant_id for t in tables]
         conditions.append(self.visibility())
         conditions.extend(self.match_conditions())
@@ -228,37 +290,35 @@ class _Compiler:
 
     def visibility(self) -> ColumnElement:
         """Only entities with at least one instance the scope can see."""
-        locked = self.scope.source_pks is not None
         level = self.level
+        if self.locked:
+            # Study and series: the join to a visible source's row (statement()); patients:
+            # visible_patients() holds only those with such a row.
+            return self.visible_instance(INSTANCE) if level is Level.INSTANCE else true()
         if level is Level.INSTANCE:
-            return self.visible_instance(INSTANCE) if locked else true()
+            return true()
         if level is Level.SERIES:
-            if not locked:
-                return SERIES.c.number_of_series_related_instances > 0
-            i2 = INSTANCE.alias("vis_instance")
-            return exists().where(i2.c.series_pk == SERIES.c.id, self.visible_instance(i2))
+            return SERIES.c.number_of_series_related_instances > 0
         if level is Level.STUDY:
-            if not locked:
-                return STUDY.c.number_of_study_related_instances > 0
-            i2 = INSTANCE.alias("vis_instance")
-            return exists().where(i2.c.study_pk == STUDY.c.id, self.visible_instance(i2))
+            return STUDY.c.number_of_study_related_instances > 0
         st2 = STUDY.alias("vis_study")
-        if not locked:
-            return exists().where(
-                st2.c.patient_pk == PATIENT.c.id, st2.c.number_of_study_related_instances > 0
-            )
-        # visible_patients() holds only patients with a visible study.
-        return true()
+        return exists().where(
+            st2.c.patient_pk == PATIENT.c.id, st2.c.number_of_study_related_instances > 0
+        )
 
     def order_by(self) -> list[ColumnElement]:
         pg = self.dialect == "postgresql"
         if self.level is Level.STUDY:
-            date, time_ = STUDY.c.study_date.desc(), STUDY.c.study_time.desc()
+            values = self.study_values if self.locked else STUDY
+            date, time_ = values.c.study_date.desc(), values.c.study_time.desc()
             if pg:  # SQLite already sorts NULLs last in descending order
                 date, time_ = date.nulls_last(), time_.nulls_last()
-            return [date, time_, STUDY.c.id.desc()]
+            # The last key as in the date index, so the index is read in order: the study row
+            # id (SQLite's rowid), or the per-source row id (one row per study here too).
+            return [date, time_, values.c.id.desc()]
         if self.level is Level.SERIES:
-            number = SERIES.c.series_number.asc()
+            values = self.series_values if self.locked else SERIES
+            number = values.c.series_number.asc()
             if pg:  # SQLite already sorts NULLs first in ascending order
                 number = number.nulls_first()
             return [SERIES.c.study_pk, number, SERIES.c.id]
@@ -372,13 +432,13 @@ class _Compiler:
         return or_(normalized == value, self.wildcard(normalized, value + "=*"))
 
     def modalities_in_study(self, match: Match) -> ColumnElement:
-        s2 = SERIES.alias("mis_series")
-        condition = self.value_condition(s2.c.modality, match)
-        if self.scope.source_pks is None:
-            visible = s2.c.number_of_series_related_instances > 0
+        if self.locked:  # the visible sources' own series rows (one exists per series held)
+            s2 = SERIES_SOURCE.alias("mis_series")
+            visible = self.visible_instance(s2)
         else:
-            i2 = INSTANCE.alias("mis_instance")
-            visible = exists().where(i2.c.series_pk == s2.c.id, self.visible_instance(i2))
+            s2 = SERIES.alias("mis_series")
+            visible = s2.c.number_of_series_related_instances > 0
+        condition = self.value_condition(s2.c.modality, match)
         return exists().where(s2.c.study_pk == STUDY.c.id, condition, visible)
 
     def sop_classes_in_study(self, match: Match) -> ColumnElement:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from tessera.archive import Archive
 from tessera.auth import permissions
 from tessera.auth.scope import Scope
+from tessera.index.key_values import empty_value_list, integer_range_problem
 from tessera.index.query import Level, Query, QueryError
 from tessera.index.query_sql import iter_query
 from tessera.scp import audit, statuses
@@ -64,8 +65,14 @@ def build_query(identifier: Dataset, level: str) -> tuple[Query, list[tuple[int,
             # Sequence matching is not supported; the sequence is still returned.
             query.add_key(tag, "", unsupported="return")
         else:
+            value = _raw_value(element)
+            if empty_value_list(value):
+                raise IdentifierError(f"{element.keyword or tag} holds an empty value list")
+            problem = integer_range_problem(element.VR, value)
+            if problem:
+                raise IdentifierError(f"{element.keyword or tag}: {problem}")
             try:
-                query.add_key(tag, _raw_value(element), unsupported="return")
+                query.add_key(tag, value, unsupported="return")
             except QueryError as exc:
                 raise IdentifierError(str(exc)) from exc
         keys.append((tag, element.VR))

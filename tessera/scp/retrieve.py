@@ -2,7 +2,8 @@
 send each stored instance as a C-STORE sub-operation.
 
 The instance goes out as stored when the receiver accepted its transfer syntax; otherwise it
-is transcoded (storage/transcode.py) to a syntax the receiver accepted. A C-MOVE destination
+is transcoded (storage/transcode.py) to a syntax the receiver accepted, in the order
+storage/syntaxes.send_syntaxes gives (the same vocabulary WADO negotiates with). A C-MOVE destination
 is looked up in the tenant's peer registry, never taken from the request.
 """
 
@@ -15,7 +16,6 @@ from io import BytesIO
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import build_context, evt
 from pynetdicom.association import Association
 
@@ -28,12 +28,14 @@ from tessera.scp import audit, statuses
 from tessera.scp.association import caller_of
 from tessera.scp.identifier import IdentifierError, decode_identifier, retrieve_keys
 from tessera.scp.transport import disable_nagle
+from tessera.storage import syntaxes
+from tessera.storage.transcode import TranscodeError, transcode_instance
 
 log = logging.getLogger(__name__)
 
 # An association carries at most 128 presentation contexts (PS3.8 9.3.2.2: odd IDs 1-255).
 MAX_CONTEXTS = 128
-_NATIVE = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+_NATIVE = (syntaxes.EXPLICIT_VR_LITTLE_ENDIAN, syntaxes.IMPLICIT_VR_LITTLE_ENDIAN)
 _VERIFICATION = "1.2.840.10008.1.1"
 
 
@@ -108,7 +110,7 @@ def _proposed_contexts(instances: list[RetrievedInstance]) -> list:
         if instance.sop_class_uid not in fallback:
             fallback.add(instance.sop_class_uid)
             pairs.append((instance.sop_class_uid, list(_NATIVE)))
-    return [build_context(abstract, syntaxes) for abstract, syntaxes in pairs[:MAX_CONTEXTS]]
+    return [build_context(abstract, offered) for abstract, offered in pairs[:MAX_CONTEXTS]]
 
 
 def _dataset_for(
@@ -117,16 +119,14 @@ def _dataset_for(
     """The stored instance, as stored when the receiver accepts its syntax, else transcoded."""
     with archive.blob_store.open(instance.blob_key) as fh:
         data = fh.read()
-    if (instance.sop_class_uid, instance.transfer_syntax_uid) in accepted:
-        return pydicom.dcmread(BytesIO(data))
-    targets = [ts for sop_class, ts in accepted if sop_class == instance.sop_class_uid]
-    targets.sort(key=lambda ts: (ts not in _NATIVE, _NATIVE.index(ts) if ts in _NATIVE else 0))
-    for target in targets:
+    stored = instance.transfer_syntax_uid
+    receivable = [ts for sop_class, ts in accepted if sop_class == instance.sop_class_uid]
+    for target in syntaxes.send_syntaxes(stored, receivable):
+        if target == stored:
+            return pydicom.dcmread(BytesIO(data))
         try:
-            from tessera.storage.transcode import transcode_instance
-
             return pydicom.dcmread(BytesIO(transcode_instance(data, target)))
-        except Exception as exc:  # TranscodeError, or codecs not available
+        except TranscodeError as exc:
             log.info(
                 "transcoding for a C-STORE sub-operation failed",
                 extra={

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pydicom.dataset import Dataset
 
+from tessera.services import failure_reasons
 from tessera.services.ingest import StoreOutcome
-from tessera.storage import parse as p
 
 SUCCESS = 0x0000
 PENDING = 0xFF00
@@ -32,11 +32,11 @@ IDENTIFIER_DOES_NOT_MATCH = 0xA900
 # Failure Reason (ingest) -> C-STORE status. Cxxx keeps its own code (all Cxxx mean "cannot
 # understand", the low bits say why and are documented in conformance/CONFORMANCE.md).
 _STORE_STATUS = {
-    p.MISSING_OR_INVALID_UID: DATASET_DOES_NOT_MATCH_SOP_CLASS,
-    p.OUT_OF_RESOURCES: OUT_OF_RESOURCES,
-    p.DUPLICATE_CONFLICT: DUPLICATE_SOP_INSTANCE,
-    p.PROCESSING_FAILURE: PROCESSING_FAILURE,
-    p.SOURCE_NOT_ALLOWED: NOT_AUTHORIZED,
+    failure_reasons.MISSING_OR_INVALID_UID: DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    failure_reasons.OUT_OF_RESOURCES: OUT_OF_RESOURCES,
+    failure_reasons.DUPLICATE_CONFLICT: DUPLICATE_SOP_INSTANCE,
+    failure_reasons.PROCESSING_FAILURE: PROCESSING_FAILURE,
+    failure_reasons.SOURCE_NOT_ALLOWED: NOT_AUTHORIZED,
 }
 
 

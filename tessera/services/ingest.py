@@ -1,5 +1,8 @@
 """Ingest one instance: parse -> authorize -> validate -> durable blob -> index row.
 
+The outcome (stored, or the Failure Reason of services/failure_reasons.py and a message) is
+decided here, for STOW-RS and C-STORE alike.
+
 The file is durable (fsync + atomic rename) before its row commits, so a crash can leave an
 orphan file (swept later), never a row without a file.
 """
@@ -18,13 +21,14 @@ from tessera.auth.scope import Scope
 from tessera.index import attributes as a
 from tessera.index.ingest import InstanceRecord, RecordOutcome, blob_in_use, record_instance
 from tessera.index.tenancy import source_pk_by_name
+from tessera.services import failure_reasons
 from tessera.services.orders import (
     OrderConflict,
     OrderNotFound,
     attach_on_ingest,
     attach_upload_to_order,
 )
-from tessera.storage import parse as p
+from tessera.storage import parse
 from tessera.storage.blobstore import blob_key_for
 from tessera.storage.dicom_json import build_metadata
 
@@ -77,10 +81,21 @@ def ingest_file(
     set that says otherwise is refused (0xA900, data set does not match SOP class).
     `order_id` names the order the upload is for: the instance's study becomes the order's,
     and an instance that does not fit it (another patient) is refused (0xC413).
+
+    Never raises: each instance is its own failure boundary, so one instance that fails in an
+    unforeseen way is refused (0x0110, logged) and the other parts of a request still are
+    stored and acknowledged.
     """
     try:
         return _ingest(
             archive, scope, path, sha256, source_pk, expected_study_uid, expected_sop, order_id
+        )
+    except Exception:
+        log.exception("ingest failed", extra={"spool_file": str(path)})
+        return StoreOutcome(
+            False,
+            failure_reason=failure_reasons.PROCESSING_FAILURE,
+            message="internal error (logged)",
         )
     finally:
         path.unlink(missing_ok=True)
@@ -97,13 +112,13 @@ def _ingest(
     order_id: int | None = None,
 ) -> StoreOutcome:
     try:
-        parsed = p.parse_part10(path)
-    except p.InstanceRejected as exc:
+        parsed = parse.parse_part10(path)
+    except parse.InstanceRejected as exc:
         return StoreOutcome(
             False,
             exc.sop_class_uid,
             exc.sop_instance_uid,
-            failure_reason=exc.reason,
+            failure_reason=failure_reasons.of_defect(exc.defect),
             message=exc.message,
         )
     outcome = StoreOutcome(
@@ -114,11 +129,13 @@ def _ingest(
         parsed.series_instance_uid,
     )
     if not scope.may_upload_to(source_pk):
-        return _failed(outcome, p.SOURCE_NOT_ALLOWED, "not allowed to upload with this source")
+        return _failed(
+            outcome, failure_reasons.SOURCE_NOT_ALLOWED, "not allowed to upload with this source"
+        )
     if expected_sop is not None and (parsed.sop_class_uid, parsed.sop_instance_uid) != expected_sop:
         return _failed(
             outcome,
-            p.MISSING_OR_INVALID_UID,
+            failure_reasons.MISSING_OR_INVALID_UID,
             f"data set (SOP Class {parsed.sop_class_uid}, SOP Instance "
             f"{parsed.sop_instance_uid}) does not match the request ({expected_sop[0]}, "
             f"{expected_sop[1]})",
@@ -126,7 +143,7 @@ def _ingest(
     if expected_study_uid is not None and parsed.study_instance_uid != expected_study_uid:
         return _failed(
             outcome,
-            p.STUDY_UID_MISMATCH,
+            failure_reasons.STUDY_UID_MISMATCH,
             f"StudyInstanceUID {parsed.study_instance_uid} does not match the target study "
             f"{expected_study_uid}",
         )
@@ -142,16 +159,18 @@ def _ingest(
         log.exception(
             "metadata could not be built", extra={"sop_instance_uid": parsed.sop_instance_uid}
         )
-        return _failed(outcome, p.CANNOT_UNDERSTAND, f"cannot build metadata: {exc}")
+        return _failed(outcome, failure_reasons.CANNOT_UNDERSTAND, f"cannot build metadata: {exc}")
 
     blob_key = blob_key_for(scope.tenant_id, sha256)
     try:
         archive.blob_store.put_file(blob_key, path)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return _failed(outcome, p.OUT_OF_RESOURCES, "storage is full")
+            return _failed(outcome, failure_reasons.OUT_OF_RESOURCES, "storage is full")
         log.exception("blob write failed", extra={"blob_key": blob_key})
-        return _failed(outcome, p.PROCESSING_FAILURE, "could not write the file to storage")
+        return _failed(
+            outcome, failure_reasons.PROCESSING_FAILURE, "could not write the file to storage"
+        )
 
     record = InstanceRecord(
         tenant_id=scope.tenant_id,
@@ -192,13 +211,17 @@ def _ingest(
     except SQLAlchemyError:
         # The blob stays; if no row references it the sweeper removes it after the grace period.
         log.exception("index write failed", extra={"sop_instance_uid": parsed.sop_instance_uid})
-        return _failed(outcome, p.PROCESSING_FAILURE, "could not record the instance in the index")
+        return _failed(
+            outcome,
+            failure_reasons.PROCESSING_FAILURE,
+            "could not record the instance in the index",
+        )
 
     if order_problem:
         with archive.database.read() as conn:
             if not blob_in_use(conn, blob_key):
                 archive.blob_store.delete(blob_key)
-        return _failed(outcome, p.ORDER_MISMATCH, order_problem)
+        return _failed(outcome, failure_reasons.ORDER_MISMATCH, order_problem)
     if result.outcome is RecordOutcome.CONFLICT:
         archive.blob_store.delete(blob_key)  # our content-addressed key; no row uses it
         return _conflict(outcome)
@@ -210,14 +233,14 @@ def _ingest(
                 archive.blob_store.delete(blob_key)
         return _failed(
             outcome,
-            p.UID_NOT_AVAILABLE,
+            failure_reasons.UID_NOT_AVAILABLE,
             "this Study, Series or SOP Instance UID cannot be used by this uploader",
         )
     if result.outcome is RecordOutcome.SERIES_IN_OTHER_STUDY:
         archive.blob_store.delete(blob_key)
         return _failed(
             outcome,
-            p.SERIES_IN_OTHER_STUDY,
+            failure_reasons.SERIES_IN_OTHER_STUDY,
             f"SeriesInstanceUID {parsed.series_instance_uid} already belongs to another study",
         )
     if result.released_blob_key:
@@ -272,6 +295,6 @@ def _failed(outcome: StoreOutcome, reason: int, message: str) -> StoreOutcome:
 def _conflict(outcome: StoreOutcome) -> StoreOutcome:
     return _failed(
         outcome,
-        p.DUPLICATE_CONFLICT,
+        failure_reasons.DUPLICATE_CONFLICT,
         "a different object is already stored under this SOPInstanceUID",
     )

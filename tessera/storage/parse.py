@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,44 +10,37 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
 from tessera.storage.completeness import Incomplete, check_complete
 from tessera.storage.frames import FrameIndex, PixelDataError, locate_frames
 from tessera.storage.uids import uid_problem
 
-# Failure Reason values (PS3.18 Table I.2-2; the Cxxx and A9xx ones are ours within the
-# ranges the standard reserves, documented in conformance/CONFORMANCE.md).
-CANNOT_UNDERSTAND = 0xC000
-NOT_PART10 = 0xC001
-TRUNCATED = 0xC002
-WRONG_MEDIA_TYPE = 0xC003
-STUDY_UID_MISMATCH = 0xC409
-SERIES_IN_OTHER_STUDY = 0xC410
-TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
-MISSING_OR_INVALID_UID = 0xA900
-DUPLICATE_CONFLICT = 0x0111
-PROCESSING_FAILURE = 0x0110
-OUT_OF_RESOURCES = 0xA700
-SOURCE_NOT_ALLOWED = 0xC411
-# The study, series or instance already holds data of sources the uploader cannot see.
-UID_NOT_AVAILABLE = 0xC412
-# The instance does not fit the order its upload named (another patient, another study).
-ORDER_MISMATCH = 0xC413
+
+class Defect(enum.Enum):
+    """What is wrong with a file the archive will not store (services/failure_reasons.py
+    turns it into the Failure Reason a client sees)."""
+
+    UNPARSABLE = "the DICOM header cannot be parsed"
+    NOT_PART10 = "not a DICOM Part 10 file"
+    TRUNCATED = "truncated or malformed"
+    MISSING_OR_INVALID_UID = "a required UID is missing or invalid"
+    NO_TRANSFER_SYNTAX = "no valid Transfer Syntax UID"
 
 
 class InstanceRejected(Exception):
-    """An instance the archive will not store; carries its Failure Reason."""
+    """An instance the archive will not store; carries what is wrong with it."""
 
     def __init__(
         self,
-        reason: int,
+        defect: Defect,
         message: str,
         sop_class_uid: str | None = None,
         sop_instance_uid: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.reason = reason
+        self.defect = defect
         self.message = message
         self.sop_class_uid = sop_class_uid
         self.sop_instance_uid = sop_instance_uid
@@ -85,11 +79,11 @@ def parse_part10(path: Path) -> ParsedInstance:
         try:
             dataset = pydicom.dcmread(fh, stop_before_pixels=True)
         except InvalidDicomError as exc:
-            raise InstanceRejected(NOT_PART10, f"not a DICOM Part 10 file: {exc}") from exc
+            raise InstanceRejected(Defect.NOT_PART10, f"not a DICOM Part 10 file: {exc}") from exc
         except (EOFError, OSError) as exc:
-            raise InstanceRejected(TRUNCATED, f"file is truncated: {exc}") from exc
+            raise InstanceRejected(Defect.TRUNCATED, f"file is truncated: {exc}") from exc
         except Exception as exc:
-            raise InstanceRejected(CANNOT_UNDERSTAND, f"cannot parse DICOM header: {exc}") from exc
+            raise InstanceRejected(Defect.UNPARSABLE, f"cannot parse DICOM header: {exc}") from exc
         position = fh.tell()
 
         sop_class_uid = _text(dataset, "SOPClassUID")
@@ -110,21 +104,30 @@ def parse_part10(path: Path) -> ParsedInstance:
         reported_instance = sop_instance_uid if uid_problem(sop_instance_uid) is None else None
         if problems:
             raise InstanceRejected(
-                MISSING_OR_INVALID_UID, "; ".join(problems), reported_class, reported_instance
+                Defect.MISSING_OR_INVALID_UID,
+                "; ".join(problems),
+                reported_class,
+                reported_instance,
             )
         if uid_problem(transfer_syntax) is not None:
             raise InstanceRejected(
-                TRANSFER_SYNTAX_NOT_SUPPORTED,
+                Defect.NO_TRANSFER_SYNTAX,
                 "file meta information has no valid TransferSyntaxUID",
                 reported_class,
                 reported_instance,
             )
         ts = UID(transfer_syntax)
         try:
+            _decode_all(dataset)
+        except Exception as exc:
+            raise InstanceRejected(
+                Defect.UNPARSABLE, str(exc), reported_class, reported_instance
+            ) from exc
+        try:
             check_complete(fh, file_size, ts)
         except Incomplete as exc:
             raise InstanceRejected(
-                TRUNCATED,
+                Defect.TRUNCATED,
                 f"file is truncated or malformed: {exc}",
                 reported_class,
                 reported_instance,
@@ -141,7 +144,15 @@ def parse_part10(path: Path) -> ParsedInstance:
                     frames, pixel_vr = locate_frames(fh, position, file_size, dataset, ts)
                 except PixelDataError as exc:
                     raise InstanceRejected(
-                        TRUNCATED, str(exc), reported_class, reported_instance
+                        Defect.TRUNCATED, str(exc), reported_class, reported_instance
+                    ) from exc
+                except (ValueError, TypeError, OverflowError) as exc:
+                    # An image attribute the frame layout needs holds no usable number.
+                    raise InstanceRejected(
+                        Defect.UNPARSABLE,
+                        f"cannot locate the frames: {exc}",
+                        reported_class,
+                        reported_instance,
                     ) from exc
         elif deflated:
             pixel_vr = _deflated_pixel_vr(path)
@@ -159,11 +170,29 @@ def parse_part10(path: Path) -> ParsedInstance:
     )
 
 
+def _decode_all(dataset: Dataset) -> None:
+    """Convert every element now, in sequences too, so that a value the bytes cannot give
+    (a length that does not fit the VR, an unknown VR) rejects this instance here rather
+    than failing later, when the index row or the DICOM JSON reads it."""
+    for tag in list(dataset.keys()):
+        try:
+            element = dataset[tag]
+        except Exception as exc:
+            raw = dataset.get_item(tag)
+            vr = getattr(raw, "VR", None) or "?"
+            raise ValueError(f"element {Tag(tag)} with VR {vr} cannot be read: {exc}") from exc
+        if element.VR == "SQ":
+            for item in element.value:
+                _decode_all(item)
+
+
 def _deflated_pixel_vr(path: Path) -> str | None:
     """Deflated files have no usable byte offsets; read them whole to learn about Pixel Data."""
     try:
         full = pydicom.dcmread(path)
     except Exception as exc:
-        raise InstanceRejected(TRUNCATED, f"deflated data set cannot be inflated: {exc}") from exc
+        raise InstanceRejected(
+            Defect.TRUNCATED, f"deflated data set cannot be inflated: {exc}"
+        ) from exc
     element = full.get((0x7FE0, 0x0010))
     return None if element is None else element.VR

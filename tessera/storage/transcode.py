@@ -4,7 +4,10 @@ Interface (stable; used by dicomweb/ for WADO-RS/WADO-URI and by scp/ for C-GET/
 
 - ``TranscodeError(Exception)``: anything that cannot be done (unknown or undecodable
   source syntax, a target the server cannot produce, pixels an encoder refuses, corrupt
-  data). Callers turn it into 406 (or 400/500 as they judge) or a DIMSE failure.
+  data, a frame whose pixel description is missing). The only "cannot convert" type:
+  WADO turns it into 406, C-MOVE/C-GET into a failed sub-operation.
+- Which syntaxes pass through unchanged or can be converted is decided in
+  ``storage/syntaxes.py`` (``passes_through``, ``can_convert``, ``can_convert_frames``).
 - ``can_decode(transfer_syntax_uid) -> bool``, ``can_encode(transfer_syntax_uid) -> bool``,
   ``can_encode_frames(transfer_syntax_uid) -> bool`` (Deflated is whole-instance only),
   ``output_syntaxes() -> frozenset[UID]``: explicit VR LE, implicit VR LE, deflated
@@ -104,7 +107,9 @@ __all__ = [
 
 
 class TranscodeError(Exception):
-    """The pixel data cannot be decoded, encoded or transcoded as asked."""
+    """The pixel data cannot be decoded, encoded or transcoded as asked: the one "cannot
+    convert" error of both facades (WADO answers 406, C-MOVE/C-GET count a failed
+    sub-operation)."""
 
 
 def _uid(transfer_syntax_uid: str) -> UID:
@@ -141,18 +146,12 @@ def encoded_description(
     return pixel.replace(photometric_interpretation=photometric, planar_configuration=0)
 
 
-def _passes_through(source: UID, target: UID) -> bool:
-    return source == target or (
-        source in syntaxes.NATIVE_LITTLE_ENDIAN and target in syntaxes.NATIVE_LITTLE_ENDIAN
-    )
-
-
 def transcoded_description(
     pixel: PixelDescription, source_transfer_syntax_uid: str, target_transfer_syntax_uid: str
 ) -> PixelDescription:
     """Describe the frame ``transcode_frame`` returns for these syntaxes."""
     source, target = _uid(source_transfer_syntax_uid), _uid(target_transfer_syntax_uid)
-    if _passes_through(source, target):
+    if syntaxes.passes_through(source, target):
         return pixel
     return encoded_description(decoded_description(pixel, source), target)
 
@@ -343,7 +342,7 @@ def transcode_frame(
 ) -> bytes:
     """One stored frame in another syntax (unchanged when no transcoding is needed)."""
     source, target = _uid(source_transfer_syntax_uid), _uid(target_transfer_syntax_uid)
-    if _passes_through(source, target):
+    if syntaxes.passes_through(source, target):
         return bytes(frame)
     if not can_encode_frames(target):
         raise TranscodeError(f"cannot produce frames in transfer syntax {target}")

@@ -1,7 +1,7 @@
 """orders, scheduled procedure steps, status history, MPPS
 
 Revision ID: 0006_orders
-Revises: 0004
+Revises: 0005_source_attributes
 Create Date: 2026-12-01
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_orders"
-down_revision = "0004"
+down_revision = "0005_source_attributes"
 branch_labels = None
 depends_on = None
 

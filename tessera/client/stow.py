@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,39 +16,27 @@ from pathlib import Path
 import httpx
 import orjson
 
+from tessera.dicomweb import multipart_writer
+from tessera.dicomweb.grouping import by_size
+from tessera.dicomweb.media_type import DICOM, DICOM_JSON
+
 _CHUNK = 1024 * 1024
 
 
 def multipart_stream(paths: list[Path], boundary: str) -> Iterator[bytes]:
     """multipart/related body with one application/dicom part per file, read in chunks."""
     for path in paths:
-        yield f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        yield multipart_writer.part_header(boundary, DICOM)
         with open(path, "rb") as fh:
             while chunk := fh.read(_CHUNK):
                 yield chunk
-        yield b"\r\n"
-    yield f"--{boundary}--\r\n".encode()
+        yield multipart_writer.PART_END
+    yield multipart_writer.closing(boundary)
 
 
-def multipart_body(
-    parts: Iterable[bytes], boundary: str, part_type: str = "application/dicom"
-) -> bytes:
-    """An in-memory multipart/related body (tests and small uploads)."""
-    out = bytearray()
-    for part in parts:
-        out += f"--{boundary}\r\nContent-Type: {part_type}\r\n\r\n".encode()
-        out += part
-        out += b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return bytes(out)
-
-
-def content_type(boundary: str) -> str:
-    return f'multipart/related; type="application/dicom"; boundary={boundary}'
-
-
-def new_boundary() -> str:
-    return f"tessera-{uuid.uuid4().hex}"
+def request_content_type(boundary: str) -> str:
+    """The Content-Type of a Store Instances request: application/dicom parts."""
+    return multipart_writer.content_type(DICOM, boundary)
 
 
 def find_files(paths: list[Path]) -> list[Path]:
@@ -68,19 +55,8 @@ def find_files(paths: list[Path]) -> list[Path]:
 
 
 def batches(files: list[Path], max_files: int, max_bytes: int) -> list[list[Path]]:
-    groups: list[list[Path]] = []
-    current: list[Path] = []
-    size = 0
-    for path in files:
-        length = path.stat().st_size
-        if current and (len(current) >= max_files or size + length > max_bytes):
-            groups.append(current)
-            current, size = [], 0
-        current.append(path)
-        size += length
-    if current:
-        groups.append(current)
-    return groups
+    """Files in request-sized groups (at most `max_files` files and about `max_bytes`)."""
+    return list(by_size(files, lambda path: path.stat().st_size, max_bytes, max_files))
 
 
 @dataclass
@@ -101,11 +77,11 @@ def post_batch(
     client: httpx.Client, url: str, paths: list[Path]
 ) -> tuple[int, list[tuple[str, str]]]:
     """Send one request; returns (instances stored, failures)."""
-    boundary = new_boundary()
+    boundary = multipart_writer.new_boundary()
     response = client.post(
         url,
         content=multipart_stream(paths, boundary),
-        headers={"Content-Type": content_type(boundary), "Accept": "application/dicom+json"},
+        headers={"Content-Type": request_content_type(boundary), "Accept": DICOM_JSON},
     )
     names = ", ".join(p.name for p in paths[:3]) + ("..." if len(paths) > 3 else "")
     try:
