@@ -40,7 +40,7 @@ from common import (  # noqa: E402
     start_tessera,
 )
 
-from tessera.archive import Archive  # noqa: E402
+from tessera.archive import Archive, migrate_index  # noqa: E402
 from tessera.auth.scope import full_scope  # noqa: E402
 from tessera.config import Settings  # noqa: E402
 from tessera.index.tenancy import add_source, source_pk_by_name  # noqa: E402
@@ -193,7 +193,9 @@ def main() -> None:
             if database == "postgresql"
             else f"sqlite:///{workdir / 'index.sqlite3'}"
         )
-        archive = Archive.open(Settings(data_dir=workdir / "data", database_url=url))
+        settings = Settings(data_dir=workdir / "data", database_url=url)
+        migrate_index(settings)
+        archive = Archive.open(settings)
         started = time.perf_counter()
         build(archive, args.orders)
         print(f"[{database}] {args.orders} orders built in {time.perf_counter() - started:.1f} s")

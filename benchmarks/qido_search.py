@@ -52,7 +52,7 @@ from common import (  # noqa: E402
     start_tessera,
 )
 
-from tessera.archive import Archive  # noqa: E402
+from tessera.archive import Archive, migrate_index  # noqa: E402
 from tessera.config import Settings  # noqa: E402
 from tessera.index.ingest import InstanceRecord, RecordOutcome, record_instance  # noqa: E402
 from tessera.index.tenancy import source_pk_by_name  # noqa: E402
@@ -143,7 +143,9 @@ def _studies(count: int, seed: int = 7):  # type: ignore[no-untyped-def]
 
 def build_index(database_url: str, data_dir: Path, studies: int) -> tuple[float, int]:
     """Fill the index; returns (seconds, instances)."""
-    archive = Archive.open(Settings(data_dir=data_dir, database_url=database_url))
+    settings = Settings(data_dir=data_dir, database_url=database_url)
+    migrate_index(settings)
+    archive = Archive.open(settings)
     tenant_id = archive.default_tenant.id
     with archive.database.read() as conn:
         source_pk = source_pk_by_name(conn, tenant_id, "default")
@@ -239,7 +241,9 @@ def copy_index(sqlite_url: str, pg_url: str, data_dir: Path) -> tuple[float, int
     from tessera.index.models import Base
 
     started = time.perf_counter()
-    archive = Archive.open(Settings(data_dir=data_dir, database_url=pg_url))
+    settings = Settings(data_dir=data_dir, database_url=pg_url)
+    migrate_index(settings)
+    archive = Archive.open(settings)
     archive.close()
     source = create_engine(sqlite_url)
     target = create_engine(pg_url)

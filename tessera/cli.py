@@ -7,54 +7,30 @@ import argparse
 import dataclasses
 import importlib
 import importlib.util
-import ipaddress
 import logging
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tessera import __version__
-from tessera.config import Settings, export_settings, load_settings
+from tessera.cli_common import add_store_flags, open_archive, open_for_command, settings_from
+from tessera.config import export_settings
 from tessera.log import configure_logging
 
+if TYPE_CHECKING:
+    from tessera.archive import Archive
+
 log = logging.getLogger("tessera")
-
-
-def _settings_from(args: argparse.Namespace) -> Settings:
-    return load_settings(
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-        data_dir=getattr(args, "data_dir", None),
-        database_url=getattr(args, "database_url", None),
-        log_format=getattr(args, "log_format", None),
-        dimse_port=getattr(args, "dimse_port", None),
-        dimse_aet=getattr(args, "dimse_aet", None),
-        viewer=getattr(args, "viewer", None),
-    )
-
-
-def _add_store_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        help="where files and the SQLite index live (TESSERA_DATA_DIR, default ./data)",
-    )
-    parser.add_argument(
-        "--database-url",
-        help="SQLAlchemy URL of the index (TESSERA_DATABASE_URL, default SQLite in the data dir)",
-    )
-    parser.add_argument(
-        "--log-format", choices=["json", "text"], help="log line format (TESSERA_LOG_FORMAT)"
-    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from tessera.archive import Archive
     from tessera.services.sweep import sweep_orphans
 
-    settings = _settings_from(args)
+    settings = settings_from(args)
     if getattr(args, "workers", None):
         settings = dataclasses.replace(settings, workers=args.workers)
     configure_logging(settings.log_level, settings.log_format)
@@ -75,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     announce_access_mode(settings)
     # Migrate and sweep once here, before any worker starts: workers never race on the
     # schema, and no upload of this server is in flight while its orphans are swept.
-    archive = Archive.open(settings)
+    archive = open_archive(settings, migrate=True)
     sweep_orphans(archive, settings.orphan_grace_seconds)
     if settings.sweep_interval_seconds > 0:
         threading.Thread(target=_sweep_periodically, args=(archive,), daemon=True).start()
@@ -118,7 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_periodically(archive) -> None:  # type: ignore[no-untyped-def]
+def _sweep_periodically(archive: Archive) -> None:
     from tessera.services.sweep import sweep_orphans
 
     while True:
@@ -127,13 +103,6 @@ def _sweep_periodically(archive) -> None:  # type: ignore[no-untyped-def]
             sweep_orphans(archive, archive.settings.orphan_grace_seconds)
         except Exception:
             log.exception("sweep failed")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -154,18 +123,10 @@ def cmd_upload(args: argparse.Namespace) -> int:
     )
 
 
-def _open_archive(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from tessera.archive import Archive
-
-    settings = _settings_from(args)
-    configure_logging("WARNING", "text")
-    return Archive.open(settings)
-
-
 def cmd_sources(args: argparse.Namespace) -> int:
     from tessera.index.tenancy import add_source, list_sources
 
-    archive = _open_archive(args)
+    archive = open_for_command(args)
     tenant_id = archive.default_tenant.id
     if args.action == "add":
         try:
@@ -191,7 +152,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from tessera.services.sweep import sweep_orphans
 
-    archive = _open_archive(args)
+    archive = open_for_command(args)
     report = sweep_orphans(archive, args.grace_seconds)
     print(
         f"spool files removed: {report.spool_files_removed}; blobs checked: {report.blobs_checked}; "
@@ -201,8 +162,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    archive = _open_archive(args)
-    print(f"index at {archive.database.url.render_as_string(hide_password=True)} is up to date")
+    archive = open_for_command(args, migrate=True)
+    try:
+        url = archive.database.url.render_as_string(hide_password=True)
+        print(f"index at {url} is up to date")
+    finally:
+        archive.close()
     return 0
 
 
@@ -227,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="serve this prebuilt OHIF viewer (dist/ of @ohif/app) at /viewer/ (TESSERA_VIEWER)",
     )
-    _add_store_flags(serve)
+    add_store_flags(serve)
     serve.set_defaults(func=cmd_serve)
 
     upload = sub.add_parser("upload", help="send DICOM files or folders over STOW-RS")
@@ -252,24 +217,24 @@ def build_parser() -> argparse.ArgumentParser:
     sources.add_argument("action", choices=["list", "add"])
     sources.add_argument("name", nargs="?", help="source name (no spaces)")
     sources.add_argument("--description", help="what the source is")
-    _add_store_flags(sources)
+    add_store_flags(sources)
     sources.set_defaults(func=cmd_sources)
 
     sweep = sub.add_parser("sweep", help="remove orphan files left by interrupted uploads")
     sweep.add_argument(
         "--grace-seconds", type=float, default=600, help="only files older than this"
     )
-    _add_store_flags(sweep)
+    add_store_flags(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
     migrate = sub.add_parser("migrate", help="bring the index schema up to date")
-    _add_store_flags(migrate)
+    add_store_flags(migrate)
     migrate.set_defaults(func=cmd_migrate)
 
     # Layers add their own subcommands (e.g. `tessera scp`, `tessera peers`, `tessera admin`).
     for module_name in _SUBCOMMAND_MODULES:
         if importlib.util.find_spec(module_name) is not None:
-            importlib.import_module(module_name).register(sub, _add_store_flags, _settings_from)
+            importlib.import_module(module_name).register(sub)
     return parser
 
 

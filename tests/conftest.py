@@ -17,6 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+from tessera.archive import Archive, migrate_index
+from tessera.config import Settings
+
 PG_URL = os.environ.get("TESSERA_TEST_PG_URL", "")
 
 
@@ -46,7 +49,7 @@ class ServerProcess:
     def dicomweb(self) -> str:
         return f"{self.base_url}/dicomweb"
 
-    def start(self, timeout: float = 30) -> ServerProcess:
+    def start(self, timeout: float = 90) -> ServerProcess:
         env = dict(os.environ)
         env.update(
             TESSERA_DATABASE_URL=self.database_url,
@@ -137,6 +140,14 @@ def database_url(request, tmp_path) -> Iterator[str]:  # type: ignore[no-untyped
         yield url
     finally:
         drop_pg_database(url)
+
+
+def migrated_archive(data_dir: Path, database_url: str) -> Archive:
+    """An archive opened in-process on `database_url`, migrated first (opening never
+    migrates: see tessera.archive). The caller closes it."""
+    settings = Settings(data_dir=data_dir, database_url=database_url)
+    migrate_index(settings)
+    return Archive.open(settings)
 
 
 @pytest.fixture

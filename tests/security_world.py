@@ -145,6 +145,16 @@ def stow(
     )
 
 
+def migrate_cli(server: ServerProcess) -> None:
+    """`tessera migrate` on the server's index (only serve, scp, migrate and admin bootstrap
+    migrate; the other commands need it done)."""
+    env = dict(os.environ)
+    env.update(TESSERA_DATABASE_URL=server.database_url, TESSERA_DATA_DIR=str(server.data_dir))
+    subprocess.run(
+        [sys.executable, "-m", "tessera.cli", "migrate"], env=env, check=True, capture_output=True
+    )
+
+
 def admin_cli(server: ServerProcess, *args: str) -> dict:
     env = dict(os.environ)
     env.update(TESSERA_DATABASE_URL=server.database_url, TESSERA_DATA_DIR=str(server.data_dir))

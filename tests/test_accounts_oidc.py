@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.security_world import admin_cli
+from tests.security_world import admin_cli, migrate_cli
 
 ISSUER = "https://id.example.test/realms/tessera"
 AUDIENCE = "tessera-api"
@@ -70,6 +70,7 @@ def test_oidc_tokens(server_factory, signing_key, jwks_url) -> None:  # type: ig
         }
     )
     server.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate_cli(server)  # user-create, unlike bootstrap, does not migrate
     admin_cli(server, "user-create", "oidc_reader", "--role", "referring_physician")
     server.start()
     me = f"{server.base_url}/api/v1/me"

@@ -31,6 +31,8 @@ def test_orders_cli(database_url: str, tmp_path: Path) -> None:
         "patient_id": "P1",
         "scheduled_procedure_steps": [{"start": "2026-12-01T08:00", "modality": "MR"}],
     }
+    env = dict(os.environ, TESSERA_DATABASE_URL=database_url, TESSERA_DATA_DIR=str(tmp_path))
+    subprocess.run([sys.executable, "-m", "tessera.cli", "migrate"], env=env, check=True)
     created = orders(database_url, tmp_path, "create", stdin=json.dumps(order))
     assert created.returncode == 0, created.stderr
     first = json.loads(created.stdout)

@@ -19,11 +19,12 @@ from tessera.index.tenancy import add_source, source_pk_by_name
 from tessera.services import orders as o
 from tessera.services.ingest import ingest_file
 from tessera.synthetic import header_only_instance
+from tests.conftest import migrated_archive
 
 
 @pytest.fixture
 def world(tmp_path, database_url):  # type: ignore[no-untyped-def]
-    archive = Archive.open(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    archive = migrated_archive(tmp_path / "data", database_url)
     tenant = archive.default_tenant.id
     with archive.database.write() as conn:
         clinic_a = add_source(conn, tenant, "ClinicA")

@@ -13,13 +13,13 @@ from sqlalchemy import insert
 
 from tessera.archive import Archive
 from tessera.auth.scope import Scope, full_scope
-from tessera.config import Settings
 from tessera.index.models import Source, Tenant
 from tessera.index.query import Level, Query, QueryError, build_match
 from tessera.index.query_sql import count_rows, iter_query, run_query
 from tessera.index.tenancy import add_source, source_pk_by_name
 from tessera.services.ingest import ingest_file
 from tessera.synthetic import header_only_instance
+from tests.conftest import migrated_archive
 from tests.qido_corpus import SYNTHETIC_UIDS, synthetic_instances
 
 A, B = SYNTHETIC_UIDS[0], SYNTHETIC_UIDS[1]
@@ -37,7 +37,7 @@ def _ingest(archive: Archive, scope: Scope, data: bytes, source_pk: int, tmp: Pa
 def index(tmp_path, database_url):  # type: ignore[no-untyped-def]
     """An archive holding the synthetic corpus (sources 'default' and 'clinicB') in the
     default tenant, and one study in a second tenant."""
-    archive = Archive.open(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    archive = migrated_archive(tmp_path / "data", database_url)
     tenant_id = archive.default_tenant.id
     with archive.database.write() as conn:
         clinic_b = add_source(conn, tenant_id, "clinicB")
@@ -206,7 +206,7 @@ def test_patient_level_shows_only_attributes_from_visible_studies(tmp_path, data
     """Two sources upload studies under one PatientID with different names: the shared
     patient row keeps the first upload's name, which a user locked to the second source
     must neither see nor be able to match on (Patient Root C-FIND)."""
-    archive = Archive.open(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    archive = migrated_archive(tmp_path / "data", database_url)
     try:
         tenant_id = archive.default_tenant.id
         with archive.database.write() as conn:

@@ -14,13 +14,13 @@ from sqlalchemy import delete, func, select
 
 from tessera.archive import Archive
 from tessera.auth.scope import Scope, full_scope
-from tessera.config import Settings
 from tessera.index.models import Series, SeriesSource, StudySource
 from tessera.index.query import Level, Query
 from tessera.index.query_sql import run_query
 from tessera.index.tenancy import add_source, set_duplicate_policy
 from tessera.services.ingest import ingest_file
 from tessera.synthetic import header_only_instance
+from tests.conftest import migrated_archive
 
 VALUES = {
     "A": {
@@ -90,7 +90,7 @@ class World:
 def world(tmp_path, database_url):  # type: ignore[no-untyped-def]
     """Two mixed studies: in one clinicA uploads first, in the other clinicB. Each holds a
     series of each source's own and one series holding both sources' instances."""
-    archive = Archive.open(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    archive = migrated_archive(tmp_path / "data", database_url)
     built = World(archive, tmp_path)
     for first, second in (("A", "B"), ("B", "A")):
         study = f"2.25.{ord(first)}0"

@@ -22,11 +22,12 @@ from tessera.services import orders as o
 from tessera.services.ingest import ingest_file
 from tessera.services.study_complete import complete_ready_orders
 from tessera.synthetic import StudySpec, ct_image, header_only_instance
+from tests.conftest import migrated_archive
 
 
 @pytest.fixture
 def archive(tmp_path, database_url):  # type: ignore[no-untyped-def]
-    opened = Archive.open(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    opened = migrated_archive(tmp_path / "data", database_url)
     yield opened
     opened.close()
 

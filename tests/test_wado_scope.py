@@ -10,7 +10,6 @@ import pytest
 
 from tessera.archive import Archive
 from tessera.auth.scope import Scope, full_scope
-from tessera.config import Settings
 from tessera.index.models import Tenant
 from tessera.index.retrieve import (
     metadata_batches,
@@ -21,6 +20,7 @@ from tessera.index.retrieve import (
 from tessera.index.tenancy import add_source
 from tessera.services.ingest import ingest_file
 from tessera.synthetic import StudySpec, ct_image, mr_rle_image
+from tests.conftest import migrated_archive
 
 
 def _ingest(archive: Archive, scope: Scope, data: bytes, source_pk: int) -> None:
@@ -35,7 +35,7 @@ def _ingest(archive: Archive, scope: Scope, data: bytes, source_pk: int) -> None
 
 @pytest.fixture
 def archive(tmp_path, database_url):  # type: ignore[no-untyped-def]
-    opened = Archive.open(Settings(data_dir=tmp_path / "data", database_url=database_url))
+    opened = migrated_archive(tmp_path / "data", database_url)
     yield opened
     opened.close()
 

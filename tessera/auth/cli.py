@@ -7,24 +7,19 @@ from __future__ import annotations
 import argparse
 import secrets
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 
 import orjson
+from sqlalchemy import Connection
 
 from tessera.auth import directory as d
 from tessera.auth.audit import Event, record_now
-from tessera.index.tenancy import tenant_by_name
+from tessera.cli_common import add_store_flags, open_for_command
+from tessera.index.tenancy import TenantInfo, tenant_by_name
 
 
-def _archive(args: argparse.Namespace, settings_from):  # type: ignore[no-untyped-def]
-    from tessera.archive import Archive
-    from tessera.log import configure_logging
-
-    configure_logging("WARNING", "text")
-    return Archive.open(settings_from(args))
-
-
-def _tenant(conn, name: str):  # type: ignore[no-untyped-def]
+def _tenant(conn: Connection, name: str) -> TenantInfo:
     tenant = tenant_by_name(conn, name)
     if tenant is None:
         raise d.NotFound(f"no tenant {name!r} (create it with `tessera admin tenant-create`)")
@@ -37,12 +32,13 @@ def _password(args: argparse.Namespace) -> str | None:
     return getattr(args, "password", None)
 
 
-def _audit(conn, tenant_id: int, action: str, target: str) -> None:  # type: ignore[no-untyped-def]
+def _audit(conn: Connection, tenant_id: int, action: str, target: str) -> None:
     record_now(conn, [Event(tenant_id, "cli", action, target=target, remote_addr="local")])
 
 
-def cmd_bootstrap(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
-    archive = _archive(args, settings_from)
+def cmd_bootstrap(args: argparse.Namespace) -> dict:
+    # The fresh-install command: it brings the schema to head itself (docs/running.md).
+    archive = open_for_command(args, migrate=True)
     password = _password(args) or secrets.token_urlsafe(12)
     out: dict = {"tenant": args.tenant, "username": args.username}
     with archive.database.write() as conn:
@@ -72,8 +68,8 @@ def cmd_bootstrap(args: argparse.Namespace, settings_from) -> dict:  # type: ign
     return out
 
 
-def cmd_tenant_create(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
-    archive = _archive(args, settings_from)
+def cmd_tenant_create(args: argparse.Namespace) -> dict:
+    archive = open_for_command(args)
     with archive.database.write() as conn:
         tenant = d.create_tenant(conn, args.name)
         _audit(conn, tenant.id, "admin.tenant.create", tenant.name)
@@ -84,8 +80,8 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
 
 
-def cmd_user_create(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
-    archive = _archive(args, settings_from)
+def cmd_user_create(args: argparse.Namespace) -> dict:
+    archive = open_for_command(args)
     with archive.database.write() as conn:
         tenant = _tenant(conn, args.tenant)
         d.create_user(
@@ -99,18 +95,20 @@ def cmd_user_create(args: argparse.Namespace, settings_from) -> dict:  # type: i
             is_system_admin=args.system_admin,
         )
         _audit(conn, tenant.id, "admin.user.create", args.username)
-        return d.get_user(conn, tenant.id, args.username).public()  # type: ignore[union-attr]
+        created = d.get_user(conn, tenant.id, args.username)
+        assert created is not None
+        return created.public()
 
 
-def cmd_users(args: argparse.Namespace, settings_from) -> list:  # type: ignore[no-untyped-def]
-    archive = _archive(args, settings_from)
+def cmd_users(args: argparse.Namespace) -> list:
+    archive = open_for_command(args)
     with archive.database.read() as conn:
         tenant = _tenant(conn, args.tenant)
         return [u.public() for u in d.list_users(conn, tenant.id)]
 
 
-def cmd_key_create(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
-    archive = _archive(args, settings_from)
+def cmd_key_create(args: argparse.Namespace) -> dict:
+    archive = open_for_command(args)
     lifetime = timedelta(days=args.expires_days) if args.expires_days else None
     with archive.database.write() as conn:
         tenant = _tenant(conn, args.tenant)
@@ -128,8 +126,8 @@ def cmd_key_create(args: argparse.Namespace, settings_from) -> dict:  # type: ig
     }
 
 
-def cmd_key_revoke(args: argparse.Namespace, settings_from) -> dict:  # type: ignore[no-untyped-def]
-    archive = _archive(args, settings_from)
+def cmd_key_revoke(args: argparse.Namespace) -> dict:
+    archive = open_for_command(args)
     with archive.database.write() as conn:
         tenant = _tenant(conn, args.tenant)
         d.revoke_token(conn, tenant.id, args.key_id)
@@ -137,18 +135,20 @@ def cmd_key_revoke(args: argparse.Namespace, settings_from) -> dict:  # type: ig
     return {"revoked": args.key_id}
 
 
-def register(sub, add_store_flags, settings_from) -> None:  # type: ignore[no-untyped-def]
+def register(sub: argparse._SubParsersAction) -> None:
     admin = sub.add_parser("admin", help="tenants, users and API keys (run on the server)")
     actions = admin.add_subparsers(dest="admin_command", required=True)
 
-    def action(name: str, func, help_text: str) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+    def action(
+        name: str, func: Callable[[argparse.Namespace], dict | list], help_text: str
+    ) -> argparse.ArgumentParser:
         parser = actions.add_parser(name, help=help_text)
         add_store_flags(parser)
         parser.add_argument("--json", action="store_true", help="print JSON")
 
         def run(args: argparse.Namespace) -> int:
             try:
-                result = func(args, settings_from)
+                result = func(args)
             except (ValueError, LookupError) as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
@@ -17,6 +18,7 @@ from tessera.auth.roles import BUILTIN_ROLES, ROLE_NAME_RE, parse_permissions
 from tessera.auth.scope import Scope
 from tessera.auth.secrets import hash_password, new_token, token_hash
 from tessera.index.accounts import ApiToken, AppUser, CustomRole, UserSource
+from tessera.index.database import inserted_pk
 from tessera.index.models import DEFAULT_SOURCE, Source, Tenant
 from tessera.index.tenancy import TenantInfo, tenant_by_name
 
@@ -34,6 +36,10 @@ class Conflict(ValueError):
     pass
 
 
+@overload
+def utc(moment: datetime) -> datetime: ...
+@overload
+def utc(moment: None) -> None: ...
 def utc(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     if moment is None:
@@ -56,9 +62,9 @@ def create_tenant(conn: Connection, name: str) -> TenantInfo:
         )
     if tenant_by_name(conn, name) is not None:
         raise Conflict(f"tenant {name!r} already exists")
-    tenant_id = conn.execute(
-        Tenant.__table__.insert().values(name=name, duplicate_policy="reject")
-    ).inserted_primary_key[0]
+    tenant_id = inserted_pk(
+        conn.execute(Tenant.__table__.insert().values(name=name, duplicate_policy="reject"))
+    )
     conn.execute(
         Source.__table__.insert().values(
             tenant_id=tenant_id, name=DEFAULT_SOURCE, description="Uploads with no source given"
@@ -281,16 +287,18 @@ def create_user(
     _check_role(conn, tenant_id, role)
     if get_user(conn, tenant_id, username) is not None:
         raise Conflict(f"user {username!r} already exists")
-    user_id = conn.execute(
-        AppUser.__table__.insert().values(
-            tenant_id=tenant_id,
-            username=username,
-            role=role,
-            password_hash=hash_password(password) if password else None,
-            is_system_admin=is_system_admin,
-            disabled=False,
+    user_id = inserted_pk(
+        conn.execute(
+            AppUser.__table__.insert().values(
+                tenant_id=tenant_id,
+                username=username,
+                role=role,
+                password_hash=hash_password(password) if password else None,
+                is_system_admin=is_system_admin,
+                disabled=False,
+            )
         )
-    ).inserted_primary_key[0]
+    )
     _set_sources(conn, tenant_id, user_id, "read", sources or [])
     _set_sources(conn, tenant_id, user_id, "upload", upload_sources or [])
     return user_id
@@ -376,18 +384,20 @@ def issue_token(
 
     token = new_token(API_KEY_PREFIX if kind == "api_key" else SESSION_PREFIX)
     expires_at = now() + lifetime if lifetime else None
-    token_id = conn.execute(
-        ApiToken.__table__.insert().values(
-            tenant_id=tenant_id,
-            user_id=user_id,
-            kind=kind,
-            name=name,
-            token_hash=token_hash(token),
-            prefix=token[:10],
-            expires_at=expires_at,
-            created_at=now(),
+    token_id = inserted_pk(
+        conn.execute(
+            ApiToken.__table__.insert().values(
+                tenant_id=tenant_id,
+                user_id=user_id,
+                kind=kind,
+                name=name,
+                token_hash=token_hash(token),
+                prefix=token[:10],
+                expires_at=expires_at,
+                created_at=now(),
+            )
         )
-    ).inserted_primary_key[0]
+    )
     return token_id, token, expires_at
 
 

@@ -26,9 +26,6 @@ class Scope:
     def may_upload_to(self, source_pk: int) -> bool:
         return self.upload_source_pks is None or source_pk in self.upload_source_pks
 
-    def sees_source(self, source_pk: int) -> bool:
-        return self.source_pks is None or source_pk in self.source_pks
-
 
 def full_scope(tenant_id: int, principal: str = "anonymous") -> Scope:
     """Everything in one tenant (the loopback quick start, system tasks)."""

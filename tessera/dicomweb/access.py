@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.archive import Archive
 from tessera.auth import permissions
 from tessera.auth.audit import AuditLog, Event
-from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, authenticate
+from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, Identity, authenticate
 from tessera.auth.oidc import OidcValidator, validator_for
+from tessera.auth.scope import Scope as CallerScope
 from tessera.config import Settings
 from tessera.dicomweb.errors import problem
 from tessera.index.tenancy import TenantInfo, tenant_by_name
@@ -56,14 +58,17 @@ class AccessControl:
     """Per-process state of access control (built when the app starts)."""
 
     archive: Archive
-    audit: AuditLog
     oidc: OidcValidator | None = None
     tenants: dict[str, TenantInfo] = field(default_factory=dict)
 
     @classmethod
     def open(cls, archive: Archive) -> AccessControl:
-        settings = archive.settings
-        return cls(archive, AuditLog(archive.database), validator_for(settings))
+        return cls(archive, validator_for(archive.settings))
+
+    @property
+    def audit(self) -> AuditLog:
+        """The archive's audit writer (the archive closes it)."""
+        return self.archive.audit
 
     @property
     def anonymous_enabled(self) -> bool:
@@ -81,9 +86,6 @@ class AccessControl:
         if found is not None:  # tenants are never renamed or removed: cache for good
             self.tenants[name] = found
         return found
-
-    def close(self) -> None:
-        self.audit.close()
 
 
 def announce_access_mode(settings: Settings) -> None:
@@ -136,30 +138,42 @@ def classify(method: str, rest: str, query_string: str) -> tuple[str, str] | Non
     return None
 
 
+def _is_public(path: str, method: str) -> bool:
+    """Requests that pass without credentials (health, CORS preflights, the viewer's files)."""
+    return (
+        path in PUBLIC_PATHS
+        or method == "OPTIONS"
+        or path == PUBLIC_PREFIXES[0].rstrip("/")
+        or path.startswith(PUBLIC_PREFIXES)
+    )
+
+
+def _anonymous_allowed(
+    access: AccessControl, tenant: TenantInfo, remote: str, headers: dict[str, str]
+) -> bool:
+    return (
+        access.anonymous_enabled
+        and tenant.id == access.archive.default_tenant.id
+        and is_loopback(remote or "127.0.0.1")
+        # Through a reverse proxy the real caller is not on this machine.
+        and "x-forwarded-for" not in headers
+        and "forwarded" not in headers
+    )
+
+
 class AccessMiddleware:
+    """Per request: public? -> tenant -> authenticate -> permission -> the app -> audit."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        method: str = scope["method"]
-        if (
-            path in PUBLIC_PATHS
-            or method == "OPTIONS"
-            or path == PUBLIC_PREFIXES[0].rstrip("/")
-            or path.startswith(PUBLIC_PREFIXES)
-        ):
+        if scope["type"] != "http" or _is_public(scope["path"], scope["method"]):
             await self.app(scope, receive, send)
             return
         access: AccessControl = scope["app"].state.access
-        match = TENANT_PATH.match(path)
-        tenant_name, rest = (match.group(1), match.group(2) or "/") if match else (None, path)
-        tenant = access.tenants.get(tenant_name) if tenant_name else access.archive.default_tenant
-        if tenant is None:
-            tenant = await run_in_threadpool(access.tenant, tenant_name)
+        path: str = scope["path"]
+        tenant, rest = await self._tenant(access, path)
         if tenant is None:
             await problem(404, f"no resource at {path}")(scope, receive, send)
             return
@@ -167,69 +181,106 @@ class AccessMiddleware:
         if rest == LOGIN_PATH:
             await self.app(scope, receive, send)
             return
-
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         client = scope.get("client") or ("", 0)
         remote = client[0] if client else ""
-        anonymous_allowed = (
-            access.anonymous_enabled
-            and tenant.id == access.archive.default_tenant.id
-            and is_loopback(remote or "127.0.0.1")
-            # Through a reverse proxy the real caller is not on this machine.
-            and "x-forwarded-for" not in headers
-            and "forwarded" not in headers
-        )
-        authorization = headers.get("authorization")
-        try:
-            if authorization:
-                caller, identity = await run_in_threadpool(
-                    authenticate,
-                    access.archive.database,
-                    tenant,
-                    authorization,
-                    anonymous_allowed,
-                    access.oidc,
-                )
-            else:
-                caller, identity = authenticate(
-                    access.archive.database, tenant, None, anonymous_allowed
-                )
-        except AuthenticationFailed as exc:
-            access.audit.add(
-                Event(
-                    tenant.id,
-                    exc.attempted,
-                    "authenticate",
-                    "denied",
-                    target=f"{method} {path}"[:512],
-                    detail={"reason": exc.detail},
-                    remote_addr=remote,
-                )
-            )
-            response = problem(401, exc.detail, headers={"WWW-Authenticate": CHALLENGE})
-            await response(scope, receive, send)
+        admitted = await self._admit(access, scope, tenant, rest, remote)
+        if isinstance(admitted, Response):  # 401 or 403, already audited
+            await admitted(scope, receive, send)
             return
-
-        needed = required_permission(method, rest)
-        if needed is not None and not caller.can(needed):
-            access.audit.add(
-                Event(
-                    tenant.id,
-                    caller.principal,
-                    "denied",
-                    "denied",
-                    target=f"{method} {path}"[:512],
-                    detail={"permission": needed},
-                    remote_addr=remote,
-                )
-            )
-            await problem(403, f"this operation needs the '{needed}' permission")(
-                scope, receive, send
-            )
-            return
+        caller, identity = admitted
         scope[SCOPE_KEY] = caller
         scope[IDENTITY_KEY] = identity
+        await self._call_and_audit(
+            access, scope, receive, send, tenant, caller.principal, rest, remote
+        )
 
+    async def _admit(
+        self, access: AccessControl, scope: Scope, tenant: TenantInfo, rest: str, remote: str
+    ) -> tuple[CallerScope, Identity] | Response:
+        """The caller's Scope and Identity, or the 401/403 answer (recorded as denied)."""
+        try:
+            caller, identity = await self._authenticate(access, scope, tenant, remote)
+        except AuthenticationFailed as exc:
+            self._record_denied(
+                access,
+                scope,
+                tenant.id,
+                exc.attempted,
+                remote,
+                "authenticate",
+                {"reason": exc.detail},
+            )
+            return problem(401, exc.detail, headers={"WWW-Authenticate": CHALLENGE})
+        needed = required_permission(scope["method"], rest)
+        if needed is not None and not caller.can(needed):
+            self._record_denied(
+                access, scope, tenant.id, caller.principal, remote, "denied", {"permission": needed}
+            )
+            return problem(403, f"this operation needs the '{needed}' permission")
+        return caller, identity
+
+    @staticmethod
+    async def _tenant(access: AccessControl, path: str) -> tuple[TenantInfo | None, str]:
+        """The tenant a path addresses (`/t/{tenant}/...`, else the default) and the rest."""
+        match = TENANT_PATH.match(path)
+        tenant_name, rest = (match.group(1), match.group(2) or "/") if match else (None, path)
+        tenant = access.tenants.get(tenant_name) if tenant_name else access.archive.default_tenant
+        if tenant is None:
+            tenant = await run_in_threadpool(access.tenant, tenant_name)
+        return tenant, rest
+
+    @staticmethod
+    async def _authenticate(
+        access: AccessControl, scope: Scope, tenant: TenantInfo, remote: str
+    ) -> tuple[CallerScope, Identity]:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        anonymous_allowed = _anonymous_allowed(access, tenant, remote, headers)
+        authorization = headers.get("authorization")
+        if authorization:  # a database look-up (or an OIDC key fetch): off the event loop
+            return await run_in_threadpool(
+                authenticate,
+                access.archive.database,
+                tenant,
+                authorization,
+                anonymous_allowed,
+                access.oidc,
+            )
+        return authenticate(access.archive.database, tenant, None, anonymous_allowed)
+
+    @staticmethod
+    def _record_denied(
+        access: AccessControl,
+        scope: Scope,
+        tenant_id: int,
+        principal: str,
+        remote: str,
+        action: str,
+        detail: dict,
+    ) -> None:
+        access.audit.add(
+            Event(
+                tenant_id,
+                principal,
+                action,
+                "denied",
+                target=f"{scope['method']} {scope['path']}"[:512],
+                detail=detail,
+                remote_addr=remote,
+            )
+        )
+
+    async def _call_and_audit(
+        self,
+        access: AccessControl,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        tenant: TenantInfo,
+        principal: str,
+        rest: str,
+        remote: str,
+    ) -> None:
+        """Run the app, then record the request with the status it answered."""
         status = 500
 
         async def send_capturing_status(message: Message) -> None:
@@ -238,6 +289,7 @@ class AccessMiddleware:
                 status = message["status"]
             await send(message)
 
+        method: str = scope["method"]
         try:
             await self.app(scope, receive, send_capturing_status)
         finally:
@@ -247,7 +299,7 @@ class AccessMiddleware:
                 outcome = "ok" if status < 400 else "denied" if status in (401, 403) else "failed"
                 event = Event(
                     tenant.id,
-                    caller.principal,
+                    principal,
                     action,
                     outcome,
                     target=target,

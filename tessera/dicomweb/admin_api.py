@@ -212,10 +212,10 @@ async def logout(request: Request) -> Response:
     identity = identity_of(request)
     if identity is None or identity.method != "session" or identity.token_id is None:
         return problem(400, "only a login token can be logged out (revoke API keys instead)")
-    tenant = tenant_of(request)
+    tenant, token_id = tenant_of(request), identity.token_id
     await _write(
         request,
-        lambda conn: d.revoke_token(conn, tenant.id, identity.token_id, kind="session"),
+        lambda conn: d.revoke_token(conn, tenant.id, token_id, kind="session"),
         _change(request, "logout", identity.username or ""),
     )
     return Response(status_code=204)

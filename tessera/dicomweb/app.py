@@ -100,21 +100,22 @@ def api_routes() -> list[BaseRoute]:
 
 def app_from_environment() -> Starlette:
     """The application as a uvicorn worker builds it (settings from TESSERA_* variables;
-    the parent process has already migrated the schema)."""
+    the parent process has migrated the schema before starting them)."""
     from tessera.config import load_settings
     from tessera.log import configure_logging
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings, migrate=False)
+    return create_app(settings)
 
 
-def create_app(
-    settings: Settings, archive: Archive | None = None, migrate: bool = True
-) -> Starlette:
+def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
+    """The application over `archive`, or over an archive its lifespan opens and closes
+    (the index must be migrated: `tessera migrate`)."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        opened = archive or await run_in_threadpool(Archive.open, settings, migrate)
+        opened = archive if archive is not None else await run_in_threadpool(Archive.open, settings)
         app.state.archive = opened
         app.state.access = AccessControl.open(opened)
         log.info(
@@ -124,8 +125,7 @@ def create_app(
         try:
             yield
         finally:
-            app.state.access.close()
-            if archive is None:
+            if archive is None:  # closing the archive flushes its audit log
                 opened.close()
 
     routes = [

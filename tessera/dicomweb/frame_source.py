@@ -43,7 +43,9 @@ def pixel_description(item: RetrievedInstance) -> PixelDescription:
 
 def stored_frame(store: BlobStore, item: RetrievedInstance, number: int) -> bytes:
     """Frame `number` (1-based) byte for byte as stored, read at its offsets."""
-    fragments = item.frames[number - 1]  # type: ignore[index]
+    if item.frames is None:
+        raise ValueError("the instance was resolved without its frame table")
+    fragments = item.frames[number - 1]
     if len(fragments) == 1:
         offset, length = fragments[0]
         return store.read_range(item.blob_key, offset, length)

@@ -52,10 +52,6 @@ class MultipartParser:
         """True once the close delimiter has been seen."""
         return self._state == _DONE
 
-    @property
-    def in_part(self) -> bool:
-        return self._state in (_HEADERS, _BODY)
-
     def feed(self, chunk: bytes) -> Iterator[Event]:
         if self._state == _DONE:
             return  # epilogue is ignored

@@ -27,9 +27,9 @@ from tessera.dicomweb.wado_common import (
     WadoError,
     archive_of,
     in_read_transaction,
+    instance_path_uids,
     not_acceptable,
     not_found,
-    path_uids,
     reader_scope,
     wado_endpoint,
 )
@@ -96,7 +96,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 async def _bulk(request: Request) -> Response:
-    study, series, instance = path_uids(request)
+    study, series, instance = instance_path_uids(request)
     text = request.path_params["tag"]
     if not _TAG_RE.match(text):
         raise WadoError(400, f"bulk data tag {text!r} is not 8 hexadecimal digits")
@@ -111,7 +111,7 @@ async def _bulk(request: Request) -> Response:
     store = archive.blob_store
     item = await in_read_transaction(
         archive,
-        lambda conn: resolve_instance(conn, scope, study, series, instance, with_frames=True),  # type: ignore[arg-type]
+        lambda conn: resolve_instance(conn, scope, study, series, instance, with_frames=True),
     )
     if item is None:
         raise not_found(study, series, instance)
@@ -123,15 +123,17 @@ async def _bulk(request: Request) -> Response:
 
     if tag == PIXEL_DATA and item.frames is not None and _pixel_value_range(item) is None:
         return _encapsulated_frames(store, item, headers)
-    location = _pixel_value_range(item) if tag == PIXEL_DATA else None
+    location: tuple[int, int] | bytes | None = (
+        _pixel_value_range(item) if tag == PIXEL_DATA else None
+    )
     if location is None:
         location = await run_in_threadpool(_value_location, store, item, tag)
     if isinstance(location, bytes):
         value_bytes: bytes | None = location
-        size = len(location)
+        value_offset, size = 0, len(location)
     else:
         value_bytes = None
-        size = location[1]
+        value_offset, size = location
 
     wanted = request.headers.get("range")
     byte_range = _parse_range(wanted, size) if wanted else None
@@ -141,8 +143,8 @@ async def _bulk(request: Request) -> Response:
             data = value_bytes[start : start + length]
         else:
             data = await run_in_threadpool(
-                store.read_range, item.blob_key, location[0] + start, length
-            )  # type: ignore[index]
+                store.read_range, item.blob_key, value_offset + start, length
+            )
         headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
         headers["Content-Type"] = OCTET_STREAM
         return Response(data, status_code=206, headers=headers)
@@ -151,8 +153,7 @@ async def _bulk(request: Request) -> Response:
         if value_bytes is not None:
             yield value_bytes
             return
-        offset, length = location  # type: ignore[misc]
-        async for chunk in _ranged(store, item.blob_key, offset, length):
+        async for chunk in _ranged(store, item.blob_key, value_offset, size):
             yield chunk
 
     if not rep.multipart:

@@ -74,6 +74,13 @@ def path_uids(request: Request) -> tuple[str, str | None, str | None]:
     return params["study"], params.get("series"), params.get("instance")
 
 
+def instance_path_uids(request: Request) -> tuple[str, str, str]:
+    """`path_uids` of a route below .../instances/{instance} (all three are in its path)."""
+    study, series, instance = path_uids(request)
+    assert series is not None and instance is not None, "not an instance-level route"
+    return study, series, instance
+
+
 async def reader_scope(request: Request) -> Scope:
     scope = await scope_of(request)
     if not scope.can(permissions.READ):

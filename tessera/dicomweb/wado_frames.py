@@ -31,9 +31,9 @@ from tessera.dicomweb.negotiation import (
 from tessera.dicomweb.wado_common import (
     WadoError,
     archive_of,
+    instance_path_uids,
     not_acceptable,
     not_found,
-    path_uids,
     reader_scope,
     wado_endpoint,
 )
@@ -141,7 +141,7 @@ def _plan(
 
 
 async def _frames(request: Request) -> Response:
-    study, series, instance = path_uids(request)
+    study, series, instance = instance_path_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     accept = request.headers.get("accept")
     candidates = acceptable(accept, FRAMES)
@@ -153,7 +153,7 @@ async def _frames(request: Request) -> Response:
     def plan_and_read() -> tuple[FramePlan, list[bytes] | None]:
         """Everything up to the first bytes, in one worker-thread call: resolution, and
         the frames themselves when they are few (so a conversion error is still a 406)."""
-        plan = _plan(archive, scope, uids, numbers, candidates, accept)  # type: ignore[arg-type]
+        plan = _plan(archive, scope, uids, numbers, candidates, accept)
         if caching.is_not_modified(request, plan.etag, plan.item.created_at):
             return plan, None
         if plan.converting:

@@ -88,8 +88,8 @@ async def _metadata(request: Request) -> Response:
     headers["Content-Type"] = DICOM_JSON
 
     if small:
-        body = b"[" + absolute_bulk_data_uris(items[0].dicom_json or b"{}", root) + b"]"
-        return Response(body, headers=headers)
+        single = b"[" + absolute_bulk_data_uris(items[0].dicom_json or b"{}", root) + b"]"
+        return Response(single, headers=headers)
 
     pks = [i.instance_pk for i in items]
 

@@ -146,7 +146,7 @@ def parse_render_request(request: Request) -> RenderRequest:
 MAX_GIF_FRAMES = 500
 
 
-def _render_options(wanted: RenderRequest):  # type: ignore[no-untyped-def]
+def _render_options(wanted: RenderRequest):
     from tessera.storage.render import RenderError, RenderOptions, Window
 
     try:
@@ -162,7 +162,7 @@ def _render_options(wanted: RenderRequest):  # type: ignore[no-untyped-def]
         raise WadoError(400, str(exc)) from exc
 
 
-def _header_and_pixel(store: BlobStore, item: RetrievedInstance):  # type: ignore[no-untyped-def]
+def _header_and_pixel(store: BlobStore, item: RetrievedInstance):
     from tessera.storage.transcode import decoded_description
 
     # Read from the file, not the index's JSON: palettes and LUTs may be bulk data there.

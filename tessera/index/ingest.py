@@ -183,7 +183,7 @@ def _sql(conn: Connection) -> _Statements:
     return _STATEMENTS[name]
 
 
-def find_instance(conn: Connection, tenant_id: int, sop_instance_uid: str):  # type: ignore[no-untyped-def]
+def find_instance(conn: Connection, tenant_id: int, sop_instance_uid: str):
     return conn.execute(
         _sql(conn).find_instance, {"tenant_id": tenant_id, "sop_instance_uid": sop_instance_uid}
     ).first()
@@ -361,7 +361,7 @@ def _upsert_study(conn: Connection, record: InstanceRecord, patient_pk: int) -> 
     return conn.execute(_sql(conn).lock_study_by_uid, key).scalar_one()
 
 
-def _upsert_series(conn: Connection, record: InstanceRecord, study_pk: int):  # type: ignore[no-untyped-def]
+def _upsert_series(conn: Connection, record: InstanceRecord, study_pk: int):
     conn.execute(
         _sql(conn).insert_series,
         {
@@ -375,7 +375,7 @@ def _upsert_series(conn: Connection, record: InstanceRecord, study_pk: int):  # 
     return _known_series(conn, record)
 
 
-def _known_series(conn: Connection, record: InstanceRecord):  # type: ignore[no-untyped-def]
+def _known_series(conn: Connection, record: InstanceRecord):
     key = {
         "tenant_id": record.tenant_id,
         "series_instance_uid": record.series_instance_uid,
@@ -429,7 +429,7 @@ def _recompute_study_computed(conn: Connection, study_pk: int) -> None:
     )
 
 
-def _remove_instance(conn: Connection, existing) -> None:  # type: ignore[no-untyped-def]
+def _remove_instance(conn: Connection, existing) -> None:
     conn.execute(delete(InstanceMetadata).where(InstanceMetadata.instance_pk == existing.id))
     conn.execute(delete(Instance).where(Instance.id == existing.id))
     conn.execute(
@@ -441,7 +441,7 @@ def _remove_instance(conn: Connection, existing) -> None:  # type: ignore[no-unt
     _recompute_study_computed(conn, existing.study_pk)
 
 
-def _drop_source_rows(conn: Connection, existing) -> None:  # type: ignore[no-untyped-def]
+def _drop_source_rows(conn: Connection, existing) -> None:
     """Delete the per-source rows of a source with no instance left in the series/study."""
     for table, parent, parent_pk in (
         (SeriesSource, Instance.series_pk, existing.series_pk),

@@ -1,4 +1,8 @@
-"""Run the Alembic migrations in tessera/migrations (the server does this on start)."""
+"""The Alembic migrations in tessera/migrations: run them (`upgrade_to_head`: `tessera migrate`,
+and `tessera serve` / `tessera scp` before they start) and check that an index is at head
+(`check_schema`: every other way of opening the archive).
+
+Opening the archive never migrates; see docs/running.md, "Schema migrations"."""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 import tessera.migrations
@@ -36,3 +42,21 @@ def upgrade_to_head(engine: Engine) -> None:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
                 conn.commit()
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The index is empty or at an older (or newer) schema revision than this Tessera."""
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise SchemaNotCurrent unless the index is at this Tessera's head revision."""
+    url = engine.url.render_as_string(hide_password=True)
+    heads = set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    if current != heads:
+        at = ", ".join(sorted(current)) or "no schema"
+        raise SchemaNotCurrent(
+            f"the index at {url} is at {at}, this Tessera needs {', '.join(sorted(heads))}: "
+            "run `tessera migrate` (with the same --data-dir / --database-url)"
+        )

@@ -10,6 +10,7 @@ stays narrow for queries.
 from __future__ import annotations
 
 from datetime import date, datetime, time
+from typing import ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     Time,
     UniqueConstraint,
@@ -37,7 +39,8 @@ DEFAULT_SOURCE = "default"
 
 
 class Base(DeclarativeBase):
-    pass
+    # Every model here is mapped to a Table (SQLAlchemy types it as any FromClause).
+    __table__: ClassVar[Table]
 
 
 class Tenant(Base):

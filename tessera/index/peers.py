@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, delete, select
 
+from tessera.index.database import inserted_pk
 from tessera.index.models import DimseAeTitle, DimsePeer, DimsePeerQuerySource, Source, Tenant
 
 # PS3.5 AE VR: up to 16 characters of the default repertoire, no backslash or control
@@ -121,19 +122,21 @@ def add_peer(
     upload_pk = _source_pks(conn, tenant_id, [upload_source])[0] if upload_source else None
     query_pks = _source_pks(conn, tenant_id, list(query_sources or []))
     remove_peer(conn, tenant_id, title)
-    peer_pk = conn.execute(
-        DimsePeer.__table__.insert().values(
-            tenant_id=tenant_id,
-            ae_title=title,
-            host=host.strip(),
-            port=port,
-            upload_source_pk=upload_pk,
-            may_store=may_store,
-            may_query=may_query,
-            may_be_move_destination=may_be_move_destination,
-            description=description,
+    peer_pk = inserted_pk(
+        conn.execute(
+            DimsePeer.__table__.insert().values(
+                tenant_id=tenant_id,
+                ae_title=title,
+                host=host.strip(),
+                port=port,
+                upload_source_pk=upload_pk,
+                may_store=may_store,
+                may_query=may_query,
+                may_be_move_destination=may_be_move_destination,
+                description=description,
+            )
         )
-    ).inserted_primary_key[0]
+    )
     for source_pk in sorted(set(query_pks)):
         conn.execute(
             DimsePeerQuerySource.__table__.insert().values(peer_pk=peer_pk, source_pk=source_pk)

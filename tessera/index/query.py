@@ -307,8 +307,8 @@ def _time_match(entry: Attribute, value: str, label: str) -> Match:
 
     split = _split_range(value, label)
     if split is None:
-        low, high = parse(value)
-        return Match(entry, MatchKind.SINGLE, (value,), low, high)
+        single_low, single_high = parse(value)
+        return Match(entry, MatchKind.SINGLE, (value,), single_low, single_high)
     low = parse(split[0])[0] if split[0] else None
     high = parse(split[1])[1] if split[1] else None
     if low and high and low > high:
@@ -374,8 +374,8 @@ def _datetime_match(entry: Attribute, value: str, label: str) -> Match:
     # before it and is not followed by exactly 4 digits at the end.
     split = _split_datetime_range(value)
     if split is None:
-        low, high = parse(value)
-        return Match(entry, MatchKind.SINGLE, (value,), low, high)
+        single_low, single_high = parse(value)
+        return Match(entry, MatchKind.SINGLE, (value,), single_low, single_high)
     low = parse(split[0])[0] if split[0] else None
     high = parse(split[1])[1] if split[1] else None
     if low is None and high is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
@@ -49,10 +50,10 @@ class Attribute:
         return f"{self.tag:08X}"
 
 
-def _a(keyword: str, level: Level, column: str | None = None, **kwargs: object) -> Attribute:
+def _a(keyword: str, level: Level, column: str | None = None, **kwargs: Any) -> Attribute:
     tag = tag_for_keyword(keyword)
     assert tag is not None, keyword
-    return Attribute(tag, keyword, dictionary_VR(tag), level, column, **kwargs)  # type: ignore[arg-type]
+    return Attribute(tag, keyword, dictionary_VR(tag), level, column, **kwargs)
 
 
 P, ST, SE, IN = Level.PATIENT, Level.STUDY, Level.SERIES, Level.INSTANCE

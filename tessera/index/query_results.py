@@ -166,11 +166,13 @@ class ResultBuilder:
         if level is Level.PATIENT:
             identifying = []
         returned = {tag for tag, _ in steps}
-        identifying = [(tag, positions[label]) for tag, label in identifying if tag not in returned]
+        identifying_at = [
+            (tag, positions[label]) for tag, label in identifying if tag not in returned
+        ]
         items = []
         for row in rows:
             item = {tag: getter(row) for tag, getter in steps}
-            for tag, index in identifying:
+            for tag, index in identifying_at:
                 item[tag] = {"vr": "UI", "Value": [row[index]]}
             if metadata is not None:
                 stored = metadata.get(row[0], {})
@@ -181,9 +183,9 @@ class ResultBuilder:
                         for tag, element in stored.items()
                         if "BulkDataURI" not in element
                     )
-                for tag in self.returns.extra_tags:
-                    key = f"{tag:08X}"
-                    extra[key] = stored.get(key) or {"vr": _dictionary_vr(tag)}
+                for extra_tag in self.returns.extra_tags:
+                    key = f"{extra_tag:08X}"
+                    extra[key] = stored.get(key) or {"vr": _dictionary_vr(extra_tag)}
                 extra.update(item)
                 item = dict(sorted(extra.items()))
             elif identifying:

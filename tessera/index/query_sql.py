@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    FromClause,
     Select,
     and_,
     exists,
@@ -255,6 +256,7 @@ class _Compiler:
         for extra in returns.extra_columns(level):
             columns.append(extra)
         statement = select(*columns)
+        joined: FromClause
         if level is Level.SERIES:
             joined = SERIES.join(STUDY, SERIES.c.study_pk == STUDY.c.id)
         elif level is Level.INSTANCE:

@@ -130,7 +130,7 @@ def _ordered(query: Select) -> Select:
     )
 
 
-def _row_to_instance(row, with_frames: bool, with_metadata: bool) -> RetrievedInstance:  # type: ignore[no-untyped-def]
+def _row_to_instance(row, with_frames: bool, with_metadata: bool) -> RetrievedInstance:
     frames = None
     vr = None
     if with_frames:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
+from tessera.index.database import inserted_pk
 from tessera.index.models import DEFAULT_SOURCE, DEFAULT_TENANT, Source, Tenant
 
 SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -23,9 +24,11 @@ def ensure_default_tenant(conn: Connection) -> TenantInfo:
     """Create the default tenant and its default source if this is a fresh index."""
     tenant = tenant_by_name(conn, DEFAULT_TENANT)
     if tenant is None:
-        tenant_id = conn.execute(
-            Tenant.__table__.insert().values(name=DEFAULT_TENANT, duplicate_policy="reject")
-        ).inserted_primary_key[0]
+        tenant_id = inserted_pk(
+            conn.execute(
+                Tenant.__table__.insert().values(name=DEFAULT_TENANT, duplicate_policy="reject")
+            )
+        )
         conn.execute(
             Source.__table__.insert().values(
                 tenant_id=tenant_id, name=DEFAULT_SOURCE, description="Uploads with no source given"
@@ -55,9 +58,13 @@ def source_pk_by_name(conn: Connection, tenant_id: int, name: str) -> int | None
 def add_source(conn: Connection, tenant_id: int, name: str, description: str = "") -> int:
     if not SOURCE_NAME_RE.match(name):
         raise ValueError("a source name is 1-64 letters, digits, '.', '_' or '-' (no spaces)")
-    return conn.execute(
-        Source.__table__.insert().values(tenant_id=tenant_id, name=name, description=description)
-    ).inserted_primary_key[0]
+    return inserted_pk(
+        conn.execute(
+            Source.__table__.insert().values(
+                tenant_id=tenant_id, name=name, description=description
+            )
+        )
+    )
 
 
 def list_sources(conn: Connection, tenant_id: int) -> list[tuple[str, str]]:

@@ -1,5 +1,5 @@
 """The DIMSE side of the audit trail: associations refused, stores, queries and retrievals,
-through the same batched `AuditLog` as DICOMweb requests.
+through the archive's batched `AuditLog` (`Archive.audit`), as DICOMweb requests.
 
 The principal is `ae:CALLING_AE`; like DICOMweb, stores and retrievals are recorded once per
 study, caller and window (a 500-slice C-STORE makes one entry), queries once each.
@@ -7,26 +7,13 @@ study, caller and window (a 500-slice C-STORE makes one entry), queries once eac
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 
 from pynetdicom.association import Association
 
 from tessera.archive import Archive
-from tessera.auth.audit import AuditLog, Event
+from tessera.auth.audit import Event
 from tessera.auth.peers import DimseCaller
-
-_logs: dict[int, AuditLog] = {}
-_lock = threading.Lock()
-
-
-def audit_log(archive: Archive) -> AuditLog:
-    """One writer per archive in this process, started on first use."""
-    with _lock:
-        log = _logs.get(id(archive))
-        if log is None:
-            log = _logs[id(archive)] = AuditLog(archive.database)
-        return log
 
 
 def principal(calling_ae_title: str) -> str:
@@ -66,7 +53,7 @@ def record(
     target: str = "",
     detail: dict | None = None,
 ) -> None:
-    audit_log(archive).add(_event(assoc, caller, action, outcome, target, detail))
+    archive.audit.add(_event(assoc, caller, action, outcome, target, detail))
 
 
 def record_per_study(
@@ -78,7 +65,7 @@ def record_per_study(
     study_uids: Iterable[str],
     detail: dict | None = None,
 ) -> None:
-    log = audit_log(archive)
+    log = archive.audit
     for study_uid in sorted(set(study_uids)):
         log.add_retrieval(_event(assoc, caller, action, outcome, study_uid, detail))
 
@@ -86,7 +73,7 @@ def record_per_study(
 def record_refused_association(
     archive: Archive, assoc: Association, calling: str, called: str, reason: str
 ) -> None:
-    audit_log(archive).add(
+    archive.audit.add(
         Event(
             None,
             principal(calling),

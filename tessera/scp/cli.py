@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import Any
 
+from sqlalchemy import Connection
+
+from tessera.cli_common import add_store_flags, open_archive, open_for_command, settings_from
 from tessera.log import configure_logging
 
 
-def register(
-    sub: argparse._SubParsersAction,
-    add_store_flags: Callable[[argparse.ArgumentParser], None],
-    settings_from: Callable[[argparse.Namespace], Any],
-) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     scp = sub.add_parser(
         "scp", help="run the DIMSE listener alone (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET)"
     )
     scp.add_argument("--host", help="address to listen on (TESSERA_HOST, default 127.0.0.1)")
     add_dimse_flags(scp)
     add_store_flags(scp)
-    scp.set_defaults(func=lambda args: cmd_scp(args, settings_from))
+    scp.set_defaults(func=cmd_scp)
 
     peers = sub.add_parser("peers", help="list, add or remove the DIMSE peers of a tenant")
     peers.add_argument("action", choices=["list", "add", "remove"])
@@ -46,14 +43,14 @@ def register(
     peers.add_argument("--no-move-destination", action="store_true", help="never a C-MOVE target")
     peers.add_argument("--description", default="", help="what the peer is")
     add_store_flags(peers)
-    peers.set_defaults(func=lambda args: cmd_peers(args, settings_from))
+    peers.set_defaults(func=cmd_peers)
 
     titles = sub.add_parser("ae-titles", help="list, add or remove the archive's AE titles")
     titles.add_argument("action", choices=["list", "add", "remove"])
     titles.add_argument("ae_title", nargs="?", help="AE title that selects the tenant")
     titles.add_argument("--tenant", default="default", help="tenant name (default: default)")
     add_store_flags(titles)
-    titles.set_defaults(func=lambda args: cmd_ae_titles(args, settings_from))
+    titles.set_defaults(func=cmd_ae_titles)
 
 
 def add_dimse_flags(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +64,7 @@ def add_dimse_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_scp(args: argparse.Namespace, settings_from: Callable) -> int:
-    from tessera.archive import Archive
+def cmd_scp(args: argparse.Namespace) -> int:
     from tessera.scp.server import start_listener
 
     settings = settings_from(args)
@@ -76,7 +72,7 @@ def cmd_scp(args: argparse.Namespace, settings_from: Callable) -> int:
     if settings.dimse_port <= 0:
         print("error: --dimse-port must be a port number", file=sys.stderr)
         return 2
-    archive = Archive.open(settings)
+    archive = open_archive(settings, migrate=True)
     from tessera.services.study_complete import start_worker
 
     # Study complete -> IMAGES_READY: every process may run it (rows are claimed).
@@ -88,17 +84,12 @@ def cmd_scp(args: argparse.Namespace, settings_from: Callable) -> int:
         return 1
     except KeyboardInterrupt:
         pass
+    finally:
+        archive.close()  # flushes the DIMSE audit log
     return 0
 
 
-def _open(args: argparse.Namespace, settings_from: Callable):  # type: ignore[no-untyped-def]
-    from tessera.archive import Archive
-
-    configure_logging("WARNING", "text")
-    return Archive.open(settings_from(args))
-
-
-def _tenant_id(conn, name: str) -> int:  # type: ignore[no-untyped-def]
+def _tenant_id(conn: Connection, name: str) -> int:
     from tessera.index.peers import PeerError
     from tessera.index.tenancy import tenant_by_name
 
@@ -108,10 +99,10 @@ def _tenant_id(conn, name: str) -> int:  # type: ignore[no-untyped-def]
     return tenant.id
 
 
-def cmd_peers(args: argparse.Namespace, settings_from: Callable) -> int:
+def cmd_peers(args: argparse.Namespace) -> int:
     from tessera.index import peers
 
-    archive = _open(args, settings_from)
+    archive = open_for_command(args)
     try:
         if args.action == "list":
             with archive.database.read() as conn:
@@ -171,10 +162,10 @@ def cmd_peers(args: argparse.Namespace, settings_from: Callable) -> int:
         archive.close()
 
 
-def cmd_ae_titles(args: argparse.Namespace, settings_from: Callable) -> int:
+def cmd_ae_titles(args: argparse.Namespace) -> int:
     from tessera.index import peers
 
-    archive = _open(args, settings_from)
+    archive = open_for_command(args)
     try:
         if args.action == "list":
             with archive.database.read() as conn:

@@ -9,9 +9,11 @@ import time
 from collections.abc import Iterator
 
 from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pynetdicom import evt
+from pynetdicom.association import Association
 from sqlalchemy import Connection
 
 from tessera.archive import Archive
@@ -39,7 +41,7 @@ _UNIQUE_KEYS = {
 _NOT_KEYS = {QUERY_RETRIEVE_LEVEL, SPECIFIC_CHARACTER_SET, RETRIEVE_AE_TITLE}
 
 
-def _raw_value(element) -> str:  # type: ignore[no-untyped-def]
+def _raw_value(element: DataElement) -> str:
     """A key's value as the DICOM string form the query engine reads (PS3.4 C.2.2.2)."""
     value = element.value
     if value is None or element.VR == "SQ":
@@ -177,7 +179,7 @@ def _audited_keys(identifier: Dataset) -> dict[str, str]:
 _MAX_QUEUED_RESPONSES = 16
 
 
-def wait_for_peer(assoc) -> None:  # type: ignore[no-untyped-def]
+def wait_for_peer(assoc: Association) -> None:
     queued = assoc.dul.to_provider_queue
     while queued.qsize() > _MAX_QUEUED_RESPONSES and assoc.is_established:
         time.sleep(0.0005)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import errno
 import logging
+from typing import cast
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
 
 from tessera.archive import Archive
 from tessera.auth import permissions
@@ -30,10 +33,10 @@ def part10_header(
 ) -> bytes:
     """Preamble, 'DICM' and File Meta Information for a data set received over DIMSE."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax_uid
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
+    meta.TransferSyntaxUID = UID(transfer_syntax_uid)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
     if calling_ae_title:
         meta.SourceApplicationEntityTitle = calling_ae_title
@@ -46,7 +49,7 @@ def part10_header(
 
 def handle_store(event: evt.Event, archive: Archive) -> Dataset:
     caller = caller_of(event.assoc)
-    request = event.request
+    request = cast(C_STORE, event.request)
     sop_class_uid = str(request.AffectedSOPClassUID or "")
     sop_instance_uid = str(request.AffectedSOPInstanceUID or "")
     if not caller.scope.can(permissions.UPLOAD):

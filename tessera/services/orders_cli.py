@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
-
 import orjson
 
+from tessera.cli_common import add_store_flags, open_for_command
 
-def register(sub, add_store_flags: Callable, settings_from: Callable) -> None:  # type: ignore[no-untyped-def]
+
+def register(sub: argparse._SubParsersAction) -> None:
     orders = sub.add_parser("orders", help="create, list, show, cancel orders (docs/orders.md)")
     orders.add_argument("action", choices=["create", "list", "show", "history", "cancel", "status"])
     orders.add_argument("order_id", nargs="?", help="order ID (show, history, cancel, status)")
@@ -29,22 +29,22 @@ def register(sub, add_store_flags: Callable, settings_from: Callable) -> None:  
     orders.add_argument("--patient-id", help="list: this patient ID")
     orders.add_argument("--limit", type=int, default=100, help="list: at most this many")
     add_store_flags(orders)
-    orders.set_defaults(func=lambda args: cmd_orders(args, settings_from))
+    orders.set_defaults(func=cmd_orders)
 
 
 def _print(value: object) -> None:
     print(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
 
 
-def cmd_orders(args: argparse.Namespace, settings_from: Callable) -> int:
-    from tessera.archive import Archive
+def cmd_orders(args: argparse.Namespace) -> int:
     from tessera.auth.scope import full_scope
     from tessera.dicomweb.orders_api import order_json
     from tessera.index.order_store import OrderSearch
     from tessera.index.tenancy import tenant_by_name
     from tessera.services import orders as o
 
-    archive = Archive.open(settings_from(args))
+    # The index must be migrated (`tessera migrate`), like every management command.
+    archive = open_for_command(args)
     try:
         with archive.database.read() as conn:
             tenant = tenant_by_name(conn, args.tenant)

@@ -12,8 +12,9 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from io import BufferedReader
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-.]+)*$")
 
@@ -36,7 +37,7 @@ class BlobStore(Protocol):
         """Make the (fully written) file at `source` durable under `key`, atomically.
         The source file is consumed (moved or deleted)."""
 
-    def open(self, key: str) -> BinaryIO:
+    def open(self, key: str) -> BufferedReader:
         """Open the blob for reading (seekable)."""
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
@@ -111,7 +112,7 @@ class FileSystemBlobStore:
             source.unlink()
         fsync_directory(target.parent)
 
-    def open(self, key: str) -> BinaryIO:
+    def open(self, key: str) -> BufferedReader:
         return open(self.path_for(key), "rb")
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:

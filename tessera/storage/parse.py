@@ -109,7 +109,7 @@ def parse_part10(path: Path) -> ParsedInstance:
                 reported_class,
                 reported_instance,
             )
-        if uid_problem(transfer_syntax) is not None:
+        if transfer_syntax is None or uid_problem(transfer_syntax) is not None:
             raise InstanceRejected(
                 Defect.NO_TRANSFER_SYNTAX,
                 "file meta information has no valid TransferSyntaxUID",

@@ -40,6 +40,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -127,7 +128,7 @@ def _functional_item(header: Dataset, sequence: str, frame_index: int) -> Datase
     return None
 
 
-def _first(value: object) -> float:
+def _first(value: Any) -> float:
     if (
         isinstance(value, list | tuple)
         or hasattr(value, "__getitem__")
@@ -200,13 +201,14 @@ def _grey(
     frame_index: int,
 ) -> np.ndarray:
     values = _modality(header, array, frame_index)
-    if options.window is not None:
+    lut = None if options.window is not None else _voi_lut(header, values)
+    if isinstance(options.window, Window):  # RenderOptions makes a given window a Window
         display = _apply_window(values, options.window)
+    elif lut is not None:
+        display = lut
     else:
-        display = _voi_lut(header, values)
-        if display is None:
-            window = _dataset_window(header, frame_index)
-            display = _apply_window(values, window) if window else _auto_window(values)
+        window = _dataset_window(header, frame_index)
+        display = _apply_window(values, window) if window else _auto_window(values)
     out = np.rint(display).astype(np.uint8)
     if pixel.photometric_interpretation == "MONOCHROME1":
         np.subtract(255, out, out=out)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import orjson
 import sqlalchemy as sa
 from alembic import op
-from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
+from pydicom.tag import Tag
 
 from tessera.index.source_values import (
     SERIES_KEYWORDS,
@@ -124,7 +124,7 @@ def upgrade() -> None:
 def _header(dicom_json: bytes, keywords: tuple[str, ...]) -> Dataset:
     """The few attributes `keywords` names, from an instance's stored DICOM JSON."""
     stored = orjson.loads(dicom_json)
-    wanted = {f"{int(tag_for_keyword(k)):08X}" for k in keywords}
+    wanted = {f"{Tag(k):08X}" for k in keywords}
     return Dataset.from_json({tag: stored[tag] for tag in wanted if tag in stored})
 
 
