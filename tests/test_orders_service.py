@@ -12,7 +12,6 @@ from sqlalchemy import insert
 
 from tessera.archive import Archive
 from tessera.auth.scope import Scope, full_scope
-from tessera.config import Settings
 from tessera.index.models import Source, Tenant
 from tessera.index.order_store import OrderSearch
 from tessera.index.tenancy import add_source, source_pk_by_name

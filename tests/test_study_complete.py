@@ -16,7 +16,6 @@ from sqlalchemy import text
 from tessera.archive import Archive
 from tessera.auth.scope import full_scope
 from tessera.client.stow import request_content_type
-from tessera.config import Settings
 from tessera.dicomweb import multipart_writer
 from tessera.services import orders as o
 from tessera.services.ingest import ingest_file

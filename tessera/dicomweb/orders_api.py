@@ -184,7 +184,7 @@ async def orders_search(request: Request) -> Response:
     def work(conn):  # type: ignore[no-untyped-def]
         if source is not None:
             source_pk = source_pk_by_name(conn, scope.tenant_id, source)
-            if source_pk is None or not scope.sees_source(source_pk):
+            if source_pk is None or not o.sees_source(scope, source_pk):
                 raise BadRequest(f"unknown source {source!r}")
             search.source_pk = source_pk
         return o.search_orders(conn, scope, search)

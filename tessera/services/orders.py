@@ -226,13 +226,18 @@ def _order_values(body: dict, partial: bool) -> tuple[dict, list[dict] | None]:
     return values, steps
 
 
+def sees_source(scope: Scope, source_pk: int) -> bool:
+    """Whether the Scope sees a source (all of them when it is not source-locked)."""
+    return scope.source_pks is None or source_pk in scope.source_pks
+
+
 def _visible_source(conn: Connection, scope: Scope, name: str | None) -> int:
     """The source an order is created for: named, else the caller's only source, else
     'default'. A source the caller cannot see or upload to is 'unknown', like a missing one."""
     if name is None and scope.source_pks is not None and len(scope.source_pks) == 1:
         return next(iter(scope.source_pks))
     source_pk = source_pk_by_name(conn, scope.tenant_id, name or "default")
-    if source_pk is None or not scope.sees_source(source_pk) or not scope.may_upload_to(source_pk):
+    if source_pk is None or not sees_source(scope, source_pk) or not scope.may_upload_to(source_pk):
         raise InvalidOrder(f"unknown source {name or 'default'!r}")
     return source_pk
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
 import orjson
 
 from tessera.cli_common import add_store_flags, open_for_command
