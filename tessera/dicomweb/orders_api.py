@@ -97,11 +97,11 @@ def order_json(order: Order) -> dict:
     }
 
 
-def _iso(value) -> str | None:  # type: ignore[no-untyped-def]
+def _iso(value) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _start(day, moment) -> str | None:  # type: ignore[no-untyped-def]
+def _start(day, moment) -> str | None:
     if day is None:
         return None
     return day.isoformat() if moment is None else f"{day.isoformat()}T{moment.isoformat()}"
@@ -126,7 +126,7 @@ _SEARCH_PARAMETERS = {
 }
 
 
-def _number(params, name: str, default: int, high: int) -> int:  # type: ignore[no-untyped-def]
+def _number(params, name: str, default: int, high: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
@@ -139,7 +139,7 @@ def _number(params, name: str, default: int, high: int) -> int:  # type: ignore[
     return min(value, high)
 
 
-def parse_search(params) -> tuple[OrderSearch, str | None]:  # type: ignore[no-untyped-def]
+def parse_search(params) -> tuple[OrderSearch, str | None]:
     """The search from query parameters, and the source name to resolve."""
     unknown = sorted(set(params) - _SEARCH_PARAMETERS)
     if unknown:
@@ -181,7 +181,7 @@ async def orders_search(request: Request) -> Response:
     scope = await scope_of(request)
     search, source = parse_search(request.query_params)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn):
         if source is not None:
             source_pk = source_pk_by_name(conn, scope.tenant_id, source)
             if source_pk is None or not o.sees_source(scope, source_pk):
@@ -278,7 +278,7 @@ async def orders_attach_study(request: Request) -> Response:
     if not isinstance(study_uid, str) or not study_uid:
         raise BadRequest("'study_instance_uid' is required")
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn):
         o.attach_study_to_order(conn, scope, order_id, study_uid)
         return o.get_order(conn, scope, order_id)
 

@@ -60,7 +60,7 @@ class Order:
     steps: list[Step] = field(default_factory=list)
 
 
-def visible_orders(scope: Scope, table=ORDER) -> ColumnElement:  # type: ignore[no-untyped-def]
+def visible_orders(scope: Scope, table=ORDER) -> ColumnElement:
     """The orders a Scope may see: its tenant's, and only its sources' when source-locked."""
     condition = table.c.tenant_id == scope.tenant_id
     if scope.source_pks is not None:

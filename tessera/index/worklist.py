@@ -183,7 +183,7 @@ def _status_condition(value: str) -> ColumnElement:
     return ORDER.c.status.in_(statuses) if statuses else false()
 
 
-def worklist_statement(dialect: str, scope: Scope, query: WorklistQuery):  # type: ignore[no-untyped-def]
+def worklist_statement(dialect: str, scope: Scope, query: WorklistQuery):
     conditions: list[ColumnElement] = [
         visible_orders(scope),
         STEP.c.tenant_id == scope.tenant_id,

@@ -38,7 +38,7 @@ def _dataset(event: evt.Event, attribute: str) -> Dataset:
 
 def handle_n_create(event: evt.Event, archive: Archive) -> tuple:
     caller = caller_of(event.assoc)
-    uid = str(event.request.AffectedSOPInstanceUID or "")
+    uid = str(getattr(event.request, "AffectedSOPInstanceUID", None) or "")
     if not caller.scope.can(permissions.UPLOAD):
         audit.record(archive, event.assoc, caller, "mpps", "denied", uid)
         return statuses.status_dataset(statuses.NOT_AUTHORIZED, "this AE may not send MPPS"), None
@@ -67,7 +67,7 @@ def handle_n_create(event: evt.Event, archive: Archive) -> tuple:
 
 def handle_n_set(event: evt.Event, archive: Archive) -> tuple:
     caller = caller_of(event.assoc)
-    uid = str(event.request.RequestedSOPInstanceUID or "")
+    uid = str(getattr(event.request, "RequestedSOPInstanceUID", None) or "")
     if not caller.scope.can(permissions.UPLOAD):
         audit.record(archive, event.assoc, caller, "mpps", "denied", uid)
         return statuses.status_dataset(statuses.NOT_AUTHORIZED, "this AE may not send MPPS"), None

@@ -95,7 +95,7 @@ STEP_VALUES: dict[str, Callable[[RowMapping], object]] = {
 }
 
 
-def _value(element) -> str:  # type: ignore[no-untyped-def]
+def _value(element) -> str:
     value = element.value
     if value is None or isinstance(value, bytes):
         return ""
@@ -104,7 +104,7 @@ def _value(element) -> str:  # type: ignore[no-untyped-def]
     return str(value)
 
 
-def _is_key(element) -> bool:  # type: ignore[no-untyped-def]
+def _is_key(element) -> bool:
     tag = element.tag
     return not (int(tag) == SPECIFIC_CHARACTER_SET or tag.element == 0 or tag.group == 0x0002)
 

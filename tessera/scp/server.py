@@ -95,7 +95,7 @@ def event_handlers(archive: Archive) -> list:
     ]
 
 
-def _handle_find(event: evt.Event, archive: Archive):  # type: ignore[no-untyped-def]
+def _handle_find(event: evt.Event, archive: Archive):
     """C-FIND: the worklist, or a Query/Retrieve information model."""
     if str(event.request.AffectedSOPClassUID) == ModalityWorklistInformationFind:
         return mwl.handle_worklist_find(event, archive)

@@ -250,7 +250,7 @@ def _ingest(
     return outcome
 
 
-def _attach_to_order(conn, scope: Scope, record: InstanceRecord, study_pk: int) -> None:  # type: ignore[no-untyped-def]
+def _attach_to_order(conn, scope: Scope, record: InstanceRecord, study_pk: int) -> None:
     """The instance's open order (same source, by Study Instance UID or accession number)
     becomes IN_PROGRESS with this study; in the instance's own transaction."""
     ds = record.dataset
@@ -267,7 +267,7 @@ def _attach_to_order(conn, scope: Scope, record: InstanceRecord, study_pk: int) 
     )
 
 
-def _attach_to_named_order(  # type: ignore[no-untyped-def]
+def _attach_to_named_order(
     conn, scope: Scope, record: InstanceRecord, study_pk: int, order_id: int
 ) -> str:
     """Attach to the order the upload names; the reason it does not fit, or ''."""

@@ -154,7 +154,7 @@ def create_step(
     study_uid = ""
     for item in dataset.get("ScheduledStepAttributesSequence") or []:
         study_uid = study_uid or _text(item, "StudyInstanceUID")
-    mpps_pk = conn.execute(
+    mpps_pk = conn.execute(  # type: ignore[index]
         MPPS.insert().values(
             tenant_id=scope.tenant_id,
             sop_instance_uid=sop_instance_uid,

@@ -165,7 +165,9 @@ def _steps(value: object) -> list[dict]:
     steps = []
     for position, item in enumerate(value):
         label = f"scheduled_procedure_steps[{position}]"
-        step = {name: _text(item, name, limit).strip() for name, limit in _STEP_TEXT_FIELDS.items()}
+        step: dict[str, object] = {
+            name: _text(item, name, limit).strip() for name, limit in _STEP_TEXT_FIELDS.items()
+        }
         step["scheduled_station_ae_title"] = _text(item, "scheduled_station_ae_title", 16)
         step["modality"] = _code_string(item, "modality")
         performer = _person(item, "scheduled_performing_physician_name")
@@ -286,7 +288,7 @@ def create_order(conn: Connection, scope: Scope, body: dict) -> tuple[Order, boo
     ).first()
     if taken is not None:
         raise OrderConflict("'study_instance_uid' is already used by another order")
-    order_pk = conn.execute(
+    order_pk = conn.execute(  # type: ignore[index]
         ORDER.insert().values(
             tenant_id=scope.tenant_id,
             source_pk=source_pk,

@@ -63,6 +63,7 @@ def _all_performed_instances_stored() -> ColumnElement:
 
 def _quiet_since(conn: Connection, quiet_seconds: float) -> ColumnElement:
     """Study rows last changed before now - quiet_seconds (database clock)."""
+    cutoff: ColumnElement
     if conn.dialect.name == "sqlite":
         # CURRENT_TIMESTAMP text ('YYYY-MM-DD HH:MM:SS', UTC) compares in order.
         cutoff = func.datetime("now", f"-{float(quiet_seconds)} seconds")
