@@ -41,9 +41,9 @@ from common import (  # noqa: E402
 )
 
 from tessera.archive import Archive, migrate_index  # noqa: E402
-from tessera.auth.scope import full_scope  # noqa: E402
 from tessera.config import Settings  # noqa: E402
-from tessera.index.tenancy import add_source, source_pk_by_name  # noqa: E402
+from tessera.index.sources import add_source, source_pk_by_name  # noqa: E402
+from tessera.scope import full_scope  # noqa: E402
 from tessera.services import ingest as ingest_service  # noqa: E402
 from tessera.services import orders as o  # noqa: E402
 from tessera.synthetic import header_only_instance  # noqa: E402

@@ -55,7 +55,7 @@ from common import (  # noqa: E402
 from tessera.archive import Archive, migrate_index  # noqa: E402
 from tessera.config import Settings  # noqa: E402
 from tessera.index.ingest import InstanceRecord, RecordOutcome, record_instance  # noqa: E402
-from tessera.index.tenancy import source_pk_by_name  # noqa: E402
+from tessera.index.sources import source_pk_by_name  # noqa: E402
 from tessera.storage.dicom_json import build_metadata  # noqa: E402
 
 FAMILY = [

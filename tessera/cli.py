@@ -124,7 +124,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
-    from tessera.index.tenancy import add_source, list_sources
+    from tessera.index.sources import add_source, list_sources
 
     archive = open_for_command(args)
     tenant_id = archive.default_tenant.id

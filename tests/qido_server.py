@@ -12,7 +12,8 @@ from sqlalchemy import create_engine
 
 from tessera.client.stow import request_content_type
 from tessera.dicomweb import multipart_writer
-from tessera.index.tenancy import add_source, tenant_by_name
+from tessera.index.sources import add_source
+from tessera.index.tenancy import tenant_by_name
 from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
 from tests.qido_corpus import charset_files, synthetic_instances
 

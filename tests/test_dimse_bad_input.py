@@ -316,7 +316,7 @@ def test_called_ae_title_selects_the_tenant(server, tmp_path) -> None:  # type: 
     """Two tenants on one listener: each AE title stores into and queries its own tenant."""
     from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 
-    from tessera.auth.directory import create_tenant
+    from tessera.index.tenancy import create_tenant
 
     database = Database(server.database_url)
     with database.write() as conn:

@@ -17,7 +17,7 @@ from tessera.client.stow import multipart_stream, request_content_type
 from tessera.dicomweb import multipart_writer
 from tessera.index import peers
 from tessera.index.database import Database
-from tessera.index.tenancy import add_source
+from tessera.index.sources import add_source
 from tests.conftest import (
     PG_URL,
     ServerProcess,

@@ -24,11 +24,11 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE, _config
 
 from tessera import synthetic
-from tessera.auth.directory import create_tenant
 from tessera.client.stow import request_content_type
 from tessera.dicomweb import multipart_writer
 from tessera.index import peers
 from tessera.index.database import Database
+from tessera.index.tenancy import create_tenant
 from tests.dimse_support import start_dimse_server
 
 # The SCU sends each file's data set as it is on disk (no decode / re-encode).

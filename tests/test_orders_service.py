@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import insert
 
 from tessera.archive import Archive
-from tessera.auth.scope import Scope, full_scope
 from tessera.index.models import Source, Tenant
 from tessera.index.order_store import OrderSearch
-from tessera.index.tenancy import add_source, source_pk_by_name
+from tessera.index.sources import add_source, source_pk_by_name
+from tessera.scope import Scope, full_scope
 from tessera.services import orders as o
 from tessera.services.ingest import ingest_file
 from tessera.synthetic import header_only_instance

@@ -12,11 +12,11 @@ from pydicom import Dataset
 from sqlalchemy import insert
 
 from tessera.archive import Archive
-from tessera.auth.scope import Scope, full_scope
 from tessera.index.models import Source, Tenant
 from tessera.index.query import Level, Query, QueryError, build_match
 from tessera.index.query_sql import count_rows, iter_query, run_query
-from tessera.index.tenancy import add_source, source_pk_by_name
+from tessera.index.sources import add_source, source_pk_by_name
+from tessera.scope import Scope, full_scope
 from tessera.services.ingest import ingest_file
 from tessera.synthetic import header_only_instance
 from tests.conftest import migrated_archive

@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from tessera.archive import Archive
-from tessera.auth.scope import Scope, full_scope
 from tessera.index.models import Series, SeriesSource, StudySource
 from tessera.index.query import Level, Query
 from tessera.index.query_sql import run_query
-from tessera.index.tenancy import add_source, set_duplicate_policy
+from tessera.index.sources import add_source
+from tessera.index.tenancy import set_duplicate_policy
+from tessera.scope import Scope, full_scope
 from tessera.services.ingest import ingest_file
 from tessera.synthetic import header_only_instance
 from tests.conftest import migrated_archive

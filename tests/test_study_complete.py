@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import text
 
 from tessera.archive import Archive
-from tessera.auth.scope import full_scope
 from tessera.client.stow import request_content_type
 from tessera.dicomweb import multipart_writer
+from tessera.scope import full_scope
 from tessera.services import orders as o
 from tessera.services.ingest import ingest_file
 from tessera.services.study_complete import complete_ready_orders

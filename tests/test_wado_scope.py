@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from tessera.archive import Archive
-from tessera.auth.scope import Scope, full_scope
 from tessera.index.models import Tenant
 from tessera.index.retrieve import (
     metadata_batches,
@@ -17,7 +16,8 @@ from tessera.index.retrieve import (
     resolve_instances,
     resolve_uid_lists,
 )
-from tessera.index.tenancy import add_source
+from tessera.index.sources import add_source
+from tessera.scope import Scope, full_scope
 from tessera.services.ingest import ingest_file
 from tessera.synthetic import StudySpec, ct_image, mr_rle_image
 from tests.conftest import migrated_archive

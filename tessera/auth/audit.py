@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import Connection, select
 
-from tessera.index.accounts import AuditEvent
 from tessera.index.database import Database
+from tessera.index.models import AuditEvent
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def query_events(
     if principal:
         stmt = stmt.where(AuditEvent.principal == principal)
     stmt = stmt.order_by(AuditEvent.id.desc()).limit(limit)
-    from tessera.auth.directory import utc
+    from tessera.index.accounts import utc
 
     return [
         {

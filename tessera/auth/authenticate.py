@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
+from sqlalchemy import Connection
 
-from tessera.auth import directory as d
+from tessera.auth import permissions
 from tessera.auth.oidc import OidcValidator, looks_like_jwt
-from tessera.auth.scope import Scope, full_scope
 from tessera.auth.secrets import verify_password
+from tessera.index import accounts
 from tessera.index.database import Database
 from tessera.index.tenancy import TenantInfo
+from tessera.scope import Scope, full_scope
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,21 @@ class Identity:
 
 
 INVALID = "invalid or expired credentials"
+
+
+def scope_for_user(conn: Connection, user: accounts.UserInfo, principal: str) -> Scope:
+    """The ONE way a user becomes a Scope: the role's permissions (plus `system` for the
+    system administrator), the user's read and upload source lists (none listed: all)."""
+    granted = accounts.role_permissions(conn, user.tenant_id, user.role) or frozenset()
+    if user.is_system_admin:
+        granted = granted | {permissions.SYSTEM}
+    return Scope(
+        tenant_id=user.tenant_id,
+        source_pks=user.source_pks or None,
+        upload_source_pks=user.upload_source_pks or None,
+        permissions=frozenset(granted),
+        principal=principal,
+    )
 
 
 def authenticate(
@@ -80,12 +97,12 @@ def _basic(database: Database, tenant: TenantInfo, value: str) -> tuple[Scope, I
     username, sep, password = decoded.partition(":")
     if not sep:
         raise AuthenticationFailed("malformed Basic credentials")
-    with database.read() as conn:
-        found = d.user_and_scope(conn, tenant.id, username)
-    if not verify_password(found[0].password_hash if found else None, password):
+    with database.read() as conn:  # user and Scope read first; the slow hash check after
+        user = accounts.get_user(conn, tenant.id, username)
+        scope = None if user is None else scope_for_user(conn, user, user.username)
+    if not verify_password(user.password_hash if user else None, password):
         raise AuthenticationFailed(INVALID, attempted=username[:64])
-    assert found is not None
-    user, scope = found
+    assert user is not None and scope is not None
     if user.disabled:
         raise AuthenticationFailed(INVALID, attempted=username[:64])
     return scope, Identity(tenant, "basic", user.username)
@@ -93,11 +110,14 @@ def _basic(database: Database, tenant: TenantInfo, value: str) -> tuple[Scope, I
 
 def _bearer(database: Database, tenant: TenantInfo, token: str) -> tuple[Scope, Identity]:
     with database.engine.connect() as conn:
-        found = d.scope_of_token(conn, token)
-    # A token of another tenant is exactly as unknown here as a made-up one.
-    if found is None or found[0].tenant_id != tenant.id or found[0].user.disabled:
-        raise AuthenticationFailed(INVALID, attempted="bearer token")
-    holder, scope = found
+        holder = accounts.live_token_holder(conn, token)
+        # A token of another tenant is exactly as unknown here as a made-up one.
+        if holder is None or holder.tenant_id != tenant.id or holder.user.disabled:
+            raise AuthenticationFailed(INVALID, attempted="bearer token")
+        principal = holder.user.username
+        if holder.kind == "api_key":
+            principal = f"{principal} (key {holder.token_id})"
+        scope = scope_for_user(conn, holder.user, principal)
     return scope, Identity(tenant, holder.kind, holder.user.username, holder.token_id)
 
 
@@ -119,10 +139,10 @@ def _oidc(
     if token_tenant != tenant.name or not username:
         raise AuthenticationFailed(INVALID, attempted=f"oidc:{username[:64]}")
     with database.read() as conn:
-        user = d.get_user(conn, tenant.id, username)
+        user = accounts.get_user(conn, tenant.id, username)
         if user is None or user.disabled:
             raise AuthenticationFailed(INVALID, attempted=f"oidc:{username[:64]}")
-        scope = d.scope_for_user(conn, user, f"{username} (oidc)")
+        scope = scope_for_user(conn, user, f"{username} (oidc)")
     return scope, Identity(tenant, "oidc", username)
 
 
@@ -131,11 +151,13 @@ def login(
 ) -> tuple[str, object]:
     """Check a password and issue a session token; (token, expires_at)."""
     with database.write() as conn:
-        user = d.get_user(conn, tenant.id, username)
+        user = accounts.get_user(conn, tenant.id, username)
         if not verify_password(user.password_hash if user else None, password) or (
             user is not None and user.disabled
         ):
             raise AuthenticationFailed(INVALID, attempted=username[:64])
         assert user is not None
-        _, token, expires_at = d.issue_token(conn, tenant.id, user.id, "session", "login", lifetime)
+        _, token, expires_at = accounts.issue_token(
+            conn, tenant.id, user.id, "session", "login", lifetime
+        )
     return token, expires_at

@@ -13,16 +13,17 @@ from datetime import timedelta
 import orjson
 from sqlalchemy import Connection
 
-from tessera.auth import directory as d
 from tessera.auth.audit import Event, record_now
 from tessera.cli_common import add_store_flags, open_for_command
-from tessera.index.tenancy import TenantInfo, tenant_by_name
+from tessera.index import accounts
+from tessera.index.errors import NotFound
+from tessera.index.tenancy import TenantInfo, create_tenant, tenant_by_name
 
 
 def _tenant(conn: Connection, name: str) -> TenantInfo:
     tenant = tenant_by_name(conn, name)
     if tenant is None:
-        raise d.NotFound(f"no tenant {name!r} (create it with `tessera admin tenant-create`)")
+        raise NotFound(f"no tenant {name!r} (create it with `tessera admin tenant-create`)")
     return tenant
 
 
@@ -44,11 +45,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> dict:
     with archive.database.write() as conn:
         tenant = tenant_by_name(conn, args.tenant)
         if tenant is None:
-            tenant = d.create_tenant(conn, args.tenant)
+            tenant = create_tenant(conn, args.tenant)
             _audit(conn, tenant.id, "admin.tenant.create", tenant.name)
-        user = d.get_user(conn, tenant.id, args.username)
+        user = accounts.get_user(conn, tenant.id, args.username)
         if user is None:
-            d.create_user(
+            accounts.create_user(
                 conn,
                 tenant.id,
                 args.username,
@@ -58,9 +59,9 @@ def cmd_bootstrap(args: argparse.Namespace) -> dict:
             )
             _audit(conn, tenant.id, "admin.user.create", args.username)
             out["password"] = password
-            user = d.get_user(conn, tenant.id, args.username)
+            user = accounts.get_user(conn, tenant.id, args.username)
         assert user is not None
-        key_id, key, _ = d.issue_token(conn, tenant.id, user.id, "api_key", args.key_name)
+        key_id, key, _ = accounts.issue_token(conn, tenant.id, user.id, "api_key", args.key_name)
         _audit(conn, tenant.id, "admin.api_key.create", args.username)
     out.update(api_key=key, api_key_id=key_id)
     root = "/dicomweb" if tenant.name == "default" else f"/t/{tenant.name}/dicomweb"
@@ -71,7 +72,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> dict:
 def cmd_tenant_create(args: argparse.Namespace) -> dict:
     archive = open_for_command(args)
     with archive.database.write() as conn:
-        tenant = d.create_tenant(conn, args.name)
+        tenant = create_tenant(conn, args.name)
         _audit(conn, tenant.id, "admin.tenant.create", tenant.name)
     return {"tenant": tenant.name, "dicomweb_root": f"/t/{tenant.name}/dicomweb"}
 
@@ -84,7 +85,7 @@ def cmd_user_create(args: argparse.Namespace) -> dict:
     archive = open_for_command(args)
     with archive.database.write() as conn:
         tenant = _tenant(conn, args.tenant)
-        d.create_user(
+        accounts.create_user(
             conn,
             tenant.id,
             args.username,
@@ -95,7 +96,7 @@ def cmd_user_create(args: argparse.Namespace) -> dict:
             is_system_admin=args.system_admin,
         )
         _audit(conn, tenant.id, "admin.user.create", args.username)
-        created = d.get_user(conn, tenant.id, args.username)
+        created = accounts.get_user(conn, tenant.id, args.username)
         assert created is not None
         return created.public()
 
@@ -104,7 +105,7 @@ def cmd_users(args: argparse.Namespace) -> list:
     archive = open_for_command(args)
     with archive.database.read() as conn:
         tenant = _tenant(conn, args.tenant)
-        return [u.public() for u in d.list_users(conn, tenant.id)]
+        return [u.public() for u in accounts.list_users(conn, tenant.id)]
 
 
 def cmd_key_create(args: argparse.Namespace) -> dict:
@@ -112,10 +113,10 @@ def cmd_key_create(args: argparse.Namespace) -> dict:
     lifetime = timedelta(days=args.expires_days) if args.expires_days else None
     with archive.database.write() as conn:
         tenant = _tenant(conn, args.tenant)
-        user = d.get_user(conn, tenant.id, args.username)
+        user = accounts.get_user(conn, tenant.id, args.username)
         if user is None:
-            raise d.NotFound(f"no user {args.username!r} in tenant {tenant.name!r}")
-        key_id, key, expires_at = d.issue_token(
+            raise NotFound(f"no user {args.username!r} in tenant {tenant.name!r}")
+        key_id, key, expires_at = accounts.issue_token(
             conn, tenant.id, user.id, "api_key", args.name, lifetime
         )
         _audit(conn, tenant.id, "admin.api_key.create", args.username)
@@ -130,7 +131,7 @@ def cmd_key_revoke(args: argparse.Namespace) -> dict:
     archive = open_for_command(args)
     with archive.database.write() as conn:
         tenant = _tenant(conn, args.tenant)
-        d.revoke_token(conn, tenant.id, args.key_id)
+        accounts.revoke_token(conn, tenant.id, args.key_id)
         _audit(conn, tenant.id, "admin.api_key.revoke", str(args.key_id))
     return {"revoked": args.key_id}
 

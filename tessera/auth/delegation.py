@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from tessera.auth import permissions
 from tessera.auth.permissions import PermissionDenied
-from tessera.auth.scope import Scope
+from tessera.scope import Scope
 
 
 class BeyondOwnRights(PermissionDenied):

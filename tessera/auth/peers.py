@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from tessera.auth import permissions
-from tessera.auth.scope import Scope
 from tessera.index.peers import Peer, peer_by_ae_title, tenant_for_called_ae_title
-from tessera.index.tenancy import source_pk_by_name
+from tessera.index.sources import source_pk_by_name
+from tessera.scope import Scope
 
 
 class AssociationRefused(Exception):

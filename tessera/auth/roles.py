@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from tessera.auth import permissions
+from tessera.index.errors import InvalidValue
 
 BUILTIN_ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset(
@@ -33,7 +34,7 @@ def parse_permissions(names: list[str] | str) -> frozenset[str]:
         names = names.split()
     unknown = sorted(set(names) - permissions.ALL)
     if unknown:
-        raise ValueError(
+        raise InvalidValue(
             f"unknown permission(s) {', '.join(unknown)}; known: {', '.join(sorted(permissions.ALL))}"
         )
     return frozenset(names)

@@ -14,6 +14,8 @@ import time
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from tessera.index.errors import InvalidValue
+
 API_KEY_PREFIX = "tsk_"
 SESSION_PREFIX = "tss_"
 
@@ -25,7 +27,7 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 def hash_password(password: str) -> str:
     if len(password) < 8:
-        raise ValueError("a password has at least 8 characters")
+        raise InvalidValue("a password has at least 8 characters")
     return _hasher.hash(password)
 
 

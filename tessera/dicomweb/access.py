@@ -2,9 +2,10 @@
 
 `AccessMiddleware` runs before routing. It resolves the tenant from the path (`/t/{tenant}/...`,
 or the default tenant for `/dicomweb` and `/api/v1`), authenticates the request
-(tessera.auth.authenticate), checks the permission the resource needs, and leaves the Scope
-in the ASGI scope, where `tessera.dicomweb.context.scope_of` reads it. After the response it
-records the request in the audit trail (uploads, queries, study-level retrievals, denials).
+(tessera.auth.authenticate), checks the permission the answering route declares
+(tessera.dicomweb.gate), and leaves the Scope in the ASGI scope, where
+`tessera.dicomweb.context.scope_of` reads it. After the response it records the route's
+declared audit action (uploads, queries, study-level retrievals) and every denial.
 
 Only `/healthz`, `POST .../api/v1/login`, the viewer's static files (`/viewer/`) and CORS
 preflights (OPTIONS) pass without credentials.
@@ -16,21 +17,26 @@ import ipaddress
 import logging
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.archive import Archive
-from tessera.auth import permissions
 from tessera.auth.audit import AuditLog, Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, Identity, authenticate
 from tessera.auth.oidc import OidcValidator, validator_for
-from tessera.auth.scope import Scope as CallerScope
 from tessera.config import Settings
 from tessera.dicomweb.errors import problem
+from tessera.dicomweb.gate import (
+    AUDIT_RETRIEVE,
+    Matched,
+    audit_target,
+    denied_event,
+    route_gate,
+)
 from tessera.index.tenancy import TenantInfo, tenant_by_name
+from tessera.scope import Scope as CallerScope
 
 log = logging.getLogger(__name__)
 
@@ -105,39 +111,6 @@ def announce_access_mode(settings: Settings) -> None:
         )
 
 
-def required_permission(method: str, rest: str) -> str | None:
-    """The permission a resource needs; None: the handler checks (admin API)."""
-    if rest.startswith("/api/"):
-        return None
-    if method in ("GET", "HEAD"):
-        return permissions.READ
-    if method in ("POST", "PUT"):
-        return permissions.UPLOAD
-    return permissions.ADMIN
-
-
-def classify(method: str, rest: str, query_string: str) -> tuple[str, str] | None:
-    """(audit action, target) for a DICOMweb request; None when it is not audited here."""
-    if rest.startswith("/api/"):
-        return None
-    sub = rest[len("/dicomweb") :] if rest.startswith("/dicomweb") else rest
-    parts = [part for part in sub.split("/") if part]
-    study = parts[1] if len(parts) >= 2 and parts[0] == "studies" else ""
-    if method == "POST":
-        return "upload", study
-    if method not in ("GET", "HEAD"):
-        return None
-    if (parts and parts[0] == "wado") or (not parts and "requestType=" in query_string):
-        values = parse_qs(query_string)
-        return "retrieve", (values.get("studyUID") or [""])[0]
-    if not parts or parts[-1] in ("studies", "series", "instances"):
-        query = sub + ("?" + query_string if query_string else "")
-        return "query", query
-    if study:
-        return "retrieve", study
-    return None
-
-
 def _is_public(path: str, method: str) -> bool:
     """Requests that pass without credentials (health, CORS preflights, the viewer's files)."""
     return (
@@ -146,6 +119,11 @@ def _is_public(path: str, method: str) -> bool:
         or path == PUBLIC_PREFIXES[0].rstrip("/")
         or path.startswith(PUBLIC_PREFIXES)
     )
+
+
+def _remote(scope: Scope) -> str:
+    client = scope.get("client") or ("", 0)
+    return client[0] if client else ""
 
 
 def _anonymous_allowed(
@@ -162,7 +140,8 @@ def _anonymous_allowed(
 
 
 class AccessMiddleware:
-    """Per request: public? -> tenant -> authenticate -> permission -> the app -> audit."""
+    """Per request: public? -> tenant -> authenticate -> the route's permission -> the app ->
+    the route's audit action."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -181,40 +160,35 @@ class AccessMiddleware:
         if rest == LOGIN_PATH:
             await self.app(scope, receive, send)
             return
-        client = scope.get("client") or ("", 0)
-        remote = client[0] if client else ""
-        admitted = await self._admit(access, scope, tenant, rest, remote)
+        # The gate the answering route declares (None: no route, the app answers 404/405).
+        matched = route_gate(scope["app"].router.routes, scope)
+        admitted = await self._admit(access, scope, tenant, matched)
         if isinstance(admitted, Response):  # 401 or 403, already audited
             await admitted(scope, receive, send)
             return
         caller, identity = admitted
         scope[SCOPE_KEY] = caller
         scope[IDENTITY_KEY] = identity
-        await self._call_and_audit(
-            access, scope, receive, send, tenant, caller.principal, rest, remote
-        )
+        await self._call_and_audit(access, scope, receive, send, tenant, caller.principal, matched)
 
     async def _admit(
-        self, access: AccessControl, scope: Scope, tenant: TenantInfo, rest: str, remote: str
+        self, access: AccessControl, scope: Scope, tenant: TenantInfo, matched: Matched | None
     ) -> tuple[CallerScope, Identity] | Response:
-        """The caller's Scope and Identity, or the 401/403 answer (recorded as denied)."""
+        """The caller's Scope and Identity, or the 401/403 answer (recorded as denied). The
+        permission is the one the answering route declares (tessera.dicomweb.gate)."""
         try:
-            caller, identity = await self._authenticate(access, scope, tenant, remote)
+            caller, identity = await self._authenticate(access, scope, tenant)
         except AuthenticationFailed as exc:
-            self._record_denied(
-                access,
-                scope,
-                tenant.id,
-                exc.attempted,
-                remote,
-                "authenticate",
-                {"reason": exc.detail},
+            access.audit.add(
+                denied_event(
+                    scope, tenant.id, exc.attempted, {"reason": exc.detail}, "authenticate"
+                )
             )
             return problem(401, exc.detail, headers={"WWW-Authenticate": CHALLENGE})
-        needed = required_permission(scope["method"], rest)
+        needed = matched.gate.permission if matched is not None else None
         if needed is not None and not caller.can(needed):
-            self._record_denied(
-                access, scope, tenant.id, caller.principal, remote, "denied", {"permission": needed}
+            access.audit.add(
+                denied_event(scope, tenant.id, caller.principal, {"permission": needed})
             )
             return problem(403, f"this operation needs the '{needed}' permission")
         return caller, identity
@@ -231,10 +205,10 @@ class AccessMiddleware:
 
     @staticmethod
     async def _authenticate(
-        access: AccessControl, scope: Scope, tenant: TenantInfo, remote: str
+        access: AccessControl, scope: Scope, tenant: TenantInfo
     ) -> tuple[CallerScope, Identity]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        anonymous_allowed = _anonymous_allowed(access, tenant, remote, headers)
+        anonymous_allowed = _anonymous_allowed(access, tenant, _remote(scope), headers)
         authorization = headers.get("authorization")
         if authorization:  # a database look-up (or an OIDC key fetch): off the event loop
             return await run_in_threadpool(
@@ -247,28 +221,6 @@ class AccessMiddleware:
             )
         return authenticate(access.archive.database, tenant, None, anonymous_allowed)
 
-    @staticmethod
-    def _record_denied(
-        access: AccessControl,
-        scope: Scope,
-        tenant_id: int,
-        principal: str,
-        remote: str,
-        action: str,
-        detail: dict,
-    ) -> None:
-        access.audit.add(
-            Event(
-                tenant_id,
-                principal,
-                action,
-                "denied",
-                target=f"{scope['method']} {scope['path']}"[:512],
-                detail=detail,
-                remote_addr=remote,
-            )
-        )
-
     async def _call_and_audit(
         self,
         access: AccessControl,
@@ -277,10 +229,10 @@ class AccessMiddleware:
         send: Send,
         tenant: TenantInfo,
         principal: str,
-        rest: str,
-        remote: str,
+        matched: Matched | None,
     ) -> None:
-        """Run the app, then record the request with the status it answered."""
+        """Run the app, then record the route's declared audit action with the status it
+        answered."""
         status = 500
 
         async def send_capturing_status(message: Message) -> None:
@@ -289,24 +241,22 @@ class AccessMiddleware:
                 status = message["status"]
             await send(message)
 
-        method: str = scope["method"]
         try:
             await self.app(scope, receive, send_capturing_status)
         finally:
-            kind = classify(method, rest, scope.get("query_string", b"").decode("latin-1"))
-            if kind is not None:
-                action, target = kind
+            if matched is not None and matched.gate.action is not None:
+                action = matched.gate.action
                 outcome = "ok" if status < 400 else "denied" if status in (401, 403) else "failed"
                 event = Event(
                     tenant.id,
                     principal,
                     action,
                     outcome,
-                    target=target,
-                    detail={"status": status, "method": method},
-                    remote_addr=remote,
+                    target=audit_target(matched),
+                    detail={"status": status, "method": scope["method"]},
+                    remote_addr=_remote(scope),
                 )
-                if action == "retrieve":
+                if action == AUDIT_RETRIEVE:
                     access.audit.add_retrieval(event)
                 else:
                     access.audit.add(event)

@@ -7,26 +7,24 @@ appear in a response only once: the token of a login or a new API key.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from tessera.auth import directory as d
 from tessera.auth import permissions
 from tessera.auth.audit import Event, query_events, record_now
-from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed, login
+from tessera.auth.authenticate import AuthenticationFailed, login, scope_for_user
 from tessera.auth.delegation import require_permissions_within, require_within
 from tessera.auth.roles import parse_permissions
-from tessera.auth.scope import Scope
+from tessera.dicomweb.access import SCOPE_KEY
 from tessera.dicomweb.context import archive_of, identity_of, scope_of, tenant_of
-from tessera.dicomweb.errors import problem
+from tessera.dicomweb.errors import BadRequest, NotFound
+from tessera.dicomweb.gate import guarded
+from tessera.index import accounts
 from tessera.index.peers import (
     Peer,
     add_ae_title,
@@ -37,22 +35,19 @@ from tessera.index.peers import (
     remove_ae_title,
     remove_peer,
 )
+from tessera.index.sources import add_source, list_sources, source_names, update_source
 from tessera.index.tenancy import (
-    add_source,
+    create_tenant,
     duplicate_policy,
-    list_sources,
+    list_tenants,
     set_duplicate_policy,
-    source_pk_by_name,
     tenant_by_name,
 )
+from tessera.scope import Scope
 
 
 def _json(body: object, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-
-class BadRequest(ValueError):
-    pass
 
 
 async def _body(request: Request) -> dict:
@@ -81,35 +76,8 @@ def _field(body: dict, name: str, kind: type = str, required: bool = True):  # t
     return value
 
 
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def endpoint(permission: str | None) -> Callable[[Handler], Handler]:
-    """Checks the permission, and turns directory errors into 400 / 404 / 409."""
-
-    def wrap(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def run(request: Request) -> Response:
-            await scope_of(request, permission)
-            try:
-                return await handler(request)
-            except BadRequest as exc:
-                return problem(400, str(exc))
-            except d.NotFound as exc:
-                return problem(404, str(exc))
-            except (d.Conflict, IntegrityError) as exc:
-                detail = str(exc) if isinstance(exc, d.Conflict) else "conflicts with existing data"
-                return problem(409, detail)
-            except ValueError as exc:
-                return problem(400, str(exc))
-
-        return run
-
-    return wrap
-
-
 def _change(request: Request, action: str, target: str, detail: dict | None = None) -> Event:
-    scope = request.scope["tessera.scope"]
+    scope = request.scope[SCOPE_KEY]
     client = request.client
     return Event(
         scope.tenant_id,
@@ -147,10 +115,10 @@ async def _read(request: Request, work: Callable):  # type: ignore[no-untyped-de
 
 def _user_rights(conn, tenant_id: int, username: str) -> Scope:  # type: ignore[no-untyped-def]
     """The rights `username` holds now (NotFound when there is no such user)."""
-    user = d.get_user(conn, tenant_id, username)
+    user = accounts.get_user(conn, tenant_id, username)
     if user is None:
-        raise d.NotFound(f"no user {username!r}")
-    return d.scope_for_user(conn, user, username)
+        raise NotFound(f"no user {username!r}")
+    return scope_for_user(conn, user, username)
 
 
 def _peer_rights(conn, tenant_id: int, title: str) -> Scope | None:  # type: ignore[no-untyped-def]
@@ -179,12 +147,9 @@ def _peer_rights(conn, tenant_id: int, title: str) -> Scope | None:  # type: ign
 async def login_endpoint(request: Request) -> Response:
     archive = archive_of(request)
     tenant = tenant_of(request)
-    try:
-        body = await _body(request)
-        username = _field(body, "username")
-        password = _field(body, "password")
-    except BadRequest as exc:
-        return problem(400, str(exc))
+    body = await _body(request)
+    username = _field(body, "username")
+    password = _field(body, "password")
     lifetime = timedelta(seconds=archive.settings.session_ttl_seconds)
     client = request.client.host if request.client else ""
     access = request.app.state.access
@@ -192,9 +157,9 @@ async def login_endpoint(request: Request) -> Response:
         token, expires_at = await run_in_threadpool(
             login, archive.database, tenant, username, password, lifetime
         )
-    except AuthenticationFailed as exc:
+    except AuthenticationFailed:
         access.audit.add(Event(tenant.id, username[:64], "login", "denied", remote_addr=client))
-        return problem(401, exc.detail, headers={"WWW-Authenticate": CHALLENGE})
+        raise
     access.audit.add(Event(tenant.id, username, "login", "ok", remote_addr=client))
     return _json(
         {
@@ -207,21 +172,19 @@ async def login_endpoint(request: Request) -> Response:
     )
 
 
-@endpoint(None)
 async def logout(request: Request) -> Response:
     identity = identity_of(request)
     if identity is None or identity.method != "session" or identity.token_id is None:
-        return problem(400, "only a login token can be logged out (revoke API keys instead)")
+        raise BadRequest("only a login token can be logged out (revoke API keys instead)")
     tenant, token_id = tenant_of(request), identity.token_id
     await _write(
         request,
-        lambda conn: d.revoke_token(conn, tenant.id, token_id, kind="session"),
+        lambda conn: accounts.revoke_token(conn, tenant.id, token_id, kind="session"),
         _change(request, "logout", identity.username or ""),
     )
     return Response(status_code=204)
 
 
-@endpoint(None)
 async def me(request: Request) -> Response:
     scope = await scope_of(request)
     identity = identity_of(request)
@@ -230,7 +193,7 @@ async def me(request: Request) -> Response:
     def names(conn, keys):  # type: ignore[no-untyped-def]
         if keys is None:
             return None
-        return sorted(d.source_names(conn, tenant.id, keys))
+        return sorted(source_names(conn, tenant.id, keys))
 
     sources, upload_sources = await _read(
         request,
@@ -252,13 +215,11 @@ async def me(request: Request) -> Response:
 # --- tenants (system administrator) -------------------------------------------------------
 
 
-@endpoint(permissions.SYSTEM)
 async def tenants_list(request: Request) -> Response:
-    found = await _read(request, d.list_tenants)
+    found = await _read(request, list_tenants)
     return _json([{"name": t.name, "duplicate_policy": t.duplicate_policy} for t in found])
 
 
-@endpoint(permissions.SYSTEM)
 async def tenants_create(request: Request) -> Response:
     body = await _body(request)
     name = _field(body, "name")
@@ -267,9 +228,9 @@ async def tenants_create(request: Request) -> Response:
         raise BadRequest("'admin' must be an object with username and password")
 
     def work(conn):  # type: ignore[no-untyped-def]
-        tenant = d.create_tenant(conn, name)
+        tenant = create_tenant(conn, name)
         if admin:
-            d.create_user(
+            accounts.create_user(
                 conn, tenant.id, _field(admin, "username"), "admin", _field(admin, "password")
             )
         return tenant
@@ -281,14 +242,12 @@ async def tenants_create(request: Request) -> Response:
 # --- users ---------------------------------------------------------------------------------
 
 
-@endpoint(permissions.ADMIN)
 async def users_list(request: Request) -> Response:
     tenant = tenant_of(request)
-    users = await _read(request, lambda conn: d.list_users(conn, tenant.id))
+    users = await _read(request, lambda conn: accounts.list_users(conn, tenant.id))
     return _json([u.public() for u in users])
 
 
-@endpoint(permissions.ADMIN)
 async def users_create(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -301,9 +260,9 @@ async def users_create(request: Request) -> Response:
     caller = await scope_of(request)
 
     def work(conn):  # type: ignore[no-untyped-def]
-        d.create_user(conn, tenant.id, username, role, password, sources, upload_sources)
+        accounts.create_user(conn, tenant.id, username, role, password, sources, upload_sources)
         require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
-        return d.get_user(conn, tenant.id, username)
+        return accounts.get_user(conn, tenant.id, username)
 
     user = await _write(
         request,
@@ -318,17 +277,15 @@ async def users_create(request: Request) -> Response:
     return _json(user.public(), 201)
 
 
-@endpoint(permissions.ADMIN)
 async def users_get(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
-    user = await _read(request, lambda conn: d.get_user(conn, tenant.id, username))
+    user = await _read(request, lambda conn: accounts.get_user(conn, tenant.id, username))
     if user is None:
-        return problem(404, f"no user {username!r}")
+        raise NotFound(f"no user {username!r}")
     return _json(user.public())
 
 
-@endpoint(permissions.ADMIN)
 async def users_update(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
@@ -353,7 +310,7 @@ async def users_update(request: Request) -> Response:
     def work(conn):  # type: ignore[no-untyped-def]
         what = f"user {username!r}"
         require_within(caller, _user_rights(conn, tenant.id, username), what)
-        user = d.update_user(conn, tenant.id, username, changes)
+        user = accounts.update_user(conn, tenant.id, username, changes)
         require_within(caller, _user_rights(conn, tenant.id, username), what)
         return user
 
@@ -361,7 +318,6 @@ async def users_update(request: Request) -> Response:
     return _json(user.public())
 
 
-@endpoint(permissions.ADMIN)
 async def users_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
@@ -369,7 +325,7 @@ async def users_delete(request: Request) -> Response:
 
     def work(conn):  # type: ignore[no-untyped-def]
         require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
-        d.delete_user(conn, tenant.id, username)
+        accounts.delete_user(conn, tenant.id, username)
 
     await _write(request, work, _change(request, "admin.user.delete", username))
     return Response(status_code=204)
@@ -378,13 +334,11 @@ async def users_delete(request: Request) -> Response:
 # --- roles ---------------------------------------------------------------------------------
 
 
-@endpoint(permissions.ADMIN)
 async def roles_list(request: Request) -> Response:
     tenant = tenant_of(request)
-    return _json(await _read(request, lambda conn: d.list_roles(conn, tenant.id)))
+    return _json(await _read(request, lambda conn: accounts.list_roles(conn, tenant.id)))
 
 
-@endpoint(permissions.ADMIN)
 async def roles_put(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
@@ -394,12 +348,12 @@ async def roles_put(request: Request) -> Response:
     caller = await scope_of(request)
 
     def work(conn):  # type: ignore[no-untyped-def]
-        held = d.role_permissions(conn, tenant.id, name)
+        held = accounts.role_permissions(conn, tenant.id, name)
         if held is not None:
             require_permissions_within(caller, held, f"role {name!r}")
         # Unknown names are a 400 before they can be a 403.
         require_permissions_within(caller, parse_permissions(perms), f"role {name!r}")
-        return d.save_role(conn, tenant.id, name, perms, description)
+        return accounts.save_role(conn, tenant.id, name, perms, description)
 
     created = await _write(
         request, work, _change(request, "admin.role.save", name, {"permissions": perms})
@@ -410,17 +364,16 @@ async def roles_put(request: Request) -> Response:
     )
 
 
-@endpoint(permissions.ADMIN)
 async def roles_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
     caller = await scope_of(request)
 
     def work(conn):  # type: ignore[no-untyped-def]
-        held = d.role_permissions(conn, tenant.id, name)
+        held = accounts.role_permissions(conn, tenant.id, name)
         if held is not None:
             require_permissions_within(caller, held, f"role {name!r}")
-        d.delete_role(conn, tenant.id, name)
+        accounts.delete_role(conn, tenant.id, name)
 
     await _write(request, work, _change(request, "admin.role.delete", name))
     return Response(status_code=204)
@@ -429,30 +382,26 @@ async def roles_delete(request: Request) -> Response:
 # --- sources -------------------------------------------------------------------------------
 
 
-@endpoint(permissions.ADMIN)
 async def sources_list(request: Request) -> Response:
     tenant = tenant_of(request)
     rows = await _read(request, lambda conn: list_sources(conn, tenant.id))
     return _json([{"name": name, "description": description} for name, description in rows])
 
 
-@endpoint(permissions.ADMIN)
 async def sources_create(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
     name = _field(body, "name")
     description = _field(body, "description", required=False) or ""
 
-    def work(conn):  # type: ignore[no-untyped-def]
-        if source_pk_by_name(conn, tenant.id, name) is not None:
-            raise d.Conflict(f"source {name!r} already exists")
-        add_source(conn, tenant.id, name, description)
-
-    await _write(request, work, _change(request, "admin.source.create", name))
+    await _write(
+        request,
+        lambda conn: add_source(conn, tenant.id, name, description),
+        _change(request, "admin.source.create", name),
+    )
     return _json({"name": name, "description": description}, 201)
 
 
-@endpoint(permissions.ADMIN)
 async def sources_update(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
@@ -460,7 +409,7 @@ async def sources_update(request: Request) -> Response:
     description = _field(body, "description")
     await _write(
         request,
-        lambda conn: d.update_source(conn, tenant.id, name, description),
+        lambda conn: update_source(conn, tenant.id, name, description),
         _change(request, "admin.source.update", name),
     )
     return _json({"name": name, "description": description})
@@ -469,13 +418,11 @@ async def sources_update(request: Request) -> Response:
 # --- API keys ------------------------------------------------------------------------------
 
 
-@endpoint(permissions.ADMIN)
 async def keys_list(request: Request) -> Response:
     tenant = tenant_of(request)
-    return _json(await _read(request, lambda conn: d.list_api_keys(conn, tenant.id)))
+    return _json(await _read(request, lambda conn: accounts.list_api_keys(conn, tenant.id)))
 
 
-@endpoint(permissions.ADMIN)
 async def keys_create(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -489,8 +436,8 @@ async def keys_create(request: Request) -> Response:
 
     def work(conn):  # type: ignore[no-untyped-def]
         require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
-        user = d.get_user(conn, tenant.id, username)
-        return d.issue_token(conn, tenant.id, user.id, "api_key", name, lifetime)
+        user = accounts.get_user(conn, tenant.id, username)
+        return accounts.issue_token(conn, tenant.id, user.id, "api_key", name, lifetime)
 
     key_id, token, expires_at = await _write(
         request, work, _change(request, "admin.api_key.create", username, {"name": name})
@@ -508,20 +455,19 @@ async def keys_create(request: Request) -> Response:
     )
 
 
-@endpoint(permissions.ADMIN)
 async def keys_revoke(request: Request) -> Response:
     tenant = tenant_of(request)
     try:
         key_id = int(request.path_params["key_id"])
     except ValueError:
-        return problem(404, "no such API key")
+        raise NotFound("no such API key") from None
     caller = await scope_of(request)
 
     def work(conn):  # type: ignore[no-untyped-def]
-        owner = d.api_key_owner(conn, tenant.id, key_id)
+        owner = accounts.api_key_owner(conn, tenant.id, key_id)
         if owner is not None:
             require_within(caller, _user_rights(conn, tenant.id, owner), f"user {owner!r}")
-        d.revoke_token(conn, tenant.id, key_id)
+        accounts.revoke_token(conn, tenant.id, key_id)
 
     await _write(request, work, _change(request, "admin.api_key.revoke", str(key_id)))
     return Response(status_code=204)
@@ -530,14 +476,12 @@ async def keys_revoke(request: Request) -> Response:
 # --- policies ------------------------------------------------------------------------------
 
 
-@endpoint(permissions.ADMIN)
 async def policies_get(request: Request) -> Response:
     tenant = tenant_of(request)
     policy = await _read(request, lambda conn: duplicate_policy(conn, tenant.id))
     return _json({"duplicate_policy": policy})
 
 
-@endpoint(permissions.ADMIN)
 async def policies_put(request: Request) -> Response:
     tenant = tenant_of(request)
     body = await _body(request)
@@ -567,24 +511,21 @@ def _peer_json(peer: Peer) -> dict:
     }
 
 
-@endpoint(permissions.ADMIN)
 async def peers_list(request: Request) -> Response:
     tenant = tenant_of(request)
     found = await _read(request, lambda conn: list_peers(conn, tenant.id))
     return _json([_peer_json(peer) for peer in found])
 
 
-@endpoint(permissions.ADMIN)
 async def peers_get(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
     peer = await _read(request, lambda conn: peer_by_ae_title(conn, tenant.id, title))
     if peer is None:
-        return problem(404, f"no peer {title!r}")
+        raise NotFound(f"no peer {title!r}")
     return _json(_peer_json(peer))
 
 
-@endpoint(permissions.ADMIN)
 async def peers_put(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
@@ -622,7 +563,6 @@ async def peers_put(request: Request) -> Response:
     return _json(_peer_json(peer), 200 if existed else 201)
 
 
-@endpoint(permissions.ADMIN)
 async def peers_delete(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
@@ -632,7 +572,7 @@ async def peers_delete(request: Request) -> Response:
     def work(conn):  # type: ignore[no-untyped-def]
         before = _peer_rights(conn, tenant.id, title)
         if before is None:
-            raise d.NotFound(f"no peer {title!r}")
+            raise NotFound(f"no peer {title!r}")
         require_within(caller, before, f"peer {title!r}")
         remove_peer(conn, tenant.id, title)
 
@@ -640,13 +580,11 @@ async def peers_delete(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@endpoint(permissions.SYSTEM)
 async def ae_titles_list(request: Request) -> Response:
     rows = await _read(request, list_ae_titles)
     return _json([{"ae_title": title, "tenant": tenant} for title, tenant in rows])
 
 
-@endpoint(permissions.SYSTEM)
 async def ae_titles_put(request: Request) -> Response:
     """Which tenant a called AE title selects (unique across tenants: system only)."""
     title = request.path_params["ae_title"]
@@ -665,7 +603,6 @@ async def ae_titles_put(request: Request) -> Response:
     return _json({"ae_title": title.strip(), "tenant": tenant_name}, 201)
 
 
-@endpoint(permissions.SYSTEM)
 async def ae_titles_delete(request: Request) -> Response:
     title = request.path_params["ae_title"]
 
@@ -675,7 +612,7 @@ async def ae_titles_delete(request: Request) -> Response:
                 target = tenant_by_name(conn, tenant_name)
                 remove_ae_title(conn, target.id, title)  # type: ignore[union-attr]
                 return
-        raise d.NotFound(f"no AE title {title!r}")
+        raise NotFound(f"no AE title {title!r}")
 
     await _write(request, work, _change(request, "admin.ae_title.delete", title))
     return Response(status_code=204)
@@ -684,7 +621,6 @@ async def ae_titles_delete(request: Request) -> Response:
 # --- audit ---------------------------------------------------------------------------------
 
 
-@endpoint(permissions.ADMIN)
 async def audit_list(request: Request) -> Response:
     tenant = tenant_of(request)
     params = request.query_params
@@ -709,34 +645,39 @@ async def audit_list(request: Request) -> Response:
     return _json(events)
 
 
+SYSTEM, ADMIN = permissions.SYSTEM, permissions.ADMIN
+
+# Each route's permission, checked at the gate (tessera.dicomweb.gate) before the handler
+# runs. None: any authenticated caller (login itself passes without credentials). Admin
+# changes record their own audit events, in the transaction of the change (_write).
 routes = [
-    Route("/login", login_endpoint, methods=["POST"]),
-    Route("/logout", logout, methods=["POST"]),
-    Route("/me", me, methods=["GET"]),
-    Route("/tenants", tenants_list, methods=["GET"]),
-    Route("/tenants", tenants_create, methods=["POST"]),
-    Route("/users", users_list, methods=["GET"]),
-    Route("/users", users_create, methods=["POST"]),
-    Route("/users/{username}", users_get, methods=["GET"]),
-    Route("/users/{username}", users_update, methods=["PATCH"]),
-    Route("/users/{username}", users_delete, methods=["DELETE"]),
-    Route("/roles", roles_list, methods=["GET"]),
-    Route("/roles/{name}", roles_put, methods=["PUT"]),
-    Route("/roles/{name}", roles_delete, methods=["DELETE"]),
-    Route("/sources", sources_list, methods=["GET"]),
-    Route("/sources", sources_create, methods=["POST"]),
-    Route("/sources/{name}", sources_update, methods=["PATCH"]),
-    Route("/api-keys", keys_list, methods=["GET"]),
-    Route("/api-keys", keys_create, methods=["POST"]),
-    Route("/api-keys/{key_id}", keys_revoke, methods=["DELETE"]),
-    Route("/policies", policies_get, methods=["GET"]),
-    Route("/policies", policies_put, methods=["PUT"]),
-    Route("/peers", peers_list, methods=["GET"]),
-    Route("/peers/{ae_title}", peers_get, methods=["GET"]),
-    Route("/peers/{ae_title}", peers_put, methods=["PUT"]),
-    Route("/peers/{ae_title}", peers_delete, methods=["DELETE"]),
-    Route("/ae-titles", ae_titles_list, methods=["GET"]),
-    Route("/ae-titles/{ae_title}", ae_titles_put, methods=["PUT"]),
-    Route("/ae-titles/{ae_title}", ae_titles_delete, methods=["DELETE"]),
-    Route("/audit", audit_list, methods=["GET"]),
+    guarded("/login", login_endpoint, methods=["POST"], permission=None),
+    guarded("/logout", logout, methods=["POST"], permission=None),
+    guarded("/me", me, methods=["GET"], permission=None),
+    guarded("/tenants", tenants_list, methods=["GET"], permission=SYSTEM),
+    guarded("/tenants", tenants_create, methods=["POST"], permission=SYSTEM),
+    guarded("/users", users_list, methods=["GET"], permission=ADMIN),
+    guarded("/users", users_create, methods=["POST"], permission=ADMIN),
+    guarded("/users/{username}", users_get, methods=["GET"], permission=ADMIN),
+    guarded("/users/{username}", users_update, methods=["PATCH"], permission=ADMIN),
+    guarded("/users/{username}", users_delete, methods=["DELETE"], permission=ADMIN),
+    guarded("/roles", roles_list, methods=["GET"], permission=ADMIN),
+    guarded("/roles/{name}", roles_put, methods=["PUT"], permission=ADMIN),
+    guarded("/roles/{name}", roles_delete, methods=["DELETE"], permission=ADMIN),
+    guarded("/sources", sources_list, methods=["GET"], permission=ADMIN),
+    guarded("/sources", sources_create, methods=["POST"], permission=ADMIN),
+    guarded("/sources/{name}", sources_update, methods=["PATCH"], permission=ADMIN),
+    guarded("/api-keys", keys_list, methods=["GET"], permission=ADMIN),
+    guarded("/api-keys", keys_create, methods=["POST"], permission=ADMIN),
+    guarded("/api-keys/{key_id}", keys_revoke, methods=["DELETE"], permission=ADMIN),
+    guarded("/policies", policies_get, methods=["GET"], permission=ADMIN),
+    guarded("/policies", policies_put, methods=["PUT"], permission=ADMIN),
+    guarded("/peers", peers_list, methods=["GET"], permission=ADMIN),
+    guarded("/peers/{ae_title}", peers_get, methods=["GET"], permission=ADMIN),
+    guarded("/peers/{ae_title}", peers_put, methods=["PUT"], permission=ADMIN),
+    guarded("/peers/{ae_title}", peers_delete, methods=["DELETE"], permission=ADMIN),
+    guarded("/ae-titles", ae_titles_list, methods=["GET"], permission=SYSTEM),
+    guarded("/ae-titles/{ae_title}", ae_titles_put, methods=["PUT"], permission=SYSTEM),
+    guarded("/ae-titles/{ae_title}", ae_titles_delete, methods=["DELETE"], permission=SYSTEM),
+    guarded("/audit", audit_list, methods=["GET"], permission=ADMIN),
 ]

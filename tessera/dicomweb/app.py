@@ -8,25 +8,35 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ExceptionHandler
 
 from tessera import __version__
 from tessera.archive import Archive
-from tessera.auth.audit import Event
 from tessera.auth.authenticate import CHALLENGE, AuthenticationFailed
 from tessera.auth.permissions import PermissionDenied
 from tessera.config import Settings
 from tessera.dicomweb import admin_api, orders_api, qido, stow, wado
-from tessera.dicomweb.access import AccessControl, AccessMiddleware
+from tessera.dicomweb.access import SCOPE_KEY, AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
-from tessera.dicomweb.errors import problem
+from tessera.dicomweb.errors import ClientError, problem
+from tessera.dicomweb.gate import denied_event
+from tessera.dicomweb.negotiation import AcceptError
+from tessera.index.errors import Conflict as RowConflict
+from tessera.index.errors import InvalidValue
+from tessera.index.errors import NotFound as NoSuchRow
+from tessera.index.peers import PeerError
+from tessera.index.query import QueryError
+from tessera.storage.transcode import TranscodeError
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +75,61 @@ async def _unauthenticated(request: Request, exc: Exception) -> Response:
 
 
 async def _forbidden(request: Request, exc: Exception) -> Response:
-    scope = request.scope.get("tessera.scope")
+    """A handler found the caller lacking (an admin handing out rights they do not hold);
+    the route's own permission was already checked at the gate."""
+    scope = request.scope.get(SCOPE_KEY)
     if scope is not None:
         request.app.state.access.audit.add(
-            Event(
+            denied_event(
+                request.scope,
                 scope.tenant_id,
                 scope.principal,
-                "denied",
-                "denied",
-                target=f"{request.method} {request.url.path}"[:512],
-                detail={"permission": getattr(exc, "permission", "")},
-                remote_addr=request.client.host if request.client else "",
+                {"permission": getattr(exc, "permission", "")},
             )
         )
     return problem(403, str(exc))
+
+
+async def _client_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ClientError)
+    return exc.response()
+
+
+def _answer(status: int, fixed_detail: str | None = None) -> ExceptionHandler:
+    """A handler answering `status` with the exception's text (or `fixed_detail`)."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        return problem(status, fixed_detail or str(exc))
+
+    return handler
+
+
+async def _invalid_query(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, QueryError)
+    return problem(400, f"invalid query parameter {exc.parameter!r}: {exc.reason}")
+
+
+# Where an exception becomes a response: the ONE table. Starlette picks the entry of the
+# exception's most specific class. Anything not here is a 500 (tessera.dicomweb.error_boundary).
+EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
+    404: _not_found,
+    405: _method_not_allowed,
+    500: _server_error,
+    AuthenticationFailed: _unauthenticated,
+    PermissionDenied: _forbidden,
+    ClientError: _client_error,
+    # Lower layers' errors a client can cause.
+    QueryError: _invalid_query,
+    AcceptError: _answer(400),
+    TranscodeError: _answer(406),
+    NoSuchRow: _answer(404),
+    RowConflict: _answer(409),
+    IntegrityError: _answer(409, "conflicts with existing data"),
+    # Values the index and auth layers refuse (names, roles, sources, passwords, peers).
+    InvalidValue: _answer(400),
+    PeerError: _answer(400),
+    # A bare ValueError is not here: it is a bug, and answers 500.
+}
 
 
 DEFAULT_DICOMWEB_ROOT = "/dicomweb"
@@ -155,11 +206,5 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
             Middleware(ErrorBoundary),
             Middleware(AccessMiddleware),
         ],
-        exception_handlers={
-            404: _not_found,
-            405: _method_not_allowed,
-            500: _server_error,
-            AuthenticationFailed: _unauthenticated,
-            PermissionDenied: _forbidden,
-        },
+        exception_handlers=EXCEPTION_HANDLERS,
     )

@@ -10,33 +10,31 @@ from starlette.requests import Request
 
 from tessera.archive import Archive
 from tessera.auth.authenticate import AuthenticationFailed, Identity
-from tessera.auth.permissions import PermissionDenied
-from tessera.auth.scope import Scope
+from tessera.dicomweb.access import IDENTITY_KEY, SCOPE_KEY, TENANT_KEY
 from tessera.index.tenancy import TenantInfo
+from tessera.scope import Scope
 
 
 def archive_of(request: Request) -> Archive:
     return request.app.state.archive
 
 
-async def scope_of(request: Request, permission: str | None = None) -> Scope:
-    """The caller's Scope (tenant, visible and upload sources, permissions). With
-    `permission`, raises PermissionDenied (answered 403) when the caller lacks it."""
-    scope = request.scope.get("tessera.scope")
+async def scope_of(request: Request) -> Scope:
+    """The caller's Scope (tenant, visible and upload sources, permissions). The route's
+    permission was checked at the gate (tessera.dicomweb.gate) before the handler ran."""
+    scope = request.scope.get(SCOPE_KEY)
     if scope is None:
         # Only public paths skip authentication; a handler there must not ask for a Scope.
         raise AuthenticationFailed("authentication required")
-    if permission is not None and not scope.can(permission):
-        raise PermissionDenied(permission)
     return scope
 
 
 def identity_of(request: Request) -> Identity | None:
     """How the caller authenticated (user name, method, token), None on public paths."""
-    return request.scope.get("tessera.identity")
+    return request.scope.get(IDENTITY_KEY)
 
 
 def tenant_of(request: Request) -> TenantInfo:
     """The tenant whose root the request addressed (`/t/{tenant}/...` or the default)."""
-    tenant = request.scope.get("tessera.tenant")
+    tenant = request.scope.get(TENANT_KEY)
     return tenant if tenant is not None else archive_of(request).default_tenant

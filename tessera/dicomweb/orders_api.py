@@ -1,58 +1,30 @@
 """The orders REST API (JSON) at `{api}/orders`, beside the admin API: create, search, get,
 update while scheduled, cancel or change status, attach a study, status history.
 
-Permission `orders` to create and change, `read` to see. A source-locked caller sees only
-its sources' orders; any other order answers 404, like one that does not exist. Every
-change is written to the audit trail in its transaction. See docs/orders.md.
+Permission `orders` to create and change, `read` to see, declared on the routes (the gate,
+`tessera.dicomweb.gate`); handlers raise and the app's one error table answers. A
+source-locked caller sees only its sources' orders; any other order answers 404, like one
+that does not exist. Every change is written to the audit trail in its transaction. See
+docs/orders.md.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from tessera.auth import permissions as p
-from tessera.dicomweb.admin_api import BadRequest, _body, _change, _json, _read, _write
+from tessera.auth.permissions import ORDERS, READ
+from tessera.dicomweb.admin_api import _body, _change, _json, _read, _write
 from tessera.dicomweb.context import scope_of
-from tessera.dicomweb.errors import problem
+from tessera.dicomweb.errors import BadRequest
+from tessera.dicomweb.gate import guarded
 from tessera.index.order_store import SORT_KEYS, Order, OrderSearch
 from tessera.index.orders import STATUSES
-from tessera.index.tenancy import source_pk_by_name
+from tessera.index.sources import source_pk_by_name
 from tessera.services import orders as o
 
-# Client errors -> HTTP status (one place; moves to dicomweb/errors.py with the common map).
-CLIENT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
-    (BadRequest, 400),
-    (o.InvalidOrder, 400),
-    (o.OrderNotFound, 404),
-    (o.OrderConflict, 409),
-)
 MAX_PAGE = 1000
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def orders_endpoint(permission: str) -> Callable[[Handler], Handler]:
-    def wrap(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def run(request: Request) -> Response:
-            await scope_of(request, permission)
-            try:
-                return await handler(request)
-            except Exception as exc:
-                for kind, status in CLIENT_ERRORS:
-                    if isinstance(exc, kind):
-                        return problem(status, str(exc))
-                raise
-
-        return run
-
-    return wrap
 
 
 def order_json(order: Order) -> dict:
@@ -176,7 +148,6 @@ def parse_search(params) -> tuple[OrderSearch, str | None]:
     return search, params.get("source")
 
 
-@orders_endpoint(p.READ)
 async def orders_search(request: Request) -> Response:
     scope = await scope_of(request)
     search, source = parse_search(request.query_params)
@@ -193,7 +164,6 @@ async def orders_search(request: Request) -> Response:
     return _json([order_json(order) for order in found])
 
 
-@orders_endpoint(p.ORDERS)
 async def orders_create(request: Request) -> Response:
     scope = await scope_of(request)
     body = await _body(request)
@@ -210,7 +180,6 @@ async def orders_create(request: Request) -> Response:
     return _json(order_json(order), 201 if created else 200)
 
 
-@orders_endpoint(p.READ)
 async def orders_get(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
@@ -218,7 +187,6 @@ async def orders_get(request: Request) -> Response:
     return _json(order_json(order))
 
 
-@orders_endpoint(p.ORDERS)
 async def orders_update(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
@@ -239,7 +207,6 @@ async def _reason(request: Request) -> str:
     return reason[:512]
 
 
-@orders_endpoint(p.ORDERS)
 async def orders_cancel(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
@@ -252,7 +219,6 @@ async def orders_cancel(request: Request) -> Response:
     return _json(order_json(order))
 
 
-@orders_endpoint(p.ORDERS)
 async def orders_status(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
@@ -269,7 +235,6 @@ async def orders_status(request: Request) -> Response:
     return _json(order_json(order))
 
 
-@orders_endpoint(p.ORDERS)
 async def orders_attach_study(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
@@ -288,7 +253,6 @@ async def orders_attach_study(request: Request) -> Response:
     return _json(order_json(order))
 
 
-@orders_endpoint(p.READ)
 async def orders_history(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
@@ -296,12 +260,12 @@ async def orders_history(request: Request) -> Response:
 
 
 routes = [
-    Route("/orders", orders_search, methods=["GET"]),
-    Route("/orders", orders_create, methods=["POST"]),
-    Route("/orders/{order_id}", orders_get, methods=["GET"]),
-    Route("/orders/{order_id}", orders_update, methods=["PATCH"]),
-    Route("/orders/{order_id}/cancel", orders_cancel, methods=["POST"]),
-    Route("/orders/{order_id}/status", orders_status, methods=["POST"]),
-    Route("/orders/{order_id}/study", orders_attach_study, methods=["POST"]),
-    Route("/orders/{order_id}/history", orders_history, methods=["GET"]),
+    guarded("/orders", orders_search, methods=["GET"], permission=READ),
+    guarded("/orders", orders_create, methods=["POST"], permission=ORDERS),
+    guarded("/orders/{order_id}", orders_get, methods=["GET"], permission=READ),
+    guarded("/orders/{order_id}", orders_update, methods=["PATCH"], permission=ORDERS),
+    guarded("/orders/{order_id}/cancel", orders_cancel, methods=["POST"], permission=ORDERS),
+    guarded("/orders/{order_id}/status", orders_status, methods=["POST"], permission=ORDERS),
+    guarded("/orders/{order_id}/study", orders_attach_study, methods=["POST"], permission=ORDERS),
+    guarded("/orders/{order_id}/history", orders_history, methods=["GET"], permission=READ),
 ]

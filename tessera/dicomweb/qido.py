@@ -9,15 +9,18 @@ additional results that can be requested"`.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tessera.auth import permissions
+from tessera.auth.permissions import READ
 from tessera.dicomweb.context import archive_of, scope_of
-from tessera.dicomweb.errors import problem
+from tessera.dicomweb.errors import BadRequest, NotAcceptable
+from tessera.dicomweb.gate import AUDIT_QUERY, guarded
 from tessera.dicomweb.media_type import (
     DICOM_JSON,
     QualityError,
@@ -27,7 +30,7 @@ from tessera.dicomweb.media_type import (
 )
 from tessera.dicomweb.qido_params import parse_search
 from tessera.dicomweb.urls import dicomweb_root
-from tessera.index.query import Level, QueryError
+from tessera.index.query import Level
 from tessera.index.query_sql import QueryPage, run_query
 
 MORE_RESULTS_WARNING = '299 tessera: "There are additional results that can be requested"'
@@ -48,18 +51,13 @@ def _acceptable(request: Request) -> bool:
 
 async def _search(request: Request, level: Level) -> Response:
     scope = await scope_of(request)
-    if not scope.can(permissions.READ):
-        return problem(403, "searching needs the 'read' permission")
     try:
         acceptable = _acceptable(request)
     except QualityError as exc:
-        return problem(400, f"{exc} in Accept")
+        raise BadRequest(f"{exc} in Accept") from exc
     if not acceptable:
-        return problem(406, f"QIDO-RS answers in {DICOM_JSON} only")
-    try:
-        query = parse_search(level, request.url.query, request.path_params)
-    except QueryError as exc:
-        return problem(400, f"invalid query parameter {exc.parameter!r}: {exc.reason}")
+        raise NotAcceptable(f"QIDO-RS answers in {DICOM_JSON} only")
+    query = parse_search(level, request.url.query, request.path_params)  # QueryError: 400
     archive = archive_of(request)
     root = dicomweb_root(request)
 
@@ -89,11 +87,15 @@ async def search_instances(request: Request) -> Response:
     return await _search(request, Level.INSTANCE)
 
 
+def _search_route(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
+    return guarded(path, endpoint, methods=["GET"], permission=READ, action=AUDIT_QUERY)
+
+
 routes = [
-    Route("/studies", search_studies, methods=["GET"]),
-    Route("/series", search_series, methods=["GET"]),
-    Route("/instances", search_instances, methods=["GET"]),
-    Route("/studies/{study}/series", search_series, methods=["GET"]),
-    Route("/studies/{study}/instances", search_instances, methods=["GET"]),
-    Route("/studies/{study}/series/{series}/instances", search_instances, methods=["GET"]),
+    _search_route("/studies", search_studies),
+    _search_route("/series", search_series),
+    _search_route("/instances", search_instances),
+    _search_route("/studies/{study}/series", search_series),
+    _search_route("/studies/{study}/instances", search_instances),
+    _search_route("/studies/{study}/series/{series}/instances", search_instances),
 ]

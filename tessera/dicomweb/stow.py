@@ -18,10 +18,11 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from tessera.auth.permissions import UPLOAD
 from tessera.dicomweb.context import archive_of, scope_of
-from tessera.dicomweb.errors import problem
+from tessera.dicomweb.errors import BadRequest, ClientError, UnsupportedMediaType
+from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.dicomweb.media_type import DICOM_JSON, parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
 from tessera.dicomweb.urls import dicomweb_root
@@ -46,37 +47,36 @@ async def store_instances(request: Request) -> Response:
     scope = await scope_of(request)
     study_uid = request.path_params.get("study")
     if study_uid is not None and uid_problem(study_uid):
-        return problem(
-            400, f"StudyInstanceUID in the path is not a valid UID ({uid_problem(study_uid)})"
+        raise BadRequest(
+            f"StudyInstanceUID in the path is not a valid UID ({uid_problem(study_uid)})"
         )
 
     media_type, params = parse_media_type(request.headers.get("content-type", ""))
     if media_type not in ("multipart/related", "application/dicom"):
-        return problem(
-            415,
+        raise UnsupportedMediaType(
             'Content-Type must be multipart/related; type="application/dicom" '
             f"(got {media_type or 'none'})",
         )
     part_type = params.get("type", "application/dicom").lower()
     if media_type == "multipart/related" and part_type != "application/dicom":
-        return problem(415, f"only application/dicom parts are accepted (type={part_type})")
+        raise UnsupportedMediaType(f"only application/dicom parts are accepted (type={part_type})")
     limit = archive.settings.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
             if int(declared) > limit:
-                return problem(
+                raise ClientError(
                     413, f"request body of {declared} bytes exceeds the limit of {limit}"
                 )
         except ValueError:
-            return problem(400, "Content-Length is not a number")
+            raise BadRequest("Content-Length is not a number") from None
 
     try:
         source_pk = await run_in_threadpool(
             resolve_upload_source, archive, scope, request.query_params.get("source")
         )
     except UnknownSource as exc:
-        return problem(400, str(exc))
+        raise BadRequest(str(exc)) from exc
 
     order_id = None
     if "order" in request.query_params:
@@ -85,7 +85,7 @@ async def store_instances(request: Request) -> Response:
                 _open_order, archive, scope, request.query_params["order"]
             )
         except (OrderNotFound, OrderConflict) as exc:
-            return problem(400, f"order: {exc}")
+            raise BadRequest(f"order: {exc}") from exc
 
     async def ingest(spool: SpoolFile) -> StoreOutcome:
         return await run_in_threadpool(
@@ -105,12 +105,12 @@ async def store_instances(request: Request) -> Response:
     else:
         boundary = params.get("boundary")
         if not boundary:
-            return problem(400, "multipart/related Content-Type has no boundary parameter")
+            raise BadRequest("multipart/related Content-Type has no boundary parameter")
         outcomes, warning, status = await _receive_multipart(
             request, boundary, archive.spool_dir, limit, ingest
         )
     if status is not None and not outcomes:
-        return problem(status, warning or "request rejected")
+        raise ClientError(status, warning or "request rejected")
     return _store_response(request, outcomes, warning, study_uid, status)
 
 
@@ -362,6 +362,12 @@ def _is_syntax_failure(outcome: StoreOutcome) -> bool:
 
 
 routes = [
-    Route("/studies", store_instances, methods=["POST"]),
-    Route("/studies/{study}", store_instances, methods=["POST"]),
+    guarded("/studies", store_instances, methods=["POST"], permission=UPLOAD, action=AUDIT_UPLOAD),
+    guarded(
+        "/studies/{study}",
+        store_instances,
+        methods=["POST"],
+        permission=UPLOAD,
+        action=AUDIT_UPLOAD,
+    ),
 ]

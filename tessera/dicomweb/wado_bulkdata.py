@@ -21,17 +21,16 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, multipart_writer
+from tessera.dicomweb.context import scope_of
+from tessera.dicomweb.errors import ClientError
 from tessera.dicomweb.media_type import OCTET_STREAM
 from tessera.dicomweb.negotiation import BULK_DATA, acceptable, media_type_for_syntax
 from tessera.dicomweb.wado_common import (
-    WadoError,
     archive_of,
     in_read_transaction,
     instance_path_uids,
     not_acceptable,
     not_found,
-    reader_scope,
-    wado_endpoint,
 )
 from tessera.dicomweb.wado_instances import stream_blob
 from tessera.index.retrieve import RetrievedInstance, resolve_instance
@@ -54,14 +53,14 @@ def _value_location(store: BlobStore, item: RetrievedInstance, tag: int) -> tupl
         )
         raw = dataset._dict.get(Tag(tag))  # raw element: value not converted yet
         if raw is None:
-            raise WadoError(404, f"the instance has no top-level element {tag:08X}")
+            raise ClientError(404, f"the instance has no top-level element {tag:08X}")
         if isinstance(raw, RawDataElement) and raw.value is None and not deflated:
             return raw.value_tell, raw.length
         element = dataset[tag]
         value = element.value
         if isinstance(value, bytes | bytearray):
             return bytes(value)
-        raise WadoError(404, f"element {tag:08X} is not bulk data (VR {element.VR})")
+        raise ClientError(404, f"element {tag:08X} is not bulk data (VR {element.VR})")
 
 
 def _pixel_value_range(item: RetrievedInstance) -> tuple[int, int] | None:
@@ -84,29 +83,29 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not first:
         length = min(int(last), size)
         if length == 0:
-            raise WadoError(416, "empty suffix range", {"Content-Range": f"bytes */{size}"})
+            raise ClientError(416, "empty suffix range", {"Content-Range": f"bytes */{size}"})
         return size - length, length
     start = int(first)
     end = min(int(last), size - 1) if last else size - 1
     if start >= size or end < start:
-        raise WadoError(
+        raise ClientError(
             416, f"range {header} is outside 0..{size - 1}", {"Content-Range": f"bytes */{size}"}
         )
     return start, end - start + 1
 
 
-async def _bulk(request: Request) -> Response:
+async def retrieve_bulk_data(request: Request) -> Response:
     study, series, instance = instance_path_uids(request)
     text = request.path_params["tag"]
     if not _TAG_RE.match(text):
-        raise WadoError(400, f"bulk data tag {text!r} is not 8 hexadecimal digits")
+        raise ClientError(400, f"bulk data tag {text!r} is not 8 hexadecimal digits")
     tag = int(text, 16)
     accept = request.headers.get("accept")
     candidates = acceptable(accept, BULK_DATA)
     if not candidates:
         raise not_acceptable(accept, "bulk data")
     rep = candidates[0]
-    scope = await reader_scope(request)
+    scope = await scope_of(request)
     archive = archive_of(request)
     store = archive.blob_store
     item = await in_read_transaction(
@@ -206,6 +205,3 @@ def _encapsulated_frames(
 
 
 __all__ = ["retrieve_bulk_data", "stream_blob"]
-
-
-retrieve_bulk_data = wado_endpoint(_bulk)

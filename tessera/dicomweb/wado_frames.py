@@ -18,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.archive import Archive
-from tessera.auth.scope import Scope
 from tessera.dicomweb import caching, frame_source, multipart_writer
+from tessera.dicomweb.context import scope_of
+from tessera.dicomweb.errors import ClientError
 from tessera.dicomweb.grouping import by_size
 from tessera.dicomweb.negotiation import (
     AS_STORED,
@@ -29,15 +30,13 @@ from tessera.dicomweb.negotiation import (
     target_syntax,
 )
 from tessera.dicomweb.wado_common import (
-    WadoError,
     archive_of,
     instance_path_uids,
     not_acceptable,
     not_found,
-    reader_scope,
-    wado_endpoint,
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instance
+from tessera.scope import Scope
 from tessera.storage import syntaxes
 from tessera.storage.blobstore import BlobStore
 from tessera.storage.syntaxes import (
@@ -61,12 +60,12 @@ def parse_frame_list(text: str) -> list[int]:
     for piece in text.split(","):
         piece = piece.strip()
         if not piece.isdigit() or int(piece) < 1:
-            raise WadoError(
+            raise ClientError(
                 400, f"frame list {text!r}: frame numbers are positive integers (1 is the first)"
             )
         numbers.append(int(piece))
     if len(numbers) > MAX_FRAMES_IN_LIST:
-        raise WadoError(400, f"frame list longer than {MAX_FRAMES_IN_LIST}")
+        raise ClientError(400, f"frame list longer than {MAX_FRAMES_IN_LIST}")
     return numbers
 
 
@@ -110,11 +109,11 @@ def _plan(
     if item is None:
         raise not_found(*uids)
     if item.frames is None and item.pixel_data_vr is None:
-        raise WadoError(404, f"instance {uids[2]} has no Pixel Data, so no frames")
+        raise ClientError(404, f"instance {uids[2]} has no Pixel Data, so no frames")
     count = item.frame_count
     beyond = [n for n in numbers if n > count]
     if beyond:
-        raise WadoError(
+        raise ClientError(
             404, f"frame {beyond[0]} does not exist (the instance has {count} frame(s))"
         )
     choice = target_syntax(candidates, item.transfer_syntax_uid, can_convert_frames)
@@ -126,7 +125,7 @@ def _plan(
     if item.frames is None and not can_convert_frames(item.transfer_syntax_uid, syntax):
         raise not_acceptable(accept, "frames that must be decoded from the whole object")
     if not rep.multipart and len(numbers) != 1:
-        raise WadoError(406, "a bare media type holds one frame; ask for multipart/related")
+        raise ClientError(406, "a bare media type holds one frame; ask for multipart/related")
     if not syntaxes.passes_through(item.transfer_syntax_uid, syntax) or item.frames is None:
         # The codecs need the pixel description: fetch the stored metadata too (rare path).
         with archive.database.read() as conn:
@@ -140,12 +139,12 @@ def _plan(
     return FramePlan(item, numbers, rep, syntax, etag, headers)
 
 
-async def _frames(request: Request) -> Response:
+async def retrieve_frames(request: Request) -> Response:
     study, series, instance = instance_path_uids(request)
     numbers = parse_frame_list(request.path_params["frames"])
     accept = request.headers.get("accept")
     candidates = acceptable(accept, FRAMES)
-    scope = await reader_scope(request)
+    scope = await scope_of(request)
     archive = archive_of(request)
     store = archive.blob_store
     uids = (study, series, instance)
@@ -230,6 +229,3 @@ def _stored_bytes(plan: FramePlan) -> int:
 
 
 __all__ = ["AS_STORED", "parse_frame_list", "retrieve_frames"]
-
-
-retrieve_frames = wado_endpoint(_frames)

@@ -19,18 +19,17 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, multipart_writer
+from tessera.dicomweb.context import scope_of
+from tessera.dicomweb.errors import ClientError
 from tessera.dicomweb.grouping import by_size
 from tessera.dicomweb.media_type import DICOM
 from tessera.dicomweb.negotiation import INSTANCES, acceptable, target_syntax
 from tessera.dicomweb.wado_common import (
-    WadoError,
     archive_of,
     in_read_transaction,
     not_acceptable,
     not_found,
     path_uids,
-    reader_scope,
-    wado_endpoint,
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
@@ -66,7 +65,7 @@ async def single_instance_response(
     try:
         data = await run_in_threadpool(transcoded_instance, store, item, syntax)
     except TranscodeError as exc:
-        raise WadoError(406, f"cannot send this instance in {syntax}: {exc}") from exc
+        raise ClientError(406, f"cannot send this instance in {syntax}: {exc}") from exc
     return Response(data, headers=headers)
 
 
@@ -76,11 +75,11 @@ def transcoded_instance(store: BlobStore, item: RetrievedInstance, target: str) 
         return transcode_instance(fh, target)
 
 
-async def _retrieve(request: Request) -> Response:
+async def retrieve_instances(request: Request) -> Response:
     study, series, instance = path_uids(request)
     accept = request.headers.get("accept")
     candidates = acceptable(accept, INSTANCES)
-    scope = await reader_scope(request)
+    scope = await scope_of(request)
     archive = archive_of(request)
     items = await in_read_transaction(
         archive, lambda conn: resolve_instances(conn, scope, study, series, instance)
@@ -98,7 +97,7 @@ async def _retrieve(request: Request) -> Response:
         raise not_acceptable(accept, "these instances")
     multipart = plan[0][2]
     if not multipart and instance is None:
-        raise WadoError(
+        raise ClientError(
             406,
             "a bare application/dicom body holds one instance; ask for "
             'multipart/related; type="application/dicom"',
@@ -233,6 +232,3 @@ async def _pipelined(jobs: Iterator[Job]) -> AsyncIterator[bytes | memoryview]:
     finally:
         if pending is not None and not pending.done():
             pending.cancel()
-
-
-retrieve_instances = wado_endpoint(_retrieve)

@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching
+from tessera.dicomweb.context import scope_of
+from tessera.dicomweb.errors import BadRequest, ClientError
 from tessera.dicomweb.media_type import (
     DICOM_JSON,
     QualityError,
@@ -23,13 +25,10 @@ from tessera.dicomweb.media_type import (
 )
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.dicomweb.wado_common import (
-    WadoError,
     archive_of,
     in_read_transaction,
     not_found,
     path_uids,
-    reader_scope,
-    wado_endpoint,
 )
 from tessera.index.retrieve import metadata_batches, resolve_instances
 
@@ -49,7 +48,7 @@ def _accepts_json(header: str | None) -> bool:
             if quality(params) == 0:
                 continue
         except QualityError as exc:
-            raise WadoError(400, f"{exc} in Accept") from exc
+            raise BadRequest(f"{exc} in Accept") from exc
         if media_type in _ACCEPTED:
             return True
         if media_type == "multipart/related" and params.get("type", "").lower() in _ACCEPTED:
@@ -65,12 +64,12 @@ def absolute_bulk_data_uris(dicom_json: bytes, root: bytes) -> bytes:
     return dicom_json.replace(_BULK_KEY, _BULK_KEY + root)
 
 
-async def _metadata(request: Request) -> Response:
+async def retrieve_metadata(request: Request) -> Response:
     study, series, instance = path_uids(request)
     accept = request.headers.get("accept")
     if not _accepts_json(accept):
-        raise WadoError(406, f"metadata is sent as {DICOM_JSON} only (Accept: {accept})")
-    scope = await reader_scope(request)
+        raise ClientError(406, f"metadata is sent as {DICOM_JSON} only (Accept: {accept})")
+    scope = await scope_of(request)
     archive = archive_of(request)
     small = instance is not None
     items = await in_read_transaction(
@@ -108,6 +107,3 @@ async def _metadata(request: Request) -> Response:
         yield b"[]" if first else b"]"
 
     return StreamingResponse(body(), headers=headers)
-
-
-retrieve_metadata = wado_endpoint(_metadata)

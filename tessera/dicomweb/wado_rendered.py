@@ -25,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from tessera.dicomweb import caching, frame_source, multipart_writer
+from tessera.dicomweb.context import scope_of
+from tessera.dicomweb.errors import BadRequest, ClientError
 from tessera.dicomweb.media_type import (
     QualityError,
     parse_media_type,
@@ -32,13 +34,10 @@ from tessera.dicomweb.media_type import (
     split_media_ranges,
 )
 from tessera.dicomweb.wado_common import (
-    WadoError,
     archive_of,
     in_read_transaction,
     not_found,
     path_uids,
-    reader_scope,
-    wado_endpoint,
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
@@ -77,7 +76,7 @@ def choose_media_type(accept_param: str | None, accept_header: str | None) -> st
         try:
             q = quality(params)
         except QualityError as exc:
-            raise WadoError(400, f"{exc} in {item!r}") from exc
+            raise BadRequest(f"{exc} in {item!r}") from exc
         if q == 0:
             continue
         if media_type == "multipart/related":
@@ -87,7 +86,7 @@ def choose_media_type(accept_param: str | None, accept_header: str | None) -> st
         if media_type in RENDERED_TYPES:
             weighted.append((-q, order, media_type))
     if not weighted:
-        raise WadoError(
+        raise ClientError(
             406,
             "rendered images are image/jpeg, image/png or image/gif "
             f"(asked: {accept_param or accept_header})",
@@ -99,12 +98,12 @@ def _number(text: str, what: str) -> float:
     try:
         return float(text)
     except ValueError as exc:
-        raise WadoError(400, f"{what}: {text!r} is not a number") from exc
+        raise ClientError(400, f"{what}: {text!r} is not a number") from exc
 
 
 def _positive_int(text: str, what: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
-        raise WadoError(400, f"{what}: {text!r} is not a positive integer")
+        raise ClientError(400, f"{what}: {text!r} is not a positive integer")
     return int(text)
 
 
@@ -117,29 +116,29 @@ def parse_render_request(request: Request) -> RenderRequest:
     if "window" in query:
         pieces = [p.strip() for p in query["window"].split(",")]
         if len(pieces) not in (2, 3):
-            raise WadoError(400, "window is center,width[,function]")
+            raise ClientError(400, "window is center,width[,function]")
         center = _number(pieces[0], "window center")
         width = _number(pieces[1], "window width")
         if width <= 0:
-            raise WadoError(400, "window width must be positive")
+            raise ClientError(400, "window width must be positive")
         if len(pieces) == 3:
             function = pieces[2].lower()
             if function not in WINDOW_FUNCTIONS:
-                raise WadoError(400, f"window function is one of {', '.join(WINDOW_FUNCTIONS)}")
+                raise ClientError(400, f"window function is one of {', '.join(WINDOW_FUNCTIONS)}")
     rows = columns = None
     if "viewport" in query:
         pieces = [p.strip() for p in query["viewport"].split(",")]
         if len(pieces) == 6:
-            raise WadoError(400, "viewport source regions (sx,sy,sw,sh) are not supported")
+            raise ClientError(400, "viewport source regions (sx,sy,sw,sh) are not supported")
         if len(pieces) != 2:
-            raise WadoError(400, "viewport is vw,vh")
+            raise ClientError(400, "viewport is vw,vh")
         columns = _positive_int(pieces[0], "viewport width")
         rows = _positive_int(pieces[1], "viewport height")
     quality = None
     if "quality" in query:
         quality = _positive_int(query["quality"], "quality")
         if quality > 100:
-            raise WadoError(400, "quality is 1..100")
+            raise ClientError(400, "quality is 1..100")
     return RenderRequest(media_type, center, width, function, rows, columns, quality)
 
 
@@ -159,7 +158,7 @@ def _render_options(wanted: RenderRequest):
             viewport = (wanted.viewport_columns, wanted.viewport_rows)
         return RenderOptions(wanted.media_type, window, viewport, wanted.quality)
     except RenderError as exc:
-        raise WadoError(400, str(exc)) from exc
+        raise ClientError(400, str(exc)) from exc
 
 
 def _header_and_pixel(store: BlobStore, item: RetrievedInstance):
@@ -179,14 +178,16 @@ def render(store: BlobStore, item: RetrievedInstance, number: int, wanted: Rende
     from tessera.storage.render import RenderError, render_frame
 
     if number > item.frame_count:
-        raise WadoError(404, f"frame {number} does not exist (the instance has {item.frame_count})")
+        raise ClientError(
+            404, f"frame {number} does not exist (the instance has {item.frame_count})"
+        )
     options = _render_options(wanted)
     header, pixel = _header_and_pixel(store, item)
     array = frame_source.decoded_frame(store, item, number)
     try:
         return render_frame(header, array, options, pixel=pixel, frame_index=number - 1)
     except RenderError as exc:
-        raise WadoError(400, f"cannot render this image: {exc}") from exc
+        raise ClientError(400, f"cannot render this image: {exc}") from exc
 
 
 def render_cine(
@@ -196,19 +197,19 @@ def render_cine(
     from tessera.storage.render import RenderError, render_gif
 
     if len(numbers) > MAX_GIF_FRAMES:
-        raise WadoError(400, f"an animated GIF holds at most {MAX_GIF_FRAMES} frames")
+        raise ClientError(400, f"an animated GIF holds at most {MAX_GIF_FRAMES} frames")
     options = _render_options(wanted)
     header, pixel = _header_and_pixel(store, item)
     frames = (frame_source.decoded_frame(store, item, n) for n in numbers)
     try:
         return render_gif(header, frames, options, pixel=pixel)
     except RenderError as exc:
-        raise WadoError(400, f"cannot render these frames: {exc}") from exc
+        raise ClientError(400, f"cannot render these frames: {exc}") from exc
 
 
 async def _resolve(request: Request, with_frames: bool = True) -> list[RetrievedInstance]:
     study, series, instance = path_uids(request)
-    scope = await reader_scope(request)
+    scope = await scope_of(request)
     items = await in_read_transaction(
         archive_of(request),
         lambda conn: resolve_instances(
@@ -245,7 +246,7 @@ async def _cine(
 ) -> Response:
     beyond = [n for n in numbers if n > item.frame_count]
     if beyond:
-        raise WadoError(404, f"frame {beyond[0]} does not exist")
+        raise ClientError(404, f"frame {beyond[0]} does not exist")
     headers, unchanged = _image_response(
         request, item, 0, wanted, "cine:" + ",".join(map(str, numbers))
     )
@@ -258,7 +259,7 @@ async def _cine(
     return Response(data, headers=headers)
 
 
-async def _rendered(request: Request) -> Response:
+async def retrieve_rendered(request: Request) -> Response:
     wanted = parse_render_request(request)
     frames_text = request.path_params.get("frames")
     numbers = None
@@ -278,7 +279,7 @@ async def _rendered(request: Request) -> Response:
             return await _one_image(request, item, numbers[0], wanted, "rendered")
         for number in numbers:
             if number > item.frame_count:
-                raise WadoError(404, f"frame {number} does not exist")
+                raise ClientError(404, f"frame {number} does not exist")
         targets = [(item, n) for n in numbers]
     else:
         targets = [(item, 1) for item in items]
@@ -298,7 +299,7 @@ async def _rendered(request: Request) -> Response:
         for item, number in targets:
             try:
                 image = await run_in_threadpool(render, store, item, number, wanted)
-            except (WadoError, TranscodeError):
+            except (ClientError, TranscodeError):
                 continue  # an instance we cannot render (e.g. no pixels) is left out
             yield head + image + multipart_writer.PART_END
         yield multipart_writer.closing(boundary)
@@ -306,7 +307,7 @@ async def _rendered(request: Request) -> Response:
     return StreamingResponse(body(), headers=headers)
 
 
-async def _thumbnail(request: Request) -> Response:
+async def retrieve_thumbnail(request: Request) -> Response:
     wanted = parse_render_request(request)
     if wanted.viewport_rows is None:
         wanted = RenderRequest(
@@ -333,7 +334,3 @@ async def _thumbnail(request: Request) -> Response:
         if item.frame_count > 1:
             number = (item.frame_count + 1) // 2
     return await _one_image(request, item, number, wanted, "thumbnail")
-
-
-retrieve_rendered = wado_endpoint(_rendered)
-retrieve_thumbnail = wado_endpoint(_thumbnail)

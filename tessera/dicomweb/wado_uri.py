@@ -14,15 +14,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.dicomweb import caching
+from tessera.dicomweb.context import scope_of
+from tessera.dicomweb.errors import ClientError
 from tessera.dicomweb.media_type import DICOM
 from tessera.dicomweb.negotiation import Representation, target_syntax
 from tessera.dicomweb.wado_common import (
-    WadoError,
     archive_of,
     in_read_transaction,
     not_found,
-    reader_scope,
-    wado_endpoint,
 )
 from tessera.dicomweb.wado_instances import single_instance_response
 from tessera.dicomweb.wado_rendered import render
@@ -32,9 +31,9 @@ from tessera.storage.blobstore import BlobStore
 from tessera.storage.syntaxes import can_convert
 
 
-async def _wado_uri(request: Request) -> Response:
+async def wado_uri(request: Request) -> Response:
     wanted = parse_wado_uri(request.query_params)
-    scope = await reader_scope(request)
+    scope = await scope_of(request)
     archive = archive_of(request)
     item = await in_read_transaction(
         archive,
@@ -64,7 +63,7 @@ async def _dicom_response(
         [Representation(DICOM, requested, False)], item.transfer_syntax_uid, can_convert
     )
     if choice is None:
-        raise WadoError(406, f"cannot send this instance in transfer syntax {requested}")
+        raise ClientError(406, f"cannot send this instance in transfer syntax {requested}")
     syntax = choice[1]
     etag = caching.entity_tag(item.sha256, "wado-uri", syntax)
     headers = caching.cache_headers(etag, item.created_at)
@@ -82,7 +81,9 @@ async def _image_response(
     number, rendering = wanted.frame_number, wanted.rendering
     assert rendering is not None  # parse_wado_uri sets it for image content types
     if number > item.frame_count:
-        raise WadoError(404, f"frame {number} does not exist (the instance has {item.frame_count})")
+        raise ClientError(
+            404, f"frame {number} does not exist (the instance has {item.frame_count})"
+        )
     etag = caching.entity_tag(item.sha256, "wado-uri", str(number), rendering.key())
     headers = caching.cache_headers(etag, item.created_at)
     if caching.is_not_modified(request, etag, item.created_at):
@@ -90,6 +91,3 @@ async def _image_response(
     data = await run_in_threadpool(render, store, item, number, rendering)
     headers["Content-Type"] = wanted.content_type
     return Response(data, headers=headers)
-
-
-wado_uri = wado_endpoint(_wado_uri)

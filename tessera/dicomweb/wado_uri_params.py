@@ -1,5 +1,5 @@
 """A WADO-URI query string -> a typed `WadoUriRequest` (PS3.18 §9.1.2), every parameter
-checked before the archive is asked: a malformed or unsupported one is a WadoError naming it
+checked before the archive is asked: a malformed or unsupported one is a ClientError naming it
 (400; 406 for a contentType Tessera cannot produce)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tessera.dicomweb.errors import ClientError
 from tessera.dicomweb.media_type import DICOM
-from tessera.dicomweb.wado_common import WadoError
 from tessera.dicomweb.wado_rendered import JPEG, PNG, RenderRequest
 from tessera.storage.uids import uid_problem
 
@@ -34,11 +34,11 @@ class WadoUriRequest:
 
 def parse_wado_uri(query: Mapping[str, str]) -> WadoUriRequest:
     if query.get("requestType") != "WADO":
-        raise WadoError(400, "requestType=WADO is required")
+        raise ClientError(400, "requestType=WADO is required")
     study, series, instance = (_uid(query, name) for name in _UIDS)
     for name in _UNSUPPORTED:
         if name in query:
-            raise WadoError(400, f"the {name} parameter is not supported")
+            raise ClientError(400, f"the {name} parameter is not supported")
     content_type = _content_type(query.get("contentType"))
     if content_type == DICOM:
         return WadoUriRequest(
@@ -58,7 +58,7 @@ def _uid(query: Mapping[str, str], name: str) -> str:
     value = query.get(name)
     reason = uid_problem(value)
     if reason or value is None:
-        raise WadoError(400, f"{name} is {reason}")
+        raise ClientError(400, f"{name} is {reason}")
     return value
 
 
@@ -67,32 +67,32 @@ def _content_type(value: str | None) -> str:
     wanted = [t.split(";")[0].strip().lower() for t in (value or JPEG).split(",")]
     chosen = next((t for t in wanted if t in (DICOM, JPEG, PNG, "*/*", "image/*")), None)
     if chosen is None:
-        raise WadoError(406, f"contentType {value!r}: use {DICOM}, {JPEG} or {PNG}")
+        raise ClientError(406, f"contentType {value!r}: use {DICOM}, {JPEG} or {PNG}")
     return JPEG if chosen in ("*/*", "image/*") else chosen
 
 
 def _transfer_syntax(query: Mapping[str, str]) -> str | None:
     for name in _IMAGE_ONLY:
         if name in query:
-            raise WadoError(400, f"{name} applies to image content types only")
+            raise ClientError(400, f"{name} applies to image content types only")
     requested = query.get("transferSyntax") or None
     if requested is not None and requested != "*" and uid_problem(requested):
-        raise WadoError(400, f"transferSyntax is {uid_problem(requested)}")
+        raise ClientError(400, f"transferSyntax is {uid_problem(requested)}")
     return requested
 
 
 def _rendering(query: Mapping[str, str], content_type: str) -> RenderRequest:
     if "transferSyntax" in query:
-        raise WadoError(400, "transferSyntax applies to application/dicom only")
+        raise ClientError(400, "transferSyntax applies to application/dicom only")
     center = _float_param(query.get("windowCenter"), "windowCenter")
     width = _float_param(query.get("windowWidth"), "windowWidth")
     if (center is None) != (width is None):
-        raise WadoError(400, "windowCenter and windowWidth go together")
+        raise ClientError(400, "windowCenter and windowWidth go together")
     if width is not None and width <= 0:
-        raise WadoError(400, "windowWidth must be positive")
+        raise ClientError(400, "windowWidth must be positive")
     quality = _int_param(query.get("imageQuality"), "imageQuality")
     if quality is not None and quality > 100:
-        raise WadoError(400, "imageQuality is 1..100")
+        raise ClientError(400, "imageQuality is 1..100")
     rows = _int_param(query.get("rows"), "rows")
     columns = _int_param(query.get("columns"), "columns")
     return RenderRequest(content_type, center, width, "linear", rows, columns, quality)
@@ -102,7 +102,7 @@ def _int_param(value: str | None, name: str) -> int | None:
     if value is None or value == "":
         return None
     if not value.strip().isdigit() or int(value) < 1:
-        raise WadoError(400, f"{name} must be a positive integer (got {value!r})")
+        raise ClientError(400, f"{name} must be a positive integer (got {value!r})")
     return int(value)
 
 
@@ -112,4 +112,4 @@ def _float_param(value: str | None, name: str) -> float | None:
     try:
         return float(value)
     except ValueError as exc:
-        raise WadoError(400, f"{name} must be a number (got {value!r})") from exc
+        raise ClientError(400, f"{name} must be a number (got {value!r})") from exc

@@ -1,92 +1,431 @@
-"""Account tables: users, custom roles, per-user source lists, API keys / session tokens,
-and the audit trail. Registered on the index's Base; migration 0004 creates them.
+"""Accounts in SQL: users (with their source lists), custom roles, API keys and login tokens.
 
-Secrets are never stored: passwords as argon2 hashes, tokens as SHA-256 of 256-bit random
-values (a KDF adds nothing for high-entropy secrets and would slow every request).
+Used by request authentication (tessera.auth.authenticate), the admin API and the
+`tessera admin` CLI. Every function takes a Connection inside the caller's transaction.
+Rows only: how a user becomes a Scope is `tessera.auth.authenticate.scope_for_user`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, overload
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, String, Text, UniqueConstraint, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Connection, Row, Select, delete, select, update
 
-from tessera.index.models import Base, Key
+from tessera.auth.roles import BUILTIN_ROLES, ROLE_NAME_RE, parse_permissions
+from tessera.auth.secrets import (
+    API_KEY_PREFIX,
+    SESSION_PREFIX,
+    hash_password,
+    new_token,
+    token_hash,
+)
+from tessera.index.database import inserted_pk
+from tessera.index.errors import Conflict, InvalidValue, NotFound
+from tessera.index.models import ApiToken, AppUser, CustomRole, Source, UserSource
+from tessera.index.sources import source_pks
 
-
-class AppUser(Base):
-    # "user" is reserved in PostgreSQL.
-    __tablename__ = "app_user"
-    __table_args__ = (UniqueConstraint("tenant_id", "username"),)
-    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
-    username: Mapped[str] = mapped_column(String(64))
-    # argon2id hash; NULL: no password login (API keys / OIDC only).
-    password_hash: Mapped[str | None] = mapped_column(String(256))
-    # A built-in role name (tessera.auth.roles) or a custom role of the tenant.
-    role: Mapped[str] = mapped_column(String(64))
-    # May manage tenants (the system administrator).
-    is_system_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-
-
-class CustomRole(Base):
-    __tablename__ = "custom_role"
-    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
-    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
-    name: Mapped[str] = mapped_column(String(64))
-    # Space-separated permission names (tessera.auth.permissions).
-    permissions: Mapped[str] = mapped_column(String(512), default="")
-    description: Mapped[str] = mapped_column(String(256), default="")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
 
 
-class UserSource(Base):
-    """A user's source list: kind 'read' (what they see; none = all of the tenant) and kind
-    'upload' (what they may label uploads with; none = any of the tenant's sources)."""
+@overload
+def utc(moment: datetime) -> datetime: ...
+@overload
+def utc(moment: None) -> None: ...
+def utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
-    __tablename__ = "user_source"
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- roles ---------------------------------------------------------------------------------
+
+
+def role_permissions(conn: Connection, tenant_id: int, role: str) -> frozenset[str] | None:
+    if role in BUILTIN_ROLES:
+        return BUILTIN_ROLES[role]
+    stored = conn.execute(
+        select(CustomRole.permissions).where(
+            CustomRole.tenant_id == tenant_id, CustomRole.name == role
+        )
+    ).scalar_one_or_none()
+    return None if stored is None else frozenset(stored.split())
+
+
+def list_roles(conn: Connection, tenant_id: int) -> list[dict]:
+    roles = [
+        {"name": name, "permissions": sorted(perms), "builtin": True, "description": ""}
+        for name, perms in BUILTIN_ROLES.items()
+    ]
+    for row in conn.execute(
+        select(CustomRole).where(CustomRole.tenant_id == tenant_id).order_by(CustomRole.name)
+    ):
+        roles.append(
+            {
+                "name": row.name,
+                "permissions": sorted(row.permissions.split()),
+                "builtin": False,
+                "description": row.description,
+            }
+        )
+    return roles
+
+
+def save_role(
+    conn: Connection, tenant_id: int, name: str, permissions: list[str], description: str = ""
+) -> bool:
+    """Create or replace a custom role; True when it was created."""
+    if not ROLE_NAME_RE.match(name):
+        raise InvalidValue("a role name is 1-64 letters, digits, '.', '_' or '-'")
+    if name in BUILTIN_ROLES:
+        raise Conflict(f"{name!r} is a built-in role and cannot be changed")
+    perms = " ".join(sorted(parse_permissions(permissions)))
+    existing = conn.execute(
+        select(CustomRole.id).where(CustomRole.tenant_id == tenant_id, CustomRole.name == name)
+    ).scalar_one_or_none()
+    if existing is None:
+        conn.execute(
+            CustomRole.__table__.insert().values(
+                tenant_id=tenant_id, name=name, permissions=perms, description=description
+            )
+        )
+        return True
+    conn.execute(
+        update(CustomRole)
+        .where(CustomRole.id == existing)
+        .values(permissions=perms, description=description)
     )
-    source_id: Mapped[int] = mapped_column(ForeignKey("source.id"), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    return False
 
 
-class ApiToken(Base):
-    """Bearer credentials: long-lived API keys (kind 'api_key') and login sessions
-    (kind 'session'). Only the SHA-256 of the secret is kept."""
-
-    __tablename__ = "api_token"
-    __table_args__ = (Index("ix_api_token_user", "user_id"),)
-    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))
-    name: Mapped[str] = mapped_column(String(128), default="")
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    # The first characters of the token, so a person can recognise a key in a list.
-    prefix: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+def delete_role(conn: Connection, tenant_id: int, name: str) -> None:
+    if name in BUILTIN_ROLES:
+        raise Conflict(f"{name!r} is a built-in role")
+    in_use = conn.execute(
+        select(AppUser.username).where(AppUser.tenant_id == tenant_id, AppUser.role == name)
+    ).first()
+    if in_use is not None:
+        raise Conflict(f"role {name!r} is still given to user {in_use.username!r}")
+    result = conn.execute(
+        delete(CustomRole).where(CustomRole.tenant_id == tenant_id, CustomRole.name == name)
+    )
+    if result.rowcount == 0:
+        raise NotFound(f"no role {name!r}")
 
 
-class AuditEvent(Base):
-    __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_event_tenant_at", "tenant_id", "at"),)
-    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
-    # NULL: not attributable to a tenant (e.g. a request for an unknown tenant).
-    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenant.id"))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    principal: Mapped[str] = mapped_column(String(160))
-    # login, logout, upload, query, retrieve, admin.<object>.<verb>, denied
-    action: Mapped[str] = mapped_column(String(64))
-    # ok, denied, failed
-    outcome: Mapped[str] = mapped_column(String(16))
-    target: Mapped[str] = mapped_column(String(512), default="")
-    # JSON object with details (never secrets).
-    detail: Mapped[str] = mapped_column(Text, default="{}")
-    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+# --- users ---------------------------------------------------------------------------------
+
+
+@dataclass
+class UserInfo:
+    id: int
+    tenant_id: int
+    username: str
+    role: str
+    is_system_admin: bool
+    disabled: bool
+    password_hash: str | None = None
+    # Names, for the admin API; keys, for the Scope.
+    sources: list[str] = field(default_factory=list)
+    upload_sources: list[str] = field(default_factory=list)
+    source_pks: frozenset[int] = frozenset()
+    upload_source_pks: frozenset[int] = frozenset()
+
+    def public(self) -> dict:
+        """What the admin API shows (never the password hash)."""
+        return {
+            "username": self.username,
+            "role": self.role,
+            "system_admin": self.is_system_admin,
+            "disabled": self.disabled,
+            "has_password": bool(self.password_hash),
+            "sources": self.sources,
+            "upload_sources": self.upload_sources,
+        }
+
+
+# A user with their source lists: one row per (user, listed source), in ONE query.
+_USER_ROWS: Select = (
+    select(
+        AppUser.id.label("user_id"),
+        AppUser.tenant_id,
+        AppUser.username,
+        AppUser.password_hash,
+        AppUser.role,
+        AppUser.is_system_admin,
+        AppUser.disabled,
+        UserSource.source_id,
+        UserSource.kind.label("source_kind"),
+        Source.name.label("source_name"),
+    )
+    .outerjoin(UserSource, UserSource.user_id == AppUser.id)
+    .outerjoin(Source, Source.id == UserSource.source_id)
+)
+
+
+def _users_from(rows: Sequence[Row[Any]]) -> list[UserInfo]:
+    """Fold the rows of _USER_ROWS (a user's rows adjacent) into users."""
+    users: dict[int, UserInfo] = {}
+    read: dict[int, set[int]] = {}
+    upload: dict[int, set[int]] = {}
+    for row in rows:
+        user = users.get(row.user_id)
+        if user is None:
+            user = users[row.user_id] = UserInfo(
+                row.user_id,
+                row.tenant_id,
+                row.username,
+                row.role,
+                bool(row.is_system_admin),
+                bool(row.disabled),
+                row.password_hash,
+            )
+            read[user.id], upload[user.id] = set(), set()
+        if row.source_id is None:
+            continue
+        if row.source_kind == "read":
+            user.sources.append(row.source_name)
+            read[user.id].add(row.source_id)
+        else:
+            user.upload_sources.append(row.source_name)
+            upload[user.id].add(row.source_id)
+    for user in users.values():
+        user.sources.sort()
+        user.upload_sources.sort()
+        user.source_pks = frozenset(read[user.id])
+        user.upload_source_pks = frozenset(upload[user.id])
+    return list(users.values())
+
+
+def get_user(conn: Connection, tenant_id: int, username: str) -> UserInfo | None:
+    """The user with the password hash and source lists (None: no such user)."""
+    rows = conn.execute(
+        _USER_ROWS.where(AppUser.tenant_id == tenant_id, AppUser.username == username)
+    ).all()
+    found = _users_from(rows)
+    return found[0] if found else None
+
+
+def list_users(conn: Connection, tenant_id: int) -> list[UserInfo]:
+    rows = conn.execute(
+        _USER_ROWS.where(AppUser.tenant_id == tenant_id).order_by(AppUser.username)
+    ).all()
+    return _users_from(rows)
+
+
+def _check_role(conn: Connection, tenant_id: int, role: str) -> None:
+    if role_permissions(conn, tenant_id, role) is None:
+        raise InvalidValue(f"unknown role {role!r}")
+
+
+def _set_sources(
+    conn: Connection, tenant_id: int, user_id: int, kind: str, names: list[str]
+) -> None:
+    keys = source_pks(conn, tenant_id, names)
+    conn.execute(delete(UserSource).where(UserSource.user_id == user_id, UserSource.kind == kind))
+    for key in keys.values():
+        conn.execute(
+            UserSource.__table__.insert().values(user_id=user_id, source_id=key, kind=kind)
+        )
+
+
+def create_user(
+    conn: Connection,
+    tenant_id: int,
+    username: str,
+    role: str,
+    password: str | None = None,
+    sources: list[str] | None = None,
+    upload_sources: list[str] | None = None,
+    is_system_admin: bool = False,
+) -> int:
+    if not USERNAME_RE.match(username):
+        raise InvalidValue("a user name is 1-64 letters, digits, '.', '_', '@' or '-'")
+    _check_role(conn, tenant_id, role)
+    if get_user(conn, tenant_id, username) is not None:
+        raise Conflict(f"user {username!r} already exists")
+    user_id = inserted_pk(
+        conn.execute(
+            AppUser.__table__.insert().values(
+                tenant_id=tenant_id,
+                username=username,
+                role=role,
+                password_hash=hash_password(password) if password else None,
+                is_system_admin=is_system_admin,
+                disabled=False,
+            )
+        )
+    )
+    _set_sources(conn, tenant_id, user_id, "read", sources or [])
+    _set_sources(conn, tenant_id, user_id, "upload", upload_sources or [])
+    return user_id
+
+
+def update_user(conn: Connection, tenant_id: int, username: str, changes: dict) -> UserInfo:
+    user = get_user(conn, tenant_id, username)
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    values: dict = {}
+    if "role" in changes:
+        _check_role(conn, tenant_id, changes["role"])
+        values["role"] = changes["role"]
+    if "password" in changes:
+        values["password_hash"] = (
+            hash_password(changes["password"]) if changes["password"] else None
+        )
+    if "disabled" in changes:
+        values["disabled"] = bool(changes["disabled"])
+    if values:
+        conn.execute(update(AppUser).where(AppUser.id == user.id).values(**values))
+    if "sources" in changes:
+        _set_sources(conn, tenant_id, user.id, "read", list(changes["sources"] or []))
+    if "upload_sources" in changes:
+        _set_sources(conn, tenant_id, user.id, "upload", list(changes["upload_sources"] or []))
+    if values.get("disabled") or "password_hash" in values:
+        # A disabled user or a changed password ends the user's login sessions.
+        conn.execute(
+            update(ApiToken)
+            .where(
+                ApiToken.user_id == user.id,
+                ApiToken.kind == "session",
+                ApiToken.revoked_at.is_(None),
+            )
+            .values(revoked_at=now())
+        )
+    return get_user(conn, tenant_id, username)  # type: ignore[return-value]
+
+
+def delete_user(conn: Connection, tenant_id: int, username: str) -> None:
+    user = get_user(conn, tenant_id, username)
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    conn.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    conn.execute(delete(UserSource).where(UserSource.user_id == user.id))
+    conn.execute(delete(AppUser).where(AppUser.id == user.id))
+
+
+# --- tokens --------------------------------------------------------------------------------
+
+
+def issue_token(
+    conn: Connection,
+    tenant_id: int,
+    user_id: int,
+    kind: str,
+    name: str = "",
+    lifetime: timedelta | None = None,
+) -> tuple[int, str, datetime | None]:
+    """A new API key (kind 'api_key') or login session ('session'). Returns (id, the token,
+    expiry); the token itself is shown once and never stored."""
+    token = new_token(API_KEY_PREFIX if kind == "api_key" else SESSION_PREFIX)
+    expires_at = now() + lifetime if lifetime else None
+    token_id = inserted_pk(
+        conn.execute(
+            ApiToken.__table__.insert().values(
+                tenant_id=tenant_id,
+                user_id=user_id,
+                kind=kind,
+                name=name,
+                token_hash=token_hash(token),
+                prefix=token[:10],
+                expires_at=expires_at,
+                created_at=now(),
+            )
+        )
+    )
+    return token_id, token, expires_at
+
+
+def list_api_keys(conn: Connection, tenant_id: int) -> list[dict]:
+    rows = conn.execute(
+        select(ApiToken, AppUser.username)
+        .join(AppUser, AppUser.id == ApiToken.user_id)
+        .where(ApiToken.tenant_id == tenant_id, ApiToken.kind == "api_key")
+        .order_by(ApiToken.id)
+    )
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "user": r.username,
+            "prefix": r.prefix,
+            "created_at": _iso(r.created_at),
+            "expires_at": _iso(r.expires_at),
+            "revoked_at": _iso(r.revoked_at),
+        }
+        for r in rows
+    ]
+
+
+def api_key_owner(conn: Connection, tenant_id: int, token_id: int) -> str | None:
+    """The user name an API key of the tenant belongs to (None: no such key)."""
+    return conn.execute(
+        select(AppUser.username)
+        .join(ApiToken, ApiToken.user_id == AppUser.id)
+        .where(
+            ApiToken.id == token_id,
+            ApiToken.tenant_id == tenant_id,
+            ApiToken.kind == "api_key",
+        )
+    ).scalar_one_or_none()
+
+
+def revoke_token(conn: Connection, tenant_id: int, token_id: int, kind: str = "api_key") -> None:
+    result = conn.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            ApiToken.tenant_id == tenant_id,
+            ApiToken.kind == kind,
+            ApiToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now())
+    )
+    if result.rowcount == 0:
+        raise NotFound(f"no active API key {token_id}")
+
+
+@dataclass(frozen=True)
+class TokenHolder:
+    token_id: int
+    kind: str
+    name: str
+    tenant_id: int
+    user: UserInfo
+
+
+def live_token_holder(conn: Connection, token: str) -> TokenHolder | None:
+    """The holder of a live (not revoked, not expired) token, in any tenant, with the user's
+    source lists, in ONE query (this runs on every request, frames included)."""
+    rows = conn.execute(
+        _USER_ROWS.add_columns(
+            ApiToken.id.label("token_id"),
+            ApiToken.kind,
+            ApiToken.name,
+            ApiToken.expires_at,
+            ApiToken.revoked_at,
+        )
+        .join(ApiToken, ApiToken.user_id == AppUser.id)
+        .where(ApiToken.token_hash == token_hash(token))
+    ).all()
+    if not rows:
+        return None
+    first = rows[0]
+    if first.revoked_at is not None:
+        return None
+    if first.expires_at is not None and utc(first.expires_at) <= now():
+        return None
+    user = _users_from(rows)[0]
+    return TokenHolder(first.token_id, first.kind, first.name, first.tenant_id, user)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else utc(moment).isoformat()

@@ -9,9 +9,9 @@ from datetime import date, datetime, time
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, select, true, update
 
-from tessera.auth.scope import Scope
 from tessera.index.models import Source
 from tessera.index.orders import OrderStatusChange, ProcedureOrder, ScheduledProcedureStep
+from tessera.scope import Scope
 
 ORDER = ProcedureOrder.__table__
 STEP = ScheduledProcedureStep.__table__

@@ -22,7 +22,6 @@ import orjson
 from pydicom.datadict import dictionary_VR
 from sqlalchemy import Connection, and_, func, select
 
-from tessera.auth.scope import Scope
 from tessera.index.models import Instance, InstanceMetadata, Series, SeriesSource, Study
 from tessera.index.query import Query
 from tessera.index.query_attributes import (
@@ -35,6 +34,7 @@ from tessera.index.query_attributes import (
     attributes_at,
     default_return,
 )
+from tessera.scope import Scope
 
 STUDY = Study.__table__
 SERIES = Series.__table__

@@ -36,7 +36,6 @@ from sqlalchemy import (
     true,
 )
 
-from tessera.auth.scope import Scope
 from tessera.index.models import (
     SERIES_VALUE_COLUMNS,
     STUDY_VALUE_COLUMNS,
@@ -50,6 +49,7 @@ from tessera.index.models import (
 from tessera.index.query import Match, MatchKind, Query
 from tessera.index.query_attributes import DATE_TIME_PAIRS, Attribute, Level
 from tessera.index.query_results import ResultBuilder, ReturnSet
+from tessera.scope import Scope
 
 PATIENT = Patient.__table__
 STUDY = Study.__table__

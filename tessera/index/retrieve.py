@@ -45,8 +45,8 @@ from functools import lru_cache
 import orjson
 from sqlalchemy import Connection, Select, bindparam, select
 
-from tessera.auth.scope import Scope
 from tessera.index.models import Instance, InstanceMetadata, Series, Study
+from tessera.scope import Scope
 from tessera.storage.frames import FrameIndex
 
 # Keep IN lists well under every backend's bound-parameter limit.

@@ -16,12 +16,12 @@ from datetime import date, time
 
 from sqlalchemy import ColumnElement, Connection, RowMapping, and_, false, or_, select
 
-from tessera.auth.scope import Scope
 from tessera.index.attributes import normalize_person_name, parse_date
 from tessera.index.order_store import ORDER, STEP, visible_orders
 from tessera.index.orders import IN_PROGRESS, OPEN_STATUSES, SCHEDULED
 from tessera.index.query import time_bounds
 from tessera.index.query_sql import wildcard_match
+from tessera.scope import Scope
 
 
 class WorklistKeyError(ValueError):

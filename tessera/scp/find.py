@@ -18,10 +18,10 @@ from sqlalchemy import Connection
 
 from tessera.archive import Archive
 from tessera.auth import permissions
-from tessera.auth.scope import Scope
 from tessera.index.key_values import empty_value_list, integer_range_problem
 from tessera.index.query import Level, Query, QueryError
 from tessera.index.query_sql import iter_query
+from tessera.scope import Scope
 from tessera.scp import audit, statuses
 from tessera.scp.association import caller_of
 from tessera.scp.identifier import IdentifierError, decode_identifier, query_level

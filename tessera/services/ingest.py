@@ -17,10 +17,10 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.archive import Archive
-from tessera.auth.scope import Scope
 from tessera.index import attributes as a
 from tessera.index.ingest import InstanceRecord, RecordOutcome, blob_in_use, record_instance
-from tessera.index.tenancy import source_pk_by_name
+from tessera.index.sources import source_pk_by_name
+from tessera.scope import Scope
 from tessera.services import failure_reasons
 from tessera.services.orders import (
     OrderConflict,

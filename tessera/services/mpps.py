@@ -18,7 +18,6 @@ import orjson
 from pydicom.dataset import Dataset
 from sqlalchemy import Connection, delete, func, select, update
 
-from tessera.auth.scope import Scope
 from tessera.index.order_store import ORDER, transition, visible_orders
 from tessera.index.orders import (
     DISCONTINUED,
@@ -28,6 +27,7 @@ from tessera.index.orders import (
     PerformedInstance,
     PerformedProcedureStep,
 )
+from tessera.scope import Scope
 from tessera.services.study_complete import complete_ready_orders
 
 log = logging.getLogger(__name__)

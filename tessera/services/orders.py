@@ -15,9 +15,9 @@ from datetime import date, datetime, time
 from pydicom.uid import generate_uid
 from sqlalchemy import Connection, Row, exists, func, select, update
 
-from tessera.auth.scope import Scope
 from tessera.index import order_store as store
 from tessera.index.attributes import normalize_person_name
+from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.models import Instance, Study
 from tessera.index.order_store import ORDER, STEP, Order, OrderSearch
 from tessera.index.orders import (
@@ -31,19 +31,20 @@ from tessera.index.orders import (
     SCHEDULED,
     STATUSES,
 )
-from tessera.index.tenancy import source_pk_by_name
+from tessera.index.sources import source_pk_by_name
+from tessera.scope import Scope
 from tessera.storage.uids import uid_problem
 
 
-class OrderNotFound(LookupError):
+class OrderNotFound(NotFound):
     """No such order for this caller (missing, another tenant's, or of a hidden source)."""
 
 
-class OrderConflict(Exception):
+class OrderConflict(Conflict):
     """The request conflicts with the order's state or with another order."""
 
 
-class InvalidOrder(ValueError):
+class InvalidOrder(InvalidValue):
     """A field is missing or malformed; the message names it."""
 
 

@@ -38,10 +38,10 @@ def _print(value: object) -> None:
 
 
 def cmd_orders(args: argparse.Namespace) -> int:
-    from tessera.auth.scope import full_scope
     from tessera.dicomweb.orders_api import order_json
     from tessera.index.order_store import OrderSearch
     from tessera.index.tenancy import tenant_by_name
+    from tessera.scope import full_scope
     from tessera.services import orders as o
 
     # The index must be migrated (`tessera migrate`), like every management command.

@@ -1,7 +1,8 @@
 """A Scope is what a caller may see and do: its tenant, and the sources it is limited to.
 
-`auth/` produces it from credentials (or a DIMSE calling AE title); `index/` applies it inside
-every SQL query. Facades never filter results themselves.
+`tessera.auth` produces it from credentials (or a DIMSE calling AE title); `tessera.index`
+applies it inside every SQL query. Facades never filter results themselves. It lives at the
+top of the package so both import it without one depending on the other.
 """
 
 from __future__ import annotations
