@@ -141,12 +141,16 @@ def dimse_contexts() -> str:
     storage SOP class with the transfer syntax the peer proposes first)."""
     from pynetdicom.sop_class import Verification
 
-    from tessera.scp.server import NON_STORAGE_TRANSFER_SYNTAXES, QUERY_RETRIEVE_SOP_CLASSES
+    from tessera.scp.server import (
+        NON_STORAGE_TRANSFER_SYNTAXES,
+        QUERY_RETRIEVE_SOP_CLASSES,
+        WORKFLOW_SOP_CLASSES,
+    )
 
     syntaxes = "<br>".join(f"`{uid}` {_uid_name(uid)}" for uid in NON_STORAGE_TRANSFER_SYNTAXES)
     rows = [
         [_uid_name(sop_class), f"`{sop_class}`", "SCP", syntaxes]
-        for sop_class in (Verification, *QUERY_RETRIEVE_SOP_CLASSES)
+        for sop_class in (Verification, *QUERY_RETRIEVE_SOP_CLASSES, *WORKFLOW_SOP_CLASSES)
     ]
     return _table(["SOP class", "UID", "Role", "Transfer syntaxes"], rows)
 

@@ -1,4 +1,5 @@
-"""The `tessera` command line: serve, upload, sources, sweep, migrate."""
+"""The `tessera` command line: serve, upload, sources, sweep, migrate (and the layers' own:
+scp, peers, admin, orders)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
         # One sender per server (in this supervisor process), like the sweeper.
         start_sender(archive)
+
+    from tessera.services.study_complete import start_worker
+
+    # Study complete -> IMAGES_READY (docs/orders.md): one worker in this supervisor process;
+    # several servers over one PostgreSQL index share the work (rows are claimed).
+    stop_study_complete = start_worker(archive)
     listener = None
     if settings.dimse_port > 0:
         # The DIMSE listener runs in this (supervisor) process, in its own threads.
@@ -91,6 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         # uvicorn returns on SIGTERM / Ctrl-C; the DIMSE listener's threads would otherwise
         # keep this process alive after the HTTP side has stopped.
+        stop_study_complete.set()
         if listener is not None:
             listener.shutdown()
             log.info("DIMSE listener stopped")
@@ -141,6 +149,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
         [Path(p) for p in args.paths],
         url=url,
         source=args.source,
+        order=args.order,
         parallel=args.parallel,
         batch_files=args.batch_files,
         batch_bytes=args.batch_mb * 1024 * 1024,
@@ -227,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("paths", nargs="*", help="files or folders (searched recursively)")
     upload.add_argument("--url", default="http://127.0.0.1:8080/dicomweb", help="DICOMweb root")
     upload.add_argument("--source", help="source label for the uploaded studies")
+    upload.add_argument(
+        "--order", help="ID of the order the files are for (their study becomes the order's)"
+    )
     upload.add_argument("--parallel", type=int, default=4, help="requests in flight (default 4)")
     upload.add_argument(
         "--batch-files", type=int, default=32, help="files per request (default 32)"
@@ -276,6 +288,7 @@ _SUBCOMMAND_MODULES = (
     "tessera.auth.cli",
     "tessera.services.events_cli",
     "tessera.services.reports_cli",
+    "tessera.services.orders_cli",
 )
 
 

@@ -53,6 +53,10 @@ class Settings:
     dimse_tls_cert: str = ""
     dimse_tls_key: str = ""
     dimse_tls_ca: str = ""
+    # "Study complete" (order -> IMAGES_READY) after this many seconds without a new instance
+    # of the order's study; the worker checks every study_complete_interval_seconds (0: off).
+    study_complete_quiet_seconds: int = 60
+    study_complete_interval_seconds: int = 5
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
     # A prebuilt OHIF viewer (its dist/ folder, or the @ohif/app package holding it) to serve
     # at /viewer/, pointed at the DICOMweb root; empty = no viewer.

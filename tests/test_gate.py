@@ -80,6 +80,17 @@ def test_route_gate_finds_the_route_that_answers(tmp_path: Path) -> None:
     assert tenants is not None and tenants.gate.permission == permissions.SYSTEM
     me = route_gate(routes, _scope("GET", "/api/v1/me"))
     assert me is not None and me.gate.permission is None
+    # Orders: `read` to see, `orders` to change (changes audit themselves in their transaction).
+    for method, path, needed in (
+        ("GET", "/api/v1/orders", permissions.READ),
+        ("GET", "/t/acme/api/v1/orders/7/history", permissions.READ),
+        ("POST", "/api/v1/orders", permissions.ORDERS),
+        ("PATCH", "/api/v1/orders/7", permissions.ORDERS),
+        ("POST", "/t/acme/api/v1/orders/7/study", permissions.ORDERS),
+    ):
+        order = route_gate(routes, _scope(method, path))
+        assert order is not None and order.gate.permission == needed, (method, path)
+        assert order.gate.action is None
 
     # No route answers: the app's 404 / 405, no gate.
     assert route_gate(routes, _scope("GET", "/dicomweb/nothing/here")) is None

@@ -114,6 +114,7 @@ def upload_paths(
     username: str | None = None,
     password: str | None = None,
     progress: bool = True,
+    order: str | None = None,
 ) -> int:
     """Upload; prints a summary and returns the process exit code (1 if anything failed)."""
     from tqdm import tqdm
@@ -129,7 +130,10 @@ def upload_paths(
     groups = batches(files, max(1, batch_files), max(1, batch_bytes))
     total_bytes = sum(p.stat().st_size for p in files)
     target = url.rstrip("/") + "/studies"
-    params = {"source": source} if source else None
+    params = {"source": source} if source else {}
+    if order:
+        # The order the files are for (docs/orders.md): a file of another patient is refused.
+        params["order"] = order
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     auth = httpx.BasicAuth(username, password or "") if username else None
     summary = UploadSummary()

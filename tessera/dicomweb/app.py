@@ -31,6 +31,7 @@ from tessera.dicomweb import (
     documents,
     identity_api,
     notifications_api,
+    orders_api,
     qido,
     reports_api,
     routes_api,
@@ -188,10 +189,11 @@ def dicomweb_routes() -> list[BaseRoute]:
 
 
 def api_routes() -> list[BaseRoute]:
-    """The REST API under a tenant's `/api/v1`: admin, change feed, webhooks, routes,
-    reports."""
+    """The REST API under a tenant's `/api/v1`: admin, orders, upload sessions, change feed,
+    webhooks, routes, notifications, reports, identity."""
     return [
         *admin_api.routes,
+        *orders_api.routes,
         *upload_sessions_api.api_routes,
         *changes_api.routes,
         *changes_stream.routes,

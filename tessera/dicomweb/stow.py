@@ -34,6 +34,12 @@ from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.services import failure_reasons
 from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
+from tessera.services.orders import (
+    OrderConflict,
+    OrderNotFound,
+    open_order_for_upload,
+    parse_order_id,
+)
 from tessera.storage.spool import SpoolFile
 from tessera.storage.uids import uid_problem
 
@@ -85,6 +91,16 @@ async def store_instances(request: Request) -> Response:
             raise BadRequest("Content-Length is not a number") from None
 
     store: StoreInto | None = request.scope.get(STORE_INTO)
+    order_id = None
+    if "order" in request.query_params:
+        if store is not None:
+            raise BadRequest("order: attach the study when the upload session is committed")
+        try:
+            order_id = await run_in_threadpool(
+                _open_order, archive, scope, request.query_params["order"]
+            )
+        except (OrderNotFound, OrderConflict) as exc:
+            raise BadRequest(f"order: {exc}") from exc
     if store is None:
         try:
             source_pk = await run_in_threadpool(
@@ -94,7 +110,9 @@ async def store_instances(request: Request) -> Response:
             raise BadRequest(str(exc)) from exc
 
         def store(path: Path, sha256: str, target_study: str | None) -> StoreOutcome:
-            return ingest_file(archive, scope, path, sha256, source_pk, target_study)
+            return ingest_file(
+                archive, scope, path, sha256, source_pk, target_study, None, order_id
+            )
 
     if metadata_and_bulk_data:  # PS3.18 §10.5.1.2.2, in its own module
         from tessera.dicomweb.stow_json import receive_metadata_and_bulk_data
@@ -125,6 +143,14 @@ async def store_instances(request: Request) -> Response:
         # is idempotent, so the client sends the whole request again later.
         return storage_unavailable(next(o.message for o in outcomes if o.retry_later))
     return _store_response(request, outcomes, warning, study_uid, status)
+
+
+def _open_order(archive, scope, raw: str) -> int:  # type: ignore[no-untyped-def]
+    """The order `?order=` names: visible to the uploader and open (docs/orders.md)."""
+    order_id = parse_order_id(raw)
+    with archive.database.read() as conn:
+        open_order_for_upload(conn, scope, order_id)
+    return order_id
 
 
 async def _receive_single(request, spool_dir, limit, ingest):  # type: ignore[no-untyped-def]

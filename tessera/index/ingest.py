@@ -59,6 +59,8 @@ class RecordResult:
     released_blob_key: str | None = None
     # DIFFERENT_BYTES: the blob of the instance already stored.
     stored_blob_key: str | None = None
+    # The study the instance was recorded in (CREATED / REPLACED).
+    study_pk: int | None = None
 
 
 @dataclass
@@ -301,7 +303,9 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
         },
     )
     _record_changes(conn, record, study_row.number_of_study_related_instances == 0, released)
-    return RecordResult(RecordOutcome.REPLACED if released else RecordOutcome.CREATED, released)
+    return RecordResult(
+        RecordOutcome.REPLACED if released else RecordOutcome.CREATED, released, study_pk=study_pk
+    )
 
 
 def _record_changes(

@@ -479,11 +479,13 @@ class AuditEvent(Base):
     remote_addr: Mapped[str] = mapped_column(String(64), default="")
 
 
+# Orders, worklist and MPPS tables (migration 0006_orders).
 # Change feed, webhooks, routing and notification tables (migration 0008_change_feed).
 from tessera.index import event_models as _event_models  # noqa: E402, F401
 
 # Identity tables (0010) live on the same Base, in their own module.
 from tessera.index import identity_models as _identity_models  # noqa: E402, F401
+from tessera.index import orders as _orders  # noqa: E402, F401
 
 # Reports (report, versions, templates, the HL7 results outbox; migration 0009_reports).
 from tessera.index import report_results as _report_results  # noqa: E402, F401

@@ -173,6 +173,13 @@ def _glob_pattern(pattern: str) -> str:
     return "".join("[[]" if char == "[" else char for char in pattern)
 
 
+def wildcard_match(dialect: str, column: ColumnElement, pattern: str) -> ColumnElement:
+    """`pattern` in DICOM form ('*' any run, '?' one character, all else literal)."""
+    if dialect == "sqlite":
+        return column.op("GLOB")(_glob_pattern(pattern))
+    return column.like(_like_pattern(pattern), escape="\\")
+
+
 class _Compiler:
     def __init__(
         self, dialect: str, scope: Scope, query: Query, linked: list[int] | None = None
@@ -229,10 +236,7 @@ class _Compiler:
         )
 
     def wildcard(self, column: ColumnElement, pattern: str) -> ColumnElement:
-        """`pattern` in DICOM form ('*' any run, '?' one character, all else literal)."""
-        if self.dialect == "sqlite":
-            return column.op("GLOB")(_glob_pattern(pattern))
-        return column.like(_like_pattern(pattern), escape="\\")
+        return wildcard_match(self.dialect, column, pattern)
 
     def table_for(self, attribute: Attribute):  # type: ignore[no-untyped-def]
         if attribute.level is Level.PATIENT and self.level is Level.PATIENT:

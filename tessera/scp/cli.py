@@ -73,6 +73,10 @@ def cmd_scp(args: argparse.Namespace) -> int:
         print("error: --dimse-port must be a port number", file=sys.stderr)
         return 2
     archive = open_archive(settings, migrate=True)
+    from tessera.services.study_complete import start_worker
+
+    # Study complete -> IMAGES_READY: every process may run it (rows are claimed).
+    start_worker(archive)
     try:
         start_listener(archive, block=True)
     except OSError as exc:

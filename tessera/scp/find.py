@@ -138,7 +138,7 @@ def handle_find(event: evt.Event, archive: Archive) -> Iterator:
                 yield statuses.CANCEL, None
                 return
             matches += 1
-            _wait_for_peer(event.assoc)
+            wait_for_peer(event.assoc)
             yield (
                 statuses.PENDING,
                 _response(match, keys, level, caller.called_ae_title, retrieve),
@@ -179,7 +179,7 @@ def _audited_keys(identifier: Dataset) -> dict[str, str]:
 _MAX_QUEUED_RESPONSES = 16
 
 
-def _wait_for_peer(assoc: Association) -> None:
+def wait_for_peer(assoc: Association) -> None:
     queued = assoc.dul.to_provider_queue
     while queued.qsize() > _MAX_QUEUED_RESPONSES and assoc.is_established:
         time.sleep(0.0005)

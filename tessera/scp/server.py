@@ -16,6 +16,8 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, _config, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
+    ModalityPerformedProcedureStep,
+    ModalityWorklistInformationFind,
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -27,7 +29,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
 from pynetdicom.transport import ThreadedAssociationServer
 
 from tessera.archive import Archive
-from tessera.scp import association, retrieve, store
+from tessera.scp import association, mpps, mwl, retrieve, store
 from tessera.scp import find as find_handler
 from tessera.scp.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from tessera.scp.tls import server_tls_context
@@ -49,6 +51,8 @@ QUERY_RETRIEVE_SOP_CLASSES = (
     PatientRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelGet,
 )
+# Scheduled workflow: the Modality Worklist and MPPS (docs/orders.md).
+WORKFLOW_SOP_CLASSES = (ModalityWorklistInformationFind, ModalityPerformedProcedureStep)
 NON_STORAGE_TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -73,7 +77,7 @@ def build_ae(archive: Archive) -> AE:
     ae.dimse_timeout = 120
     ae.network_timeout = 120
     ae.add_supported_context(Verification, NON_STORAGE_TRANSFER_SYNTAXES)
-    for sop_class in QUERY_RETRIEVE_SOP_CLASSES:
+    for sop_class in (*QUERY_RETRIEVE_SOP_CLASSES, *WORKFLOW_SOP_CLASSES):
         ae.add_supported_context(sop_class, NON_STORAGE_TRANSFER_SYNTAXES)
     return ae
 
@@ -83,10 +87,19 @@ def event_handlers(archive: Archive) -> list:
         (evt.EVT_REQUESTED, association.handle_requested, [archive]),
         (evt.EVT_C_ECHO, _handle_echo),
         (evt.EVT_C_STORE, store.handle_store, [archive]),
-        (evt.EVT_C_FIND, find_handler.handle_find, [archive]),
+        (evt.EVT_C_FIND, _handle_find, [archive]),
         (evt.EVT_C_MOVE, retrieve.handle_move, [archive]),
         (evt.EVT_C_GET, retrieve.handle_get, [archive]),
+        (evt.EVT_N_CREATE, mpps.handle_n_create, [archive]),
+        (evt.EVT_N_SET, mpps.handle_n_set, [archive]),
     ]
+
+
+def _handle_find(event: evt.Event, archive: Archive):
+    """C-FIND: the worklist, or a Query/Retrieve information model."""
+    if str(event.request.AffectedSOPClassUID) == ModalityWorklistInformationFind:
+        return mwl.handle_worklist_find(event, archive)
+    return find_handler.handle_find(event, archive)
 
 
 def _handle_echo(event: evt.Event) -> int:

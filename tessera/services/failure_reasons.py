@@ -24,6 +24,8 @@ OUT_OF_RESOURCES = 0xA700
 SOURCE_NOT_ALLOWED = 0xC411
 # The study, series or instance already holds data of sources the uploader cannot see.
 UID_NOT_AVAILABLE = 0xC412
+# The instance does not fit the order its upload named (another patient, another study).
+ORDER_MISMATCH = 0xC413
 
 # What the parser found wrong with the bytes -> the Failure Reason.
 _OF_DEFECT = {

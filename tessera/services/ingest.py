@@ -18,6 +18,7 @@ from pydicom.errors import InvalidDicomError
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from tessera.archive import Archive
+from tessera.index import attributes as a
 from tessera.index.ingest import (
     InstanceRecord,
     RecordOutcome,
@@ -28,6 +29,12 @@ from tessera.index.ingest import (
 from tessera.index.sources import source_pk_by_name
 from tessera.scope import Scope
 from tessera.services import failure_reasons
+from tessera.services.orders import (
+    OrderConflict,
+    OrderNotFound,
+    attach_on_ingest,
+    attach_upload_to_order,
+)
 from tessera.storage import parse
 from tessera.storage.blobstore import StorageUnavailable, blob_key_for
 from tessera.storage.dicom_json import build_metadata
@@ -81,18 +88,23 @@ def ingest_file(
     source_pk: int,
     expected_study_uid: str | None = None,
     expected_sop: tuple[str, str] | None = None,
+    order_id: int | None = None,
 ) -> StoreOutcome:
     """Store the fully received file at `path` (a spool file; consumed in every case).
 
     `expected_sop` is (SOP Class UID, SOP Instance UID) a C-STORE request announced; a data
     set that says otherwise is refused (0xA900, data set does not match SOP class).
+    `order_id` names the order the upload is for: the instance's study becomes the order's,
+    and an instance that does not fit it (another patient) is refused (0xC413).
 
     Never raises: each instance is its own failure boundary, so one instance that fails in an
     unforeseen way is refused (0x0110, logged) and the other parts of a request still are
     stored and acknowledged.
     """
     try:
-        return _ingest(archive, scope, path, sha256, source_pk, expected_study_uid, expected_sop)
+        return _ingest(
+            archive, scope, path, sha256, source_pk, expected_study_uid, expected_sop, order_id
+        )
     except Exception:
         log.exception("ingest failed", extra={"spool_file": str(path)})
         return StoreOutcome(
@@ -112,6 +124,7 @@ def _ingest(
     source_pk: int,
     expected_study_uid: str | None,
     expected_sop: tuple[str, str] | None = None,
+    order_id: int | None = None,
 ) -> StoreOutcome:
     try:
         parsed = parse.parse_part10(path)
@@ -196,8 +209,9 @@ def _ingest(
         visible_source_pks=None if scope.source_pks is None else scope.source_pks | {source_pk},
         compare_content=True,  # a resend re-encoded by its sender is the same object
     )
+    order_problem = ""
     try:
-        result = _record(archive, record)
+        result, order_problem = _record(archive, scope, record, order_id)
         if result.outcome is RecordOutcome.DIFFERENT_BYTES:
             assert result.stored_blob_key is not None
             if _same_object(archive, result.stored_blob_key, blob_key):
@@ -207,7 +221,7 @@ def _ingest(
                 outcome.already_stored = True
                 return outcome
             record.compare_content = False
-            result = _record(archive, record)
+            result, order_problem = _record(archive, scope, record, order_id)
     except SQLAlchemyError as exc:
         # The blob stays; if no row references it the sweeper removes it after the grace period.
         log.exception("index write failed", extra={"sop_instance_uid": parsed.sop_instance_uid})
@@ -219,6 +233,11 @@ def _ingest(
             "could not record the instance in the index",
         )
 
+    if order_problem:
+        with archive.database.read() as conn:
+            if not blob_in_use(conn, blob_key):
+                archive.blob_store.delete(blob_key)
+        return _failed(outcome, failure_reasons.ORDER_MISMATCH, order_problem)
     if result.outcome is RecordOutcome.CONFLICT:
         archive.blob_store.delete(blob_key)  # our content-addressed key; no row uses it
         return _conflict(outcome)
@@ -247,7 +266,12 @@ def _ingest(
     return outcome
 
 
-def _record(archive: Archive, record: InstanceRecord) -> RecordResult:
+def _record(
+    archive: Archive, scope: Scope, record: InstanceRecord, order_id: int | None
+) -> tuple[RecordResult, str]:
+    """Record the instance and attach it to its order in one transaction. Returns the
+    result and why the named order does not fit ('' when it does); a refusal rolls back."""
+    order_problem = ""
     with archive.database.write() as conn:
         result = record_instance(conn, record)
         if result.outcome in (
@@ -257,7 +281,13 @@ def _record(archive: Archive, record: InstanceRecord) -> RecordResult:
             RecordOutcome.NOT_VISIBLE,
         ):
             conn.rollback()
-    return result
+        elif result.study_pk is not None and order_id is not None:
+            order_problem = _attach_to_named_order(conn, scope, record, result.study_pk, order_id)
+            if order_problem:
+                conn.rollback()
+        elif result.study_pk is not None:
+            _attach_to_order(conn, scope, record, result.study_pk)
+    return result, order_problem
 
 
 def _same_object(archive: Archive, stored_key: str, received_key: str) -> bool:
@@ -270,6 +300,41 @@ def _same_object(archive: Archive, stored_key: str, received_key: str) -> bool:
     except (OSError, InvalidDicomError, ValueError):
         log.exception("stored and received files not compared", extra={"blob_key": stored_key})
         return False
+
+
+def _attach_to_order(conn, scope: Scope, record: InstanceRecord, study_pk: int) -> None:
+    """The instance's open order (same source, by Study Instance UID or accession number)
+    becomes IN_PROGRESS with this study; in the instance's own transaction."""
+    ds = record.dataset
+    attach_on_ingest(
+        conn,
+        record.tenant_id,
+        record.source_pk,
+        study_pk,
+        record.study_instance_uid,
+        a.text(ds, "AccessionNumber", 16),
+        a.text(ds, "PatientID"),
+        a.text(ds, "IssuerOfPatientID"),
+        scope.principal,
+    )
+
+
+def _attach_to_named_order(
+    conn, scope: Scope, record: InstanceRecord, study_pk: int, order_id: int
+) -> str:
+    """Attach to the order the upload names; the reason it does not fit, or ''."""
+    try:
+        attach_upload_to_order(
+            conn,
+            scope,
+            order_id,
+            study_pk,
+            a.text(record.dataset, "PatientID"),
+            a.text(record.dataset, "IssuerOfPatientID"),
+        )
+    except (OrderConflict, OrderNotFound) as exc:
+        return str(exc)
+    return ""
 
 
 def _failed(outcome: StoreOutcome, reason: int, message: str) -> StoreOutcome:

@@ -1,0 +1,260 @@
+"""Orders benchmark (issue 13): Modality Worklist C-FIND and order search with 10,000 open
+orders, and what attaching an instance to its order adds to ingest.
+
+Builds an index with N orders (two sources, 20 stations, 4 modalities, 10 days) through
+`services.orders.create_order`, starts `tessera serve` on it (DIMSE listener on), then prints
+p50/p95 of
+
+    findscu -W (a new process and association each time) for one station and one day
+    GET /api/v1/orders?patient_name=..., ?accession_number=..., date range + modality,
+        the default list (newest first)
+
+and, in this process, the time of `ingest_file` for header-only instances whose study is an
+order's, with the attach step on and replaced by a no-op (the difference is its cost).
+
+    python benchmarks/orders.py [--orders 10000] [--databases sqlite,postgresql] [--repeat 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import (  # noqa: E402
+    drop_pg_database,
+    free_port,
+    fresh_pg_database,
+    percentile,
+    start_tessera,
+)
+
+from tessera.archive import Archive, migrate_index  # noqa: E402
+from tessera.config import Settings  # noqa: E402
+from tessera.index.sources import add_source, source_pk_by_name  # noqa: E402
+from tessera.scope import full_scope  # noqa: E402
+from tessera.services import ingest as ingest_service  # noqa: E402
+from tessera.services import orders as o  # noqa: E402
+from tessera.synthetic import header_only_instance  # noqa: E402
+
+FAMILY = ["SMITH", "JONES", "MULLER", "GARCIA", "TANAKA", "ROSSI", "DUBOIS", "KIM", "NGUYEN"]
+MODALITIES = ["CT", "MR", "CR", "US"]
+FIRST_DAY = date(2026, 12, 1)
+
+
+def build(archive: Archive, count: int) -> None:
+    scope = full_scope(archive.default_tenant.id, "bench")
+    rng = random.Random(13)
+    with archive.database.write() as conn:
+        for name in ("ClinicA", "ClinicB"):
+            add_source(conn, scope.tenant_id, name)
+    done = 0
+    while done < count:
+        with archive.database.write() as conn:
+            for number in range(done, min(done + 500, count)):
+                # 20 stations x 10 days: 50 steps per station and day at 10,000 orders.
+                day = FIRST_DAY + timedelta(days=(number // 20) % 10)
+                modality = MODALITIES[number % 4]
+                o.create_order(
+                    conn,
+                    scope,
+                    {
+                        "accession_number": f"A{number:07d}",
+                        "patient_name": f"{rng.choice(FAMILY)}{number % 97}^PAT",
+                        "patient_id": f"P{number:07d}",
+                        "source": "ClinicA" if number % 2 else "ClinicB",
+                        "scheduled_procedure_steps": [
+                            {
+                                "start": f"{day.isoformat()}T{8 + number % 10:02d}:00:00",
+                                "modality": modality,
+                                "scheduled_station_ae_title": f"{modality}{(number // 4) % 5:02d}",
+                            }
+                        ],
+                    },
+                )
+        done = min(done + 500, count)
+
+
+def timed(call, repeat: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - start) * 1000)
+    return percentile(samples, 50), percentile(samples, 95)
+
+
+def findscu(port: int) -> int:
+    out = subprocess.run(
+        [
+            "/usr/bin/findscu",
+            "-W",
+            "-aet",
+            "BENCH",
+            "-aec",
+            "TESSERA",
+            "-k",
+            "PatientName",
+            "-k",
+            "PatientID",
+            "-k",
+            "AccessionNumber",
+            "-k",
+            "StudyInstanceUID",
+            "-k",
+            "ScheduledProcedureStepSequence[0].ScheduledStationAETitle=CT02",
+            "-k",
+            "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate="
+            + (FIRST_DAY + timedelta(days=2)).strftime("%Y%m%d"),
+            "-k",
+            "ScheduledProcedureStepSequence[0].Modality",
+            "127.0.0.1",
+            str(port),
+        ],
+        capture_output=True,
+        check=True,
+    )
+    return out.stderr.count(b"Find Response:")
+
+
+def attach_cost(
+    archive: Archive, tmp: Path, studies: int = 60, per_study: int = 10
+) -> tuple[float, float]:
+    """Mean ingest_file time per study (ms) of `per_study` header-only instances whose study
+    is an order's, with attaching on and with it replaced by a no-op (alternating studies,
+    so caches and machine load treat both alike)."""
+    scope = full_scope(archive.default_tenant.id, "bench")
+    with archive.database.read() as conn:
+        source = source_pk_by_name(conn, scope.tenant_id, "ClinicA")
+    with archive.database.write() as conn:
+        orders = [
+            o.create_order(
+                conn,
+                scope,
+                {"accession_number": f"ATT{n}", "patient_id": "PAT-1", "source": "ClinicA"},
+            )[0]
+            for n in range(studies)
+        ]
+    real = ingest_service.attach_on_ingest
+
+    def noop(*args: object, **kwargs: object) -> None:
+        return None
+
+    totals: dict[bool, list[float]] = {True: [], False: []}
+    for n, order in enumerate(orders):
+        attach = n % 2 == 0
+        ingest_service.attach_on_ingest = real if attach else noop  # type: ignore[assignment]
+        elapsed = 0.0
+        for number in range(per_study):
+            data = header_only_instance(
+                {
+                    "StudyInstanceUID": order.study_instance_uid,
+                    "SeriesInstanceUID": f"2.25.{n + 1}",
+                    "SOPInstanceUID": f"2.25.{n + 1}{number + 1:04d}",
+                    "InstanceNumber": number + 1,
+                    "PatientID": "PAT-1",
+                    "Modality": "CT",
+                }
+            )
+            path = tmp / f"{n}-{number}.dcm"
+            path.write_bytes(data)
+            start = time.perf_counter()
+            outcome = ingest_service.ingest_file(
+                archive, scope, path, hashlib.sha256(data).hexdigest(), source
+            )
+            elapsed += (time.perf_counter() - start) * 1000
+            assert outcome.stored, outcome.message
+        totals[attach].append(elapsed)
+    ingest_service.attach_on_ingest = real
+    return percentile(totals[True], 50), percentile(totals[False], 50)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--orders", type=int, default=10_000)
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--repeat", type=int, default=40)
+    args = parser.parse_args()
+    for database in args.databases.split(","):
+        workdir = Path(tempfile.mkdtemp(prefix="tessera-orders-bench-"))
+        url = (
+            fresh_pg_database()
+            if database == "postgresql"
+            else f"sqlite:///{workdir / 'index.sqlite3'}"
+        )
+        settings = Settings(data_dir=workdir / "data", database_url=url)
+        migrate_index(settings)
+        archive = Archive.open(settings)
+        started = time.perf_counter()
+        build(archive, args.orders)
+        print(f"[{database}] {args.orders} orders built in {time.perf_counter() - started:.1f} s")
+        dimse_port = free_port()
+        server = start_tessera(
+            database,
+            {
+                "TESSERA_DATABASE_URL": url,
+                "TESSERA_DATA_DIR": str(workdir / "data"),
+                "TESSERA_DIMSE_PORT": str(dimse_port),
+                "TESSERA_DIMSE_ACCEPT_UNKNOWN": "true",
+                "TESSERA_WORKERS": "1",
+            },
+        )
+        try:
+            time.sleep(1)
+            port = dimse_port
+            items = findscu(port)
+            p50, p95 = timed(lambda: findscu(port), args.repeat)  # noqa: B023
+            print(
+                f"[{database}] MWL findscu -W (one station, one day: {items} items): "
+                f"p50 {p50:.1f} ms, p95 {p95:.1f} ms"
+            )
+            api = server.dicomweb.replace("/dicomweb", "/api/v1")
+            client = httpx.Client(timeout=30)
+            for label, params in (
+                ("patient_name=SMITH", {"patient_name": "SMITH"}),
+                ("accession_number", {"accession_number": "A0004242"}),
+                (
+                    "dates + modality",
+                    {
+                        "scheduled_from": "2026-12-03",
+                        "scheduled_to": "2026-12-04",
+                        "modality": "MR",
+                        "limit": "100",
+                    },
+                ),
+                ("default list", {"limit": "100"}),
+            ):
+
+                def call(params=params, client=client, api=api) -> None:  # type: ignore[no-untyped-def]
+                    response = client.get(f"{api}/orders", params=params)
+                    assert response.status_code == 200, response.text
+
+                p50, p95 = timed(call, args.repeat)
+                print(f"[{database}] GET /orders?{label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+        finally:
+            server.stop()
+        with_attach, without = attach_cost(archive, workdir)
+        print(
+            f"[{database}] ingest of a 10-instance study for an order (median): with attach "
+            f"{with_attach:.1f} ms, without {without:.1f} ms "
+            f"({(with_attach / without - 1) * 100:+.1f}%)"
+        )
+        archive.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+        if database == "postgresql":
+            drop_pg_database(url)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,354 @@
+"""The orders REST API over real HTTP (a `tessera serve` process, SQLite and PostgreSQL):
+create / search / get / update / cancel / status / history, bad input answered 4xx with the
+problem named, and the security rows: another tenant, a source-locked user and a user
+without the permission never see, change or infer an order."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import PG_URL, create_pg_database, drop_pg_database
+from tests.security_world import PASSWORD, World, build_world, instance_bytes, stow
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        base = tmp_path_factory.mktemp("orders")
+        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
+    else:
+        if not PG_URL:
+            pytest.skip("TESSERA_TEST_PG_URL not set")
+        base = tmp_path_factory.mktemp("orders-pg")
+        url = create_pg_database()
+        drop = url
+    built = build_world(base / "data", url)
+    admin = built.auth("admin")
+    api = built.api()
+    # A technologist of ClinicB (orders permission, locked to ClinicB).
+    response = httpx.post(
+        f"{api}/users",
+        json={
+            "username": "tech_b",
+            "role": "technologist",
+            "password": PASSWORD,
+            "sources": ["ClinicB"],
+            "upload_sources": ["ClinicB"],
+        },
+        headers=admin,
+    )
+    assert response.status_code == 201, response.text
+    built.keys["tech_b"] = httpx.post(
+        f"{api}/api-keys", json={"user": "tech_b"}, headers=admin
+    ).json()["key"]
+    try:
+        yield built
+    finally:
+        built.server.stop()
+        if drop:
+            drop_pg_database(drop)
+
+
+def body(accession: str, **extra: object) -> dict:
+    value = {
+        "accession_number": accession,
+        "patient_name": "Doe^Jane",
+        "patient_id": "MRN-" + accession,
+        "patient_birth_date": "1980-02-03",
+        "patient_sex": "F",
+        "source": "ClinicA",
+        "priority": "ROUTINE",
+        "requested_procedure_id": "RP1",
+        "requested_procedure_description": "CT chest",
+        "requested_procedure_code": {
+            "code_value": "24627-2",
+            "coding_scheme_designator": "LN",
+            "code_meaning": "CT Chest",
+        },
+        "scheduled_procedure_steps": [
+            {
+                "start": "2026-12-01T10:30:00",
+                "modality": "CT",
+                "scheduled_station_ae_title": "CT1",
+                "description": "CT chest w/o contrast",
+            }
+        ],
+    }
+    value.update(extra)
+    return value
+
+
+def test_create_get_search_update_cancel(world: World) -> None:
+    api, admin = world.api(), world.auth("admin")
+    client = httpx.Client(timeout=30, headers=admin)
+    created = client.post(f"{api}/orders", json=body("R1"))
+    assert created.status_code == 201, created.text
+    order = created.json()
+    assert order["status"] == "SCHEDULED" and order["source"] == "ClinicA"
+    assert order["study_instance_uid"].startswith("2.25.")
+    assert order["scheduled_procedure_steps"][0]["start"] == "2026-12-01T10:30:00"
+    assert order["requested_procedure_code"]["code_value"] == "24627-2"
+    # Idempotent: the same accession for the same patient is the same order.
+    again = client.post(f"{api}/orders", json=body("R1"))
+    assert again.status_code == 200 and again.json()["id"] == order["id"]
+    assert again.json()["study_instance_uid"] == order["study_instance_uid"]
+    conflict = client.post(f"{api}/orders", json=body("R1", patient_id="SOMEONE"))
+    assert conflict.status_code == 409 and "another patient" in conflict.json()["detail"]
+
+    got = client.get(f"{api}/orders/{order['id']}").json()
+    assert got == order
+    found = client.get(f"{api}/orders", params={"patient_name": "doe", "modality": "ct"}).json()
+    assert order["id"] in [x["id"] for x in found]
+    assert (
+        client.get(f"{api}/orders", params={"accession_number": "R1"}).json()[0]["id"]
+        == (order["id"])
+    )
+    assert client.get(f"{api}/orders", params={"scheduled_from": "2026-12-02"}).json() == []
+
+    patched = client.patch(f"{api}/orders/{order['id']}", json={"priority": "stat"})
+    assert patched.status_code == 200 and patched.json()["priority"] == "STAT"
+    cancelled = client.post(f"{api}/orders/{order['id']}/cancel", json={"reason": "duplicate"})
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+    late = client.patch(f"{api}/orders/{order['id']}", json={"priority": "LOW"})
+    assert late.status_code == 409 and "CANCELLED" in late.json()["detail"]
+    assert client.post(f"{api}/orders/{order['id']}/cancel").status_code == 409
+    history = client.get(f"{api}/orders/{order['id']}/history").json()
+    assert [(h["from_status"], h["to_status"]) for h in history] == [
+        (None, "SCHEDULED"),
+        ("SCHEDULED", "CANCELLED"),
+    ]
+    assert history[1]["reason"] == "duplicate" and history[1]["principal"].startswith("admin")
+    # The audit trail has the changes.
+    audit = client.get(f"{api}/audit", params={"action": "order.cancel"}).json()
+    assert audit and audit[0]["target"] == str(order["id"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "payload", "status", "named"),
+    [
+        ("POST", "/orders", {"patient_name": "X"}, 400, "accession_number"),
+        ("POST", "/orders", "not json", 400, "JSON"),
+        ("POST", "/orders", ["a list"], 400, "object"),
+        (
+            "POST",
+            "/orders",
+            {"accession_number": "B1", "patient_id": "P", "patient_birth_date": "31/12/1999"},
+            400,
+            "patient_birth_date",
+        ),
+        (
+            "POST",
+            "/orders",
+            {
+                "accession_number": "B2",
+                "patient_id": "P",
+                "scheduled_procedure_steps": [{"start": "2026-02-30T10:00"}],
+            },
+            400,
+            "start",
+        ),
+        (
+            "POST",
+            "/orders",
+            {"accession_number": "B3", "patient_id": "P", "source": "Nowhere"},
+            400,
+            "unknown source",
+        ),
+        ("GET", "/orders?scheduled_from=yesterday", None, 400, "scheduled_from"),
+        ("GET", "/orders?status=DONE", None, 400, "status"),
+        ("GET", "/orders?sort=age", None, 400, "sort"),
+        ("GET", "/orders?limit=many", None, 400, "limit"),
+        ("GET", "/orders?colour=red", None, 400, "colour"),
+        ("GET", "/orders?source=Nowhere", None, 400, "unknown source"),
+        ("GET", "/orders/999999", None, 404, "no order"),
+        ("GET", "/orders/abc", None, 404, "no order"),
+        ("GET", "/orders/-1/history", None, 404, "no order"),
+        ("PATCH", "/orders/999999", {"priority": "LOW"}, 404, "no order"),
+        ("POST", "/orders/999999/status", {"status": "FINAL"}, 404, "no order"),
+    ],
+)
+def test_bad_input_is_a_named_4xx(world: World, method, path, payload, status, named) -> None:  # type: ignore[no-untyped-def]
+    kwargs: dict = {}
+    if isinstance(payload, str):
+        kwargs["content"] = payload
+    elif payload is not None:
+        kwargs["json"] = payload
+    response = httpx.request(
+        method, world.api() + path, headers=world.auth("admin"), timeout=30, **kwargs
+    )
+    assert response.status_code == status, response.text
+    assert named in response.json()["detail"]
+
+
+def test_status_transitions(world: World) -> None:
+    api = world.api()
+    client = httpx.Client(timeout=30, headers=world.auth("admin"))
+    order = client.post(f"{api}/orders", json=body("T1")).json()
+    url = f"{api}/orders/{order['id']}/status"
+    refused = client.post(url, json={"status": "FINAL"})
+    assert refused.status_code == 409 and "cannot become FINAL" in refused.json()["detail"]
+    assert client.post(url, json={"status": "WHATEVER"}).status_code == 400
+    for status in ("IN_PROGRESS", "IMAGES_READY", "REPORTED", "FINAL"):
+        response = client.post(url, json={"status": status})
+        assert response.status_code == 200 and response.json()["status"] == status
+
+
+def test_other_tenant_locked_users_and_permissions(world: World) -> None:
+    api = world.api()
+    admin = httpx.Client(timeout=30, headers=world.auth("admin"))
+    order = admin.post(f"{api}/orders", json=body("S1")).json()
+    path = f"/orders/{order['id']}"
+
+    def call(user: str, method: str, suffix: str = "", tenant: str = "default", **kw):  # type: ignore[no-untyped-def]
+        return httpx.request(
+            method, world.api(tenant) + suffix, headers=world.auth(user), timeout=30, **kw
+        )
+
+    # Seen by the ClinicA users (tech, ref_a), with `read`.
+    for user in ("tech", "ref_a"):
+        assert call(user, "GET", path).json()["id"] == order["id"]
+    # Hidden from a ClinicB user and from another tenant: 404 like a missing order, no hit in
+    # a search by the exact accession number, no history.
+    for user, tenant in (("read_b", "default"), ("tech_b", "default"), ("acme_admin", "acme")):
+        for suffix in (path, path + "/history"):
+            response = call(user, "GET", suffix, tenant)
+            assert response.status_code == 404, (user, suffix)
+            assert response.json()["detail"] == f"no order {order['id']}"
+        assert call(user, "GET", "/orders?accession_number=S1", tenant).json() == []
+        assert call(user, "GET", "/orders?patient_id=MRN-S1", tenant).json() == []
+    # Writes: a ClinicB technologist cannot change or cancel it (404), nor create for ClinicA.
+    assert call("tech_b", "PATCH", path, json={"priority": "LOW"}).status_code == 404
+    assert call("tech_b", "POST", path + "/cancel").status_code == 404
+    refused = call("tech_b", "POST", "/orders", json=body("S2"))
+    assert refused.status_code == 400 and "unknown source" in refused.json()["detail"]
+    assert call("tech_b", "GET", "/orders?source=ClinicA").status_code == 400
+    # Without the `orders` permission: 403; without `read`: 403 even for reading.
+    assert call("ref_a", "POST", "/orders", json=body("S3")).status_code == 403
+    assert call("ref_a", "POST", path + "/cancel").status_code == 403
+    assert call("nobody", "GET", "/orders").status_code == 403
+    assert httpx.get(f"{api}/orders", timeout=30).status_code == 401
+    # The other tenant's own order with the same accession is a separate order.
+    acme = call("acme_admin", "POST", "/orders", "acme", json=body("S1", source=None))
+    assert acme.status_code == 201 and acme.json()["id"] != order["id"]
+    assert call("admin", "GET", f"/orders/{acme.json()['id']}").status_code == 404
+    # A locked technologist's order defaults to their source.
+    own = call("tech_b", "POST", "/orders", json=body("S4", source=None))
+    assert own.status_code == 201 and own.json()["source"] == "ClinicB"
+    assert call("tech", "GET", f"/orders/{own.json()['id']}").status_code == 404
+
+
+def test_stow_attaches_the_upload_to_its_order(world: World) -> None:
+    api = world.api()
+    admin = httpx.Client(timeout=30, headers=world.auth("admin"))
+    order = admin.post(f"{api}/orders", json=body("W1", patient_id="PAT-1")).json()
+    data = instance_bytes(order["study_instance_uid"], "2.25.5151", "2.25.5152", "Doe^Jane", 1)
+    assert stow(world.url(), [data], world.auth("tech"), "ClinicA").status_code == 200
+    attached = admin.get(f"{api}/orders/{order['id']}").json()
+    assert attached["status"] == "IN_PROGRESS" and attached["images_attached"] is True
+    history = admin.get(f"{api}/orders/{order['id']}/history").json()
+    assert history[-1]["to_status"] == "IN_PROGRESS" and history[-1]["principal"].startswith("tech")
+
+
+def _failure_reasons(response: httpx.Response) -> list[int]:
+    failed = response.json().get("00081198", {}).get("Value", [])
+    return [item["00081197"]["Value"][0] for item in failed]
+
+
+def test_stow_with_order_parameter(world: World) -> None:
+    api = world.api()
+    admin = httpx.Client(timeout=30, headers=world.auth("admin"))
+    order = admin.post(f"{api}/orders", json=body("W2", patient_id="PAT-1")).json()
+    # The modality made up its own Study Instance UID: ?order= names the order anyway.
+    own_study = "2.25.626262"
+    data = instance_bytes(own_study, "2.25.626263", "2.25.626264", "Doe^Jane", 1)
+    url = f"{world.url()}/studies?source=ClinicA&order={order['id']}"
+    response = httpx.post(
+        url, content=_multipart(data), headers=_stow_headers(world, "tech"), timeout=30
+    )
+    assert response.status_code == 200, response.text
+    attached = admin.get(f"{api}/orders/{order['id']}").json()
+    assert attached["status"] == "IN_PROGRESS" and attached["images_attached"]
+    # Another patient's instance for this order is refused (nothing merged), with the reason.
+    other = instance_bytes(own_study, "2.25.626263", "2.25.626265", "Roe^Rick", 2)
+    other = other.replace(b"PAT-1", b"PAT-9")
+    refused = httpx.post(
+        url, content=_multipart(other), headers=_stow_headers(world, "tech"), timeout=30
+    )
+    assert refused.status_code == 409, refused.text
+    assert _failure_reasons(refused) == [0xC413]
+    found = httpx.get(
+        f"{world.url()}/instances",
+        params={"SOPInstanceUID": "2.25.626265"},
+        headers=world.auth("admin"),
+        timeout=30,
+    )
+    assert found.status_code in (200, 204) and (found.status_code == 204 or found.json() == [])
+    # Unknown or hidden (another site's) orders: the whole request is a 400.
+    for user, source, order_id in (
+        ("tech", "ClinicA", "999999"),
+        ("tech", "ClinicA", "x"),
+        ("tech_b", "ClinicB", str(order["id"])),
+    ):
+        bad = httpx.post(
+            f"{world.url()}/studies?source={source}&order={order_id}",
+            content=_multipart(data),
+            headers=_stow_headers(world, user),
+            timeout=30,
+        )
+        assert bad.status_code == 400 and "order: no order" in bad.json()["detail"], bad.text
+
+
+def test_upload_cli_with_order(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    api = world.api()
+    admin = httpx.Client(timeout=30, headers=world.auth("admin"))
+    order = admin.post(f"{api}/orders", json=body("W3", patient_id="PAT-1")).json()
+    folder = tmp_path / "files"
+    folder.mkdir()
+    for number in (1, 2):
+        data = instance_bytes("2.25.737373", "2.25.737374", f"2.25.73737{4 + number}", "D", number)
+        (folder / f"{number}.dcm").write_bytes(data)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tessera.cli",
+            "upload",
+            "--url",
+            world.url(),
+            "--token",
+            world.keys["tech"],
+            "--source",
+            "ClinicA",
+            "--order",
+            str(order["id"]),
+            "--no-progress",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert admin.get(f"{api}/orders/{order['id']}").json()["status"] == "IN_PROGRESS"
+
+
+def _multipart(data: bytes) -> bytes:
+    from tessera.dicomweb import multipart_writer
+
+    return multipart_writer.body("orderboundary", [data])
+
+
+def _stow_headers(world: World, user: str) -> dict[str, str]:
+    from tessera.client.stow import request_content_type
+
+    return {
+        **world.auth(user),
+        "Content-Type": request_content_type("orderboundary"),
+        "Accept": "application/dicom+json",
+    }
