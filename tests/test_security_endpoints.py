@@ -106,7 +106,7 @@ ROWS = [
         "GET",
         "/studies/{study}/series/{series}/rendered",
         "series",
-        headers={"Accept": "image/jpeg"},
+        headers={"Accept": 'multipart/related; type="image/jpeg"'},
         requires="tessera.storage.render",
     ),
     Row(
@@ -134,7 +134,7 @@ ROWS = [
         "GET",
         "/studies/{study}/rendered",
         "study",
-        headers={"Accept": "image/jpeg"},
+        headers={"Accept": 'multipart/related; type="image/jpeg"'},
         requires="tessera.storage.render",
     ),
     # WADO-URI (at {root}/wado and at the root itself)
