@@ -45,7 +45,7 @@ class Archive:
     def open(cls, settings: Settings) -> Archive:
         """Open an index at the current schema (else SchemaNotCurrent) and the blob store."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        database = Database(settings.resolved_database_url)
+        database = Database(settings.resolved_database_url, settings.database_pool_size)
         try:
             check_schema(database.engine)
             with database.write() as conn:

@@ -19,6 +19,10 @@ class Settings:
     data_dir: Path = Path("./data")
     # Empty means "SQLite inside data_dir".
     database_url: str = ""
+    # Connections each process keeps open to the index (as many again may open under load).
+    # PostgreSQL allows ~100 in all: nodes x workers x 2 x this must stay below that (or
+    # put PgBouncer in front; docs/scaling.md).
+    database_pool_size: int = 16
     # A STOW-RS request body larger than this is refused with 413.
     max_request_bytes: int = 8 * 1024**3
     # Request headers (all of them, summed) larger than this get 431 and a closed connection;

@@ -58,6 +58,9 @@ class ServerProcess:
             TESSERA_LOG_FORMAT="json",
             # No DIMSE listener unless a test asks for one (parallel servers, one port).
             TESSERA_DIMSE_PORT="0",
+            # Four test processes share one PostgreSQL (max_connections 100) with their
+            # servers' workers: each process keeps few connections.
+            TESSERA_DATABASE_POOL_SIZE="4",
         )
         env.update(self.env_extra)
         self.log_path = self.data_dir.parent / f"server-{self.port}-{int(time.time() * 1000)}.log"

@@ -18,7 +18,7 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 16) -> None:
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
@@ -27,12 +27,14 @@ class Database:
             self.engine = create_engine(
                 self.url,
                 connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                pool_size=16,
-                max_overflow=16,
+                pool_size=pool_size,
+                max_overflow=pool_size,
             )
             _configure_sqlite(self.engine)
         else:
-            self.engine = create_engine(self.url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+            self.engine = create_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
 
     @property
     def dialect(self) -> str:
