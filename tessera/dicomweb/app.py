@@ -51,6 +51,7 @@ from tessera.index.errors import Conflict as RowConflict
 from tessera.index.errors import InvalidValue
 from tessera.index.errors import NotFound as NoSuchRow
 from tessera.index.peers import PeerError
+from tessera.portal import Portal
 from tessera.index.query import QueryError
 from tessera.services.change_watch import ChangeWatcher
 from tessera.services.delivery_worker import DeliveryWorker
@@ -256,10 +257,14 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
             ],
         ),
     ]
+    viewer_path = None
     if settings.viewer:
         from tessera.dicomweb.viewer import Viewer
 
-        routes += Viewer(Path(settings.viewer), dicomweb_path=DEFAULT_DICOMWEB_ROOT).routes()
+        viewer = Viewer(Path(settings.viewer), dicomweb_path=DEFAULT_DICOMWEB_ROOT)
+        routes += viewer.routes()
+        viewer_path = viewer.mount_path
+    routes += Portal(viewer_path).routes()
     return Starlette(
         routes=routes,
         lifespan=lifespan,

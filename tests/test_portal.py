@@ -1,0 +1,252 @@
+"""The web portal (tessera/portal, docs/portal.md) in Debian's headless Chromium driven by
+playwright-core (tests/portal/drive.mjs), against a real `tessera serve` with credentials
+required: signing in and out, the worklist, what a source-locked user sees, which controls
+each role gets, the study page, and an upload through the page.
+
+Screenshots: test-artifacts/portal/ (git-ignored)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
+from tests.security_world import PASSWORD, admin_cli, instance_bytes, stow
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVER = Path(__file__).parent / "portal" / "drive.mjs"
+# playwright-core as the OHIF conformance test installs it (conformance/ohif/install.sh).
+PLAYWRIGHT_DIRS = [ROOT / "conformance" / "ohif", Path("/work/main/conformance/ohif")]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "portal"
+
+
+def playwright_dir() -> Path:
+    for folder in PLAYWRIGHT_DIRS:
+        if (folder / "node_modules" / "playwright-core" / "package.json").is_file():
+            return folder
+    if shutil.which("npm") is None:
+        pytest.skip("npm is needed to install playwright-core (conformance/ohif)")
+    folder = PLAYWRIGHT_DIRS[0]
+    done = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+@dataclass
+class Site:
+    server: ServerProcess
+    admin_key: str
+    # Study Instance UIDs by name: a_study (source ClinicA), b_study (source ClinicB).
+    studies: dict[str, str]
+    workdir: Path
+
+    @property
+    def api(self) -> str:
+        return f"{self.server.base_url}/api/v1"
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+
+def _ok(response: httpx.Response) -> dict:
+    assert response.status_code < 300, response.text
+    return response.json() if response.content else {}
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def site(request, tmp_path_factory) -> Iterator[Site]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium")
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is needed to drive Chromium")
+    workdir = tmp_path_factory.mktemp(f"portal-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{workdir / 'index.sqlite3'}"
+    else:
+        if not PG_URL:
+            pytest.skip("TESSERA_TEST_PG_URL not set")
+        url = create_pg_database()
+    server = ServerProcess(
+        data_dir=workdir / "data",
+        database_url=url,
+        env_extra={"TESSERA_ANONYMOUS": "off", "TESSERA_WORKERS": "1"},
+    )
+    boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
+    server.start(timeout=120)
+    try:
+        site = Site(server, boot["api_key"], {}, workdir)
+        auth = site.auth()
+        for source in ("ClinicA", "ClinicB"):
+            _ok(httpx.post(f"{site.api}/sources", json={"name": source}, headers=auth))
+        users = {
+            "tech": ("technologist", [], []),
+            "ref_a": ("referring_physician", ["ClinicA"], []),
+        }
+        for username, (role, sources, upload_sources) in users.items():
+            _ok(
+                httpx.post(
+                    f"{site.api}/users",
+                    json={
+                        "username": username,
+                        "role": role,
+                        "password": PASSWORD,
+                        "sources": sources,
+                        "upload_sources": upload_sources,
+                    },
+                    headers=auth,
+                )
+            )
+        for name, source, patient in (
+            ("a_study", "ClinicA", "ALFA^ANNA"),
+            ("b_study", "ClinicB", "BRAVO^BERT"),
+        ):
+            study = generate_uid()
+            series = generate_uid()
+            parts = [
+                instance_bytes(study, series, generate_uid(), patient, n, {"PatientID": name})
+                for n in (1, 2)
+            ]
+            response = stow(server.dicomweb, parts, auth, source=source)
+            assert response.status_code == 200, response.text
+            site.studies[name] = study
+        yield site
+    finally:
+        server.stop()
+        if request.param == "postgresql":
+            drop_pg_database(url)
+
+
+def drive(site: Site, journeys: list[dict]) -> dict[str, dict]:
+    """Run the journeys in Chromium; their results by name."""
+    artifacts = ARTIFACTS / Path(site.workdir).name
+    spec = {
+        "baseUrl": site.server.base_url,
+        "artifacts": str(artifacts),
+        "chromium": CHROMIUM,
+        "journeys": journeys,
+    }
+    spec_path = site.workdir / "portal-spec.json"
+    spec_path.write_text(json.dumps(spec))
+    done = subprocess.run(
+        ["node", str(DRIVER), str(spec_path)],
+        cwd=playwright_dir(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"driver failed:\n{done.stderr[-4000:]}"
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    (artifacts / "report.json").write_text(json.dumps(results, indent=2))
+    return {result["name"]: result for result in results}
+
+
+def sign_in(username: str, password: str = PASSWORD) -> list[dict]:
+    return [
+        {"goto": "/portal/"},
+        {"wait": "#login"},
+        {"fill": "#login input[name=username]", "value": username},
+        {"fill": "#login input[name=password]", "value": password},
+        {"click": "#login button[type=submit]"},
+        {"wait": "#signout"},
+    ]
+
+
+def worklist_rows() -> list[dict]:
+    return [
+        {"wait": "#results table"},
+        {"texts": "#results tbody tr", "as": "rows"},
+    ]
+
+
+def test_sign_in_worklist_and_sign_out(site: Site) -> None:
+    results = drive(
+        site,
+        [
+            {
+                "name": "admin",
+                "steps": [
+                    *sign_in("admin"),
+                    *worklist_rows(),
+                    {"texts": "#nav a", "as": "nav"},
+                    {"storage": "tessera.portal", "as": "stored"},
+                    {"screenshot": "worklist"},
+                    {"click": "#signout"},
+                    {"wait": "#login"},
+                    {"storage": "tessera.portal", "as": "after"},
+                ],
+            },
+            {
+                "name": "wrong-password",
+                "steps": [
+                    *sign_in("admin", "not-the-password")[:-1],
+                    {"waitText": "#login .status", "text": "Wrong"},
+                    {"count": "#signout", "as": "signed_in"},
+                    {"screenshot": "refused"},
+                ],
+            },
+        ],
+    )
+    admin = results["admin"]
+    assert admin["error"] is None, admin
+    rows = admin["values"]["rows"]
+    assert any("ALFA ANNA" in row for row in rows), rows
+    assert any("BRAVO BERT" in row for row in rows), rows
+    assert admin["values"]["nav"] == ["Worklist", "Upload", "Orders", "My Team", "Webhooks", "Audit log"]
+    token = json.loads(admin["values"]["stored"])["token"]
+    assert token.startswith("tss_")
+    assert admin["values"]["after"] is None
+    # Signing out ended the token on the server, not only in the page.
+    response = httpx.get(f"{site.api}/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert admin["pageErrors"] == []
+    refused = results["wrong-password"]
+    assert refused["error"] is None, refused
+    assert refused["values"]["signed_in"] == 0
+
+
+def test_a_source_locked_user_sees_only_their_source(site: Site) -> None:
+    results = drive(
+        site,
+        [
+            {
+                "name": "ref_a",
+                "steps": [
+                    *sign_in("ref_a"),
+                    *worklist_rows(),
+                    {"texts": "#nav a", "as": "nav"},
+                    {"count": "a[data-page=upload]", "as": "upload_links"},
+                    {"screenshot": "worklist"},
+                    {"goto": f"/portal/#/study/{site.studies['b_study']}"},
+                    {"waitText": "main", "text": "No such study"},
+                    {"goto": f"/portal/#/study/{site.studies['a_study']}"},
+                    {"wait": "#series figure"},
+                    {"images": "#series img", "as": "thumbnails"},
+                    {"screenshot": "study"},
+                ],
+            },
+        ],
+    )
+    ref = results["ref_a"]
+    assert ref["error"] is None, ref
+    rows = ref["values"]["rows"]
+    assert len(rows) == 1 and "ALFA ANNA" in rows[0], rows
+    assert ref["values"]["nav"] == ["Worklist", "Orders"]
+    assert ref["values"]["upload_links"] == 0
+    assert ref["values"]["thumbnails"] and all(w > 0 for w in ref["values"]["thumbnails"])
