@@ -250,3 +250,115 @@ def test_a_source_locked_user_sees_only_their_source(site: Site) -> None:
     assert ref["values"]["nav"] == ["Worklist", "Orders"]
     assert ref["values"]["upload_links"] == 0
     assert ref["values"]["thumbnails"] and all(w > 0 for w in ref["values"]["thumbnails"])
+
+
+def _study_files(folder: Path, patient: str, count: int) -> tuple[str, list[str]]:
+    """`count` CT files of one new study in `folder`; its Study Instance UID and the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series = generate_uid(), generate_uid()
+    paths = []
+    for number in range(1, count + 1):
+        path = folder / f"{number}.dcm"
+        path.write_bytes(
+            instance_bytes(study, series, generate_uid(), patient, number, {"PatientID": "UP"})
+        )
+        paths.append(str(path))
+    return study, paths
+
+
+def _study_found(site: Site, study: str) -> bool:
+    response = httpx.get(
+        f"{site.server.dicomweb}/studies",
+        params={"StudyInstanceUID": study},
+        headers={**site.auth(), "Accept": "application/dicom+json"},
+    )
+    assert response.status_code == 200, response.text
+    return len(response.json()) == 1
+
+
+def test_upload_through_the_page_stores_the_files(site: Site) -> None:
+    direct, direct_files = _study_files(site.workdir / "direct", "UPLOAD^NOW", 3)
+    later, later_files = _study_files(site.workdir / "later", "UPLOAD^LATER", 2)
+    not_dicom = site.workdir / "notes.txt"
+    not_dicom.write_text("not a DICOM file")
+    results = drive(
+        site,
+        [
+            {
+                "name": "tech-upload",
+                "steps": [
+                    *sign_in("tech"),
+                    {"click": "a[data-page=upload]"},
+                    {"wait": "#upload"},
+                    {"files": "#files", "paths": [*direct_files, str(not_dicom)]},
+                    {"fill": "#upload input[name=source]", "value": "ClinicB"},
+                    {"click": "#upload button[type=submit]"},
+                    {"waitText": "#upload .status.error, #upload .status.ok", "text": "Stored"},
+                    {"texts": "#upload .status", "as": "direct"},
+                    {"screenshot": "uploaded"},
+                    {"files": "#files", "paths": later_files},
+                    {"click": "#upload input[name=later]"},
+                    {"fill": "#upload input[name=description]", "value": "for tomorrow"},
+                    {"click": "#upload button[type=submit]"},
+                    {"wait": "#sessions button.commit"},
+                    {"texts": "#sessions tbody tr", "as": "sessions"},
+                    {"screenshot": "session"},
+                ],
+            },
+        ],
+    )
+    tech = results["tech-upload"]
+    assert tech["error"] is None, tech
+    messages = " ".join(tech["values"]["direct"])
+    assert "Stored 3 instances, 1 refused" in messages, messages
+    assert "3/4 files" in messages or "4/4 files" in messages, messages
+    assert _study_found(site, direct)
+    # Stored with the source the page named: a user locked to ClinicA does not see it.
+    response = httpx.get(
+        f"{site.server.dicomweb}/studies",
+        params={"StudyInstanceUID": direct},
+        auth=("ref_a", PASSWORD),
+        headers={"Accept": "application/dicom+json"},
+    )
+    assert response.status_code == 200 and response.json() == []
+    # Uploaded later: in the session, not yet visible.
+    assert any("for tomorrow" in row for row in tech["values"]["sessions"])
+    assert not _study_found(site, later)
+
+    committed = drive(
+        site,
+        [
+            {
+                "name": "tech-commit",
+                "steps": [
+                    *sign_in("tech"),
+                    {"goto": "/portal/#/upload"},
+                    {"wait": "#sessions button.commit"},
+                    {"click": "#sessions button.commit"},
+                    {"waitText": "#sessions", "text": "No open upload sessions"},
+                ],
+            }
+        ],
+    )["tech-commit"]
+    assert committed["error"] is None, committed
+    assert _study_found(site, later)
+
+
+def test_a_user_without_upload_gets_no_upload_page(site: Site) -> None:
+    results = drive(
+        site,
+        [
+            {
+                "name": "ref_a-upload",
+                "steps": [
+                    *sign_in("ref_a"),
+                    {"goto": "/portal/#/upload"},
+                    {"wait": "#results"},
+                    {"count": "#upload, #files, a[data-page=upload]", "as": "controls"},
+                ],
+            }
+        ],
+    )
+    ref = results["ref_a-upload"]
+    assert ref["error"] is None, ref
+    assert ref["values"]["controls"] == 0
