@@ -362,3 +362,120 @@ def test_a_user_without_upload_gets_no_upload_page(site: Site) -> None:
     ref = results["ref_a-upload"]
     assert ref["error"] is None, ref
     assert ref["values"]["controls"] == 0
+
+
+def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site) -> None:
+    results = drive(
+        site,
+        [
+            {
+                "name": "admin-team",
+                "steps": [
+                    *sign_in("admin"),
+                    {"click": "a[data-page=team]"},
+                    {"wait": "#users table"},
+                    {"click": "#users summary"},
+                    {"fill": "#new-user input[name=username]", "value": "locked_b"},
+                    {"fill": "#new-user input[name=password]", "value": PASSWORD},
+                    {"select": "#new-user select[name=role]", "value": "referring_physician"},
+                    {"click": "#new-user input[name=sources][value=ClinicB]"},
+                    {"click": "#new-user button[type=submit]"},
+                    {"waitText": "#users tbody", "text": "locked_b"},
+                    {"texts": "#users tbody tr", "as": "users"},
+                    {"texts": "#roles tbody tr", "as": "roles"},
+                    {"screenshot": "team"},
+                    {"click": "a[data-page=audit]"},
+                    {"wait": "#audit table"},
+                    {"texts": "#audit tbody tr", "as": "audit"},
+                    {"screenshot": "audit"},
+                    {"click": "a[data-page=webhooks]"},
+                    {"waitText": "main", "text": "No webhooks"},
+                    {"screenshot": "webhooks"},
+                ],
+            },
+            {
+                "name": "locked_b",
+                "steps": [
+                    *sign_in("locked_b"),
+                    *worklist_rows(),
+                    {"goto": "/portal/#/team"},
+                    {"wait": "#results"},
+                    {"count": "#users, a[data-page=team], a[data-page=audit]", "as": "admin_controls"},
+                ],
+            },
+        ],
+    )
+    admin = results["admin-team"]
+    assert admin["error"] is None, admin
+    locked_row = next(row for row in admin["values"]["users"] if row.startswith("locked_b"))
+    assert "referring_physician" in locked_row and "ClinicB" in locked_row, locked_row
+    assert any(row.startswith("admin") for row in admin["values"]["roles"])
+    assert any("admin.user.create" in row and "locked_b" in row for row in admin["values"]["audit"])
+    locked = results["locked_b"]
+    assert locked["error"] is None, locked
+    rows = locked["values"]["rows"]
+    assert any("BRAVO BERT" in row for row in rows), rows
+    assert not any("ALFA ANNA" in row for row in rows), rows
+    assert locked["values"]["admin_controls"] == 0
+    # What the page shows is what the API answers that user.
+    response = httpx.get(
+        f"{site.api}/users/locked_b", headers=site.auth()
+    )
+    assert response.json()["sources"] == ["ClinicB"]
+
+
+def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
+    results = drive(
+        site,
+        [
+            {
+                "name": "tech-orders",
+                "steps": [
+                    *sign_in("tech"),
+                    {"click": "a[data-page=orders]"},
+                    {"wait": "#orders"},
+                    {"click": "details summary"},
+                    {"fill": "#new-order input[name=patient_name]", "value": "ORDERLY^OLGA"},
+                    {"fill": "#new-order input[name=patient_id]", "value": "MRN-77"},
+                    {"fill": "#new-order input[name=accession_number]", "value": "ACC-PORTAL-1"},
+                    {"fill": "#new-order input[name=modality]", "value": "ct"},
+                    {"fill": "#new-order input[name=start]", "value": "2026-12-02T09:30"},
+                    {"click": "#new-order button[type=submit]"},
+                    {"waitText": "#new-order .status", "text": "created"},
+                    {"fill": "form[role=search] input[name=patient_name]", "value": "orderly"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"waitText": "#orders", "text": "ACC-PORTAL-1"},
+                    {"texts": "#orders tbody tr", "as": "by_name"},
+                    {"fill": "form[role=search] input[name=patient_name]", "value": ""},
+                    {"fill": "form[role=search] input[name=patient_id]", "value": "NO-SUCH-MRN"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"waitText": "main .status", "text": "No orders found"},
+                    {"screenshot": "orders"},
+                ],
+            },
+            {
+                "name": "ref_a-orders",
+                "steps": [
+                    *sign_in("ref_a"),
+                    {"click": "a[data-page=orders]"},
+                    {"wait": "#orders"},
+                    {"count": "#new-order, #orders button.cancel", "as": "order_controls"},
+                    {"texts": "#orders tbody tr", "as": "rows"},
+                ],
+            },
+        ],
+    )
+    tech = results["tech-orders"]
+    assert tech["error"] is None, tech
+    assert len(tech["values"]["by_name"]) == 1
+    assert "ORDERLY OLGA" in tech["values"]["by_name"][0]
+    assert "SCHEDULED" in tech["values"]["by_name"][0]
+    found = httpx.get(
+        f"{site.api}/orders", params={"accession_number": "ACC-PORTAL-1"}, headers=site.auth()
+    ).json()
+    assert found[0]["scheduled_procedure_steps"][0]["modality"] == "CT"
+    ref = results["ref_a-orders"]
+    assert ref["error"] is None, ref
+    assert ref["values"]["order_controls"] == 0
+    # The order is of source `default`; ref_a is locked to ClinicA.
+    assert not any("ACC-PORTAL-1" in row for row in ref["values"]["rows"])

@@ -5,6 +5,7 @@
 // Each journey runs in its own browser context (its own sessionStorage). Steps:
 //   { goto: "/portal/" }                       { fill: SELECTOR, value }
 //   { click: SELECTOR }                        { wait: SELECTOR }  (visible)
+//   { select: SELECTOR, value }                (an <option> of a <select>)
 //   { waitText: SELECTOR, text }               { files: SELECTOR, paths: [...] }
 //   { texts: SELECTOR, as: NAME }              (innerText of every match, into the result)
 //   { count: SELECTOR, as: NAME }              { screenshot: NAME }
@@ -43,6 +44,7 @@ async function run(journey) {
     for (const step of journey.steps) {
       if (step.goto) await page.goto(new URL(step.goto, spec.baseUrl).href);
       else if (step.fill) await page.fill(step.fill, step.value);
+      else if (step.select) await page.selectOption(step.select, step.value);
       else if (step.click) await page.click(step.click);
       else if (step.wait) await page.waitForSelector(step.wait, { state: 'visible' });
       else if (step.waitText) {
