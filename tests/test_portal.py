@@ -98,6 +98,7 @@ def site(request, tmp_path_factory) -> Iterator[Site]:
         users = {
             "tech": ("technologist", [], []),
             "ref_a": ("referring_physician", ["ClinicA"], []),
+            "read_a": ("reading_physician", ["ClinicA"], []),
         }
         for username, (role, sources, upload_sources) in users.items():
             _ok(
@@ -479,3 +480,74 @@ def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
     assert ref["values"]["order_controls"] == 0
     # The order is of source `default`; ref_a is locked to ClinicA.
     assert not any("ACC-PORTAL-1" in row for row in ref["values"]["rows"])
+
+
+def test_documents_and_reports_on_the_study_page(site: Site) -> None:
+    note = site.workdir / "consent.txt"
+    note.write_text("The patient consents.\n")
+    study_page = f"/portal/#/study/{site.studies['a_study']}"
+    results = drive(
+        site,
+        [
+            {
+                "name": "tech-study",
+                "steps": [
+                    *sign_in("tech"),
+                    {"goto": study_page},
+                    {"wait": "#series figure"},
+                    {"count": "button.sign", "as": "sign_buttons"},
+                    {"click": "#new-document >> xpath=.. >> summary"},
+                    {"files": "#new-document input[name=file]", "paths": [str(note)]},
+                    {"fill": "#new-document input[name=title]", "value": "Signed consent"},
+                    {"fill": "#new-document input[name=source]", "value": "ClinicA"},
+                    {"click": "#new-document button[type=submit]"},
+                    {"waitText": "#documents", "text": "Signed consent"},
+                    {"click": "#new-report >> xpath=.. >> summary"},
+                    {"fill": "#new-report textarea[name=findings]", "value": "No nodule."},
+                    {"fill": "#new-report textarea[name=impression]", "value": "Normal study."},
+                    {"click": "#new-report button[type=submit]"},
+                    {"waitText": "#reports", "text": "DRAFT"},
+                    {"screenshot": "study"},
+                ],
+            },
+            {
+                "name": "read_a-sign",
+                "steps": [
+                    *sign_in("read_a"),
+                    {"goto": study_page},
+                    {"wait": "#reports button.sign"},
+                    {"count": "#new-document", "as": "document_forms"},
+                    {"click": "#reports button.sign"},
+                    {"waitText": "#reports", "text": "FINAL"},
+                ],
+            },
+            {
+                "name": "ref_a-study",
+                "steps": [
+                    *sign_in("ref_a"),
+                    {"goto": study_page},
+                    {"waitText": "#reports", "text": "FINAL"},
+                    {"waitText": "#documents", "text": "Signed consent"},
+                    {"texts": "#documents tbody tr", "as": "documents"},
+                    {"texts": "#reports tbody tr", "as": "reports"},
+                    {"count": "#new-document, #new-report, button.sign", "as": "controls"},
+                    {"screenshot": "study"},
+                    # The PDF is fetched with the token and offered as a file.
+                    {"click": "#documents tbody tr:first-child button"},
+                    {"wait": "#documents a[download]"},
+                ],
+            },
+        ],
+    )
+    tech = results["tech-study"]
+    assert tech["error"] is None, tech
+    assert tech["values"]["sign_buttons"] == 0  # a technologist drafts, never signs
+    reader = results["read_a-sign"]
+    assert reader["error"] is None, reader
+    assert reader["values"]["document_forms"] == 0
+    ref = results["ref_a-study"]
+    assert ref["error"] is None, ref
+    assert any("Signed consent" in row and "PDF" in row for row in ref["values"]["documents"])
+    assert any("FINAL" in row and "read_a" in row for row in ref["values"]["reports"])
+    assert ref["values"]["controls"] == 0
+    assert ref["pageErrors"] == []
