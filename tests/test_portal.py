@@ -209,7 +209,14 @@ def test_sign_in_worklist_and_sign_out(site: Site) -> None:
     rows = admin["values"]["rows"]
     assert any("ALFA ANNA" in row for row in rows), rows
     assert any("BRAVO BERT" in row for row in rows), rows
-    assert admin["values"]["nav"] == ["Worklist", "Upload", "Orders", "My Team", "Webhooks", "Audit log"]
+    assert admin["values"]["nav"] == [
+        "Worklist",
+        "Upload",
+        "Orders",
+        "My Team",
+        "Webhooks",
+        "Audit log",
+    ]
     token = json.loads(admin["values"]["stored"])["token"]
     assert token.startswith("tss_")
     assert admin["values"]["after"] is None
@@ -401,7 +408,10 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
                     *worklist_rows(),
                     {"goto": "/portal/#/team"},
                     {"wait": "#results"},
-                    {"count": "#users, a[data-page=team], a[data-page=audit]", "as": "admin_controls"},
+                    {
+                        "count": "#users, a[data-page=team], a[data-page=audit]",
+                        "as": "admin_controls",
+                    },
                 ],
             },
         ],
@@ -419,9 +429,7 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
     assert not any("ALFA ANNA" in row for row in rows), rows
     assert locked["values"]["admin_controls"] == 0
     # What the page shows is what the API answers that user.
-    response = httpx.get(
-        f"{site.api}/users/locked_b", headers=site.auth()
-    )
+    response = httpx.get(f"{site.api}/users/locked_b", headers=site.auth())
     assert response.json()["sources"] == ["ClinicB"]
 
 
@@ -551,3 +559,84 @@ def test_documents_and_reports_on_the_study_page(site: Site) -> None:
     assert any("FINAL" in row and "read_a" in row for row in ref["values"]["reports"])
     assert ref["values"]["controls"] == 0
     assert ref["pageErrors"] == []
+
+
+def test_a_tenant_signs_in_at_its_own_root(site: Site) -> None:
+    _ok(
+        httpx.post(
+            f"{site.api}/tenants",
+            json={"name": "acme", "admin": {"username": "acme_admin", "password": PASSWORD}},
+            headers=site.auth(),
+        )
+    )
+    study, series = generate_uid(), generate_uid()
+    part = instance_bytes(study, series, generate_uid(), "ACME^ONLY", 1, {"PatientID": "acme"})
+    login = _ok(
+        httpx.post(
+            f"{site.server.base_url}/t/acme/api/v1/login",
+            json={"username": "acme_admin", "password": PASSWORD},
+        )
+    )
+    response = stow(
+        f"{site.server.base_url}/t/acme/dicomweb",
+        [part],
+        {"Authorization": f"Bearer {login['access_token']}"},
+    )
+    assert response.status_code == 200, response.text
+    results = drive(
+        site,
+        [
+            {
+                "name": "acme",
+                "steps": [
+                    {"goto": "/portal/?tenant=acme"},
+                    {"wait": "#login"},
+                    {"storage": "tessera.portal", "as": "before"},
+                    *sign_in("acme_admin")[2:],
+                    *worklist_rows(),
+                    {"texts": "#username", "as": "who"},
+                ],
+            },
+            {
+                # The default tenant's admin cannot sign in to acme.
+                "name": "admin-at-acme",
+                "steps": [
+                    {"goto": "/portal/?tenant=acme"},
+                    *sign_in("admin")[1:-1],
+                    {"waitText": "#login .status", "text": "Wrong"},
+                ],
+            },
+        ],
+    )
+    acme = results["acme"]
+    assert acme["error"] is None, acme
+    assert acme["values"]["rows"] == [next(r for r in acme["values"]["rows"] if "ACME ONLY" in r)]
+    assert acme["values"]["who"] == ["acme_admin (acme)"]
+    assert acme["values"]["before"] is None  # nothing kept before signing in
+    assert results["admin-at-acme"]["error"] is None, results["admin-at-acme"]
+
+
+def test_the_portal_files_are_public_and_hold_no_data(site: Site) -> None:
+    base = site.server.base_url
+    page = httpx.get(f"{base}/portal/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    script = httpx.get(f"{base}/portal/worklist.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    # No viewer configured: no viewer link.
+    assert httpx.get(f"{base}/portal/config.json").json() == {"viewer": None}
+    redirect = httpx.get(f"{base}/portal?tenant=acme")
+    assert redirect.status_code == 308
+    assert redirect.headers["location"] == "/portal/?tenant=acme"
+    assert httpx.get(f"{base}/portal/no-such.js").status_code == 404
+    for sneaky in ("/portal/%2E%2E/%2E%2E/__init__.py", "/portal/..%2F__init__.py"):
+        response = httpx.get(base + sneaky)
+        assert "PORTAL_PATH" not in response.text
+    # Only GET and HEAD: the portal itself takes no input.
+    assert httpx.post(f"{base}/portal/index.html").status_code in (401, 405)
+    # The data behind the pages still needs credentials.
+    assert httpx.get(f"{site.server.dicomweb}/studies").status_code == 401

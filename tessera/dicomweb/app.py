@@ -51,8 +51,8 @@ from tessera.index.errors import Conflict as RowConflict
 from tessera.index.errors import InvalidValue
 from tessera.index.errors import NotFound as NoSuchRow
 from tessera.index.peers import PeerError
-from tessera.portal import Portal
 from tessera.index.query import QueryError
+from tessera.portal import Portal
 from tessera.services.change_watch import ChangeWatcher
 from tessera.services.delivery_worker import DeliveryWorker
 from tessera.services.notification_job import NotificationJob
