@@ -188,6 +188,22 @@ def test_sign_in_worklist_and_sign_out(site: Site) -> None:
                     {"texts": "#nav a", "as": "nav"},
                     {"storage": "tessera.portal", "as": "stored"},
                     {"screenshot": "worklist"},
+                    # Sorted by patient, descending (a second click).
+                    {"click": "#results th:first-child button"},
+                    {"click": "#results th:first-child button"},
+                    {"texts": "#results tbody tr td:first-child", "as": "sorted"},
+                    # A search by a word of the name (QIDO fuzzy matching), then by date.
+                    {"fill": "form[role=search] input[name=name]", "value": "bravo"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"waitText": "#results tbody", "text": "BRAVO"},
+                    {"texts": "#results tbody tr", "as": "by_name"},
+                    {"fill": "form[role=search] input[name=name]", "value": ""},
+                    {"fill": "form[role=search] input[name=from]", "value": "2031-01-01"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"waitText": "main .status", "text": "No studies found"},
+                    {"fill": "form[role=search] input[name=from]", "value": ""},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"wait": "#results tbody tr"},
                     {"click": "#signout"},
                     {"wait": "#login"},
                     {"storage": "tessera.portal", "as": "after"},
@@ -217,6 +233,8 @@ def test_sign_in_worklist_and_sign_out(site: Site) -> None:
         "Webhooks",
         "Audit log",
     ]
+    assert admin["values"]["sorted"] == sorted(admin["values"]["sorted"], reverse=True)
+    assert len(admin["values"]["by_name"]) == 1 and "BRAVO BERT" in admin["values"]["by_name"][0]
     token = json.loads(admin["values"]["stored"])["token"]
     assert token.startswith("tss_")
     assert admin["values"]["after"] is None
@@ -249,8 +267,23 @@ def test_a_source_locked_user_sees_only_their_source(site: Site) -> None:
                     {"screenshot": "study"},
                 ],
             },
+            {
+                # A phone's width: the tables become one card per row.
+                "name": "ref_a-phone",
+                "viewport": {"width": 390, "height": 844},
+                "steps": [
+                    *sign_in("ref_a"),
+                    *worklist_rows(),
+                    {"screenshot": "worklist"},
+                ],
+            },
         ],
     )
+    phone = results["ref_a-phone"]
+    assert phone["error"] is None, phone
+    assert [row.split() for row in phone["values"]["rows"]] == [
+        row.split() for row in results["ref_a"]["values"]["rows"]
+    ]
     ref = results["ref_a"]
     assert ref["error"] is None, ref
     rows = ref["values"]["rows"]
