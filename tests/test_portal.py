@@ -68,14 +68,19 @@ def _ok(response: httpx.Response) -> dict:
     return response.json() if response.content else {}
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def site(request, tmp_path_factory) -> Iterator[Site]:
+@pytest.fixture(scope="session")
+def browser() -> None:
+    """Chromium and Node.js, or skip."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium")
     if shutil.which("node") is None:
         pytest.skip("Node.js is needed to drive Chromium")
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def site(request, tmp_path_factory, browser: None) -> Iterator[Site]:
     workdir = tmp_path_factory.mktemp(f"portal-{request.param}")
     if request.param == "sqlite":
         url = f"sqlite:///{workdir / 'index.sqlite3'}"
@@ -171,7 +176,7 @@ def sign_in(username: str, password: str = PASSWORD) -> list[dict]:
 
 def worklist_rows() -> list[dict]:
     return [
-        {"wait": "#results table"},
+        {"wait": "#results[data-state=done] table"},
         {"texts": "#results tbody tr", "as": "rows"},
     ]
 
@@ -195,7 +200,7 @@ def test_sign_in_worklist_and_sign_out(site: Site) -> None:
                     # A search by a word of the name (QIDO fuzzy matching), then by date.
                     {"fill": "form[role=search] input[name=name]", "value": "bravo"},
                     {"click": "form[role=search] button[type=submit]"},
-                    {"waitText": "#results tbody", "text": "BRAVO"},
+                    {"wait": "#results[data-state=done]"},
                     {"texts": "#results tbody tr", "as": "by_name"},
                     {"fill": "form[role=search] input[name=name]", "value": ""},
                     {"fill": "form[role=search] input[name=from]", "value": "2031-01-01"},
@@ -661,7 +666,7 @@ def test_the_portal_files_are_public_and_hold_no_data(site: Site) -> None:
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
     # No viewer configured: no viewer link.
-    assert httpx.get(f"{base}/portal/config.json").json() == {"viewer": None}
+    assert httpx.get(f"{base}/portal/config.json").json() == {"viewer": None, "anonymous": False}
     redirect = httpx.get(f"{base}/portal?tenant=acme")
     assert redirect.status_code == 308
     assert redirect.headers["location"] == "/portal/?tenant=acme"
@@ -673,3 +678,40 @@ def test_the_portal_files_are_public_and_hold_no_data(site: Site) -> None:
     assert httpx.post(f"{base}/portal/index.html").status_code in (401, 405)
     # The data behind the pages still needs credentials.
     assert httpx.get(f"{site.server.dicomweb}/studies").status_code == 401
+
+
+def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path) -> None:
+    """Where the server serves anonymous requests (loopback, no TESSERA_ANONYMOUS=off) the
+    portal opens on the worklist, as any anonymous script would see it."""
+    server = ServerProcess(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'index.sqlite3'}",
+        env_extra={"TESSERA_WORKERS": "1"},
+    )
+    server.start(timeout=120)
+    try:
+        study, series = generate_uid(), generate_uid()
+        part = instance_bytes(study, series, generate_uid(), "OPEN^OSCAR", 1)
+        assert stow(server.dicomweb, [part], {}).status_code == 200
+        quick = Site(server, "", {}, tmp_path)
+        result = drive(
+            quick,
+            [
+                {
+                    "name": "anonymous",
+                    "steps": [
+                        {"goto": "/portal/"},
+                        *worklist_rows(),
+                        {"texts": "#who", "as": "who"},
+                        {"count": "#signin", "as": "sign_in_links"},
+                        {"texts": "#nav a", "as": "nav"},
+                    ],
+                }
+            ],
+        )["anonymous"]
+    finally:
+        server.stop()
+    assert result["error"] is None, result
+    assert len(result["values"]["rows"]) == 1 and "OPEN OSCAR" in result["values"]["rows"][0]
+    assert result["values"]["sign_in_links"] == 1
+    assert "Upload" in result["values"]["nav"] and "My Team" in result["values"]["nav"]

@@ -59,6 +59,12 @@ def is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def anonymous_enabled(settings: Settings) -> bool:
+    """Whether anonymous requests may be served at all (loopback, not turned off); each
+    request is checked further (`_anonymous_allowed`)."""
+    return settings.anonymous.lower() != "off" and is_loopback(settings.host)
+
+
 @dataclass
 class AccessControl:
     """Per-process state of access control (built when the app starts)."""
@@ -78,8 +84,7 @@ class AccessControl:
 
     @property
     def anonymous_enabled(self) -> bool:
-        settings = self.archive.settings
-        return settings.anonymous.lower() != "off" and is_loopback(settings.host)
+        return anonymous_enabled(self.archive.settings)
 
     def tenant(self, name: str | None) -> TenantInfo | None:
         if name is None:
@@ -96,7 +101,7 @@ class AccessControl:
 
 def announce_access_mode(settings: Settings) -> None:
     """Say loudly at start-up whether anonymous requests are served."""
-    if settings.anonymous.lower() != "off" and is_loopback(settings.host):
+    if anonymous_enabled(settings):
         log.warning(
             "ANONYMOUS ACCESS IS ON: any program on this machine can read, upload and "
             "administer the default tenant without credentials (loopback quick start). "

@@ -40,7 +40,12 @@ from tessera.dicomweb import (
     wado,
     webhooks_api,
 )
-from tessera.dicomweb.access import SCOPE_KEY, AccessControl, AccessMiddleware
+from tessera.dicomweb.access import (
+    SCOPE_KEY,
+    AccessControl,
+    AccessMiddleware,
+    anonymous_enabled,
+)
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
 from tessera.dicomweb.errors import ClientError, problem, storage_unavailable
@@ -264,7 +269,7 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
         viewer = Viewer(Path(settings.viewer), dicomweb_path=DEFAULT_DICOMWEB_ROOT)
         routes += viewer.routes()
         viewer_path = viewer.mount_path
-    routes += Portal(viewer_path).routes()
+    routes += Portal(viewer_path, anonymous=anonymous_enabled(settings)).routes()
     return Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -32,10 +32,14 @@ SECURITY_HEADERS = {
 
 
 class Portal:
-    """The portal's files under PORTAL_PATH, and its config.json (where the viewer is)."""
+    """The portal's files under PORTAL_PATH, and its config.json (where the viewer is, and
+    whether anonymous requests may be served)."""
 
-    def __init__(self, viewer_path: str | None = None) -> None:
+    def __init__(self, viewer_path: str | None = None, anonymous: bool = False) -> None:
         self.viewer_path = viewer_path
+        # Whether the server may serve anonymous requests (the loopback quick start): the
+        # page then asks {api}/me without signing in first.
+        self.anonymous = anonymous
         self.static = StaticFiles(directory=STATIC_DIR)
 
     def routes(self) -> list[BaseRoute]:
@@ -56,7 +60,8 @@ class Portal:
             if self.viewer_path is not None:
                 viewer = _forwarded_prefix(request) + self.viewer_path.rstrip("/") + "/"
             response: Response = Response(
-                json.dumps({"viewer": viewer}), media_type="application/json"
+                json.dumps({"viewer": viewer, "anonymous": self.anonymous}),
+                media_type="application/json",
             )
         else:
             response = await self.static.get_response(path, request.scope)

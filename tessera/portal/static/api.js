@@ -10,7 +10,7 @@ export const session = {
   token: null,
   tenant: 'default',
   me: null, // GET {api}/me: username, permissions, sources, upload_sources
-  config: { viewer: null },
+  config: { viewer: null, anonymous: false },
   load() {
     const saved = JSON.parse(sessionStorage.getItem(STORE) || 'null');
     if (saved) Object.assign(this, { token: saved.token, tenant: saved.tenant });
@@ -24,7 +24,9 @@ export const session = {
     this.me = null;
   },
   can(permission) {
-    return Boolean(this.me && this.me.permissions.includes(permission));
+    // As the server's Scope.can: "*" (the anonymous quick start) holds every permission.
+    const held = this.me ? this.me.permissions : [];
+    return held.includes('*') || held.includes(permission);
   },
 };
 

@@ -35,7 +35,9 @@ function drawHeader(current) {
   const tenant = session.tenant !== 'default' ? ` (${session.tenant})` : '';
   who.replaceChildren(
     h('span', { id: 'username' }, `${session.me.username ?? session.me.principal}${tenant}`),
-    h('button', { type: 'button', id: 'signout', onclick: signOut }, 'Sign out'),
+    session.token
+      ? h('button', { type: 'button', id: 'signout', onclick: signOut }, 'Sign out')
+      : h('a', { href: '#/login', id: 'signin' }, 'Sign in'),
   );
 }
 
@@ -82,7 +84,9 @@ async function start() {
   if (tenant && tenant !== session.tenant) session.clear();
   if (tenant) session.tenant = tenant;
   await loadConfig();
-  if (session.token) {
+  // Without a token, /me answers only where the server serves anonymous requests (the
+  // loopback quick start, docs/accounts.md).
+  if (session.token || session.config.anonymous) {
     try {
       await loadMe();
     } catch {

@@ -178,7 +178,7 @@ function post(url, body, boundary, onSent) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', url);
-    xhr.setRequestHeader('Authorization', `Bearer ${session.token}`);
+    if (session.token) xhr.setRequestHeader('Authorization', `Bearer ${session.token}`);
     xhr.setRequestHeader('Accept', 'application/dicom+json');
     xhr.setRequestHeader('Content-Type',
       `multipart/related; type="application/dicom"; boundary=${boundary}`);

@@ -35,6 +35,7 @@ export async function render(main) {
     const range = f.from || f.to
       ? `${f.from.replaceAll('-', '')}-${f.to.replaceAll('-', '')}` : '';
     setStatus(message, 'Searching…');
+    results.dataset.state = 'searching';
     try {
       const studies = await qido('/studies', {
         PatientName: f.name, fuzzymatching: f.name ? 'true' : '', PatientID: f.id,
@@ -48,6 +49,7 @@ export async function render(main) {
     } catch (error) {
       setStatus(message, error.message, 'error');
     }
+    results.dataset.state = 'done';
   }
 
   function draw(studies, more) {
