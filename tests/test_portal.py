@@ -493,11 +493,11 @@ def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
                     {"click": "form[role=search] button[type=submit]"},
                     {"waitText": "#orders", "text": "ACC-PORTAL-1"},
                     {"texts": "#orders tbody tr", "as": "by_name"},
+                    {"screenshot": "orders"},
                     {"fill": "form[role=search] input[name=patient_name]", "value": ""},
                     {"fill": "form[role=search] input[name=patient_id]", "value": "NO-SUCH-MRN"},
                     {"click": "form[role=search] button[type=submit]"},
                     {"waitText": "main .status", "text": "No orders found"},
-                    {"screenshot": "orders"},
                 ],
             },
             {
