@@ -430,6 +430,12 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
                     {"texts": "#users tbody tr", "as": "users"},
                     {"texts": "#roles tbody tr", "as": "roles"},
                     {"screenshot": "team"},
+                    {"click": "#keys summary"},
+                    {"fill": "#new-key input[name=user]", "value": "tech"},
+                    {"fill": "#new-key input[name=name]", "value": "from the portal"},
+                    {"click": "#new-key button[type=submit]"},
+                    {"wait": "#new-key-value code"},
+                    {"texts": "#new-key-value code", "as": "new_key"},
                     {"click": "a[data-page=audit]"},
                     {"wait": "#audit table"},
                     {"texts": "#audit tbody tr", "as": "audit"},
@@ -460,6 +466,10 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
     assert "referring_physician" in locked_row and "ClinicB" in locked_row, locked_row
     assert any(row.startswith("admin") for row in admin["values"]["roles"])
     assert any("admin.user.create" in row and "locked_b" in row for row in admin["values"]["audit"])
+    # The key made in the page is tech's, and works.
+    [key] = admin["values"]["new_key"]
+    me = httpx.get(f"{site.api}/me", headers={"Authorization": f"Bearer {key}"})
+    assert me.status_code == 200 and me.json()["username"] == "tech"
     locked = results["locked_b"]
     assert locked["error"] is None, locked
     rows = locked["values"]["rows"]
@@ -494,6 +504,8 @@ def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
                     {"waitText": "#orders", "text": "ACC-PORTAL-1"},
                     {"texts": "#orders tbody tr", "as": "by_name"},
                     {"screenshot": "orders"},
+                    {"click": "#orders button.cancel"},
+                    {"waitText": "#orders tbody", "text": "CANCELLED"},
                     {"fill": "form[role=search] input[name=patient_name]", "value": ""},
                     {"fill": "form[role=search] input[name=patient_id]", "value": "NO-SUCH-MRN"},
                     {"click": "form[role=search] button[type=submit]"},
@@ -521,6 +533,7 @@ def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
         f"{site.api}/orders", params={"accession_number": "ACC-PORTAL-1"}, headers=site.auth()
     ).json()
     assert found[0]["scheduled_procedure_steps"][0]["modality"] == "CT"
+    assert found[0]["status"] == "CANCELLED"
     ref = results["ref_a-orders"]
     assert ref["error"] is None, ref
     assert ref["values"]["order_controls"] == 0
@@ -715,3 +728,38 @@ def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path
     assert len(result["values"]["rows"]) == 1 and "OPEN OSCAR" in result["values"]["rows"][0]
     assert result["values"]["sign_in_links"] == 1
     assert "Upload" in result["values"]["nav"] and "My Team" in result["values"]["nav"]
+
+
+def test_values_are_shown_as_text_never_as_markup(site: Site) -> None:
+    """A patient name holding HTML is shown as those characters: no element is made of it
+    (and the CSP would refuse an inline handler anyway)."""
+    # ('=' would start another component group of the name.)
+    evil = "ZZ<b>BOLD</b><img src onerror>"
+    study, series = generate_uid(), generate_uid()
+    part = instance_bytes(study, series, generate_uid(), f"{evil}^EVIL", 1, {"PatientID": "xss"})
+    assert stow(site.server.dicomweb, [part], site.auth()).status_code == 200
+    result = drive(
+        site,
+        [
+            {
+                "name": "markup",
+                "steps": [
+                    *sign_in("admin"),
+                    {"fill": "form[role=search] input[name=id]", "value": "xss"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"wait": "#results[data-state=done] tbody tr"},
+                    {"texts": "#results tbody tr td:first-child", "as": "names"},
+                    {"count": "#results b, #results img", "as": "images"},
+                    {"goto": f"/portal/#/study/{study}"},
+                    {"wait": "#series figure"},
+                    {"texts": "dl.facts dd:first-of-type", "as": "patient"},
+                    {"count": "dl.facts b, dl.facts img", "as": "study_images"},
+                ],
+            }
+        ],
+    )["markup"]
+    assert result["error"] is None, result
+    assert result["values"]["names"] == [f"{evil} EVIL"]
+    assert result["values"]["patient"] == [f"{evil} EVIL"]
+    assert result["values"]["images"] == 0 and result["values"]["study_images"] == 0
+    assert not [e for e in result["pageErrors"] if "favicon" not in e], result["pageErrors"]
