@@ -24,18 +24,19 @@ from tests.security_world import PASSWORD, admin_cli, instance_bytes, stow
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = Path(__file__).parent / "portal" / "drive.mjs"
 # playwright-core as the OHIF conformance test installs it (conformance/ohif/install.sh).
-PLAYWRIGHT_DIRS = [ROOT / "conformance" / "ohif", Path("/work/main/conformance/ohif")]
+PLAYWRIGHT_DIR = ROOT / "conformance" / "ohif"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "portal"
 
 
 def playwright_dir() -> Path:
-    for folder in PLAYWRIGHT_DIRS:
-        if (folder / "node_modules" / "playwright-core" / "package.json").is_file():
-            return folder
+    """The folder whose node_modules holds playwright-core (installed from its lock file
+    when missing, as conformance/ohif/install.sh does)."""
+    folder = PLAYWRIGHT_DIR
+    if (folder / "node_modules" / "playwright-core" / "package.json").is_file():
+        return folder
     if shutil.which("npm") is None:
         pytest.skip("npm is needed to install playwright-core (conformance/ohif)")
-    folder = PLAYWRIGHT_DIRS[0]
     done = subprocess.run(
         ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
         cwd=folder,
