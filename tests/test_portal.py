@@ -27,6 +27,7 @@ DRIVER = Path(__file__).parent / "portal" / "drive.mjs"
 PLAYWRIGHT_DIR = ROOT / "conformance" / "ohif"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "portal"
+NEW_PASSWORD = "another-horse-staple"
 
 
 def playwright_dir() -> Path:
@@ -421,13 +422,20 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
                     *sign_in("admin"),
                     {"click": "a[data-page=team]"},
                     {"wait": "#users table"},
-                    {"click": "#users summary"},
+                    {"click": "#users > details > summary"},
                     {"fill": "#new-user input[name=username]", "value": "locked_b"},
                     {"fill": "#new-user input[name=password]", "value": PASSWORD},
                     {"select": "#new-user select[name=role]", "value": "referring_physician"},
                     {"click": "#new-user input[name=sources][value=ClinicB]"},
                     {"click": "#new-user button[type=submit]"},
                     {"waitText": "#users tbody", "text": "locked_b"},
+                    {"click": "#users tbody tr:has-text('locked_b') summary"},
+                    {
+                        "fill": "#users tbody tr:has-text('locked_b') input[name=new_password]",
+                        "value": NEW_PASSWORD,
+                    },
+                    {"click": "#users tbody tr:has-text('locked_b') form.password button"},
+                    {"waitText": "#users .status", "text": "Password of locked_b changed"},
                     {"texts": "#users tbody tr", "as": "users"},
                     {"texts": "#roles tbody tr", "as": "roles"},
                     {"screenshot": "team"},
@@ -449,7 +457,7 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
             {
                 "name": "locked_b",
                 "steps": [
-                    *sign_in("locked_b"),
+                    *sign_in("locked_b", NEW_PASSWORD),
                     *worklist_rows(),
                     {"goto": "/portal/#/team"},
                     {"wait": "#results"},

@@ -36,6 +36,20 @@ async function drawUsers(box, roleList, sourceList) {
       await redraw();
     } catch (error) { setStatus(message, error.message, 'error'); }
   } }, user.disabled ? 'Enable' : 'Disable');
+  // PATCH {api}/users/{name} {"password"}: ends the user's sessions (docs/accounts.md).
+  const setPassword = user => {
+    const input = h('input', { type: 'password', name: 'new_password', minlength: 8,
+      autocomplete: 'new-password', required: true, 'aria-label': `New password for ${user.username}` });
+    const form = h('form', { class: 'inline password', onsubmit: async event => {
+      event.preventDefault();
+      try {
+        await api(`/users/${encodeURIComponent(user.username)}`, { method: 'PATCH', body: { password: input.value } });
+        setStatus(message, `Password of ${user.username} changed.`, 'ok');
+        form.reset();
+      } catch (error) { setStatus(message, error.message, 'error'); }
+    } }, input, h('button', { type: 'submit' }, 'Set'));
+    return h('details', {}, h('summary', {}, 'Password'), form);
+  };
   const names = sourceList.map(s => s.name);
   const username = h('input', { name: 'username', required: true, autocomplete: 'off' });
   const password = h('input', { name: 'password', type: 'password', autocomplete: 'new-password', minlength: 8 });
@@ -59,7 +73,7 @@ async function drawUsers(box, roleList, sourceList) {
     { label: 'Sees sources', get: u => list(u.sources) },
     { label: 'Uploads as', get: u => list(u.upload_sources) },
     { label: 'State', get: u => (u.disabled ? 'disabled' : 'active') },
-    { label: 'Actions', sort: false, get: u => (u.system_admin ? '' : toggle(u)) },
+    { label: 'Actions', sort: false, get: u => (u.system_admin ? '' : h('span', {}, toggle(u), setPassword(u))) },
   ], found, { sortable: true }), message,
   h('details', { class: 'card' }, h('summary', {}, 'Add a user'), form, formMessage));
 }
