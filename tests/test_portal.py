@@ -705,10 +705,17 @@ def test_the_portal_files_are_public_and_hold_no_data(site: Site) -> None:
 def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path) -> None:
     """Where the server serves anonymous requests (loopback, no TESSERA_ANONYMOUS=off) the
     portal opens on the worklist, as any anonymous script would see it."""
+    # A stand-in for the prebuilt OHIF (the real one: conformance/test_ohif.py): the portal
+    # links each study to it.
+    dist = tmp_path / "ohif" / "dist"
+    dist.mkdir(parents=True)
+    (dist / "index.html").write_text("<!doctype html><title>viewer</title>")
+    (dist / "app-config.js").write_text("window.config = {};")
     server = ServerProcess(
         data_dir=tmp_path / "data",
         database_url=f"sqlite:///{tmp_path / 'index.sqlite3'}",
         env_extra={"TESSERA_WORKERS": "1"},
+        extra_args=["--viewer", str(dist)],
     )
     server.start(timeout=120)
     try:
@@ -727,6 +734,7 @@ def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path
                         {"texts": "#who", "as": "who"},
                         {"count": "#signin", "as": "sign_in_links"},
                         {"texts": "#nav a", "as": "nav"},
+                        {"attr": "#results a.viewer", "name": "href", "as": "viewer_links"},
                     ],
                 }
             ],
@@ -737,6 +745,7 @@ def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path
     assert len(result["values"]["rows"]) == 1 and "OPEN OSCAR" in result["values"]["rows"][0]
     assert result["values"]["sign_in_links"] == 1
     assert "Upload" in result["values"]["nav"] and "My Team" in result["values"]["nav"]
+    assert result["values"]["viewer_links"] == [f"/viewer/viewer?StudyInstanceUIDs={study}"]
 
 
 def test_values_are_shown_as_text_never_as_markup(site: Site) -> None:

@@ -9,6 +9,7 @@
 //   { waitText: SELECTOR, text }               { files: SELECTOR, paths: [...] }
 //   { texts: SELECTOR, as: NAME }              (innerText of every match, into the result)
 //   { count: SELECTOR, as: NAME }              { screenshot: NAME }
+//   { attr: SELECTOR, name: ATTRIBUTE, as: NAME }
 //   { storage: KEY, as: NAME }                 (sessionStorage value)
 //   { images: SELECTOR, as: NAME }             (naturalWidth of each <img>: > 0 = drawn)
 // The result: per journey the values asked for (`as`), the page errors, every failed
@@ -53,6 +54,7 @@ async function run(journey) {
       } else if (step.files) await page.setInputFiles(step.files, step.paths);
       else if (step.texts) out.values[step.as] = await page.$$eval(step.texts, es => es.map(e => e.innerText.trim()));
       else if (step.count) out.values[step.as] = await page.locator(step.count).count();
+      else if (step.attr) out.values[step.as] = await page.$$eval(step.attr, (es, n) => es.map(e => e.getAttribute(n)), step.name);
       else if (step.storage) out.values[step.as] = await page.evaluate(k => sessionStorage.getItem(k), step.storage);
       else if (step.images) {
         await page.waitForFunction(s => [...document.querySelectorAll(s)].every(i => i.complete && (i.naturalWidth > 0 || i.alt === 'no thumbnail')), step.images);
