@@ -745,6 +745,7 @@ def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path
     assert len(result["values"]["rows"]) == 1 and "OPEN OSCAR" in result["values"]["rows"][0]
     assert result["values"]["sign_in_links"] == 1
     assert "Upload" in result["values"]["nav"] and "My Team" in result["values"]["nav"]
+    # Anonymous: no token to hand over.
     assert result["values"]["viewer_links"] == [f"/viewer/viewer?StudyInstanceUIDs={study}"]
 
 
@@ -781,3 +782,52 @@ def test_values_are_shown_as_text_never_as_markup(site: Site) -> None:
     assert result["values"]["patient"] == [f"{evil} EVIL"]
     assert result["values"]["images"] == 0 and result["values"]["study_images"] == 0
     assert not [e for e in result["pageErrors"] if "favicon" not in e], result["pageErrors"]
+
+
+def test_the_viewer_opened_from_the_portal_reads_as_the_user(browser: None, tmp_path: Path) -> None:
+    """The real OHIF (conformance/ohif/install.sh), credentials required: "Open in viewer"
+    hands OHIF the user's token, every DICOMweb request of the viewer carries it, and the
+    token leaves the address bar."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm is needed to install OHIF (conformance/ohif/install.sh)")
+    done = subprocess.run(
+        ["bash", str(PLAYWRIGHT_DIR / "install.sh")], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    dist = done.stdout.strip().splitlines()[-1]
+    server = ServerProcess(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'index.sqlite3'}",
+        env_extra={"TESSERA_ANONYMOUS": "off", "TESSERA_WORKERS": "1"},
+        extra_args=["--viewer", dist],
+    )
+    boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
+    server.start(timeout=120)
+    try:
+        auth = {"Authorization": f"Bearer {boot['api_key']}"}
+        study, series = generate_uid(), generate_uid()
+        parts = [instance_bytes(study, series, generate_uid(), "VIEW^VERA", n) for n in (1, 2)]
+        assert stow(server.dicomweb, parts, auth).status_code == 200
+        result = drive(
+            Site(server, boot["api_key"], {}, tmp_path),
+            [
+                {
+                    "name": "viewer",
+                    "steps": [
+                        *sign_in("admin"),
+                        *worklist_rows(),
+                        {"click": "#results a.viewer"},
+                        {"wait": "canvas.cornerstone-canvas", "timeoutMs": 90000},
+                        {"url": True, "as": "address"},
+                        {"screenshot": "ohif"},
+                    ],
+                }
+            ],
+        )["viewer"]
+    finally:
+        server.stop()
+    assert result["error"] is None, result
+    assert "StudyInstanceUIDs=" in result["values"]["address"]
+    assert "token=" not in result["values"]["address"]
+    refused = [r for r in result["failedRequests"] if "/dicomweb/" in r["url"]]
+    assert refused == [], refused

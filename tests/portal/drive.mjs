@@ -4,12 +4,12 @@
 // SPEC: { baseUrl, artifacts, chromium?, timeoutMs?, journeys: [{ name, steps: [...] }] }
 // Each journey runs in its own browser context (its own sessionStorage). Steps:
 //   { goto: "/portal/" }                       { fill: SELECTOR, value }
-//   { click: SELECTOR }                        { wait: SELECTOR }  (visible)
+//   { click: SELECTOR }                        { wait: SELECTOR, timeoutMs? }  (visible)
 //   { select: SELECTOR, value }                (an <option> of a <select>)
 //   { waitText: SELECTOR, text }               { files: SELECTOR, paths: [...] }
 //   { texts: SELECTOR, as: NAME }              (innerText of every match, into the result)
 //   { count: SELECTOR, as: NAME }              { screenshot: NAME }
-//   { attr: SELECTOR, name: ATTRIBUTE, as: NAME }
+//   { attr: SELECTOR, name: ATTRIBUTE, as: NAME }  { url: true, as: NAME }  (the address bar)
 //   { storage: KEY, as: NAME }                 (sessionStorage value)
 //   { images: SELECTOR, as: NAME }             (naturalWidth of each <img>: > 0 = drawn)
 // The result: per journey the values asked for (`as`), the page errors, every failed
@@ -47,13 +47,14 @@ async function run(journey) {
       else if (step.fill) await page.fill(step.fill, step.value);
       else if (step.select) await page.selectOption(step.select, step.value);
       else if (step.click) await page.click(step.click);
-      else if (step.wait) await page.waitForSelector(step.wait, { state: 'visible' });
+      else if (step.wait) await page.waitForSelector(step.wait, { state: 'visible', timeout: step.timeoutMs ?? timeout });
       else if (step.waitText) {
         await page.waitForFunction(([s, t]) => [...document.querySelectorAll(s)]
           .some(e => e.innerText.includes(t)), [step.waitText, step.text]);
       } else if (step.files) await page.setInputFiles(step.files, step.paths);
       else if (step.texts) out.values[step.as] = await page.$$eval(step.texts, es => es.map(e => e.innerText.trim()));
       else if (step.count) out.values[step.as] = await page.locator(step.count).count();
+      else if (step.url) out.values[step.as] = page.url();
       else if (step.attr) out.values[step.as] = await page.$$eval(step.attr, (es, n) => es.map(e => e.getAttribute(n)), step.name);
       else if (step.storage) out.values[step.as] = await page.evaluate(k => sessionStorage.getItem(k), step.storage);
       else if (step.images) {

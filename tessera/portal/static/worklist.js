@@ -9,10 +9,14 @@ const INCLUDE = ['00081030', '00080061', '00201206', '00201208', '00100030'].joi
 // The last search of this tab, so "back" from a study returns to it.
 const state = { filters: {}, offset: 0 };
 
+// OHIF takes a bearer token from `?token=` (its Mode route), sends it with every DICOMweb
+// request and removes it from the address bar: the viewer reads as the signed-in user.
 export function viewerLink(studyUid) {
   if (!session.config.viewer) return null;
-  const url = `${session.config.viewer}viewer?StudyInstanceUIDs=${encodeURIComponent(studyUid)}`;
-  return h('a', { href: url, target: '_blank', rel: 'noopener', class: 'viewer' }, 'Open in viewer');
+  const query = new URLSearchParams({ StudyInstanceUIDs: studyUid });
+  if (session.token) query.set('token', session.token);
+  return h('a', { href: `${session.config.viewer}viewer?${query}`, class: 'viewer' },
+    'Open in viewer');
 }
 
 export async function render(main) {
