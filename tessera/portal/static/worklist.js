@@ -11,8 +11,10 @@ const state = { filters: {}, offset: 0 };
 
 // OHIF takes a bearer token from `?token=` (its Mode route), sends it with every DICOMweb
 // request and removes it from the address bar: the viewer reads as the signed-in user.
+// The viewer reads the default tenant's DICOMweb root only (its app-config.js): no link for
+// other tenants, whose tokens it would send to the wrong root.
 export function viewerLink(studyUid) {
-  if (!session.config.viewer) return null;
+  if (!session.config.viewer || session.tenant !== 'default') return null;
   const query = new URLSearchParams({ StudyInstanceUIDs: studyUid });
   if (session.token) query.set('token', session.token);
   return h('a', { href: `${session.config.viewer}viewer?${query}`, class: 'viewer' },
