@@ -81,6 +81,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             log.error("cannot listen on DIMSE port %s: %s", settings.dimse_port, exc)
             return 1
+    from tessera.dicomweb.https import uvicorn_tls_options
+
+    try:
+        tls_options = uvicorn_tls_options(settings)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        print(f"error: HTTPS: {exc}", file=sys.stderr)
+        return 2
     # Workers rebuild the same settings from the environment.
     export_settings(settings)
     try:
@@ -94,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             timeout_keep_alive=30,
+            **tls_options,
         )
     finally:
         # uvicorn returns on SIGTERM / Ctrl-C; the DIMSE listener's threads would otherwise
