@@ -289,3 +289,20 @@ def seaweedfs(tmp_path_factory):  # type: ignore[no-untyped-def]
     store = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
     yield store
     store.stop()
+
+
+@pytest.fixture(scope="session")
+def private_postgres():  # type: ignore[no-untyped-def]
+    """A PostgreSQL cluster of this test session alone, on a free port (tests that restart the
+    database use it: never the shared server at TESSERA_TEST_PG_URL). tests/private_postgres.py"""
+    from tests.private_postgres import PrivatePostgres, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = PrivatePostgres(free_port())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
