@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import orjson
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
@@ -31,6 +32,7 @@ from tests.conftest import (
     index_rows,
 )
 from tests.dimse_support import dcmtk, wait_port
+from tests.webhook_receiver import Receiver
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -100,7 +102,12 @@ backend nodes
 def two_nodes(seaweedfs, folder: Path) -> Iterator[tuple[list[ServerProcess], Balancer]]:  # type: ignore[no-untyped-def]
     """Two nodes over one PostgreSQL database and one bucket prefix, and the balancer."""
     url = create_pg_database()
-    store_env = seaweedfs.env(TESSERA_WORKERS="1")
+    store_env = seaweedfs.env(
+        TESSERA_WORKERS="1",
+        # Webhooks to the test's receiver on loopback; retries soon.
+        TESSERA_OUTBOUND_ALLOW_PRIVATE="true",
+        TESSERA_DELIVERY_RETRY_BASE_SECONDS="0.5",
+    )
     nodes = []
     for i in range(2):
         dimse_port = free_port()  # each node's own DIMSE listener, as on its own machine
@@ -459,3 +466,45 @@ def test_a_password_changed_on_one_node_is_refused_on_the_other(shared_cluster) 
     assert changed.status_code == 200, changed.text
     assert httpx.get(url, auth=("roaming", "first-Secret-1"), timeout=30).status_code == 401
     assert httpx.get(url, auth=("roaming", "second-Secret-2"), timeout=30).status_code == 200
+
+
+def test_every_change_is_delivered_once_by_two_nodes_delivery_workers(shared_cluster) -> None:  # type: ignore[no-untyped-def]
+    """Both nodes run a delivery worker over the one outbox: each webhook message goes out
+    exactly once, whichever node stored the instance."""
+    nodes, balancer = shared_cluster
+    receiver = Receiver().start()
+    try:
+        hook = httpx.post(
+            f"{nodes[0].base_url}/api/v1/webhooks",
+            json={"url": receiver.url, "event_types": ["instance.stored"]},
+            timeout=30,
+        )
+        assert hook.status_code == 201, hook.text
+        study = StudySpec(patient_name="ONCE^ONLY")
+        series = generate_uid()
+        instances = [ct_image(study, series, n, rows=16, columns=16) for n in range(1, 31)]
+        targets = [nodes[0].base_url, nodes[1].base_url, balancer.url]
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(
+                pool.map(lambda i: stow(targets[i % 3], [instances[i]]).status_code, range(30))
+            )
+        assert codes == [200] * 30
+
+        def ours() -> list[dict]:
+            bodies = [orjson.loads(m.body) for m in list(receiver.received)]
+            return [
+                b for b in bodies if b["data"]["study_instance_uid"] == study.study_instance_uid
+            ]
+
+        deadline = time.time() + 90
+        while len(ours()) < 30 and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # a second delivery of anything would arrive by now
+        messages = ours()
+        uids = [m["data"]["sop_instance_uid"] for m in messages]
+        assert len(uids) == 30 and len(set(uids)) == 30
+        ids = [m.headers["webhook-id"] for m in receiver.received]
+        assert len(ids) == len(set(ids))
+    finally:
+        httpx.delete(f"{nodes[0].base_url}/api/v1/webhooks/{hook.json()['id']}", timeout=30)
+        receiver.stop()
