@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "workers", None):
         settings = dataclasses.replace(settings, workers=args.workers)
     configure_logging(settings.log_level, settings.log_format)
+    scheme = "https" if settings.http_tls_cert else "http"
     if settings.viewer:
         from tessera.dicomweb.viewer import find_dist
 
@@ -44,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
         log.info(
             "serving the OHIF viewer",
-            extra={"url": f"http://{settings.host}:{settings.port}/viewer/"},
+            extra={"url": f"{scheme}://{settings.host}:{settings.port}/viewer/"},
         )
     from tessera.dicomweb.access import announce_access_mode
 
