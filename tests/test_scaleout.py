@@ -46,7 +46,8 @@ pytestmark = [
 
 
 class Balancer:
-    """HAProxy in front of the nodes: round robin, health checks on /healthz."""
+    """HAProxy in front of the nodes: round robin, health checks on /healthz; for nodes with
+    a DIMSE listener also a TCP frontend (`dimse_port`) spreading associations over them."""
 
     def __init__(self, workdir: Path, nodes: list[ServerProcess]) -> None:
         self.port = free_port()
@@ -54,6 +55,26 @@ class Balancer:
             f"    server n{i} 127.0.0.1:{node.port} check inter 300ms fall 2 rise 2"
             for i, node in enumerate(nodes)
         )
+        dimse_ports = [getattr(node, "dimse_port", 0) for node in nodes]
+        self.dimse_port = free_port() if all(dimse_ports) else 0
+        dimse = ""
+        if self.dimse_port:
+            dimse_servers = "\n".join(
+                f"    server d{i} 127.0.0.1:{port} check port {node.port} inter 300ms fall 2 rise 2"
+                for i, (node, port) in enumerate(zip(nodes, dimse_ports, strict=True))
+            )
+            # TCP mode: an association stays on the node it reached; the node's health is its
+            # HTTP /healthz (a bare TCP probe would open and drop connections on the listener).
+            dimse = f"""frontend dimse
+    mode tcp
+    bind 127.0.0.1:{self.dimse_port}
+    default_backend dimse_nodes
+backend dimse_nodes
+    mode tcp
+    balance roundrobin
+    option httpchk GET /healthz
+{dimse_servers}
+"""
         self.config = workdir / "haproxy.cfg"
         self.config.write_text(
             f"""global
@@ -72,7 +93,7 @@ backend nodes
     balance roundrobin
     option httpchk GET /healthz
 {servers}
-"""
+{dimse}"""
         )
         self.process = subprocess.Popen(
             [HAPROXY, "-db", "-f", str(self.config)],
@@ -284,8 +305,9 @@ def _dcmtk(tool: str, *args: str, timeout: float = 120) -> subprocess.CompletedP
 
 def test_dimse_store_on_one_node_find_move_get_on_the_other(shared_cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """C-STORE to node 0 (storescu); C-FIND, C-MOVE and C-GET through node 1 (findscu,
-    movescu into a storescp, getscu): one PostgreSQL, one bucket, no shared disk."""
-    nodes, _balancer = shared_cluster
+    movescu into a storescp, getscu): one PostgreSQL, one bucket, no shared disk. Then
+    C-STORE and C-FIND through HAProxy in TCP mode in front of both listeners."""
+    nodes, balancer = shared_cluster
     storescp_port = free_port()
     received = tmp_path / "storescp"
     received.mkdir()
@@ -358,6 +380,38 @@ def test_dimse_store_on_one_node_find_move_get_on_the_other(shared_cluster, tmp_
             assert by_get[uid].PixelData == original.PixelData
         # Node 1 read the files from the bucket: it has none on its own disk.
         assert not [p for p in nodes[1].data_dir.rglob("*.dcm")]
+
+        # Through HAProxy in TCP mode: associations spread over both nodes, one archive.
+        def associations(node: ServerProcess) -> int:
+            return sum(
+                1
+                for line in node.log().splitlines()
+                if "association requested" in line and "MODALITY" in line
+            )
+
+        before = [associations(node) for node in nodes]
+        more = [ct_image(study, series, n, rows=64, columns=64) for n in range(6, 10)]
+        for n, data in enumerate(more):
+            path = folder / f"more{n}.dcm"
+            path.write_bytes(data)
+            sent_again = _dcmtk(
+                "storescu", "-aet", "MODALITY", "-aec", "TESSERA",
+                "127.0.0.1", str(balancer.dimse_port), str(path),
+            )  # fmt: skip
+            assert sent_again.returncode == 0, sent_again.stdout + sent_again.stderr
+        gained = [associations(node) - was for node, was in zip(nodes, before, strict=True)]
+        assert sum(gained) == 4 and min(gained) >= 1, gained  # round robin: 2 and 2
+        out = tmp_path / "found-through-balancer"
+        out.mkdir()
+        found = _dcmtk(
+            "findscu", "-S", "-aet", "VIEWER", "-aec", "TESSERA", "-X", "-od", str(out),
+            "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study.study_instance_uid}",
+            "-k", "NumberOfStudyRelatedInstances",
+            "127.0.0.1", str(balancer.dimse_port),
+        )  # fmt: skip
+        assert found.returncode == 0, found.stdout + found.stderr
+        [answer] = [pydicom.dcmread(p) for p in out.iterdir()]
+        assert int(answer.NumberOfStudyRelatedInstances) == 9
     finally:
         storescp.terminate()
         storescp.wait(10)
