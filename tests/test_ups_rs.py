@@ -531,6 +531,11 @@ def test_bad_workitem_values(world: World) -> None:
     born = workitem_json("UPS8", **{"00100030": {"vr": "DA", "Value": ["31121999"]}})
     refused = ups.create(born, "?source=ClinicA")
     assert refused.status_code == 400 and "Birth Date" in refused.json()["detail"]
+    # A value the reason quotes, not Latin-1 and with a line break: still a 400 with a Warning.
+    odd = workitem_json("UPS8", **{"00100030": {"vr": "DA", "Value": ["３１\n1999"]}})
+    odd_answer = ups.create(odd)
+    assert odd_answer.status_code == 400, odd_answer.text
+    assert "３１" in odd_answer.json()["detail"] and odd_answer.headers["warning"].isascii()
     start = workitem_json("UPS8", **{"00404005": {"vr": "DT", "Value": ["tomorrow"]}})
     assert "Start DateTime" in ups.create(start).json()["detail"]
     bad_uid = ups.create(workitem_json("UPS8"), "?workitem=1.2.abc")

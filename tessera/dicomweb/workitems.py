@@ -46,9 +46,15 @@ _UID_RE = re.compile(r"^[0-9.]+$")
 T = TypeVar("T")
 
 
+def warning(text: str) -> dict[str, str]:
+    """A `Warning: 299` header carrying `text` (ASCII, one line, whatever the client sent)."""
+    reason = text.replace('"', "'").encode("ascii", "backslashreplace").decode("ascii")
+    reason = "".join(c if c.isprintable() else " " for c in reason)[:400]
+    return {"Warning": f'299 tessera: "{reason}"'}
+
+
 def _failure(status: int, detail: str) -> ClientError:
-    reason = detail.replace('"', "'")
-    return ClientError(status, detail, headers={"Warning": f'299 tessera: "{reason}"'})
+    return ClientError(status, detail, headers=warning(detail))
 
 
 async def _run(work: Awaitable[T]) -> T:
@@ -204,9 +210,7 @@ async def update_workitem(request: Request) -> Response:
             request, lambda conn: ups.update_workitem(conn, scope, uid, transaction, changes), event
         )
     )
-    headers = None
-    if ignored:
-        headers = {"Warning": f'299 tessera: "not kept: {", ".join(ignored)[:200]}"'}
+    headers = warning(f"not kept: {', '.join(ignored)}") if ignored else None
     return Response(status_code=200, headers=headers)
 
 
@@ -219,7 +223,7 @@ async def change_workitem_state(request: Request) -> Response:
         raise _failure(400, "Procedure Step State (0074,1000) is required")
     transaction = ds.get("TransactionUID")
     event = _change(request, "workitem.state", uid, {"state": state})
-    warning = await _run(
+    said = await _run(
         _write(
             request,
             lambda conn: ups.change_state(
@@ -228,8 +232,7 @@ async def change_workitem_state(request: Request) -> Response:
             event,
         )
     )
-    headers = {"Warning": f'299 tessera: "{warning}"'} if warning else None
-    return Response(status_code=200, headers=headers)
+    return Response(status_code=200, headers=warning(said) if said else None)
 
 
 async def request_cancellation(request: Request) -> Response:
@@ -238,11 +241,10 @@ async def request_cancellation(request: Request) -> Response:
     ds = await _dataset(request, required=False)
     reason = str(ds.get("ReasonForCancellation", "") or "")[:400]
     event = _change(request, "workitem.cancelrequest", uid, {"reason": reason})
-    warning = await _run(
+    said = await _run(
         _write(request, lambda conn: ups.request_cancellation(conn, scope, uid, reason), event)
     )
-    headers = {"Warning": f'299 tessera: "{warning}"'} if warning else None
-    return Response(status_code=202, headers=headers)
+    return Response(status_code=202, headers=warning(said) if said else None)
 
 
 def _route(
