@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, RowMapping, select, update
 
-from tessera.index import order_store as store
 from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.order_store import STEP, Order
 from tessera.index.orders import (
@@ -127,9 +126,9 @@ def _owned(claimed: Claimed, transaction_uid: str) -> None:
 
 
 def _move(conn: Connection, scope: Scope, claimed: Claimed, to_status: str, reason: str) -> None:
-    order = claimed.order
-    if not store.transition(conn, order.id, (order.status,), to_status, scope.principal, reason):
-        raise WorkitemConflict(f"workitem {claimed.row['sps_workitem_uid']} changed meanwhile")
+    """The order's status change, through the orders service (its history and whatever else
+    a status change does there)."""
+    o.change_status(conn, scope, claimed.order.id, to_status, reason)
 
 
 def change_state(
