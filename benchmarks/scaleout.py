@@ -18,6 +18,7 @@ more nodes show the overhead of the design, not the throughput of more machines.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -198,6 +199,7 @@ def run(store: str, nodes: int, instances: list[bytes], study: StudySpec, series
         for server in servers:
             server.stop()
         DATABASES.drop(url)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def store_latency(weed: SeaweedFS, data: bytes, frame: int) -> tuple[float, float]:
@@ -225,6 +227,7 @@ def store_latency(weed: SeaweedFS, data: bytes, frame: int) -> tuple[float, floa
         results.append(
             timed_median(lambda s=store, o=offset: s.read_range("t1/aa/bench.dcm", o, frame), 200)
         )
+    shutil.rmtree(workdir, ignore_errors=True)
     return results[0], results[1]
 
 
@@ -270,6 +273,7 @@ def main() -> None:
         print(f"STOW-RS requests retried after 503: {len(RETRIED)}")
     finally:
         weed.stop()
+        shutil.rmtree(weed.root, ignore_errors=True)
         DATABASES.close()
 
 
