@@ -32,6 +32,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tessera.index.database import before_commit
 from tessera.index.event_models import ChangeCounter, ChangeEvent
 from tessera.index.models import Source
 from tessera.scope import Scope
@@ -116,6 +117,39 @@ def record_change(
         },
     )
     return seq
+
+
+def defer_change(
+    conn: Connection,
+    tenant_id: int,
+    source_pk: int | None,
+    kind: str,
+    study_instance_uid: str | None = None,
+    *,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+    detail: dict | None = None,
+) -> None:
+    """`record_change` at the end of the current transaction (at COMMIT, after every other
+    statement; nothing on rollback). Use it wherever more row locks may follow in the same
+    transaction (ingest, order transitions): the tenant's counter lock is then always the
+    last lock taken, so two transactions can never wait on each other's locks through it."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown change kind {kind!r}")
+
+    def record(connection: Connection) -> None:
+        record_change(
+            connection,
+            tenant_id,
+            source_pk,
+            kind,
+            study_instance_uid,
+            series_instance_uid=series_instance_uid,
+            sop_instance_uid=sop_instance_uid,
+            detail=detail,
+        )
+
+    before_commit(conn, record)
 
 
 def _create_counter(conn: Connection, tenant_id: int) -> None:
