@@ -14,7 +14,7 @@ HL7 ORU^R01 (services/report_results.py).
 
 Hook point for the workflow branches: `report_signed` runs inside the transaction that
 records a signed (or amended) version as stored; orders (REPORTED/FINAL) and the change feed
-(`record_change`) are wired there.
+(`defer_change`: recorded at commit) are wired there.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from tessera.auth import permissions
 from tessera.auth.permissions import PermissionDenied
 from tessera.index import changes
 from tessera.index import reports as rows
-from tessera.index.changes import record_change
 from tessera.index.errors import Conflict, NotFound
 from tessera.index.orders import FINAL, REPORTED
 from tessera.scope import Scope
@@ -106,7 +105,7 @@ def report_signed(conn: Connection, signed: SignedReport) -> None:
         signed.signed_by,
         f"{what} {signed.report_id} version {signed.version} signed",
     )
-    record_change(
+    changes.defer_change(
         conn,
         signed.tenant_id,
         signed.source_pk,
