@@ -57,7 +57,9 @@ def complete_study(
         .values(completed_at=func.now(), completed_by=how)
     ).rowcount
     if not changed:
-        changed = conn.execute(
+        # A study stored before the marks existed. (rowcount of an INSERT .. ON CONFLICT
+        # is not reliable across drivers: RETURNING says whether a row was written.)
+        inserted = conn.execute(
             _insert(conn)
             .values(
                 study_pk=study_pk,
@@ -67,7 +69,9 @@ def complete_study(
                 completed_by=how,
             )
             .on_conflict_do_nothing(index_elements=["study_pk"])
-        ).rowcount
+            .returning(COMPLETION.c.study_pk)
+        ).first()
+        changed = int(inserted is not None)
     if not changed:
         return False
     row = conn.execute(
