@@ -51,7 +51,7 @@ from tessera.services import orders as o
 
 CONTROLS = ("NW", "XO", "CA")
 _PRIORITIES = {"S": "STAT", "A": "HIGH", "R": "ROUTINE"}
-_SEXES = {"M": "M", "F": "F", "O": "O", "A": "O", "N": "O", "U": ""}
+_SEXES = {"": "", "M": "M", "F": "F", "O": "O", "A": "O", "N": "O", "U": ""}
 _TS = re.compile(r"^(\d{8})(\d{2})?(\d{2})?(\d{2})?")
 # Order fields (JSON names of the REST API) -> the HL7 field they come from, for ERR-2.
 _LOCATION = {
