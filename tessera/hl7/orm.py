@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 
+import hl7
 from sqlalchemy import Connection
 
 from tessera.archive import Archive
@@ -103,13 +104,13 @@ class _Group:
                 found = [self.inbound.message.segment(segment)]
             except KeyError:
                 return ""
-        return _value(self.inbound, found[0], field, repetition, component)
+        return _value(found[0], field, repetition, component)
 
     def all(self, segment: str) -> list:
         return self.segments.get(segment, [])
 
 
-def _value(inbound: Inbound, segment, field: int, repetition: int = 1, component: int = 1) -> str:  # type: ignore[no-untyped-def]
+def _value(segment: hl7.Segment, field: int, repetition: int = 1, component: int = 1) -> str:
     try:
         value = segment.extract_field(
             segment_num=1, field_num=field, repeat_num=repetition, component_num=component
@@ -168,15 +169,14 @@ def _steps(group: _Group) -> list[dict]:
         "TQ1-7",
     )
     performer = _person(group, "OBR", 34, 1)
-    inbound = group.inbound
     steps = []
     for ipc in group.all("IPC"):
         steps.append(
             {
-                "scheduled_procedure_step_id": _value(inbound, ipc, 4),
-                "modality": _value(inbound, ipc, 5),
-                "scheduled_station_name": _value(inbound, ipc, 7),
-                "scheduled_station_ae_title": _value(inbound, ipc, 9),
+                "scheduled_procedure_step_id": _value(ipc, 4),
+                "modality": _value(ipc, 5),
+                "scheduled_station_name": _value(ipc, 7),
+                "scheduled_station_ae_title": _value(ipc, 9),
                 "scheduled_performing_physician_name": performer,
                 "description": group.get("OBR", 4, 2),
                 "start": start,
@@ -229,7 +229,7 @@ def _order_body(group: _Group) -> dict:
     study_uid = group.get("IPC", 3) or group.get("ZDS", 1)
     if study_uid:
         body["study_instance_uid"] = study_uid
-    comments = [_value(group.inbound, nte, 3) for nte in group.all("NTE")]
+    comments = [_value(nte, 3) for nte in group.all("NTE")]
     if any(comments):
         body["comments"] = "\n".join(c for c in comments if c)
     if not body["patient_id"] and not body["patient_name"]:

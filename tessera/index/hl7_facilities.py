@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, or_, select
+from sqlalchemy import Connection, Select, delete, or_, select
 
 from tessera.index.errors import Conflict, NotFound
 from tessera.index.models import Source, Tenant
@@ -27,7 +27,7 @@ class Facility:
     source: str
 
 
-def _select():  # type: ignore[no-untyped-def]
+def _select() -> Select:
     return (
         select(
             FACILITY.c.sending_facility,
@@ -54,8 +54,8 @@ def resolve_facility(conn: Connection, facility: str, application: str) -> Facil
             ),
         )
     ).all()
-    rows.sort(key=lambda row: row.sending_application == "")
-    return Facility(**rows[0]._mapping) if rows else None
+    best = sorted(rows, key=lambda row: row.sending_application == "")
+    return Facility(**best[0]._mapping) if best else None
 
 
 def list_facilities(conn: Connection) -> list[Facility]:

@@ -28,7 +28,7 @@ ORDER = ProcedureOrder.__table__
 ORDER_DONE, UPLOAD_SESSION, QUIET = "order", "upload_session", "quiet"
 
 
-def _insert(conn: Connection):  # type: ignore[no-untyped-def]
+def _insert(conn: Connection):  # noqa: ANN202 (a dialect's Insert)
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(COMPLETION)
 
 
