@@ -229,6 +229,19 @@ def test_change_of_an_order_in_progress_is_refused(world) -> None:  # type: igno
         (orm(charset="KOI8-R"), "AR", "102", "character set 'KOI8-R'"),
         (orm().replace("|MSG1|", "||"), "AR", "101", "MSH-10"),
     ],
+    ids=[
+        "unknown-facility",
+        "adt",
+        "other-trigger",
+        "order-control",
+        "no-patient",
+        "birth-date",
+        "sex",
+        "study-uid",
+        "start",
+        "charset",
+        "no-control-id",
+    ],
 )
 def test_bad_messages_are_refused_with_the_reason(world, message, code, error, says) -> None:  # type: ignore[no-untyped-def]
     archive, port, tenant_a, tenant_b = world
