@@ -9,6 +9,7 @@ SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import socket
+import time
 
 import hl7
 import pytest
@@ -365,3 +366,27 @@ def test_tessera_serve_runs_the_listener_and_the_cli_maps_senders(tmp_path, data
     # The listener stopped with the server.
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", hl7_port), timeout=2).close()
+
+
+def test_connections_beyond_the_limit_are_closed_and_others_served(world, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tessera.hl7 import listener
+
+    archive, _, _, _ = world
+    monkeypatch.setattr(listener, "MAX_CONNECTIONS", 2)
+    small = listener.Hl7Listener(archive, "127.0.0.1", 0).start()
+    try:
+        held = [socket.create_connection(("127.0.0.1", small.port)) for _ in range(2)]
+        for sock in held:  # both are being served
+            sock.sendall(frame(orm(control_id="HELD").encode()))
+            assert parse_ack(FrameReader(sock).read()).code == "AA"
+        with socket.create_connection(("127.0.0.1", small.port), timeout=10) as third:
+            assert third.recv(100) == b""  # closed on arrival
+        held.pop().close()
+        time.sleep(0.5)
+        assert (
+            parse_ack(send("127.0.0.1", small.port, orm(control_id="NEXT").encode())).code == "AA"
+        )
+        for sock in held:
+            sock.close()
+    finally:
+        small.shutdown()

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import uuid4
 
 import hl7
@@ -53,6 +54,8 @@ APPLICATION_ERROR = ("207", "Application internal error")
 
 # A connection with no frame for this long is closed (the peer may reconnect).
 IDLE_SECONDS = 300.0
+# Connections served at once (each is a thread); more are closed on arrival.
+MAX_CONNECTIONS = 32
 
 
 class Hl7Reject(Exception):
@@ -308,7 +311,21 @@ class _Server(socketserver.ThreadingTCPServer):
 
     def __init__(self, address: tuple[str, int], archive: Archive) -> None:
         self.archive = archive
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _Connection)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """More than MAX_CONNECTIONS at once: the new one is closed at once."""
+        if self.slots.acquire(blocking=False):
+            return True
+        log.warning("hl7 connection refused: too many", extra={"peer": client_address[0]})
+        return False
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 class Hl7Listener:
