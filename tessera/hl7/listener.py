@@ -11,7 +11,8 @@ the listener keeps serving the others.
 
 **Dispatch.** `HANDLERS` maps a message type (MSH-9 code^trigger, e.g. "ORM^O01") to a
 handler; `register(message_type, handler)` adds one (orders register ORM^O01 and OMI^O23 in
-tessera/hl7/orm.py; patient identity can register ADT^A01/A08/A40 the same way). A handler
+tessera/hl7/orm.py; patient identity can register ADT^A01/A08/A40 the same way, from a module
+named in `HANDLER_MODULES`, which the listener imports at start). A handler
 gets the archive and an `Inbound` (the parsed message, its sender's tenant and source) and
 returns the text of the AA, or raises `Hl7Reject` (AE/AR with an error code). The sender is
 found from MSH-4 (and MSH-3) in the `hl7_facility` table (`tessera hl7 facilities ...`);
@@ -20,6 +21,8 @@ a handler never chooses a tenant itself.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import socket
 import socketserver
@@ -100,6 +103,17 @@ HANDLERS: dict[str, Handler] = {}
 def register(message_type: str, handler: Handler) -> None:
     """Handle messages of this type ('ORM^O01'): the one registration point of the listener."""
     HANDLERS[message_type] = handler
+
+
+# Modules that register handlers when imported (the listener imports those present):
+# add a feed's module here (e.g. "tessera.hl7.adt" for patient identity).
+HANDLER_MODULES = ("tessera.hl7.orm",)
+
+
+def load_handlers() -> None:
+    for module_name in HANDLER_MODULES:
+        if importlib.util.find_spec(module_name) is not None:
+            importlib.import_module(module_name)
 
 
 def _charset(msh18: str) -> str:
@@ -332,9 +346,7 @@ class Hl7Listener:
     """The running listener (threads); `shutdown()` stops it."""
 
     def __init__(self, archive: Archive, host: str, port: int) -> None:
-        # Handlers register when their module is imported.
-        from tessera.hl7 import orm  # noqa: F401
-
+        load_handlers()
         self.server = _Server((host, port), archive)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(
