@@ -1,4 +1,4 @@
-"""Tables of the workflow glue (migration 0011_workflow_hl7):
+"""Tables of the workflow glue (migration 0012_workflow_hl7):
 
 - `study_completion`: one row per study stored since this migration, made with its first
   instance (pending) and marked when the study is complete (its order reached IMAGES_READY,

@@ -1,7 +1,7 @@
 """workflow glue: study completion marks (study.complete once per study), HL7 v2 senders
 
-Revision ID: 0011_workflow_hl7
-Revises: 0006_orders
+Revision ID: 0012_workflow_hl7
+Revises: 0011_ups_workitems
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_workflow_hl7"
-down_revision = "0006_orders"
+revision = "0012_workflow_hl7"
+down_revision = "0011_ups_workitems"
 branch_labels = None
 depends_on = None
 
