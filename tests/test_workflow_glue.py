@@ -47,11 +47,13 @@ def _default_source(archive: Archive) -> int:
     return found
 
 
-def _instance(tmp: Path, study_uid: str, patient_id: str, accession: str = "") -> Path:
+def _instance(
+    tmp: Path, study_uid: str, patient_id: str, accession: str = "", series_uid: str = ""
+) -> Path:
     data = header_only_instance(
         {
             "StudyInstanceUID": study_uid,
-            "SeriesInstanceUID": generate_uid(prefix=None),
+            "SeriesInstanceUID": series_uid or generate_uid(prefix=None),
             "SOPInstanceUID": generate_uid(prefix=None),
             "PatientID": patient_id,
             "PatientName": "DOE^JANE",
@@ -217,6 +219,29 @@ def test_committed_upload_session_completes_its_order_and_studies(archive, tmp_p
     )
     run_once(archive)
     assert len(_feed(archive, "study.complete")) == 2
+
+
+def test_commit_records_every_instance_stored(archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    scope = _scope(archive)
+    session = sessions.open_session(archive, scope)
+    study, series = generate_uid(prefix=None), generate_uid(prefix=None)
+    sops = []
+    for _ in range(5):  # one series: the first recorded alone, four added in bulk
+        path = _instance(tmp_path, study, "PAT-5", series_uid=series)
+        data = path.read_bytes()
+        outcome = sessions.add_file(
+            archive, scope, session.public_id, path, hashlib.sha256(data).hexdigest()
+        )
+        sops.append(outcome.sop_instance_uid)
+    sessions.commit(archive, scope, session.public_id)
+    feed = _feed(archive)
+    stored = [c for c in feed if c.kind == "instance.stored"]
+    assert sorted(c.sop_instance_uid for c in stored) == sorted(sops)
+    assert {(c.series_instance_uid, c.detail["modality"], c.source) for c in stored} == {
+        (series, "CT", "default")
+    }
+    assert [c.seq for c in feed] == list(range(1, len(feed) + 1))
+    assert [c.kind for c in feed].count("study.first_instance") == 1
 
 
 def test_a_refused_commit_records_nothing(archive, tmp_path) -> None:  # type: ignore[no-untyped-def]

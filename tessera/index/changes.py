@@ -152,6 +152,59 @@ def defer_change(
     before_commit(conn, record)
 
 
+@dataclass(frozen=True)
+class NewChange:
+    """One change for `defer_changes` (the arguments of `record_change`)."""
+
+    source_pk: int | None
+    kind: str
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    sop_instance_uid: str | None = None
+    detail: dict | None = None
+
+
+def defer_changes(conn: Connection, tenant_id: int, entries: list[NewChange]) -> None:
+    """Many changes at commit with two statements: the counter moves by len(entries) once
+    and the rows go in as one multi-row INSERT (an upload session's instances)."""
+    if not entries:
+        return
+    unknown = {entry.kind for entry in entries} - KINDS
+    if unknown:
+        raise ValueError(f"unknown change kind {sorted(unknown)[0]!r}")
+
+    def record(connection: Connection) -> None:
+        step = (
+            update(ChangeCounter)
+            .where(ChangeCounter.tenant_id == tenant_id)
+            .values(last_seq=ChangeCounter.last_seq + len(entries))
+            .returning(ChangeCounter.last_seq)
+        )
+        last = connection.execute(step).scalar()
+        if last is None:
+            _create_counter(connection, tenant_id)
+            last = connection.execute(step).scalar_one()
+        first = last - len(entries) + 1
+        connection.execute(
+            _INSERT_EVENT,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "seq": first + offset,
+                    "kind": entry.kind,
+                    "source_pk": entry.source_pk,
+                    "study_instance_uid": entry.study_instance_uid,
+                    "series_instance_uid": entry.series_instance_uid,
+                    "sop_instance_uid": entry.sop_instance_uid,
+                    "detail": orjson.dumps(entry.detail) if entry.detail else None,
+                }
+                for offset, entry in enumerate(entries)
+            ],
+        )
+
+    before_commit(conn, record)
+
+
 def _create_counter(conn: Connection, tenant_id: int) -> None:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(

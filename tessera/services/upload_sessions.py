@@ -428,6 +428,7 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
     visible = None if scope.source_pks is None else scope.source_pks | {session.source_pk}
     refused: list[dict] = []
     released: list[str] = []
+    bulk_changes: list[changes.NewChange] = []
     identical = 0
     try:
         with archive.database.write() as conn:
@@ -462,8 +463,12 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
                         first.series_instance_uid,
                         [_bulk_item(row) for row in rest],
                     )
+                    bulk_changes.extend(_stored_changes(session.source_pk, rest, headers[first.id]))
             if refused:
                 raise _Refused()
+            # instance.stored of the instances added in bulk (record_instance recorded the
+            # first of each series itself), at commit.
+            changes.defer_changes(conn, scope.tenant_id, bulk_changes)
             _studies_committed(conn, scope, session, public_id, rows, headers)
             u.remove_instances(conn, locked.pk)
             u.set_state(conn, locked.pk, u.COMMITTED, _now())
@@ -493,6 +498,27 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
         },
     )
     return CommitResult(len(rows), studies, identical)
+
+
+def _stored_changes(source_pk: int, rows: list, header: pydicom.Dataset) -> list[changes.NewChange]:
+    """`instance.stored` of rows added in bulk to the series `header` (its first) is of."""
+    modality = a.text(header, "Modality", 16)
+    found = []
+    for row in rows:
+        detail: dict = {"sop_class_uid": row.sop_class_uid}
+        if modality:
+            detail["modality"] = modality
+        found.append(
+            changes.NewChange(
+                source_pk,
+                changes.INSTANCE_STORED,
+                row.study_instance_uid,
+                row.series_instance_uid,
+                row.sop_instance_uid,
+                detail,
+            )
+        )
+    return found
 
 
 def _studies_committed(conn, scope: Scope, session, public_id: str, rows, headers) -> None:
