@@ -57,6 +57,13 @@ class Settings:
     dimse_tls_cert: str = ""
     dimse_tls_key: str = ""
     dimse_tls_ca: str = ""
+    # HTTPS for the HTTP listener, the same way: certificate and key (PEM) turn it on; with a
+    # CA file, clients must present a certificate it signed. With TLS on, every response
+    # carries Strict-Transport-Security for this many seconds (0: no header).
+    http_tls_cert: str = ""
+    http_tls_key: str = ""
+    http_tls_ca: str = ""
+    http_hsts_seconds: int = 365 * 24 * 3600
     # "Study complete" (order -> IMAGES_READY) after this many seconds without a new instance
     # of the order's study; the worker checks every study_complete_interval_seconds (0: off).
     study_complete_quiet_seconds: int = 60
