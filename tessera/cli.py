@@ -89,6 +89,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         print(f"error: HTTPS: {exc}", file=sys.stderr)
         return 2
+    hl7_listener = None
+    if settings.hl7_listen_port > 0:
+        # Orders in over HL7 v2 (one listener per deployment), in this supervisor process.
+        from tessera.hl7.listener import start_listener as start_hl7_listener
+
+        try:
+            hl7_listener = start_hl7_listener(archive)
+        except OSError as exc:
+            log.error("cannot listen on HL7 port %s: %s", settings.hl7_listen_port, exc)
+            return 1
     # Workers rebuild the same settings from the environment.
     export_settings(settings)
     try:
@@ -108,6 +118,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # uvicorn returns on SIGTERM / Ctrl-C; the DIMSE listener's threads would otherwise
         # keep this process alive after the HTTP side has stopped.
         stop_study_complete.set()
+        if hl7_listener is not None:
+            hl7_listener.shutdown()
         if listener is not None:
             listener.shutdown()
             log.info("DIMSE listener stopped")
@@ -298,6 +310,7 @@ _SUBCOMMAND_MODULES = (
     "tessera.services.events_cli",
     "tessera.services.reports_cli",
     "tessera.services.orders_cli",
+    "tessera.hl7.cli",
 )
 
 

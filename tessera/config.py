@@ -92,6 +92,11 @@ class Settings:
     hl7_results_receiving_facility: str = ""
     hl7_results_retry_max_seconds: int = 300
     hl7_results_timeout_seconds: int = 30
+    # Orders in: the HL7 v2 MLLP listener (ORM^O01, OMI^O23; docs/orders.md) on this port
+    # (0 = off), on hl7_listen_host (empty = the server's host). Senders are mapped to a
+    # tenant's source with `tessera hl7 facilities add`.
+    hl7_listen_port: int = 0
+    hl7_listen_host: str = ""
     # Where instance files live: "filesystem" (data_dir/blobs) or "s3" (an S3-compatible
     # object store; docs/scaling.md). Uploads are spooled on local disk either way.
     blob_store: str = "filesystem"
