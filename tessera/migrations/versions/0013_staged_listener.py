@@ -1,7 +1,7 @@
 """staged DIMSE peers (a reviewed DICOM listener): their C-STOREs go into upload sessions
 
-Revision ID: 0011_staged_listener
-Revises: 0006_orders
+Revision ID: 0013_staged_listener
+Revises: 0012_workflow_hl7
 Create Date: 2026-12-01
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_staged_listener"
-down_revision = "0006_orders"
+revision = "0013_staged_listener"
+down_revision = "0012_workflow_hl7"
 branch_labels = None
 depends_on = None
 
