@@ -113,7 +113,7 @@ def test_sigkill_during_commit_is_all_or_nothing(server_factory) -> None:  # typ
     for delay in plan:
         answers: list[int] = []
 
-        def commit() -> None:
+        def commit(answers: list[int]) -> None:
             try:
                 answers.append(
                     httpx.post(
@@ -124,7 +124,7 @@ def test_sigkill_during_commit_is_all_or_nothing(server_factory) -> None:  # typ
             except httpx.HTTPError:
                 answers.append(-1)
 
-        sender = threading.Thread(target=commit)
+        sender = threading.Thread(target=commit, args=(answers,))
         sender.start()
         if delay is None:
             sender.join(600)
