@@ -160,12 +160,14 @@ def cmd_upload(args: argparse.Namespace) -> int:
             username=args.username,
             password=args.password,
         )
-    if not args.paths:
-        print("error: name the files or folders to upload", file=sys.stderr)
-        return 2
     url = args.url
     if args.session:  # STOW-RS into an upload session (docs/upload-sessions.md)
         url = f"{url.rstrip('/')}/upload-sessions/{args.session}"
+    if args.watch is not None:
+        return _watch(args, url)
+    if not args.paths:
+        print("error: name the files or folders to upload", file=sys.stderr)
+        return 2
     return upload_paths(
         [Path(p) for p in args.paths],
         url=url,
@@ -179,6 +181,32 @@ def cmd_upload(args: argparse.Namespace) -> int:
         password=args.password,
         progress=not args.no_progress,
     )
+
+
+def _watch(args: argparse.Namespace, url: str) -> int:
+    """`tessera upload --watch FOLDER`: the background uploader (tessera/client/watch.py)."""
+    import httpx
+
+    from tessera.client.watch import WatchConfig, watch
+
+    if args.paths:
+        print("error: --watch FOLDER takes no other files or folders", file=sys.stderr)
+        return 2
+    params = {k: v for k, v in (("source", args.source), ("order", args.order)) if v}
+    config = WatchConfig(
+        folder=Path(args.watch),
+        url=url,
+        state_path=Path(args.state) if args.state else None,
+        settle=args.settle,
+        poll=args.poll,
+        max_backoff=args.max_backoff,
+        batch_files=args.batch_files,
+        move_to=Path(args.move_to) if args.move_to else None,
+        params=params,
+        headers={"Authorization": f"Bearer {args.token}"} if args.token else {},
+        auth=httpx.BasicAuth(args.username, args.password or "") if args.username else None,
+    )
+    return watch(config)
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
@@ -277,6 +305,30 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument(
         "--session", help="upload into this upload session (committed later, see docs)"
     )
+    upload.add_argument(
+        "--watch",
+        metavar="FOLDER",
+        help="keep running: upload complete files as they appear in FOLDER (docs/stow.md)",
+    )
+    upload.add_argument(
+        "--state", help="--watch: the state file (default FOLDER/.tessera-upload.json)"
+    )
+    upload.add_argument(
+        "--settle",
+        type=float,
+        default=5.0,
+        help="--watch: seconds a file's size and mtime must stand still (default 5)",
+    )
+    upload.add_argument(
+        "--poll", type=float, default=2.0, help="--watch: seconds between looks (default 2)"
+    )
+    upload.add_argument(
+        "--max-backoff",
+        type=float,
+        default=60.0,
+        help="--watch: longest wait between retries while the server is away (default 60)",
+    )
+    upload.add_argument("--move-to", help="--watch: move stored files here (default: leave them)")
     upload.set_defaults(func=cmd_upload)
 
     sources = sub.add_parser("sources", help="list or add upload sources of the default tenant")
