@@ -21,6 +21,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +95,7 @@ class _Seen:
 
 
 class Watcher:
-    def __init__(self, config: WatchConfig, out=print) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, config: WatchConfig, out: Callable[[str], None] = print) -> None:
         self.config = config
         self.state = WatchState(config.state_file)
         self.seen: dict[Path, _Seen] = {}
