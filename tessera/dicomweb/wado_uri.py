@@ -26,6 +26,7 @@ from tessera.dicomweb.wado_common import (
 from tessera.dicomweb.wado_instances import single_instance_response
 from tessera.dicomweb.wado_rendered import render
 from tessera.dicomweb.wado_uri_params import WadoUriRequest, parse_wado_uri
+from tessera.index.coercion import coercion_tag
 from tessera.index.retrieve import RetrievedInstance, resolve_instance
 from tessera.storage.blobstore import BlobStore
 from tessera.storage.syntaxes import can_convert
@@ -65,7 +66,7 @@ async def _dicom_response(
     if choice is None:
         raise ClientError(406, f"cannot send this instance in transfer syntax {requested}")
     syntax = choice[1]
-    etag = caching.entity_tag(item.sha256, "wado-uri", syntax)
+    etag = caching.entity_tag(item.sha256, "wado-uri", syntax, coercion_tag(item.coercion))
     headers = caching.cache_headers(etag, item.created_at)
     if caching.is_not_modified(request, etag, item.created_at):
         return caching.not_modified_response(headers)
