@@ -240,6 +240,8 @@ def test_correction_is_seen_everywhere_and_undone_exactly(world: IdentityWorld) 
     assert before_state[0] == original and before_state[3][:2] == ("MILER^ANNA", "SC-CORR")
     rows_before = _index_state(world)
     seq = _last_seq(world)
+    metadata_url = f"{world.server.dicomweb}/studies/{study_uid}/metadata"
+    old_etag = httpx.get(metadata_url, headers=world.auth("reader")).headers["ETag"]
 
     answer = _ok(
         _patch(
@@ -256,6 +258,12 @@ def test_correction_is_seen_everywhere_and_undone_exactly(world: IdentityWorld) 
     corrected = ("MILLER^ANNA", "SC-CORR", "SPECIALTY-CTR", "20100102", "F")
     assert _study_state(world, study_uid) == [corrected] * 7
     _stored_files_unchanged(world, study_uid)
+    # A cached copy is not "not modified" any more.
+    revalidated = httpx.get(
+        metadata_url, headers={**world.auth("reader"), "If-None-Match": old_etag}
+    )
+    assert revalidated.status_code == 200 and revalidated.headers["ETag"] != old_etag
+    assert "Last-Modified" not in revalidated.headers
 
     # History, audit trail and change feed.
     history = _ok(world.get("registrar", f"/patients/{pk}/changes"))

@@ -116,13 +116,15 @@ async def retrieve_instances(request: Request) -> Response:
             'multipart/related; type="application/dicom"',
         )
 
+    # A coerced study has no Last-Modified: If-Modified-Since must not hide a correction.
+    coerced = plan[0][0].coercion
     etag = caching.entity_tag(
         [i.sha256 for i, _, _ in plan],
         [s for _, s, _ in plan],
         "multipart" if multipart else "single",
-        coercion_tag(plan[0][0].coercion),
+        coercion_tag(coerced),
     )
-    modified = caching.latest(i.created_at for i, _, _ in plan)
+    modified = None if coerced else caching.latest(i.created_at for i, _, _ in plan)
     headers = caching.cache_headers(etag, modified, collection=instance is None)
     if caching.is_not_modified(request, etag, modified):
         return caching.not_modified_response(headers)

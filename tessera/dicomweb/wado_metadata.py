@@ -68,7 +68,8 @@ async def retrieve_metadata(request: Request) -> Response:
     # One study per request: its instances share one coercion (identity changes).
     coercion = items[0].coercion
     etag = caching.entity_tag(root.decode(), [i.sha256 for i in items], coercion_tag(coercion))
-    modified = caching.latest(i.created_at for i in items)
+    # A coerced study has no Last-Modified: If-Modified-Since must not hide a correction.
+    modified = None if coercion else caching.latest(i.created_at for i in items)
     headers = caching.cache_headers(etag, modified, collection=instance is None)
     if caching.is_not_modified(request, etag, modified):
         return caching.not_modified_response(headers)

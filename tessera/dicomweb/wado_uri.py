@@ -67,8 +67,10 @@ async def _dicom_response(
         raise ClientError(406, f"cannot send this instance in transfer syntax {requested}")
     syntax = choice[1]
     etag = caching.entity_tag(item.sha256, "wado-uri", syntax, coercion_tag(item.coercion))
-    headers = caching.cache_headers(etag, item.created_at)
-    if caching.is_not_modified(request, etag, item.created_at):
+    # A coerced study has no Last-Modified: If-Modified-Since must not hide a correction.
+    modified = None if item.coercion else item.created_at
+    headers = caching.cache_headers(etag, modified)
+    if caching.is_not_modified(request, etag, modified):
         return caching.not_modified_response(headers)
     headers["Content-Type"] = DICOM
     headers["Content-Disposition"] = f'attachment; filename="{item.sop_instance_uid}.dcm"'
