@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+import orjson
 
 from tessera.config import Settings, load_settings
 from tessera.log import configure_logging
@@ -67,3 +70,42 @@ def open_for_command(args: argparse.Namespace, *, migrate: bool = False) -> Arch
     """The archive of a short management command (warnings only on the console)."""
     configure_logging("WARNING", "text")
     return open_archive(settings_from(args), migrate=migrate)
+
+
+def print_result(result: dict | list) -> None:
+    """A command's result as plain lines: key: value, or one tab-separated row per item."""
+    if isinstance(result, list):
+        for row in result:
+            print("\t".join(f"{k}={v}" for k, v in row.items()))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
+def add_action(
+    actions: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], dict | list],
+    help_text: str,
+    show: Callable[[dict | list], None] = print_result,
+) -> argparse.ArgumentParser:
+    """A management subcommand: store flags and --json, `func`'s result printed by `show`
+    (or as JSON), ValueError/LookupError as one "error:" line with exit status 2."""
+    parser = actions.add_parser(name, help=help_text)
+    add_store_flags(parser)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            result = func(args)
+        except (ValueError, LookupError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.json:
+            print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        else:
+            show(result)
+        return 0
+
+    parser.set_defaults(func=run)
+    return parser

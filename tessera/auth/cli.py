@@ -10,11 +10,10 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 
-import orjson
 from sqlalchemy import Connection
 
 from tessera.auth.audit import Event, record_now
-from tessera.cli_common import add_store_flags, open_for_command
+from tessera.cli_common import add_action, open_for_command
 from tessera.index import accounts
 from tessera.index.errors import NotFound
 from tessera.index.tenancy import TenantInfo, create_tenant, tenant_by_name
@@ -143,28 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     def action(
         name: str, func: Callable[[argparse.Namespace], dict | list], help_text: str
     ) -> argparse.ArgumentParser:
-        parser = actions.add_parser(name, help=help_text)
-        add_store_flags(parser)
-        parser.add_argument("--json", action="store_true", help="print JSON")
-
-        def run(args: argparse.Namespace) -> int:
-            try:
-                result = func(args)
-            except (ValueError, LookupError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
-            if args.json:
-                print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-            elif isinstance(result, list):
-                for row in result:
-                    print("\t".join(f"{k}={v}" for k, v in row.items()))
-            else:
-                for key, value in result.items():
-                    print(f"{key}: {value}")
-            return 0
-
-        parser.set_defaults(func=run)
-        return parser
+        return add_action(actions, name, func, help_text)
 
     def password_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--password", help="password (visible to `ps`; prefer the next)")

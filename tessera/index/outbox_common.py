@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, Table, exists, select, update
 
+from tessera.index.models import Source
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -56,3 +58,19 @@ def limited_to_sources(link: Table, owner_column, visible: frozenset[int] | None
     owner_key, source_key = list(link.c)[:2]
     linked = owner_key == owner_column
     return exists().where(linked) & ~exists().where(linked, source_key.not_in(sorted(visible)))
+
+
+def linked_sources(
+    conn: Connection, link: Table, owner_pks: list[int]
+) -> dict[int, list[tuple[int, str]]]:
+    """The sources each row (subscription, rule) is limited to, as (source pk, name) pairs."""
+    owner_key, source_key = list(link.c)[:2]
+    linked: dict[int, list[tuple[int, str]]] = {}
+    if owner_pks:
+        for row in conn.execute(
+            select(owner_key, Source.id, Source.name)
+            .join(Source, Source.id == source_key)
+            .where(owner_key.in_(owner_pks))
+        ):
+            linked.setdefault(row[0], []).append((row[1], row[2]))
+    return linked

@@ -18,8 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tessera.index import changes
 from tessera.index.changes import Change, last_seq, read_all_changes
 from tessera.index.event_models import ChangeCounter, RouteDelivery, RouteRule, RouteSource
-from tessera.index.models import Instance, Series, Source, Study
-from tessera.index.outbox_common import claim_due, iso, limited_to_sources, utcnow
+from tessera.index.models import Instance, Series, Study
+from tessera.index.outbox_common import claim_due, iso, limited_to_sources, linked_sources, utcnow
 from tessera.scope import Scope
 
 DISPATCH_BATCH = 500
@@ -97,14 +97,7 @@ def _visible(scope: Scope):
 
 def _load(conn: Connection, rows) -> list[Rule]:
     rows = list(rows)
-    linked: dict[int, list[tuple[int, str]]] = {}
-    if rows:
-        for link in conn.execute(
-            select(RouteSource.rule_pk, Source.id, Source.name)
-            .join(Source, Source.id == RouteSource.source_pk)
-            .where(RouteSource.rule_pk.in_([r.id for r in rows]))
-        ):
-            linked.setdefault(link.rule_pk, []).append((link.id, link.name))
+    linked = linked_sources(conn, RouteSource.__table__, [r.id for r in rows])
     return [
         Rule(
             id=r.id,

@@ -24,8 +24,14 @@ from tessera.index.event_models import (
     WebhookSource,
     WebhookSubscription,
 )
-from tessera.index.models import Source
-from tessera.index.outbox_common import as_utc, claim_due, iso, limited_to_sources, utcnow
+from tessera.index.outbox_common import (
+    as_utc,
+    claim_due,
+    iso,
+    limited_to_sources,
+    linked_sources,
+    utcnow,
+)
 from tessera.scope import Scope
 
 DISPATCH_BATCH = 500
@@ -133,14 +139,7 @@ def create_subscription(
 
 def _load(conn: Connection, rows) -> list[Subscription]:
     rows = list(rows)
-    sources: dict[int, list[tuple[int, str]]] = {}
-    if rows:
-        for link in conn.execute(
-            select(WebhookSource.subscription_pk, Source.id, Source.name)
-            .join(Source, Source.id == WebhookSource.source_pk)
-            .where(WebhookSource.subscription_pk.in_([r.id for r in rows]))
-        ):
-            sources.setdefault(link.subscription_pk, []).append((link.id, link.name))
+    sources = linked_sources(conn, WebhookSource.__table__, [r.id for r in rows])
     return [
         Subscription(
             id=r.id,

@@ -4,13 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 
-import orjson
-
 from tessera.archive import Archive
-from tessera.cli_common import add_store_flags, open_for_command
+from tessera.cli_common import add_action, open_for_command, print_result
 from tessera.index.reports import STATUSES
 from tessera.index.tenancy import tenant_by_name
 from tessera.scope import Scope, full_scope
@@ -68,27 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     def action(
         name: str, func: Callable[[argparse.Namespace], dict | list], help_text: str
     ) -> argparse.ArgumentParser:
-        sub_parser = actions.add_parser(name, help=help_text)
-        add_store_flags(sub_parser)
+        sub_parser = add_action(actions, name, func, help_text, _show)
         sub_parser.add_argument("--tenant", default="default", help="tenant (default: default)")
-        sub_parser.add_argument("--json", action="store_true", help="print JSON")
-
-        def run(args: argparse.Namespace) -> int:
-            try:
-                result = func(args)
-            except (ValueError, LookupError) as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return 2
-            if args.json:
-                print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-            elif isinstance(result, list):
-                for row in result:
-                    print("\t".join(f"{k}={v}" for k, v in row.items()))
-            else:
-                _print_report(result)
-            return 0
-
-        sub_parser.set_defaults(func=run)
         return sub_parser
 
     listing = action("list", cmd_list, "reports, newest first (or those of one study)")
@@ -98,6 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     show = action("show", cmd_show, "one report with its content and versions")
     show.add_argument("study", help="StudyInstanceUID")
     show.add_argument("report_id", type=int, help="report id")
+
+
+def _show(result: dict | list) -> None:
+    if isinstance(result, list):
+        print_result(result)
+    else:
+        _print_report(result)
 
 
 def _print_report(report: dict) -> None:
