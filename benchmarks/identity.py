@@ -122,9 +122,11 @@ def _patient_records(tenant_id: int, source_pk: int, patient_id: str, studies: i
                 )
 
 
-def merge_figures(url: str, data_dir: Path, studies: int, merges: int) -> tuple[list, list]:
+def merge_figures(
+    url: str, data_dir: Path, studies: int, merges: int, label: str
+) -> tuple[list, list]:
     """Seconds of `merges` merges of two fresh patients with `studies` studies each, and of
-    their undos."""
+    their undos (patients named after `label`, so a copied index holds none of them)."""
     archive = Archive.open(Settings(data_dir=data_dir, database_url=url))
     tenant_id = archive.default_tenant.id
     scope = full_scope(tenant_id, "benchmark")
@@ -136,7 +138,7 @@ def merge_figures(url: str, data_dir: Path, studies: int, merges: int) -> tuple[
         for run in range(merges):
             pks = []
             for side in ("A", "B"):
-                patient_id = f"MERGE-{run}-{side}"
+                patient_id = f"MERGE-{label}-{run}-{side}"
                 records = list(_patient_records(tenant_id, source_pk, patient_id, studies))
                 for start in range(0, len(records), 500):
                     _commit(archive, records[start : start + 500])
@@ -203,7 +205,9 @@ def main() -> None:
                 print(f"postgresql: copied {total:,} rows in {seconds:,.0f} s", flush=True)
             seconds, links, linked = link_pairs(url)
             print(f"{database}: {links:,} links in {seconds:,.1f} s", flush=True)
-            merges[database] = merge_figures(url, data_dir, args.merge_studies, args.merges)
+            merges[database] = merge_figures(
+                url, data_dir, args.merge_studies, args.merges, database
+            )
             print(f"{database}: merges {[round(t, 3) for t in merges[database][0]]} s", flush=True)
             pk, patient_id, _partner = rng.choice(linked)
             paths = [
