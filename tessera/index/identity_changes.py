@@ -65,6 +65,10 @@ class ChangeConflict(Conflict):
     """A change that cannot be applied or undone now (409)."""
 
 
+class NothingToChange(ChangeConflict):
+    """A correction to the values the identity has already."""
+
+
 @dataclass(frozen=True)
 class ChangeResult:
     change_id: int
@@ -108,7 +112,7 @@ def correct_patient(
         if getattr(row, name) != value
     }
     if not summary:
-        raise ChangeConflict("nothing to change: the identity has these values already")
+        raise NothingToChange("nothing to change: the identity has these values already")
     studies = _studies_of(conn, [patient_pk])
     before = _snapshot(conn, [patient_pk], [pk for pk, _ in studies])
     if "patient_name" in changes:
