@@ -21,6 +21,7 @@ from tessera.dicomweb import multipart_writer
 from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.index.routes import Rule
 from tessera.scp.retrieve import _accepted_pairs as accepted_pairs
+from tessera.index.coercion import coerce_part10
 from tessera.scp.retrieve import _dataset_for as dataset_for
 from tessera.scp.retrieve import _proposed_contexts as proposed_contexts
 from tessera.services.outbound import TargetRefused, pinned_request, resolve_checked
@@ -60,7 +61,8 @@ def _stow(
     parts = []
     for instance in instances:
         with archive.blob_store.open(instance.blob_key) as fh:
-            parts.append(fh.read())
+            # Corrected patient attributes (identity changes) go out too, as for C-STORE.
+            parts.append(coerce_part10(fh.read(), instance.coercion))
     boundary = multipart_writer.new_boundary()
     target = pinned_request(rule.destination_url.rstrip("/") + "/studies", allow_private)
     headers = {
