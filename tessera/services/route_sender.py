@@ -18,10 +18,10 @@ from pynetdicom import AE
 from tessera.archive import Archive
 from tessera.client.stow import request_content_type
 from tessera.dicomweb import multipart_writer
+from tessera.index.coercion import coerce_part10
 from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.index.routes import Rule
 from tessera.scp.retrieve import _accepted_pairs as accepted_pairs
-from tessera.index.coercion import coerce_part10
 from tessera.scp.retrieve import _dataset_for as dataset_for
 from tessera.scp.retrieve import _proposed_contexts as proposed_contexts
 from tessera.services.outbound import TargetRefused, pinned_request, resolve_checked
