@@ -8,6 +8,7 @@ clear errors with nothing half applied, and learn nothing about hidden identitie
 from __future__ import annotations
 
 import hashlib
+import time
 from io import BytesIO
 
 import httpx
@@ -550,3 +551,38 @@ def test_worked_example_link_correct_merge(world: IdentityWorld) -> None:
         assert sorted(value(s, PID) for s in priors) == ["ED-4711", "SC-0093"]
     finally:
         world.delete("registrar", f"/patients/{center}/links/{ed}")
+
+
+def test_routing_sends_the_corrected_attributes(world: IdentityWorld) -> None:
+    """A study routed after a correction (STOW-RS to another archive, here this server's
+    other tenant) arrives with the corrected patient attributes."""
+    pk, (study_uid,) = _patient(world, "SC-ROUTE", 1, name="ROUT^A")
+    change = _ok(_patch(world, "registrar", pk, {"patient_name": "ROUTE^ANNA"}))["change"]
+    rule = {
+        "name": "to-acme",
+        "trigger": "study_complete",  # never fires here: only "send again" below
+        "destination": {
+            "kind": "dicomweb",
+            "url": f"{world.server.base_url}/t/acme/dicomweb",
+            "authorization": f"Bearer {world.keys['acme_admin']}",
+        },
+    }
+    assert world.post("admin", "/routes", rule).status_code == 201
+    try:
+        sent = world.post("admin", "/routes/to-acme/send", {"study_instance_uid": study_uid})
+        assert sent.status_code == 202, sent.text
+        found: list = []
+        for _ in range(300):
+            answer = httpx.get(
+                f"{world.server.base_url}/t/acme/dicomweb/studies/{study_uid}/metadata",
+                headers=world.auth("acme_admin"),
+                timeout=30,
+            )
+            if answer.status_code == 200:
+                found = answer.json()
+                break
+            time.sleep(0.2)
+        assert found and _patient_values(found[0])[:2] == ("ROUTE^ANNA", "SC-ROUTE")
+    finally:
+        world.delete("admin", "/routes/to-acme")
+        _ok(_undo(world, "registrar", change["id"]))
