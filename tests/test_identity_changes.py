@@ -586,3 +586,21 @@ def test_routing_sends_the_corrected_attributes(world: IdentityWorld) -> None:
     finally:
         world.delete("admin", "/routes/to-acme")
         _ok(_undo(world, "registrar", change["id"]))
+
+
+def test_a_later_upload_into_a_corrected_study_is_shown_corrected(world: IdentityWorld) -> None:
+    """Another site's first instances in a corrected study: its source-locked users see the
+    corrected values too (as retrieval sends them); the change can then no longer be undone
+    (what it touched changed)."""
+    pk, (study_uid,) = _patient(world, "SC-LATE", 1, name="LATE^A")
+    change = _ok(_patch(world, "registrar", pk, {"patient_name": "LATE^ANNA"}))["change"]
+    part = instance("SC-LATE", name="LATE^A", study_uid=study_uid)
+    answer = stow(world.server, [part], source="CommunityED", headers=world.auth("admin"))
+    assert answer.status_code == 200, answer.text
+    fields = "includefield=00100010&includefield=00100020"
+    for user in ("ed_reader", "reader"):
+        found = _qido(world, f"/studies?StudyInstanceUID={study_uid}&{fields}", user=user)
+        assert _patient_values(found[0])[:2] == ("LATE^ANNA", "SC-LATE"), user
+    instances = _qido(world, f"/studies/{study_uid}/instances?{fields}", user="ed_reader")
+    assert [_patient_values(i)[0] for i in instances] == ["LATE^ANNA"]
+    assert _undo(world, "registrar", change["id"]).status_code == 409

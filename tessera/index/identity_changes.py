@@ -435,6 +435,23 @@ def _retarget(conn: Connection, tenant_id: int, study_pks: list[int], patient_pk
     )
 
 
+def keep_corrected(conn: Connection, study_pk: int, source_pk: int) -> None:
+    """Ingest: a source's first instance in a study a change touched gets the study's
+    corrected patient values on its per-source row too (its instances are coerced like the
+    others), so source-locked queries agree with retrieval."""
+    coerced = conn.execute(
+        select(StudyCoercion.study_pk).where(StudyCoercion.study_pk == study_pk)
+    ).first()
+    if coerced is None:
+        return
+    study = conn.execute(select(Study).where(Study.id == study_pk)).one()
+    conn.execute(
+        update(StudySource)
+        .where(StudySource.study_pk == study_pk, StudySource.source_pk == source_pk)
+        .values(**{name: getattr(study, name) for name in PATIENT_COLUMNS})
+    )
+
+
 def _snapshot(conn: Connection, patient_pks: list[int], study_pks: list[int]) -> dict:
     """The rows a change touches, as JSON-able values (compared and restored by undo)."""
     patient_columns = [*PATIENT_COLUMNS, "merged_into_pk"]
