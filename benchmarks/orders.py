@@ -8,6 +8,8 @@ p50/p95 of
     findscu -W (a new process and association each time) for one station and one day
     GET /api/v1/orders?patient_name=..., ?accession_number=..., date range + modality,
         the default list (newest first)
+    GET /dicomweb/workitems (UPS-RS) for one station and day, a name, an accession, and
+        GET /dicomweb/workitems/{uid}
 
 and, in this process, the time of `ingest_file` for header-only instances whose study is an
 order's, with the attach step on and replaced by a no-op (the difference is its cost).
@@ -180,6 +182,38 @@ def attach_cost(
     return percentile(totals[True], 50), percentile(totals[False], 50)
 
 
+def ups_search(root: str, client: httpx.Client, database: str, repeat: int) -> None:
+    """UPS-RS Search Workitems (the worklist SQL of findscu -W, over HTTP) and Retrieve."""
+    day = (FIRST_DAY + timedelta(days=2)).strftime("%Y%m%d")
+    uid = ""
+    for label, params in (
+        (
+            "station + day",
+            {
+                "ScheduledStationNameCodeSequence.CodeValue": "CT02",
+                "ScheduledProcedureStepStartDateTime": f"{day}-{day}",
+            },
+        ),
+        ("PatientName=SMITH*", {"PatientName": "SMITH*", "limit": "100"}),
+        ("accession", {"ReferencedRequestSequence.AccessionNumber": "A0004242"}),
+    ):
+
+        def call(params=params) -> None:  # type: ignore[no-untyped-def]
+            nonlocal uid
+            response = client.get(f"{root}/workitems", params=params)
+            assert response.status_code == 200, response.text
+            uid = uid or response.json()[0]["00080018"]["Value"][0]
+
+        p50, p95 = timed(call, repeat)
+        print(f"[{database}] GET /workitems?{label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+
+    def retrieve() -> None:
+        assert client.get(f"{root}/workitems/{uid}").status_code == 200
+
+    p50, p95 = timed(retrieve, repeat)
+    print(f"[{database}] GET /workitems/{{uid}}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=10_000)
@@ -242,6 +276,7 @@ def main() -> None:
 
                 p50, p95 = timed(call, args.repeat)
                 print(f"[{database}] GET /orders?{label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
+            ups_search(server.dicomweb, client, database, args.repeat)
         finally:
             server.stop()
         with_attach, without = attach_cost(archive, workdir)

@@ -32,7 +32,19 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+_WORKITEM_TRANSACTIONS = {
+    ("GET", "/workitems"): "Search Workitems (UPS-RS)",
+    ("POST", "/workitems"): "Create Workitem (UPS-RS)",
+    ("GET", "/workitems/{}"): "Retrieve Workitem (UPS-RS)",
+    ("POST", "/workitems/{}"): "Update Workitem (UPS-RS)",
+    ("PUT", "/workitems/{}/state"): "Change Workitem State (UPS-RS)",
+    ("POST", "/workitems/{}/cancelrequest"): "Request Cancellation (UPS-RS)",
+}
+
+
 def _transaction(path: str, methods: set[str], module: str) -> str:
+    if module.endswith(".workitems"):
+        return _WORKITEM_TRANSACTIONS[(next(iter(methods)), path)]
     if module.endswith(".documents"):
         return "Store a document (Tessera; docs/documents.md)"
     if "POST" in methods:

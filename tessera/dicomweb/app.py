@@ -39,6 +39,7 @@ from tessera.dicomweb import (
     upload_sessions_api,
     wado,
     webhooks_api,
+    workitems,
 )
 from tessera.dicomweb.access import SCOPE_KEY, AccessControl, AccessMiddleware
 from tessera.dicomweb.cors import cors_middleware
@@ -185,6 +186,7 @@ def dicomweb_routes() -> list[BaseRoute]:
         *upload_sessions_api.dicomweb_routes,
         *qido.routes,
         *wado.routes,
+        *workitems.routes,
     ]
 
 

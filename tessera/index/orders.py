@@ -7,6 +7,7 @@ tenant, and an order its source (the site it belongs to): the Scope filters both
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime, time
 
 from sqlalchemy import (
@@ -36,6 +37,11 @@ DISCONTINUED = "DISCONTINUED"
 STATUSES = (SCHEDULED, IN_PROGRESS, IMAGES_READY, REPORTED, FINAL, CANCELLED, DISCONTINUED)
 # Orders a modality may still perform: served on the worklist, images attach to them.
 OPEN_STATUSES = (SCHEDULED, IN_PROGRESS)
+
+
+def new_workitem_uid() -> str:
+    """A UPS Workitem (SOP Instance) UID for a new step: the 2.25 UUID form (PS3.5 B.2)."""
+    return f"2.25.{uuid.uuid4().int}"
 
 
 class ProcedureOrder(Base):
@@ -103,6 +109,7 @@ class ScheduledProcedureStep(Base):
         Index("ix_sps_order", "order_pk"),
         Index("ix_sps_start", "tenant_id", "start_date", "start_time"),
         Index("ix_sps_station", "tenant_id", "scheduled_station_ae_title"),
+        Index("ux_sps_workitem_uid", "tenant_id", "workitem_uid", unique=True),
     )
     id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
     order_pk: Mapped[int] = mapped_column(ForeignKey("procedure_order.id", ondelete="CASCADE"))
@@ -117,6 +124,10 @@ class ScheduledProcedureStep(Base):
     scheduled_performing_physician_name_norm: Mapped[str | None] = mapped_column(String(324))
     description: Mapped[str] = mapped_column(String(64), default="")
     position: Mapped[int] = mapped_column(Integer, default=0)
+    # UPS-RS (migration 0011): the step as a Workitem, and the Transaction UID of the
+    # performer that claimed its order over UPS-RS (None until then).
+    workitem_uid: Mapped[str | None] = mapped_column(String(64), default=new_workitem_uid)
+    transaction_uid: Mapped[str | None] = mapped_column(String(64))
 
 
 class OrderStatusChange(Base):

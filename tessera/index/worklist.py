@@ -59,6 +59,12 @@ class WorklistQuery:
     start_time: str = ""
     step_status: str = ""
     limit: int = 10_000
+    offset: int = 0
+    # The order statuses served: the open ones for the Modality Worklist; UPS-RS asks for
+    # the finished ones too (tessera/services/workitems.py).
+    order_statuses: tuple[str, ...] = OPEN_STATUSES
+    # UPS-RS: only these workitems (SOP Instance UIDs), when given.
+    workitem_uids: tuple[str, ...] = ()
 
 
 def _is_wildcard(value: str) -> bool:
@@ -187,8 +193,10 @@ def worklist_statement(dialect: str, scope: Scope, query: WorklistQuery):
     conditions: list[ColumnElement] = [
         visible_orders(scope),
         STEP.c.tenant_id == scope.tenant_id,
-        ORDER.c.status.in_(OPEN_STATUSES),
+        ORDER.c.status.in_(query.order_statuses),
     ]
+    if query.workitem_uids:
+        conditions.append(STEP.c.workitem_uid.in_(query.workitem_uids))
     for keys, table in ((query.order_keys, ORDER_KEYS), (query.step_keys, STEP_KEYS)):
         for keyword, value in keys.items():
             if value.strip() in ("", "*"):
@@ -206,6 +214,7 @@ def worklist_statement(dialect: str, scope: Scope, query: WorklistQuery):
         .where(*conditions)
         .order_by(STEP.c.start_date, STEP.c.start_time, ORDER.c.id, STEP.c.position)
         .limit(query.limit)
+        .offset(query.offset)
     )
 
 

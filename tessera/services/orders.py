@@ -30,6 +30,7 @@ from tessera.index.orders import (
     REPORTED,
     SCHEDULED,
     STATUSES,
+    new_workitem_uid,
 )
 from tessera.index.sources import source_pk_by_name
 from tessera.scope import Scope
@@ -305,10 +306,28 @@ def create_order(conn: Connection, scope: Scope, body: dict) -> tuple[Order, boo
 
 
 def _replace_steps(conn: Connection, tenant_id: int, order_pk: int, steps: list[dict]) -> None:
+    # A step keeps its UPS-RS workitem UID (by step ID) when the order's steps are replaced.
+    kept = dict(
+        conn.execute(
+            select(STEP.c.scheduled_procedure_step_id, STEP.c.workitem_uid).where(
+                STEP.c.order_pk == order_pk
+            )
+        ).all()
+    )
     conn.execute(STEP.delete().where(STEP.c.order_pk == order_pk))
     if steps:
         conn.execute(
-            STEP.insert(), [{"order_pk": order_pk, "tenant_id": tenant_id, **s} for s in steps]
+            STEP.insert(),
+            [
+                {
+                    "order_pk": order_pk,
+                    "tenant_id": tenant_id,
+                    "workitem_uid": kept.get(s["scheduled_procedure_step_id"])
+                    or new_workitem_uid(),
+                    **s,
+                }
+                for s in steps
+            ],
         )
 
 
