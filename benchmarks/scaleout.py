@@ -5,6 +5,9 @@ frame and to study metadata; index bytes per instance on PostgreSQL.
     TESSERA_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
         PYTHONPATH=. python benchmarks/scaleout.py --instances 400 --nodes 1,2,4
 
+    # or on a PostgreSQL of its own (initdb + pg_ctl; max_connections 200, fsync off):
+    PYTHONPATH=. python benchmarks/scaleout.py --private-postgres
+
 Nodes run one HTTP worker each over one PostgreSQL database, behind HAProxy when there are
 several. With local disk the nodes share one data folder (standing in for a shared file
 system); with S3 each node has its own folder (spool only) and they share the bucket.
@@ -15,6 +18,7 @@ more nodes show the overhead of the design, not the throughput of more machines.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -97,9 +101,43 @@ def timed_median(fn, n: int = 40) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(samples)
 
 
+class Databases:
+    """Where each row's database is made: the shared server of the tests (TESSERA_TEST_PG_URL)
+    or a private cluster (tests/private_postgres.py)."""
+
+    def __init__(self, private: bool) -> None:
+        self.cluster = None
+        if private:
+            from tests.conftest import free_port
+            from tests.private_postgres import PrivatePostgres, why_unavailable
+
+            reason = why_unavailable()
+            if reason:
+                raise SystemExit(f"--private-postgres: {reason}")
+            self.cluster = PrivatePostgres(free_port())
+            self.cluster.start()
+
+    def create(self) -> str:
+        if self.cluster is None:
+            return create_pg_database()
+        return self.cluster.create_database(f"bench_{generate_uid()[-12:].replace('.', '')}")
+
+    def drop(self, url: str) -> None:
+        if self.cluster is None:
+            drop_pg_database(url)
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.destroy()
+
+
+DATABASES: Databases | None = None
+
+
 def run(store: str, nodes: int, instances: list[bytes], study: StudySpec, series: str, weed):  # type: ignore[no-untyped-def]
     workdir = Path(tempfile.mkdtemp(prefix=f"scaleout-{store}-{nodes}-"))
-    url = create_pg_database()
+    assert DATABASES is not None
+    url = DATABASES.create()
     servers, balancer, base = cluster(store, nodes, workdir, weed, url)
     try:
         batches = [instances[i : i + BATCH] for i in range(0, len(instances), BATCH)]
@@ -160,7 +198,8 @@ def run(store: str, nodes: int, instances: list[bytes], study: StudySpec, series
             balancer.stop()
         for server in servers:
             server.stop()
-        drop_pg_database(url)
+        DATABASES.drop(url)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def store_latency(weed: SeaweedFS, data: bytes, frame: int) -> tuple[float, float]:
@@ -188,6 +227,7 @@ def store_latency(weed: SeaweedFS, data: bytes, frame: int) -> tuple[float, floa
         results.append(
             timed_median(lambda s=store, o=offset: s.read_range("t1/aa/bench.dcm", o, frame), 200)
         )
+    shutil.rmtree(workdir, ignore_errors=True)
     return results[0], results[1]
 
 
@@ -197,7 +237,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="rows = columns of each CT slice")
     parser.add_argument("--nodes", default="1,2,4")
     parser.add_argument("--stores", default="disk,s3")
+    parser.add_argument(
+        "--private-postgres",
+        action="store_true",
+        help="run PostgreSQL of its own (not the shared TESSERA_TEST_PG_URL server)",
+    )
     args = parser.parse_args()
+    global DATABASES
+    DATABASES = Databases(args.private_postgres)
     weed = SeaweedFS(Path(tempfile.mkdtemp(prefix="scaleout-weed-"))).start()
     try:
         _, _, sample = make_study(1, args.size)
@@ -226,6 +273,8 @@ def main() -> None:
         print(f"STOW-RS requests retried after 503: {len(RETRIED)}")
     finally:
         weed.stop()
+        shutil.rmtree(weed.root, ignore_errors=True)
+        DATABASES.close()
 
 
 if __name__ == "__main__":

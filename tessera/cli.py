@@ -34,6 +34,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "workers", None):
         settings = dataclasses.replace(settings, workers=args.workers)
     configure_logging(settings.log_level, settings.log_format)
+    scheme = "https" if settings.http_tls_cert else "http"
     if settings.viewer:
         from tessera.dicomweb.viewer import find_dist
 
@@ -44,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
         log.info(
             "serving the OHIF viewer",
-            extra={"url": f"http://{settings.host}:{settings.port}/viewer/"},
+            extra={"url": f"{scheme}://{settings.host}:{settings.port}/viewer/"},
         )
     from tessera.dicomweb.access import announce_access_mode
 
@@ -81,6 +82,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             log.error("cannot listen on DIMSE port %s: %s", settings.dimse_port, exc)
             return 1
+    from tessera.dicomweb.https import uvicorn_tls_options
+
+    try:
+        tls_options = uvicorn_tls_options(settings)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        print(f"error: HTTPS: {exc}", file=sys.stderr)
+        return 2
+    hl7_listener = None
+    if settings.hl7_listen_port > 0:
+        # Orders in over HL7 v2 (one listener per deployment), in this supervisor process.
+        from tessera.hl7.listener import start_listener as start_hl7_listener
+
+        try:
+            hl7_listener = start_hl7_listener(archive)
+        except OSError as exc:
+            log.error("cannot listen on HL7 port %s: %s", settings.hl7_listen_port, exc)
+            return 1
     # Workers rebuild the same settings from the environment.
     export_settings(settings)
     try:
@@ -94,11 +112,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             timeout_keep_alive=30,
+            **tls_options,
         )
     finally:
         # uvicorn returns on SIGTERM / Ctrl-C; the DIMSE listener's threads would otherwise
         # keep this process alive after the HTTP side has stopped.
         stop_study_complete.set()
+        if hl7_listener is not None:
+            hl7_listener.shutdown()
         if listener is not None:
             listener.shutdown()
             log.info("DIMSE listener stopped")
@@ -289,6 +310,7 @@ _SUBCOMMAND_MODULES = (
     "tessera.services.events_cli",
     "tessera.services.reports_cli",
     "tessera.services.orders_cli",
+    "tessera.hl7.cli",
 )
 
 

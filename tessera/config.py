@@ -57,6 +57,13 @@ class Settings:
     dimse_tls_cert: str = ""
     dimse_tls_key: str = ""
     dimse_tls_ca: str = ""
+    # HTTPS for the HTTP listener, the same way: certificate and key (PEM) turn it on; with a
+    # CA file, clients must present a certificate it signed. With TLS on, every response
+    # carries Strict-Transport-Security for this many seconds (0: no header).
+    http_tls_cert: str = ""
+    http_tls_key: str = ""
+    http_tls_ca: str = ""
+    http_hsts_seconds: int = 365 * 24 * 3600
     # "Study complete" (order -> IMAGES_READY) after this many seconds without a new instance
     # of the order's study; the worker checks every study_complete_interval_seconds (0: off).
     study_complete_quiet_seconds: int = 60
@@ -85,6 +92,11 @@ class Settings:
     hl7_results_receiving_facility: str = ""
     hl7_results_retry_max_seconds: int = 300
     hl7_results_timeout_seconds: int = 30
+    # Orders in: the HL7 v2 MLLP listener (ORM^O01, OMI^O23; docs/orders.md) on this port
+    # (0 = off), on hl7_listen_host (empty = the server's host). Senders are mapped to a
+    # tenant's source with `tessera hl7 facilities add`.
+    hl7_listen_port: int = 0
+    hl7_listen_host: str = ""
     # Where instance files live: "filesystem" (data_dir/blobs) or "s3" (an S3-compatible
     # object store; docs/scaling.md). Uploads are spooled on local disk either way.
     blob_store: str = "filesystem"

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,10 +41,14 @@ class ServerProcess:
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    # How the start-up health check connects (e.g. an ssl.SSLContext trusting the test CA for
+    # a server with TESSERA_HTTP_TLS_*): httpx's `verify`.
+    verify: Any = True
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.env_extra.get("TESSERA_HTTP_TLS_CERT") else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     @property
     def dicomweb(self) -> str:
@@ -79,7 +84,8 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                health = httpx.get(f"{self.base_url}/healthz", timeout=1, verify=self.verify)
+                if health.status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -283,3 +289,20 @@ def seaweedfs(tmp_path_factory):  # type: ignore[no-untyped-def]
     store = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
     yield store
     store.stop()
+
+
+@pytest.fixture(scope="session")
+def private_postgres():  # type: ignore[no-untyped-def]
+    """A PostgreSQL cluster of this test session alone, on a free port (tests that restart the
+    database use it: never the shared server at TESSERA_TEST_PG_URL). tests/private_postgres.py"""
+    from tests.private_postgres import PrivatePostgres, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = PrivatePostgres(free_port())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()

@@ -28,7 +28,8 @@ from tessera.index import accounts
 from tessera.index.tenancy import create_tenant
 from tests.conftest import migrated_archive
 
-PUBLIC = {"/healthz"}
+# No data: health, and the portal's static files (tessera.portal).
+PUBLIC = {"/healthz", "/portal", "/portal/{path:path}"}
 
 
 def _leaves(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, BaseRoute]]:

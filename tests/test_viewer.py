@@ -124,6 +124,16 @@ def test_files_outside_the_viewer_are_not_served(viewer_server, fake_ohif):
     assert "secret" not in response.text
 
 
+def test_the_portal_links_to_the_viewer(viewer_server):
+    """The portal (docs/portal.md) learns where the viewer is from its config.json."""
+    config = httpx.get(f"{viewer_server.base_url}/portal/config.json").json()
+    assert config["viewer"] == "/viewer/"
+    behind_proxy = httpx.get(
+        f"{viewer_server.base_url}/portal/config.json", headers={"X-Forwarded-Prefix": "/pacs"}
+    ).json()
+    assert behind_proxy["viewer"] == "/pacs/viewer/"
+
+
 def test_dicomweb_is_unchanged_beside_the_viewer(viewer_server):
     assert httpx.get(f"{viewer_server.base_url}/healthz").status_code == 200
     response = httpx.post(f"{viewer_server.dicomweb}/studies", content=b"x")

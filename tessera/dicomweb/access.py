@@ -7,8 +7,8 @@ or the default tenant for `/dicomweb` and `/api/v1`), authenticates the request
 `tessera.dicomweb.context.scope_of` reads it. After the response it records the route's
 declared audit action (uploads, queries, study-level retrievals) and every denial.
 
-Only `/healthz`, `POST .../api/v1/login`, the viewer's static files (`/viewer/`) and CORS
-preflights (OPTIONS) pass without credentials.
+Only `/healthz`, `POST .../api/v1/login`, the static files of the viewer (`/viewer/`) and of
+the portal (`/portal/`), and CORS preflights (OPTIONS) pass without credentials.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 
 TENANT_PATH = re.compile(r"^/t/([^/]+)(/.*)?$")
 PUBLIC_PATHS = frozenset({"/healthz"})
-# The viewer's static files (tessera serve --viewer) hold no data: the browser app then
-# calls the DICOMweb root, which authenticates.
-PUBLIC_PREFIXES = ("/viewer/",)
+# The static files of the viewer (tessera serve --viewer) and of the portal (tessera.portal)
+# hold no data: the browser apps then call the DICOMweb and API roots, which authenticate.
+PUBLIC_PREFIXES = ("/viewer/", "/portal/")
 LOGIN_PATH = "/api/v1/login"
 # Keys in the ASGI scope.
 SCOPE_KEY = "tessera.scope"
@@ -57,6 +57,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
+
+
+def anonymous_enabled(settings: Settings) -> bool:
+    """Whether anonymous requests may be served at all (loopback, not turned off); each
+    request is checked further (`_anonymous_allowed`)."""
+    return settings.anonymous.lower() != "off" and is_loopback(settings.host)
 
 
 @dataclass
@@ -78,8 +84,7 @@ class AccessControl:
 
     @property
     def anonymous_enabled(self) -> bool:
-        settings = self.archive.settings
-        return settings.anonymous.lower() != "off" and is_loopback(settings.host)
+        return anonymous_enabled(self.archive.settings)
 
     def tenant(self, name: str | None) -> TenantInfo | None:
         if name is None:
@@ -96,7 +101,7 @@ class AccessControl:
 
 def announce_access_mode(settings: Settings) -> None:
     """Say loudly at start-up whether anonymous requests are served."""
-    if settings.anonymous.lower() != "off" and is_loopback(settings.host):
+    if anonymous_enabled(settings):
         log.warning(
             "ANONYMOUS ACCESS IS ON: any program on this machine can read, upload and "
             "administer the default tenant without credentials (loopback quick start). "
@@ -112,12 +117,13 @@ def announce_access_mode(settings: Settings) -> None:
 
 
 def _is_public(path: str, method: str) -> bool:
-    """Requests that pass without credentials (health, CORS preflights, the viewer's files)."""
+    """Requests that pass without credentials (health, CORS preflights, the files of the
+    viewer and the portal)."""
     return (
         path in PUBLIC_PATHS
         or method == "OPTIONS"
-        or path == PUBLIC_PREFIXES[0].rstrip("/")
         or path.startswith(PUBLIC_PREFIXES)
+        or any(path == prefix.rstrip("/") for prefix in PUBLIC_PREFIXES)
     )
 
 

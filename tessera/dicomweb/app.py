@@ -41,7 +41,12 @@ from tessera.dicomweb import (
     webhooks_api,
     workitems,
 )
-from tessera.dicomweb.access import SCOPE_KEY, AccessControl, AccessMiddleware
+from tessera.dicomweb.access import (
+    SCOPE_KEY,
+    AccessControl,
+    AccessMiddleware,
+    anonymous_enabled,
+)
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
 from tessera.dicomweb.errors import ClientError, problem, storage_unavailable
@@ -53,6 +58,7 @@ from tessera.index.errors import InvalidValue
 from tessera.index.errors import NotFound as NoSuchRow
 from tessera.index.peers import PeerError
 from tessera.index.query import QueryError
+from tessera.portal import Portal
 from tessera.services.change_watch import ChangeWatcher
 from tessera.services.delivery_worker import DeliveryWorker
 from tessera.services.notification_job import NotificationJob
@@ -258,10 +264,14 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
             ],
         ),
     ]
+    viewer_path = None
     if settings.viewer:
         from tessera.dicomweb.viewer import Viewer
 
-        routes += Viewer(Path(settings.viewer), dicomweb_path=DEFAULT_DICOMWEB_ROOT).routes()
+        viewer = Viewer(Path(settings.viewer), dicomweb_path=DEFAULT_DICOMWEB_ROOT)
+        routes += viewer.routes()
+        viewer_path = viewer.mount_path
+    routes += Portal(viewer_path, anonymous=anonymous_enabled(settings)).routes()
     return Starlette(
         routes=routes,
         lifespan=lifespan,

@@ -32,6 +32,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tessera.index.database import before_commit
 from tessera.index.event_models import ChangeCounter, ChangeEvent
 from tessera.index.models import Source
 from tessera.scope import Scope
@@ -120,6 +121,92 @@ def record_change(
         },
     )
     return seq
+
+
+def defer_change(
+    conn: Connection,
+    tenant_id: int,
+    source_pk: int | None,
+    kind: str,
+    study_instance_uid: str | None = None,
+    *,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+    detail: dict | None = None,
+) -> None:
+    """`record_change` at the end of the current transaction (at COMMIT, after every other
+    statement; nothing on rollback). Use it wherever more row locks may follow in the same
+    transaction (ingest, order transitions): the tenant's counter lock is then always the
+    last lock taken, so two transactions can never wait on each other's locks through it."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown change kind {kind!r}")
+
+    def record(connection: Connection) -> None:
+        record_change(
+            connection,
+            tenant_id,
+            source_pk,
+            kind,
+            study_instance_uid,
+            series_instance_uid=series_instance_uid,
+            sop_instance_uid=sop_instance_uid,
+            detail=detail,
+        )
+
+    before_commit(conn, record)
+
+
+@dataclass(frozen=True)
+class NewChange:
+    """One change for `defer_changes` (the arguments of `record_change`)."""
+
+    source_pk: int | None
+    kind: str
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    sop_instance_uid: str | None = None
+    detail: dict | None = None
+
+
+def defer_changes(conn: Connection, tenant_id: int, entries: list[NewChange]) -> None:
+    """Many changes at commit with two statements: the counter moves by len(entries) once
+    and the rows go in as one multi-row INSERT (an upload session's instances)."""
+    if not entries:
+        return
+    unknown = {entry.kind for entry in entries} - KINDS
+    if unknown:
+        raise ValueError(f"unknown change kind {sorted(unknown)[0]!r}")
+
+    def record(connection: Connection) -> None:
+        step = (
+            update(ChangeCounter)
+            .where(ChangeCounter.tenant_id == tenant_id)
+            .values(last_seq=ChangeCounter.last_seq + len(entries))
+            .returning(ChangeCounter.last_seq)
+        )
+        last = connection.execute(step).scalar()
+        if last is None:
+            _create_counter(connection, tenant_id)
+            last = connection.execute(step).scalar_one()
+        first = last - len(entries) + 1
+        connection.execute(
+            _INSERT_EVENT,
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "seq": first + offset,
+                    "kind": entry.kind,
+                    "source_pk": entry.source_pk,
+                    "study_instance_uid": entry.study_instance_uid,
+                    "series_instance_uid": entry.series_instance_uid,
+                    "sop_instance_uid": entry.sop_instance_uid,
+                    "detail": orjson.dumps(entry.detail) if entry.detail else None,
+                }
+                for offset, entry in enumerate(entries)
+            ],
+        )
+
+    before_commit(conn, record)
 
 
 def _create_counter(conn: Connection, tenant_id: int) -> None:

@@ -3,11 +3,15 @@
 SQLite runs in WAL mode with a busy timeout, and every write transaction starts with
 BEGIN IMMEDIATE: a writer takes the write lock up front instead of upgrading a read lock
 later, which is what produces "database is locked" under concurrent uploads.
+
+`before_commit(conn, callback)` runs a callback as the last statements of the current
+transaction (at COMMIT, before the database commits; dropped on rollback): the change feed
+uses it so its per-tenant counter lock is always the last lock a transaction takes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,31 @@ from typing import Any
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+_BEFORE_COMMIT = "tessera_before_commit"
+
+
+def before_commit(conn: Connection, callback: Callable[[Connection], None]) -> None:
+    """Run `callback(conn)` when the current transaction commits, after every statement the
+    transaction's own code made (callbacks in the order given); forgotten on rollback."""
+    conn.info.setdefault(_BEFORE_COMMIT, []).append(callback)
+
+
+def _run_before_commit(conn: Connection) -> None:
+    callbacks = conn.info.pop(_BEFORE_COMMIT, None)
+    while callbacks:
+        callbacks.pop(0)(conn)
+        callbacks.extend(conn.info.pop(_BEFORE_COMMIT, ()))
+
+
+def _forget_before_commit(conn: Connection) -> None:
+    conn.info.pop(_BEFORE_COMMIT, None)
+
+
+def install_commit_hooks(engine: Engine) -> None:
+    """Make `before_commit` work on the engine's connections (done for every Database)."""
+    if not event.contains(engine, "commit", _run_before_commit):
+        event.listen(engine, "commit", _run_before_commit)
+        event.listen(engine, "rollback", _forget_before_commit)
 
 
 class Database:
@@ -35,6 +64,8 @@ class Database:
             self.engine = create_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
+
+        install_commit_hooks(self.engine)
 
     @property
     def dialect(self) -> str:

@@ -35,6 +35,7 @@ from tessera.index.models import (
     StudySource,
 )
 from tessera.index.source_values import series_values, study_values
+from tessera.index.study_completion import mark_pending
 from tessera.index.tenancy import duplicate_policy
 from tessera.storage.frames import FrameIndex
 
@@ -303,7 +304,10 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
             "sop_classes": _add_value(study_row.sop_classes_in_study, record.sop_class_uid),
         },
     )
-    _record_changes(conn, record, study_row.number_of_study_related_instances == 0, released)
+    first_in_study = study_row.number_of_study_related_instances == 0
+    if first_in_study:
+        mark_pending(conn, record.tenant_id, study_pk, record.source_pk)
+    _record_changes(conn, record, first_in_study, released)
     return RecordResult(
         RecordOutcome.REPLACED if released else RecordOutcome.CREATED, released, study_pk=study_pk
     )
@@ -312,10 +316,11 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
 def _record_changes(
     conn: Connection, record: InstanceRecord, first_in_study: bool, replaced: str | None
 ) -> None:
-    """The change feed entries of a stored instance (last: they lock the tenant's counter)."""
+    """The change feed entries of a stored instance, recorded at commit (they lock the
+    tenant's counter, which must be the last lock: attaching to an order follows)."""
     modality = a.text(record.dataset, "Modality", 16)
     if first_in_study:
-        changes.record_change(
+        changes.defer_change(
             conn,
             record.tenant_id,
             record.source_pk,
@@ -328,7 +333,7 @@ def _record_changes(
         detail["modality"] = modality
     if replaced:
         detail["replaced"] = True
-    changes.record_change(
+    changes.defer_change(
         conn,
         record.tenant_id,
         record.source_pk,

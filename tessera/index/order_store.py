@@ -9,8 +9,15 @@ from datetime import date, datetime, time
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, exists, func, select, true, update
 
-from tessera.index.models import Source
-from tessera.index.orders import OrderStatusChange, ProcedureOrder, ScheduledProcedureStep
+from tessera.index import changes
+from tessera.index.models import Source, Study
+from tessera.index.orders import (
+    IMAGES_READY,
+    OrderStatusChange,
+    ProcedureOrder,
+    ScheduledProcedureStep,
+)
+from tessera.index.study_completion import ORDER_DONE, complete_study
 from tessera.scope import Scope
 
 ORDER = ProcedureOrder.__table__
@@ -199,6 +206,9 @@ def record_change(
     principal: str,
     reason: str = "",
 ) -> None:
+    """Add to the order's status history. A real change (another status) also goes to the
+    change feed as `order.status_changed` (at commit), and IMAGES_READY completes the
+    order's study (`study.complete`, once per study)."""
     conn.execute(
         HISTORY.insert().values(
             order_pk=order_pk,
@@ -208,6 +218,44 @@ def record_change(
             reason=reason[:512],
         )
     )
+    if from_status == to_status:
+        return
+    order = conn.execute(
+        select(
+            ORDER.c.tenant_id,
+            ORDER.c.source_pk,
+            ORDER.c.accession_number,
+            ORDER.c.study_pk,
+            func.coalesce(Study.study_instance_uid, ORDER.c.study_instance_uid).label("study_uid"),
+        )
+        .outerjoin(Study, Study.id == ORDER.c.study_pk)
+        .where(ORDER.c.id == order_pk)
+    ).one()
+    detail = {
+        "order_id": order_pk,
+        "accession_number": order.accession_number,
+        "from_status": from_status,
+        "order_status": to_status,
+    }
+    if reason:
+        detail["reason"] = reason[:512]
+    changes.defer_change(
+        conn,
+        order.tenant_id,
+        order.source_pk,
+        changes.ORDER_STATUS_CHANGED,
+        order.study_uid,
+        detail=detail,
+    )
+    if to_status == IMAGES_READY and order.study_pk is not None:
+        complete_study(
+            conn,
+            order.tenant_id,
+            order.study_pk,
+            order.source_pk,
+            ORDER_DONE,
+            {"order_id": order_pk, "order_status": IMAGES_READY},
+        )
 
 
 def transition(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 
 from tessera.config import Settings
+from tessera.tls import server_context
 
 
 def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -12,14 +13,9 @@ def server_tls_context(settings: Settings) -> ssl.SSLContext | None:
 
     With a CA file, peers must present a certificate that CA signed (mutual TLS).
     """
-    if not settings.dimse_tls_cert and not settings.dimse_tls_key:
-        return None
-    if not (settings.dimse_tls_cert and settings.dimse_tls_key):
-        raise ValueError("DIMSE TLS needs both TESSERA_DIMSE_TLS_CERT and TESSERA_DIMSE_TLS_KEY")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(settings.dimse_tls_cert, settings.dimse_tls_key)
-    if settings.dimse_tls_ca:
-        context.load_verify_locations(settings.dimse_tls_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    return server_context(
+        settings.dimse_tls_cert,
+        settings.dimse_tls_key,
+        settings.dimse_tls_ca,
+        "TESSERA_DIMSE_TLS",
+    )

@@ -562,3 +562,59 @@ def attach_on_ingest(
         return None  # the accession number names several orders (issuers): do not guess
     chosen = by_uid[0] if by_uid else candidates[0]
     return _attach(conn, chosen, study_pk, patient_id, issuer_of_patient_id, principal)
+
+
+# --- reports move orders ----------------------------------------------------------------
+
+# What a report does to the orders of its study: a preliminary report makes them REPORTED,
+# a signed one (or a signed addendum) FINAL. Open orders without images, cancelled and
+# discontinued ones are left alone; FINAL stays FINAL.
+_REPORT_MOVES = {
+    REPORTED: (IN_PROGRESS, IMAGES_READY),
+    FINAL: (IN_PROGRESS, IMAGES_READY, REPORTED),
+}
+
+
+def report_moves_orders(
+    conn: Connection, tenant_id: int, study_pk: int, to_status: str, principal: str, reason: str
+) -> list[int]:
+    """Move the orders of a study (by its key, so of its tenant only) to REPORTED or FINAL,
+    in the caller's transaction (the report's); the IDs of the orders moved."""
+    from_statuses = _REPORT_MOVES[to_status]
+    candidates = conn.execute(
+        select(ORDER.c.id)
+        .where(
+            ORDER.c.tenant_id == tenant_id,
+            ORDER.c.study_pk == study_pk,
+            ORDER.c.status.in_(from_statuses),
+        )
+        .order_by(ORDER.c.id)
+        .with_for_update()
+    ).scalars()
+    return [
+        order_pk
+        for order_pk in list(candidates)
+        if store.transition(conn, order_pk, from_statuses, to_status, principal, reason)
+    ]
+
+
+def complete_orders_of_study(
+    conn: Connection, tenant_id: int, study_pk: int, principal: str, reason: str
+) -> list[int]:
+    """The study is complete now (e.g. a committed upload session held it): its IN_PROGRESS
+    orders become IMAGES_READY in the caller's transaction; the IDs moved."""
+    candidates = conn.execute(
+        select(ORDER.c.id)
+        .where(
+            ORDER.c.tenant_id == tenant_id,
+            ORDER.c.study_pk == study_pk,
+            ORDER.c.status == IN_PROGRESS,
+        )
+        .order_by(ORDER.c.id)
+        .with_for_update()
+    ).scalars()
+    return [
+        order_pk
+        for order_pk in list(candidates)
+        if store.transition(conn, order_pk, (IN_PROGRESS,), IMAGES_READY, principal, reason)
+    ]

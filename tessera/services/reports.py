@@ -14,7 +14,7 @@ HL7 ORU^R01 (services/report_results.py).
 
 Hook point for the workflow branches: `report_signed` runs inside the transaction that
 records a signed (or amended) version as stored; orders (REPORTED/FINAL) and the change feed
-(`record_change`) are wired there.
+(`defer_change`: recorded at commit) are wired there.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from tessera.auth import permissions
 from tessera.auth.permissions import PermissionDenied
 from tessera.index import changes
 from tessera.index import reports as rows
-from tessera.index.changes import record_change
 from tessera.index.errors import Conflict, NotFound
+from tessera.index.orders import FINAL, REPORTED
 from tessera.scope import Scope
+from tessera.services.orders import report_moves_orders
 from tessera.services.report_results import queue_result
 from tessera.services.report_templates import (
     InvalidReport,
@@ -91,10 +92,20 @@ class SignedReport:
 
 
 def report_signed(conn: Connection, signed: SignedReport) -> None:
-    """Called in the transaction that records a signed version as stored: the change feed
-    gets its `report.signed` entry in that same transaction (bound to the report's source,
-    so a caller locked elsewhere never sees it)."""
-    record_change(
+    """Called in the transaction that records a signed version as stored: the study's
+    orders become FINAL (an addendum keeps them FINAL), and the change feed gets its
+    `report.signed` entry in that same transaction (bound to the report's source, so a
+    caller locked elsewhere never sees it)."""
+    what = "addendum" if signed.status == rows.AMENDED else "report"
+    report_moves_orders(
+        conn,
+        signed.tenant_id,
+        signed.study_pk,
+        FINAL,
+        signed.signed_by,
+        f"{what} {signed.report_id} version {signed.version} signed",
+    )
+    changes.defer_change(
         conn,
         signed.tenant_id,
         signed.source_pk,
@@ -238,7 +249,23 @@ def create_report(
         report_id = rows.insert_report(
             conn, scope.tenant_id, study.pk, status, template_name, content, scope.principal
         )
+        _preliminary(conn, scope, study.pk, report_id, status)
         return _view(conn, scope, study_instance_uid, report_id)
+
+
+def _preliminary(
+    conn: Connection, scope: Scope, study_pk: int, report_id: int, status: str
+) -> None:
+    """A PRELIMINARY report (a read not signed yet) makes the study's orders REPORTED."""
+    if status == rows.PRELIMINARY:
+        report_moves_orders(
+            conn,
+            scope.tenant_id,
+            study_pk,
+            REPORTED,
+            scope.principal,
+            f"report {report_id} preliminary",
+        )
 
 
 def _expect(expected_version: int | None) -> int:
@@ -296,6 +323,9 @@ def edit_report(
         if not rows.advance(conn, report_id, expected, rows.EDITABLE, status, at):
             raise ReportConflict(f"report {report_id} changed meanwhile: reload it")
         rows.insert_version(conn, report_id, expected + 1, status, content, scope.principal, at)
+        if status == rows.PRELIMINARY:
+            study_pk = _study(conn, scope, study_instance_uid).pk
+            _preliminary(conn, scope, study_pk, report_id, status)
         return _view(conn, scope, study_instance_uid, report_id)
 
 

@@ -10,15 +10,18 @@ An IN_PROGRESS order is complete when
 workers never wait on or repeat each other; SQLite: the write transaction already holds the
 database lock) and moves each with a conditional update. The server runs it periodically
 (`run_periodically`); an MPPS COMPLETED runs it at once for its order.
+
+Each move records `order.status_changed` and `study.complete` in the change feed (through
+`order_store.record_change`); studies with no order in progress get `study.complete` after
+the same quiet period (`index/study_completion.complete_quiet_studies`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, exists, not_, or_, select
 
 from tessera.archive import Archive
 from tessera.index.models import Instance, Study
@@ -29,6 +32,7 @@ from tessera.index.orders import (
     PerformedInstance,
     PerformedProcedureStep,
 )
+from tessera.index.study_completion import complete_quiet_studies, quiet_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +67,7 @@ def _all_performed_instances_stored() -> ColumnElement:
 
 def _quiet_since(conn: Connection, quiet_seconds: float) -> ColumnElement:
     """Study rows last changed before now - quiet_seconds (database clock)."""
-    cutoff: ColumnElement
-    if conn.dialect.name == "sqlite":
-        # CURRENT_TIMESTAMP text ('YYYY-MM-DD HH:MM:SS', UTC) compares in order.
-        cutoff = func.datetime("now", f"-{float(quiet_seconds)} seconds")
-    else:
-        cutoff = func.now() - timedelta(seconds=quiet_seconds)
+    cutoff = quiet_cutoff(conn, quiet_seconds)
     return exists().where(STUDY.c.id == ORDER.c.study_pk, STUDY.c.updated_at < cutoff)
 
 
@@ -101,9 +100,14 @@ def complete_ready_orders(
 
 
 def run_once(archive: Archive) -> list[int]:
+    """One pass: orders first (an order decides for its study), then studies without an
+    order in progress that have been quiet (`study.complete` in the change feed)."""
     quiet = archive.settings.study_complete_quiet_seconds
     with archive.database.write() as conn:
-        return complete_ready_orders(conn, quiet)
+        done = complete_ready_orders(conn, quiet)
+    with archive.database.write() as conn:
+        complete_quiet_studies(conn, quiet)
+    return done
 
 
 def run_periodically(archive: Archive, stop: threading.Event | None = None) -> None:

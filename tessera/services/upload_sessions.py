@@ -37,6 +37,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from tessera.archive import Archive
+from tessera.index import attributes as a
+from tessera.index import changes
 from tessera.index import upload_sessions as u
 from tessera.index.ingest import (
     InstanceRecord,
@@ -45,10 +47,12 @@ from tessera.index.ingest import (
     record_instance,
     record_more_of_series,
 )
-from tessera.index.models import Source
+from tessera.index.models import Source, Study
+from tessera.index.study_completion import UPLOAD_SESSION, complete_study
 from tessera.scope import Scope
 from tessera.services import failure_reasons as p
 from tessera.services.ingest import StoreOutcome, UnknownSource, resolve_upload_source
+from tessera.services.orders import attach_on_ingest, complete_orders_of_study
 from tessera.storage import parse
 from tessera.storage.blobstore import blob_key_for
 from tessera.storage.dicom_json import build_metadata
@@ -424,6 +428,7 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
     visible = None if scope.source_pks is None else scope.source_pks | {session.source_pk}
     refused: list[dict] = []
     released: list[str] = []
+    bulk_changes: list[changes.NewChange] = []
     identical = 0
     try:
         with archive.database.write() as conn:
@@ -458,8 +463,13 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
                         first.series_instance_uid,
                         [_bulk_item(row) for row in rest],
                     )
+                    bulk_changes.extend(_stored_changes(session.source_pk, rest, headers[first.id]))
             if refused:
                 raise _Refused()
+            # instance.stored of the instances added in bulk (record_instance recorded the
+            # first of each series itself), at commit.
+            changes.defer_changes(conn, scope.tenant_id, bulk_changes)
+            _studies_committed(conn, scope, session, public_id, rows, headers)
             u.remove_instances(conn, locked.pk)
             u.set_state(conn, locked.pk, u.COMMITTED, _now())
     except _Refused:
@@ -488,6 +498,76 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
         },
     )
     return CommitResult(len(rows), studies, identical)
+
+
+def _stored_changes(source_pk: int, rows: list, header: pydicom.Dataset) -> list[changes.NewChange]:
+    """`instance.stored` of rows added in bulk to the series `header` (its first) is of."""
+    modality = a.text(header, "Modality", 16)
+    found = []
+    for row in rows:
+        detail: dict = {"sop_class_uid": row.sop_class_uid}
+        if modality:
+            detail["modality"] = modality
+        found.append(
+            changes.NewChange(
+                source_pk,
+                changes.INSTANCE_STORED,
+                row.study_instance_uid,
+                row.series_instance_uid,
+                row.sop_instance_uid,
+                detail,
+            )
+        )
+    return found
+
+
+def _studies_committed(conn, scope: Scope, session, public_id: str, rows, headers) -> None:
+    """In the commit's transaction: each study of the session attaches to its open order
+    (as ingest does), counts as complete (issue 13: a committed staged upload), so its
+    orders become IMAGES_READY, and the change feed gets `upload_session.committed`."""
+    per_study: dict[str, int] = {}
+    first_header: dict[str, pydicom.Dataset] = {}
+    for row in rows:
+        per_study[row.study_instance_uid] = per_study.get(row.study_instance_uid, 0) + 1
+        if row.id in headers:
+            first_header.setdefault(row.study_instance_uid, headers[row.id])
+    for study_instance_uid, count in sorted(per_study.items()):
+        study_pk = conn.execute(
+            select(Study.id).where(
+                Study.tenant_id == scope.tenant_id,
+                Study.study_instance_uid == study_instance_uid,
+            )
+        ).scalar_one()
+        header = first_header[study_instance_uid]
+        attach_on_ingest(
+            conn,
+            scope.tenant_id,
+            session.source_pk,
+            study_pk,
+            study_instance_uid,
+            a.text(header, "AccessionNumber", 16),
+            a.text(header, "PatientID"),
+            a.text(header, "IssuerOfPatientID"),
+            scope.principal,
+        )
+        reason = f"upload session {public_id} committed"
+        complete_orders_of_study(conn, scope.tenant_id, study_pk, scope.principal, reason)
+        complete_study(
+            conn,
+            scope.tenant_id,
+            study_pk,
+            session.source_pk,
+            UPLOAD_SESSION,
+            {"upload_session": public_id},
+        )
+        changes.defer_change(
+            conn,
+            scope.tenant_id,
+            session.source_pk,
+            changes.UPLOAD_SESSION_COMMITTED,
+            study_instance_uid,
+            detail={"upload_session": public_id, "instances": count},
+        )
 
 
 def _bulk_item(row) -> dict[str, object]:

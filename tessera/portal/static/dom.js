@@ -1,0 +1,69 @@
+// Building the page from data: text always goes in as text (never as HTML).
+export function h(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith('on')) element.addEventListener(name.slice(2), value);
+    else if (name === 'dataset') Object.assign(element.dataset, value);
+    else element.setAttribute(name, value === true ? '' : value);
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+export function field(label, input) {
+  const id = input.id || `f-${Math.random().toString(36).slice(2, 9)}`;
+  input.id = id;
+  return h('div', { class: 'field' }, h('label', { for: id }, label), input);
+}
+
+// A message line (role=status: screen readers announce it).
+export function status(text = '', kind = '') {
+  return h('p', { class: `status ${kind}`, role: 'status' }, text);
+}
+
+export function setStatus(element, text, kind = '') {
+  element.textContent = text;
+  element.className = `status ${kind}`;
+}
+
+export function table(columns, rows, { sortable = false } = {}) {
+  // columns: [{ label, get: row => text|Node, key: row => sortable value }]
+  let sortIndex = -1;
+  let ascending = true;
+  const body = h('tbody');
+  const headRow = h('tr');
+  const draw = () => {
+    const sorted = [...rows];
+    if (sortIndex >= 0) {
+      const key = columns[sortIndex].key ?? columns[sortIndex].get;
+      sorted.sort((a, b) => {
+        const x = key(a), y = key(b);
+        const order = typeof x === 'number' && typeof y === 'number'
+          ? x - y : String(x).localeCompare(String(y));
+        return ascending ? order : -order;
+      });
+    }
+    body.replaceChildren(...sorted.map(row => h('tr', {},
+      ...columns.map(column => h('td', { 'data-label': column.label }, column.get(row))))));
+  };
+  columns.forEach((column, index) => {
+    if (!sortable || column.sort === false) {
+      headRow.append(h('th', { scope: 'col' }, column.label));
+      return;
+    }
+    const button = h('button', { type: 'button', class: 'sort', onclick: () => {
+      ascending = sortIndex === index ? !ascending : true;
+      sortIndex = index;
+      headRow.querySelectorAll('th').forEach(th => th.removeAttribute('aria-sort'));
+      button.parentElement.setAttribute('aria-sort', ascending ? 'ascending' : 'descending');
+      draw();
+    } }, column.label);
+    headRow.append(h('th', { scope: 'col' }, button));
+  });
+  draw();
+  return h('table', {}, h('thead', {}, headRow), body);
+}

@@ -1,0 +1,220 @@
+// One study: its patient and study values, series with thumbnails (WADO-RS /thumbnail
+// fetched with the token, shown through blob: URLs), documents, reports and its order.
+import { api, qido, imageUrl, request, dicomwebRoot, session, value, dicomDate } from './api.js';
+import { h, field, status, setStatus, table } from './dom.js';
+import { viewerLink } from './worklist.js';
+
+const DOCUMENT_MODALITIES = new Set(['DOC', 'SR', 'XC', 'OT']);
+// Series the server draws no thumbnail of (structured reports).
+const NOT_DRAWN = new Set(['SR', 'KO', 'PR']);
+const ENCAPSULATED_PDF = '1.2.840.10008.5.1.4.1.1.104.1';
+
+export async function render(main, { args }) {
+  const studyUid = args[0] ?? '';
+  const [study] = await qido('/studies', {
+    StudyInstanceUID: studyUid, includefield: '00081030,00080061,00100030,00080090',
+  });
+  if (!study) {
+    main.replaceChildren(h('h1', {}, 'Study'), status('No such study.', 'error'));
+    return;
+  }
+  const studyPath = `/studies/${encodeURIComponent(studyUid)}`;
+  const series = await qido(`${studyPath}/series`, { includefield: '0008103E' });
+  series.sort((a, b) => Number(value(a, 'SeriesNumber')) - Number(value(b, 'SeriesNumber')));
+
+  const facts = h('dl', { class: 'facts' }, ...[
+    ['Patient', value(study, 'PatientName')], ['Patient ID', value(study, 'PatientID')],
+    ['Birth date', dicomDate(value(study, 'PatientBirthDate'))],
+    ['Study date', dicomDate(value(study, 'StudyDate'))],
+    ['Accession', value(study, 'AccessionNumber')],
+    ['Referring', value(study, 'ReferringPhysicianName')],
+    ['Modalities', value(study, 'ModalitiesInStudy')],
+  ].flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+
+  const grid = h('div', { class: 'series', id: 'series' }, ...series.map(s => {
+    const image = h('img', { alt: `Series ${value(s, 'SeriesNumber')} thumbnail` });
+    const figure = h('figure', {}, image);
+    const path = `${studyPath}/series/${encodeURIComponent(value(s, 'SeriesInstanceUID'))}`;
+    const none = () => image.replaceWith(h('div', { class: 'nothumb' }, value(s, 'Modality')));
+    if (NOT_DRAWN.has(value(s, 'Modality'))) none();
+    else imageUrl(`${path}/thumbnail`).then(url => { image.src = url; }, none);
+    figure.append(h('figcaption', {},
+      `${value(s, 'Modality')} #${value(s, 'SeriesNumber')} ${value(s, 'SeriesDescription')}`,
+      h('br'), `${value(s, 'NumberOfSeriesRelatedInstances')} images`));
+    return figure;
+  }));
+
+  const documents = h('div', { id: 'documents' }, status('Loading documents…'));
+  const reports = h('div', { id: 'reports' }, status('Loading reports…'));
+  const order = h('div', { id: 'order' }, status('Loading order…'));
+  main.replaceChildren(
+    h('h1', {}, value(study, 'StudyDescription') || 'Study'),
+    h('p', {}, h('a', { href: '#/worklist' }, '← Worklist'), ' ', viewerLink(studyUid) ?? ''),
+    facts, h('h2', {}, 'Series'), grid,
+    h('h2', {}, 'Documents'), documents, h('h2', {}, 'Reports'), reports,
+    h('h2', {}, 'Order'), order,
+  );
+  if (session.can('upload')) documents.after(documentForm(studyPath, () => render(main, { args })));
+  if (session.can('report.write')) reports.after(reportForm(studyUid, () => drawReports(reports, studyUid)));
+  await Promise.all([
+    drawDocuments(documents, studyPath, series),
+    drawReports(reports, studyUid),
+    drawOrder(order, study),
+  ]);
+}
+
+// POST {root}/studies/{uid}/documents (multipart/form-data): a PDF, text, image or video
+// becomes a DICOM object of the study (docs/documents.md). The `upload` permission.
+function documentForm(studyPath, done) {
+  const file = h('input', { type: 'file', name: 'file', required: true });
+  const title = h('input', { name: 'title', required: true, maxlength: 64 });
+  const restricted = session.me.upload_sources;
+  const source = restricted && restricted.length
+    ? h('select', { name: 'source' }, ...restricted.map(s => h('option', { value: s }, s)))
+    : h('input', { name: 'source', placeholder: 'default' });
+  const message = status();
+  const form = h('form', { id: 'new-document', class: 'inline', onsubmit: async event => {
+    event.preventDefault();
+    const body = new FormData();
+    body.append('file', file.files[0]);
+    body.append('title', title.value.trim());
+    if (source.value.trim()) body.append('source', source.value.trim());
+    setStatus(message, 'Storing…');
+    try {
+      await request(`${dicomwebRoot()}${studyPath}/documents`, { method: 'POST', body,
+        accept: 'application/json' });
+      await done();
+    } catch (error) { setStatus(message, error.message, 'error'); }
+  } }, field('File (PDF, text, JPEG, PNG, MP4)', file), field('Title', title),
+  field('Source', source), h('button', { type: 'submit' }, 'Add document'), message);
+  return h('details', { class: 'card' }, h('summary', {}, 'Add a document'), form);
+}
+
+// POST {api}/studies/{uid}/reports: a free-text DRAFT (docs/reports.md). `report.write`.
+function reportForm(studyUid, done) {
+  const findings = h('textarea', { name: 'findings', rows: 4 });
+  const impression = h('textarea', { name: 'impression', rows: 2 });
+  const message = status();
+  const form = h('form', { id: 'new-report', onsubmit: async event => {
+    event.preventDefault();
+    const sections = {};
+    if (findings.value.trim()) sections.findings = findings.value.trim();
+    if (impression.value.trim()) sections.impression = impression.value.trim();
+    try {
+      await api(`/studies/${encodeURIComponent(studyUid)}/reports`, { method: 'POST',
+        body: { sections } });
+      form.reset();
+      setStatus(message, 'Draft saved.', 'ok');
+      await done();
+    } catch (error) { setStatus(message, error.message, 'error'); }
+  } }, field('Findings', findings), field('Impression', impression),
+  h('button', { type: 'submit' }, 'Save draft'), message);
+  return h('details', { class: 'card' }, h('summary', {}, 'Write a report'), form);
+}
+
+async function drawDocuments(box, studyPath, series) {
+  const rows = [];
+  for (const s of series.filter(x => DOCUMENT_MODALITIES.has(value(x, 'Modality')))) {
+    const path = `${studyPath}/series/${encodeURIComponent(value(s, 'SeriesInstanceUID'))}`;
+    const instances = await qido(`${path}/instances`, { includefield: '00420010' });
+    for (const i of instances) rows.push({ series: s, instance: i, path });
+  }
+  if (!rows.length) {
+    box.replaceChildren(status('No documents.'));
+    return;
+  }
+  box.replaceChildren(table([
+    { label: 'Title', get: r => value(r.instance, 'DocumentTitle')
+      || value(r.series, 'SeriesDescription') || value(r.series, 'Modality') },
+    { label: 'Kind', get: r => (value(r.instance, 'SOPClassUID') === ENCAPSULATED_PDF ? 'PDF'
+      : value(r.series, 'Modality')) },
+    { label: 'File', get: r => (value(r.instance, 'SOPClassUID') === ENCAPSULATED_PDF
+      ? pdfButton(`${r.path}/instances/${encodeURIComponent(value(r.instance, 'SOPInstanceUID'))}`)
+      : '') },
+  ], rows));
+}
+
+function pdfButton(instancePath) {
+  return h('button', { type: 'button', onclick: async event => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    try {
+      const response = await request(`${dicomwebRoot()}${instancePath}/bulkdata/00420011`,
+        { accept: 'application/pdf' });
+      const url = URL.createObjectURL(await response.blob());
+      const link = h('a', { href: url, download: 'document.pdf' }, 'Save PDF');
+      button.replaceWith(link);
+      link.click();
+    } catch (error) {
+      button.textContent = error.message;
+    }
+  } }, 'Get PDF');
+}
+
+async function drawReports(box, studyUid) {
+  try {
+    const found = await api(`/studies/${encodeURIComponent(studyUid)}/reports`);
+    if (!found.length) {
+      box.replaceChildren(status('No reports.'));
+      return;
+    }
+    box.replaceChildren(table([
+      { label: 'Status', get: r => r.status },
+      { label: 'Version', get: r => r.version },
+      { label: 'Author', get: r => r.created_by },
+      { label: 'Signed', get: r => (r.signed_by ? `${r.signed_by} ${r.signed_at.slice(0, 16).replace('T', ' ')}` : '') },
+      { label: 'Text', get: r => summary(r.content) },
+      ...(session.can('report.sign') ? [{ label: 'Sign', get: r => signButton(r, box, studyUid) }] : []),
+    ], found));
+  } catch (error) {
+    box.replaceChildren(status(error.message, 'error'));
+  }
+}
+
+function signButton(report, box, studyUid) {
+  if (!['DRAFT', 'PRELIMINARY'].includes(report.status)) return '';
+  return h('button', { type: 'button', class: 'sign', onclick: async event => {
+    event.currentTarget.disabled = true;
+    try {
+      await api(`/studies/${encodeURIComponent(studyUid)}/reports/${report.id}/sign`, {
+        method: 'POST', headers: { 'If-Match': `"${report.version}"` } });
+      await drawReports(box, studyUid);
+    } catch (error) {
+      box.append(status(error.message, 'error'));
+    }
+  } }, 'Sign');
+}
+
+function summary(content) {
+  if (!content) return '';
+  if (typeof content === 'string') return content;
+  const texts = [];
+  const walk = v => {
+    if (typeof v === 'string') texts.push(v);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  walk(content);
+  return texts.join(' · ').slice(0, 400);
+}
+
+async function drawOrder(box, study) {
+  const accession = value(study, 'AccessionNumber');
+  const uid = value(study, 'StudyInstanceUID');
+  try {
+    const found = accession ? await api(`/orders?accession_number=${encodeURIComponent(accession)}`)
+      : [];
+    const mine = found.filter(o => o.study_instance_uid === uid || o.accession_number === accession);
+    if (!mine.length) {
+      box.replaceChildren(status('No order.'));
+      return;
+    }
+    box.replaceChildren(table([
+      { label: 'Order', get: o => o.id }, { label: 'Status', get: o => o.status },
+      { label: 'Procedure', get: o => o.requested_procedure_description ?? '' },
+      { label: 'Referring', get: o => o.referring_physician_name ?? '' },
+      { label: 'Priority', get: o => o.priority ?? '' },
+    ], mine));
+  } catch (error) {
+    box.replaceChildren(status(error.message, 'error'));
+  }
+}

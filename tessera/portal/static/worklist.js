@@ -1,0 +1,98 @@
+// The study worklist: QIDO-RS search, paged with limit/offset, sortable by column (the page
+// shown), each study linked to its page and, when a viewer is served, to the viewer.
+import { qido, session, value, dicomDate } from './api.js';
+import { h, field, status, setStatus, table } from './dom.js';
+
+const PAGE_SIZE = 25;
+const INCLUDE = ['00081030', '00080061', '00201206', '00201208', '00100030'].join(',');
+
+// The last search of this tab, so "back" from a study returns to it.
+const state = { filters: {}, offset: 0 };
+
+// OHIF takes a bearer token from `?token=` (its Mode route), sends it with every DICOMweb
+// request and removes it from the address bar: the viewer reads as the signed-in user.
+// The viewer reads the default tenant's DICOMweb root only (its app-config.js): no link for
+// other tenants, whose tokens it would send to the wrong root.
+export function viewerLink(studyUid) {
+  if (!session.config.viewer || session.tenant !== 'default') return null;
+  const query = new URLSearchParams({ StudyInstanceUIDs: studyUid });
+  if (session.token) query.set('token', session.token);
+  return h('a', { href: `${session.config.viewer}viewer?${query}`, class: 'viewer' },
+    'Open in viewer');
+}
+
+export async function render(main) {
+  const inputs = {
+    name: h('input', { name: 'name', type: 'search' }),
+    id: h('input', { name: 'id', type: 'search' }),
+    accession: h('input', { name: 'accession', type: 'search' }),
+    from: h('input', { name: 'from', type: 'date' }),
+    to: h('input', { name: 'to', type: 'date' }),
+    modality: h('input', { name: 'modality', size: 6 }),
+  };
+  for (const [key, input] of Object.entries(inputs)) input.value = state.filters[key] ?? '';
+  const message = status();
+  const results = h('div', { id: 'results' });
+  const pager = h('div', { class: 'pager' });
+
+  async function search() {
+    const f = Object.fromEntries(Object.entries(inputs).map(([k, i]) => [k, i.value.trim()]));
+    state.filters = f;
+    const range = f.from || f.to
+      ? `${f.from.replaceAll('-', '')}-${f.to.replaceAll('-', '')}` : '';
+    setStatus(message, 'Searching…');
+    results.dataset.state = 'searching';
+    try {
+      const studies = await qido('/studies', {
+        PatientName: f.name, fuzzymatching: f.name ? 'true' : '', PatientID: f.id,
+        AccessionNumber: f.accession, StudyDate: range,
+        ModalitiesInStudy: f.modality.toUpperCase(), includefield: INCLUDE,
+        limit: PAGE_SIZE + 1, offset: state.offset,
+      });
+      const more = studies.length > PAGE_SIZE;
+      draw(studies.slice(0, PAGE_SIZE), more);
+      setStatus(message, studies.length ? '' : 'No studies found.');
+    } catch (error) {
+      setStatus(message, error.message, 'error');
+    }
+    results.dataset.state = 'done';
+  }
+
+  function draw(studies, more) {
+    const uid = s => value(s, 'StudyInstanceUID');
+    results.replaceChildren(table([
+      { label: 'Patient', get: s => value(s, 'PatientName'), key: s => value(s, 'PatientName') },
+      { label: 'Patient ID', get: s => value(s, 'PatientID') },
+      { label: 'Date', get: s => dicomDate(value(s, 'StudyDate')), key: s => value(s, 'StudyDate') },
+      { label: 'Accession', get: s => value(s, 'AccessionNumber') },
+      { label: 'Modality', get: s => value(s, 'ModalitiesInStudy') },
+      { label: 'Description', get: s => h('a', { href: `#/study/${encodeURIComponent(uid(s))}`,
+        class: 'study' }, value(s, 'StudyDescription') || '(no description)'),
+      key: s => value(s, 'StudyDescription') },
+      { label: 'Images', get: s => value(s, 'NumberOfStudyRelatedInstances'),
+        key: s => Number(value(s, 'NumberOfStudyRelatedInstances')) || 0 },
+      { label: 'Viewer', sort: false, get: s => viewerLink(uid(s)) ?? '' },
+    ], studies, { sortable: true }));
+    const first = studies.length ? state.offset + 1 : 0;
+    pager.replaceChildren(
+      h('button', { type: 'button', disabled: state.offset === 0, onclick: () => {
+        state.offset = Math.max(0, state.offset - PAGE_SIZE); search();
+      } }, 'Previous'),
+      h('span', {}, `${first}–${state.offset + studies.length}`),
+      h('button', { type: 'button', disabled: !more, onclick: () => {
+        state.offset += PAGE_SIZE; search();
+      } }, 'Next'),
+    );
+  }
+
+  const form = h('form', { class: 'search', role: 'search', onsubmit: event => {
+    event.preventDefault();
+    state.offset = 0;
+    search();
+  } },
+  field('Patient name', inputs.name), field('Patient ID', inputs.id),
+  field('Accession', inputs.accession), field('From', inputs.from), field('To', inputs.to),
+  field('Modality', inputs.modality), h('button', { type: 'submit' }, 'Search'));
+  main.replaceChildren(h('h1', {}, 'Studies'), form, message, results, pager);
+  await search();
+}

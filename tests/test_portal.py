@@ -1,0 +1,833 @@
+"""The web portal (tessera/portal, docs/portal.md) in Debian's headless Chromium driven by
+playwright-core (tests/portal/drive.mjs), against a real `tessera serve` with credentials
+required: signing in and out, the worklist, what a source-locked user sees, which controls
+each role gets, the study page, and an upload through the page.
+
+Screenshots: test-artifacts/portal/ (git-ignored)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
+from tests.security_world import PASSWORD, admin_cli, instance_bytes, stow
+
+ROOT = Path(__file__).resolve().parent.parent
+DRIVER = Path(__file__).parent / "portal" / "drive.mjs"
+# playwright-core as the OHIF conformance test installs it (conformance/ohif/install.sh).
+PLAYWRIGHT_DIR = ROOT / "conformance" / "ohif"
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "portal"
+NEW_PASSWORD = "another-horse-staple"
+
+
+def playwright_dir() -> Path:
+    """The folder whose node_modules holds playwright-core (installed from its lock file
+    when missing, as conformance/ohif/install.sh does)."""
+    folder = PLAYWRIGHT_DIR
+    if (folder / "node_modules" / "playwright-core" / "package.json").is_file():
+        return folder
+    if shutil.which("npm") is None:
+        pytest.skip("npm is needed to install playwright-core (conformance/ohif)")
+    done = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+@dataclass
+class Site:
+    server: ServerProcess
+    admin_key: str
+    # Study Instance UIDs by name: a_study (source ClinicA), b_study (source ClinicB).
+    studies: dict[str, str]
+    workdir: Path
+
+    @property
+    def api(self) -> str:
+        return f"{self.server.base_url}/api/v1"
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_key}"}
+
+
+def _ok(response: httpx.Response) -> dict:
+    assert response.status_code < 300, response.text
+    return response.json() if response.content else {}
+
+
+@pytest.fixture(scope="session")
+def browser() -> None:
+    """Chromium and Node.js, or skip."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium")
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is needed to drive Chromium")
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def site(request, tmp_path_factory, browser: None) -> Iterator[Site]:
+    workdir = tmp_path_factory.mktemp(f"portal-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{workdir / 'index.sqlite3'}"
+    else:
+        if not PG_URL:
+            pytest.skip("TESSERA_TEST_PG_URL not set")
+        url = create_pg_database()
+    server = ServerProcess(
+        data_dir=workdir / "data",
+        database_url=url,
+        env_extra={"TESSERA_ANONYMOUS": "off", "TESSERA_WORKERS": "1"},
+    )
+    boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
+    server.start(timeout=120)
+    try:
+        site = Site(server, boot["api_key"], {}, workdir)
+        auth = site.auth()
+        for source in ("ClinicA", "ClinicB"):
+            _ok(httpx.post(f"{site.api}/sources", json={"name": source}, headers=auth))
+        users = {
+            "tech": ("technologist", [], []),
+            "ref_a": ("referring_physician", ["ClinicA"], []),
+            "read_a": ("reading_physician", ["ClinicA"], []),
+        }
+        for username, (role, sources, upload_sources) in users.items():
+            _ok(
+                httpx.post(
+                    f"{site.api}/users",
+                    json={
+                        "username": username,
+                        "role": role,
+                        "password": PASSWORD,
+                        "sources": sources,
+                        "upload_sources": upload_sources,
+                    },
+                    headers=auth,
+                )
+            )
+        for name, source, patient in (
+            ("a_study", "ClinicA", "ALFA^ANNA"),
+            ("b_study", "ClinicB", "BRAVO^BERT"),
+        ):
+            study = generate_uid()
+            series = generate_uid()
+            parts = [
+                instance_bytes(study, series, generate_uid(), patient, n, {"PatientID": name})
+                for n in (1, 2)
+            ]
+            response = stow(server.dicomweb, parts, auth, source=source)
+            assert response.status_code == 200, response.text
+            site.studies[name] = study
+        yield site
+    finally:
+        server.stop()
+        if request.param == "postgresql":
+            drop_pg_database(url)
+
+
+def drive(site: Site, journeys: list[dict]) -> dict[str, dict]:
+    """Run the journeys in Chromium; their results by name."""
+    artifacts = ARTIFACTS / Path(site.workdir).name
+    spec = {
+        "baseUrl": site.server.base_url,
+        "artifacts": str(artifacts),
+        "chromium": CHROMIUM,
+        "journeys": journeys,
+    }
+    spec_path = site.workdir / "portal-spec.json"
+    spec_path.write_text(json.dumps(spec))
+    done = subprocess.run(
+        ["node", str(DRIVER), str(spec_path)],
+        cwd=playwright_dir(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"driver failed:\n{done.stderr[-4000:]}"
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    (artifacts / "report.json").write_text(json.dumps(results, indent=2))
+    return {result["name"]: result for result in results}
+
+
+def sign_in(username: str, password: str = PASSWORD) -> list[dict]:
+    return [
+        {"goto": "/portal/"},
+        {"wait": "#login"},
+        {"fill": "#login input[name=username]", "value": username},
+        {"fill": "#login input[name=password]", "value": password},
+        {"click": "#login button[type=submit]"},
+        {"wait": "#signout"},
+    ]
+
+
+def worklist_rows() -> list[dict]:
+    return [
+        {"wait": "#results[data-state=done] table"},
+        {"texts": "#results tbody tr", "as": "rows"},
+    ]
+
+
+def test_sign_in_worklist_and_sign_out(site: Site) -> None:
+    results = drive(
+        site,
+        [
+            {
+                "name": "admin",
+                "steps": [
+                    *sign_in("admin"),
+                    *worklist_rows(),
+                    {"texts": "#nav a", "as": "nav"},
+                    {"storage": "tessera.portal", "as": "stored"},
+                    {"screenshot": "worklist"},
+                    # Sorted by patient, descending (a second click).
+                    {"click": "#results th:first-child button"},
+                    {"click": "#results th:first-child button"},
+                    {"texts": "#results tbody tr td:first-child", "as": "sorted"},
+                    # A search by a word of the name (QIDO fuzzy matching), then by date.
+                    {"fill": "form[role=search] input[name=name]", "value": "bravo"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"wait": "#results[data-state=done]"},
+                    {"texts": "#results tbody tr", "as": "by_name"},
+                    {"fill": "form[role=search] input[name=name]", "value": ""},
+                    {"fill": "form[role=search] input[name=from]", "value": "2031-01-01"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"waitText": "main .status", "text": "No studies found"},
+                    {"fill": "form[role=search] input[name=from]", "value": ""},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"wait": "#results tbody tr"},
+                    {"click": "#signout"},
+                    {"wait": "#login"},
+                    {"storage": "tessera.portal", "as": "after"},
+                ],
+            },
+            {
+                "name": "wrong-password",
+                "steps": [
+                    *sign_in("admin", "not-the-password")[:-1],
+                    {"waitText": "#login .status", "text": "Wrong"},
+                    {"count": "#signout", "as": "signed_in"},
+                    {"screenshot": "refused"},
+                ],
+            },
+        ],
+    )
+    admin = results["admin"]
+    assert admin["error"] is None, admin
+    rows = admin["values"]["rows"]
+    assert any("ALFA ANNA" in row for row in rows), rows
+    assert any("BRAVO BERT" in row for row in rows), rows
+    assert admin["values"]["nav"] == [
+        "Worklist",
+        "Upload",
+        "Orders",
+        "My Team",
+        "Webhooks",
+        "Audit log",
+    ]
+    assert admin["values"]["sorted"] == sorted(admin["values"]["sorted"], reverse=True)
+    assert len(admin["values"]["by_name"]) == 1 and "BRAVO BERT" in admin["values"]["by_name"][0]
+    token = json.loads(admin["values"]["stored"])["token"]
+    assert token.startswith("tss_")
+    assert admin["values"]["after"] is None
+    # Signing out ended the token on the server, not only in the page.
+    response = httpx.get(f"{site.api}/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert admin["pageErrors"] == []
+    refused = results["wrong-password"]
+    assert refused["error"] is None, refused
+    assert refused["values"]["signed_in"] == 0
+
+
+def test_a_source_locked_user_sees_only_their_source(site: Site) -> None:
+    results = drive(
+        site,
+        [
+            {
+                "name": "ref_a",
+                "steps": [
+                    *sign_in("ref_a"),
+                    *worklist_rows(),
+                    {"texts": "#nav a", "as": "nav"},
+                    {"count": "a[data-page=upload]", "as": "upload_links"},
+                    {"screenshot": "worklist"},
+                    {"goto": f"/portal/#/study/{site.studies['b_study']}"},
+                    {"waitText": "main", "text": "No such study"},
+                    {"goto": f"/portal/#/study/{site.studies['a_study']}"},
+                    {"wait": "#series figure"},
+                    {"images": "#series img", "as": "thumbnails"},
+                    {"screenshot": "study"},
+                ],
+            },
+            {
+                # A phone's width: the tables become one card per row.
+                "name": "ref_a-phone",
+                "viewport": {"width": 390, "height": 844},
+                "steps": [
+                    *sign_in("ref_a"),
+                    *worklist_rows(),
+                    {"screenshot": "worklist"},
+                ],
+            },
+        ],
+    )
+    phone = results["ref_a-phone"]
+    assert phone["error"] is None, phone
+    assert [row.split() for row in phone["values"]["rows"]] == [
+        row.split() for row in results["ref_a"]["values"]["rows"]
+    ]
+    ref = results["ref_a"]
+    assert ref["error"] is None, ref
+    rows = ref["values"]["rows"]
+    assert len(rows) == 1 and "ALFA ANNA" in rows[0], rows
+    assert ref["values"]["nav"] == ["Worklist", "Orders"]
+    assert ref["values"]["upload_links"] == 0
+    assert ref["values"]["thumbnails"] and all(w > 0 for w in ref["values"]["thumbnails"])
+
+
+def _study_files(folder: Path, patient: str, count: int) -> tuple[str, list[str]]:
+    """`count` CT files of one new study in `folder`; its Study Instance UID and the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series = generate_uid(), generate_uid()
+    paths = []
+    for number in range(1, count + 1):
+        path = folder / f"{number}.dcm"
+        path.write_bytes(
+            instance_bytes(study, series, generate_uid(), patient, number, {"PatientID": "UP"})
+        )
+        paths.append(str(path))
+    return study, paths
+
+
+def _study_found(site: Site, study: str) -> bool:
+    response = httpx.get(
+        f"{site.server.dicomweb}/studies",
+        params={"StudyInstanceUID": study},
+        headers={**site.auth(), "Accept": "application/dicom+json"},
+    )
+    assert response.status_code == 200, response.text
+    return len(response.json()) == 1
+
+
+def test_upload_through_the_page_stores_the_files(site: Site) -> None:
+    direct, direct_files = _study_files(site.workdir / "direct", "UPLOAD^NOW", 3)
+    later, later_files = _study_files(site.workdir / "later", "UPLOAD^LATER", 2)
+    not_dicom = site.workdir / "notes.txt"
+    not_dicom.write_text("not a DICOM file")
+    results = drive(
+        site,
+        [
+            {
+                "name": "tech-upload",
+                "steps": [
+                    *sign_in("tech"),
+                    {"click": "a[data-page=upload]"},
+                    {"wait": "#upload"},
+                    {"files": "#files", "paths": [*direct_files, str(not_dicom)]},
+                    {"fill": "#upload input[name=source]", "value": "ClinicB"},
+                    {"click": "#upload button[type=submit]"},
+                    {"waitText": "#upload .status.error, #upload .status.ok", "text": "Stored"},
+                    {"texts": "#upload .status", "as": "direct"},
+                    {"screenshot": "uploaded"},
+                    {"files": "#files", "paths": later_files},
+                    {"click": "#upload input[name=later]"},
+                    {"fill": "#upload input[name=description]", "value": "for tomorrow"},
+                    {"click": "#upload button[type=submit]"},
+                    {"wait": "#sessions button.commit"},
+                    {"texts": "#sessions tbody tr", "as": "sessions"},
+                    {"screenshot": "session"},
+                ],
+            },
+        ],
+    )
+    tech = results["tech-upload"]
+    assert tech["error"] is None, tech
+    messages = " ".join(tech["values"]["direct"])
+    assert "Stored 3 instances, 1 refused" in messages, messages
+    assert "3/4 files" in messages or "4/4 files" in messages, messages
+    assert _study_found(site, direct)
+    # Stored with the source the page named: a user locked to ClinicA does not see it.
+    response = httpx.get(
+        f"{site.server.dicomweb}/studies",
+        params={"StudyInstanceUID": direct},
+        auth=("ref_a", PASSWORD),
+        headers={"Accept": "application/dicom+json"},
+    )
+    assert response.status_code == 200 and response.json() == []
+    # Uploaded later: in the session, not yet visible.
+    assert any("for tomorrow" in row for row in tech["values"]["sessions"])
+    assert not _study_found(site, later)
+
+    committed = drive(
+        site,
+        [
+            {
+                "name": "tech-commit",
+                "steps": [
+                    *sign_in("tech"),
+                    {"goto": "/portal/#/upload"},
+                    {"wait": "#sessions button.commit"},
+                    {"click": "#sessions button.commit"},
+                    {"waitText": "#sessions", "text": "No open upload sessions"},
+                ],
+            }
+        ],
+    )["tech-commit"]
+    assert committed["error"] is None, committed
+    assert _study_found(site, later)
+
+
+def test_a_user_without_upload_gets_no_upload_page(site: Site) -> None:
+    results = drive(
+        site,
+        [
+            {
+                "name": "ref_a-upload",
+                "steps": [
+                    *sign_in("ref_a"),
+                    {"goto": "/portal/#/upload"},
+                    {"wait": "#results"},
+                    {"count": "#upload, #files, a[data-page=upload]", "as": "controls"},
+                ],
+            }
+        ],
+    )
+    ref = results["ref_a-upload"]
+    assert ref["error"] is None, ref
+    assert ref["values"]["controls"] == 0
+
+
+def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site) -> None:
+    results = drive(
+        site,
+        [
+            {
+                "name": "admin-team",
+                "steps": [
+                    *sign_in("admin"),
+                    {"click": "a[data-page=team]"},
+                    {"wait": "#users table"},
+                    {"click": "#users > details > summary"},
+                    {"fill": "#new-user input[name=username]", "value": "locked_b"},
+                    {"fill": "#new-user input[name=password]", "value": PASSWORD},
+                    {"select": "#new-user select[name=role]", "value": "referring_physician"},
+                    {"click": "#new-user input[name=sources][value=ClinicB]"},
+                    {"click": "#new-user button[type=submit]"},
+                    {"waitText": "#users tbody", "text": "locked_b"},
+                    {"click": "#users tbody tr:has-text('locked_b') summary"},
+                    {
+                        "fill": "#users tbody tr:has-text('locked_b') input[name=new_password]",
+                        "value": NEW_PASSWORD,
+                    },
+                    {"click": "#users tbody tr:has-text('locked_b') form.password button"},
+                    {"waitText": "#users .status", "text": "Password of locked_b changed"},
+                    {"texts": "#users tbody tr", "as": "users"},
+                    {"texts": "#roles tbody tr", "as": "roles"},
+                    {"screenshot": "team"},
+                    {"click": "#keys summary"},
+                    {"fill": "#new-key input[name=user]", "value": "tech"},
+                    {"fill": "#new-key input[name=name]", "value": "from the portal"},
+                    {"click": "#new-key button[type=submit]"},
+                    {"wait": "#new-key-value code"},
+                    {"texts": "#new-key-value code", "as": "new_key"},
+                    {"click": "a[data-page=audit]"},
+                    {"wait": "#audit table"},
+                    {"texts": "#audit tbody tr", "as": "audit"},
+                    {"screenshot": "audit"},
+                    {"click": "a[data-page=webhooks]"},
+                    {"waitText": "main", "text": "No webhooks"},
+                    {"screenshot": "webhooks"},
+                ],
+            },
+            {
+                "name": "locked_b",
+                "steps": [
+                    *sign_in("locked_b", NEW_PASSWORD),
+                    *worklist_rows(),
+                    {"goto": "/portal/#/team"},
+                    {"wait": "#results"},
+                    {
+                        "count": "#users, a[data-page=team], a[data-page=audit]",
+                        "as": "admin_controls",
+                    },
+                ],
+            },
+        ],
+    )
+    admin = results["admin-team"]
+    assert admin["error"] is None, admin
+    locked_row = next(row for row in admin["values"]["users"] if row.startswith("locked_b"))
+    assert "referring_physician" in locked_row and "ClinicB" in locked_row, locked_row
+    assert any(row.startswith("admin") for row in admin["values"]["roles"])
+    assert any("admin.user.create" in row and "locked_b" in row for row in admin["values"]["audit"])
+    # The key made in the page is tech's, and works.
+    [key] = admin["values"]["new_key"]
+    me = httpx.get(f"{site.api}/me", headers={"Authorization": f"Bearer {key}"})
+    assert me.status_code == 200 and me.json()["username"] == "tech"
+    locked = results["locked_b"]
+    assert locked["error"] is None, locked
+    rows = locked["values"]["rows"]
+    assert any("BRAVO BERT" in row for row in rows), rows
+    assert not any("ALFA ANNA" in row for row in rows), rows
+    assert locked["values"]["admin_controls"] == 0
+    # What the page shows is what the API answers that user.
+    response = httpx.get(f"{site.api}/users/locked_b", headers=site.auth())
+    assert response.json()["sources"] == ["ClinicB"]
+
+
+def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
+    results = drive(
+        site,
+        [
+            {
+                "name": "tech-orders",
+                "steps": [
+                    *sign_in("tech"),
+                    {"click": "a[data-page=orders]"},
+                    {"wait": "#orders"},
+                    {"click": "details summary"},
+                    {"fill": "#new-order input[name=patient_name]", "value": "ORDERLY^OLGA"},
+                    {"fill": "#new-order input[name=patient_id]", "value": "MRN-77"},
+                    {"fill": "#new-order input[name=accession_number]", "value": "ACC-PORTAL-1"},
+                    {"fill": "#new-order input[name=modality]", "value": "ct"},
+                    {"fill": "#new-order input[name=start]", "value": "2026-12-02T09:30"},
+                    {"click": "#new-order button[type=submit]"},
+                    {"waitText": "#new-order .status", "text": "created"},
+                    {"fill": "form[role=search] input[name=patient_name]", "value": "orderly"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"waitText": "#orders", "text": "ACC-PORTAL-1"},
+                    {"texts": "#orders tbody tr", "as": "by_name"},
+                    {"screenshot": "orders"},
+                    {"click": "#orders button.cancel"},
+                    {"waitText": "#orders tbody", "text": "CANCELLED"},
+                    {"fill": "form[role=search] input[name=patient_name]", "value": ""},
+                    {"fill": "form[role=search] input[name=patient_id]", "value": "NO-SUCH-MRN"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"waitText": "main .status", "text": "No orders found"},
+                ],
+            },
+            {
+                "name": "ref_a-orders",
+                "steps": [
+                    *sign_in("ref_a"),
+                    {"click": "a[data-page=orders]"},
+                    {"wait": "#orders"},
+                    {"count": "#new-order, #orders button.cancel", "as": "order_controls"},
+                    {"texts": "#orders tbody tr", "as": "rows"},
+                ],
+            },
+        ],
+    )
+    tech = results["tech-orders"]
+    assert tech["error"] is None, tech
+    assert len(tech["values"]["by_name"]) == 1
+    assert "ORDERLY OLGA" in tech["values"]["by_name"][0]
+    assert "SCHEDULED" in tech["values"]["by_name"][0]
+    found = httpx.get(
+        f"{site.api}/orders", params={"accession_number": "ACC-PORTAL-1"}, headers=site.auth()
+    ).json()
+    assert found[0]["scheduled_procedure_steps"][0]["modality"] == "CT"
+    assert found[0]["status"] == "CANCELLED"
+    ref = results["ref_a-orders"]
+    assert ref["error"] is None, ref
+    assert ref["values"]["order_controls"] == 0
+    # The order is of source `default`; ref_a is locked to ClinicA.
+    assert not any("ACC-PORTAL-1" in row for row in ref["values"]["rows"])
+
+
+def test_documents_and_reports_on_the_study_page(site: Site) -> None:
+    note = site.workdir / "consent.txt"
+    note.write_text("The patient consents.\n")
+    study_page = f"/portal/#/study/{site.studies['a_study']}"
+    results = drive(
+        site,
+        [
+            {
+                "name": "tech-study",
+                "steps": [
+                    *sign_in("tech"),
+                    {"goto": study_page},
+                    {"wait": "#series figure"},
+                    {"count": "button.sign", "as": "sign_buttons"},
+                    {"click": "#new-document >> xpath=.. >> summary"},
+                    {"files": "#new-document input[name=file]", "paths": [str(note)]},
+                    {"fill": "#new-document input[name=title]", "value": "Signed consent"},
+                    {"fill": "#new-document input[name=source]", "value": "ClinicA"},
+                    {"click": "#new-document button[type=submit]"},
+                    {"waitText": "#documents", "text": "Signed consent"},
+                    {"click": "#new-report >> xpath=.. >> summary"},
+                    {"fill": "#new-report textarea[name=findings]", "value": "No nodule."},
+                    {"fill": "#new-report textarea[name=impression]", "value": "Normal study."},
+                    {"click": "#new-report button[type=submit]"},
+                    {"waitText": "#reports", "text": "DRAFT"},
+                    {"screenshot": "study"},
+                ],
+            },
+            {
+                "name": "read_a-sign",
+                "steps": [
+                    *sign_in("read_a"),
+                    {"goto": study_page},
+                    {"wait": "#reports button.sign"},
+                    {"count": "#new-document", "as": "document_forms"},
+                    {"click": "#reports button.sign"},
+                    {"waitText": "#reports", "text": "FINAL"},
+                ],
+            },
+            {
+                "name": "ref_a-study",
+                "steps": [
+                    *sign_in("ref_a"),
+                    {"goto": study_page},
+                    {"waitText": "#reports", "text": "FINAL"},
+                    {"waitText": "#documents", "text": "Signed consent"},
+                    {"texts": "#documents tbody tr", "as": "documents"},
+                    {"texts": "#reports tbody tr", "as": "reports"},
+                    {"count": "#new-document, #new-report, button.sign", "as": "controls"},
+                    {"screenshot": "study"},
+                    # The PDF is fetched with the token and offered as a file.
+                    {"click": "#documents tbody tr:first-child button"},
+                    {"wait": "#documents a[download]"},
+                ],
+            },
+        ],
+    )
+    tech = results["tech-study"]
+    assert tech["error"] is None, tech
+    assert tech["values"]["sign_buttons"] == 0  # a technologist drafts, never signs
+    reader = results["read_a-sign"]
+    assert reader["error"] is None, reader
+    assert reader["values"]["document_forms"] == 0
+    ref = results["ref_a-study"]
+    assert ref["error"] is None, ref
+    assert any("Signed consent" in row and "PDF" in row for row in ref["values"]["documents"])
+    assert any("FINAL" in row and "read_a" in row for row in ref["values"]["reports"])
+    assert ref["values"]["controls"] == 0
+    assert ref["pageErrors"] == []
+
+
+def test_a_tenant_signs_in_at_its_own_root(site: Site) -> None:
+    _ok(
+        httpx.post(
+            f"{site.api}/tenants",
+            json={"name": "acme", "admin": {"username": "acme_admin", "password": PASSWORD}},
+            headers=site.auth(),
+        )
+    )
+    study, series = generate_uid(), generate_uid()
+    part = instance_bytes(study, series, generate_uid(), "ACME^ONLY", 1, {"PatientID": "acme"})
+    login = _ok(
+        httpx.post(
+            f"{site.server.base_url}/t/acme/api/v1/login",
+            json={"username": "acme_admin", "password": PASSWORD},
+        )
+    )
+    response = stow(
+        f"{site.server.base_url}/t/acme/dicomweb",
+        [part],
+        {"Authorization": f"Bearer {login['access_token']}"},
+    )
+    assert response.status_code == 200, response.text
+    results = drive(
+        site,
+        [
+            {
+                "name": "acme",
+                "steps": [
+                    {"goto": "/portal/?tenant=acme"},
+                    {"wait": "#login"},
+                    {"storage": "tessera.portal", "as": "before"},
+                    *sign_in("acme_admin")[2:],
+                    *worklist_rows(),
+                    {"texts": "#username", "as": "who"},
+                ],
+            },
+            {
+                # The default tenant's admin cannot sign in to acme.
+                "name": "admin-at-acme",
+                "steps": [
+                    {"goto": "/portal/?tenant=acme"},
+                    *sign_in("admin")[1:-1],
+                    {"waitText": "#login .status", "text": "Wrong"},
+                ],
+            },
+        ],
+    )
+    acme = results["acme"]
+    assert acme["error"] is None, acme
+    assert acme["values"]["rows"] == [next(r for r in acme["values"]["rows"] if "ACME ONLY" in r)]
+    assert acme["values"]["who"] == ["acme_admin (acme)"]
+    assert acme["values"]["before"] is None  # nothing kept before signing in
+    assert results["admin-at-acme"]["error"] is None, results["admin-at-acme"]
+
+
+def test_the_portal_files_are_public_and_hold_no_data(site: Site) -> None:
+    base = site.server.base_url
+    page = httpx.get(f"{base}/portal/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    script = httpx.get(f"{base}/portal/worklist.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    # No viewer configured: no viewer link.
+    assert httpx.get(f"{base}/portal/config.json").json() == {"viewer": None, "anonymous": False}
+    redirect = httpx.get(f"{base}/portal?tenant=acme")
+    assert redirect.status_code == 308
+    assert redirect.headers["location"] == "/portal/?tenant=acme"
+    assert httpx.get(f"{base}/portal/no-such.js").status_code == 404
+    for sneaky in ("/portal/%2E%2E/%2E%2E/__init__.py", "/portal/..%2F__init__.py"):
+        response = httpx.get(base + sneaky)
+        assert "PORTAL_PATH" not in response.text
+    # Only GET and HEAD: the portal itself takes no input.
+    assert httpx.post(f"{base}/portal/index.html").status_code in (401, 405)
+    # The data behind the pages still needs credentials.
+    assert httpx.get(f"{site.server.dicomweb}/studies").status_code == 401
+
+
+def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path) -> None:
+    """Where the server serves anonymous requests (loopback, no TESSERA_ANONYMOUS=off) the
+    portal opens on the worklist, as any anonymous script would see it."""
+    # A stand-in for the prebuilt OHIF (the real one: conformance/test_ohif.py): the portal
+    # links each study to it.
+    dist = tmp_path / "ohif" / "dist"
+    dist.mkdir(parents=True)
+    (dist / "index.html").write_text("<!doctype html><title>viewer</title>")
+    (dist / "app-config.js").write_text("window.config = {};")
+    server = ServerProcess(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'index.sqlite3'}",
+        env_extra={"TESSERA_WORKERS": "1"},
+        extra_args=["--viewer", str(dist)],
+    )
+    server.start(timeout=120)
+    try:
+        study, series = generate_uid(), generate_uid()
+        part = instance_bytes(study, series, generate_uid(), "OPEN^OSCAR", 1)
+        assert stow(server.dicomweb, [part], {}).status_code == 200
+        quick = Site(server, "", {}, tmp_path)
+        result = drive(
+            quick,
+            [
+                {
+                    "name": "anonymous",
+                    "steps": [
+                        {"goto": "/portal/"},
+                        *worklist_rows(),
+                        {"texts": "#who", "as": "who"},
+                        {"count": "#signin", "as": "sign_in_links"},
+                        {"texts": "#nav a", "as": "nav"},
+                        {"attr": "#results a.viewer", "name": "href", "as": "viewer_links"},
+                    ],
+                }
+            ],
+        )["anonymous"]
+    finally:
+        server.stop()
+    assert result["error"] is None, result
+    assert len(result["values"]["rows"]) == 1 and "OPEN OSCAR" in result["values"]["rows"][0]
+    assert result["values"]["sign_in_links"] == 1
+    assert "Upload" in result["values"]["nav"] and "My Team" in result["values"]["nav"]
+    # Anonymous: no token to hand over.
+    assert result["values"]["viewer_links"] == [f"/viewer/viewer?StudyInstanceUIDs={study}"]
+
+
+def test_values_are_shown_as_text_never_as_markup(site: Site) -> None:
+    """A patient name holding HTML is shown as those characters: no element is made of it
+    (and the CSP would refuse an inline handler anyway)."""
+    # ('=' would start another component group of the name.)
+    evil = "ZZ<b>BOLD</b><img src onerror>"
+    study, series = generate_uid(), generate_uid()
+    part = instance_bytes(study, series, generate_uid(), f"{evil}^EVIL", 1, {"PatientID": "xss"})
+    assert stow(site.server.dicomweb, [part], site.auth()).status_code == 200
+    result = drive(
+        site,
+        [
+            {
+                "name": "markup",
+                "steps": [
+                    *sign_in("admin"),
+                    {"fill": "form[role=search] input[name=id]", "value": "xss"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"wait": "#results[data-state=done] tbody tr"},
+                    {"texts": "#results tbody tr td:first-child", "as": "names"},
+                    {"count": "#results b, #results img", "as": "images"},
+                    {"goto": f"/portal/#/study/{study}"},
+                    {"wait": "#series figure"},
+                    {"texts": "dl.facts dd:first-of-type", "as": "patient"},
+                    {"count": "dl.facts b, dl.facts img", "as": "study_images"},
+                ],
+            }
+        ],
+    )["markup"]
+    assert result["error"] is None, result
+    assert result["values"]["names"] == [f"{evil} EVIL"]
+    assert result["values"]["patient"] == [f"{evil} EVIL"]
+    assert result["values"]["images"] == 0 and result["values"]["study_images"] == 0
+    assert not [e for e in result["pageErrors"] if "favicon" not in e], result["pageErrors"]
+
+
+def test_the_viewer_opened_from_the_portal_reads_as_the_user(browser: None, tmp_path: Path) -> None:
+    """The real OHIF (conformance/ohif/install.sh), credentials required: "Open in viewer"
+    hands OHIF the user's token, every DICOMweb request of the viewer carries it, and the
+    token leaves the address bar."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm is needed to install OHIF (conformance/ohif/install.sh)")
+    done = subprocess.run(
+        ["bash", str(PLAYWRIGHT_DIR / "install.sh")], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    dist = done.stdout.strip().splitlines()[-1]
+    server = ServerProcess(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'index.sqlite3'}",
+        env_extra={"TESSERA_ANONYMOUS": "off", "TESSERA_WORKERS": "1"},
+        extra_args=["--viewer", dist],
+    )
+    boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
+    server.start(timeout=120)
+    try:
+        auth = {"Authorization": f"Bearer {boot['api_key']}"}
+        study, series = generate_uid(), generate_uid()
+        parts = [instance_bytes(study, series, generate_uid(), "VIEW^VERA", n) for n in (1, 2)]
+        assert stow(server.dicomweb, parts, auth).status_code == 200
+        result = drive(
+            Site(server, boot["api_key"], {}, tmp_path),
+            [
+                {
+                    "name": "viewer",
+                    "steps": [
+                        *sign_in("admin"),
+                        *worklist_rows(),
+                        {"click": "#results a.viewer"},
+                        {"wait": "canvas.cornerstone-canvas", "timeoutMs": 90000},
+                        {"url": True, "as": "address"},
+                        {"screenshot": "ohif"},
+                    ],
+                }
+            ],
+        )["viewer"]
+    finally:
+        server.stop()
+    assert result["error"] is None, result
+    assert "StudyInstanceUIDs=" in result["values"]["address"]
+    assert "token=" not in result["values"]["address"]
+    refused = [r for r in result["failedRequests"] if "/dicomweb/" in r["url"]]
+    assert refused == [], refused
