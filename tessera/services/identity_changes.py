@@ -160,10 +160,10 @@ def _run(
 
 
 def record_feed(conn: Connection, tenant_id: int, result: ChangeResult) -> None:
-    """The change feed entries of a change (LAST in its transaction): `study.updated` for
-    each touched study and each source that sent it (so a source-locked reader sees its
-    own studies' changes), then `patient.updated` / `patient.merged` bound to no source
-    (shown only to callers who see every source)."""
+    """The change feed entries of a change, written at COMMIT (`changes.defer_changes`):
+    `study.updated` for each touched study and each source that sent it (so a
+    source-locked reader sees its own studies' changes), then `patient.updated` /
+    `patient.merged` bound to no source (shown only to callers who see every source)."""
     detail: dict[str, Any] = {"identity_change": result.change_id, "action": result.action}
     if result.undone:
         detail["undone"] = True
@@ -176,11 +176,11 @@ def record_feed(conn: Connection, tenant_id: int, result: ChangeResult) -> None:
             .order_by(StudySource.study_pk, StudySource.source_pk)
         ):
             sources.setdefault(study_pk, []).append(source_pk)
-    for study_pk, uid in result.studies:
-        for source_pk in sources.get(study_pk, []):
-            changes.record_change(
-                conn, tenant_id, source_pk, changes.STUDY_UPDATED, uid, detail=detail
-            )
+    entries = [
+        changes.NewChange(source_pk, changes.STUDY_UPDATED, uid, detail=detail)
+        for study_pk, uid in result.studies
+        for source_pk in sources.get(study_pk, [])
+    ]
     kind = (
         changes.PATIENT_MERGED
         if result.action == core.MERGE and not result.undone
@@ -191,7 +191,8 @@ def record_feed(conn: Connection, tenant_id: int, result: ChangeResult) -> None:
         "identity": result.patient_pk,
         "other_identity": result.other_patient_pk,
     }
-    changes.record_change(conn, tenant_id, None, kind, detail=patient_detail)
+    entries.append(changes.NewChange(None, kind, detail=patient_detail))
+    changes.defer_changes(conn, tenant_id, entries)
 
 
 def _visible(conn: Connection, scope: Scope, *pks: int) -> None:
