@@ -2,7 +2,7 @@
 
 Each function runs one write transaction of `archive`: the change itself
 (tessera.index.identity_changes / tessera.index.links), an audit event, and the change
-feed entries (last, as tessera.index.changes requires). The REST API
+feed entries (at commit, `changes.defer_changes`). The REST API
 (tessera.dicomweb.identity_api) calls them; so can an HL7 v2 ADT handler:
 
     scope = full_scope(tenant_id, principal="hl7:SENDING_APP")
