@@ -1,24 +1,29 @@
 """HL7 v2 ADT messages applied to patient identities (tessera.services.adt), in process on
 SQLite and PostgreSQL: A08 updates demographics, A40 merges, A47 changes the Patient ID,
 A24 / A37 link and unlink, each through the same services (and history) as the REST API;
-unknown patients and malformed messages are clear errors with nothing applied. (The MLLP
-listener that calls this lives on the hl7 branch.)"""
+unknown patients and malformed messages are clear errors with nothing applied; and the same
+over a real MLLP client through the listener (tessera.services.adt_hl7), where a site's feed
+cannot touch or detect another site's identities."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
+import hl7
 import pytest
+from hl7.client import MLLPClient
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from tessera.archive import Archive
+from tessera.hl7.listener import Hl7Listener
 from tessera.hl7.message import parse
+from tessera.index import hl7_facilities
 from tessera.index.errors import Conflict
 from tessera.index.identity_models import IdentityChange, PatientLink
 from tessera.index.models import Patient, Study
-from tessera.index.sources import source_pk_by_name
+from tessera.index.sources import add_source, source_pk_by_name
 from tessera.scope import full_scope
 from tessera.services import identity_changes as ic
 from tessera.services.adt import AdtError, apply_adt
@@ -36,10 +41,12 @@ def archive(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     opened.close()
 
 
-def _store(archive: Archive, tmp: Path, patient_id: str, issuer: str = "HOSP") -> None:
+def _store(
+    archive: Archive, tmp: Path, patient_id: str, issuer: str = "HOSP", source: str = "default"
+) -> None:
     scope = full_scope(archive.default_tenant.id, "test")
     with archive.database.read() as conn:
-        source_pk = source_pk_by_name(conn, scope.tenant_id, "default")
+        source_pk = source_pk_by_name(conn, scope.tenant_id, source)
     assert source_pk is not None
     data = header_only_instance(
         {
@@ -139,3 +146,47 @@ def test_unknown_patients_and_bad_messages(archive: Archive, tmp_path: Path) -> 
         assert raised.value.location == location, (event, segments, str(raised.value))
     with archive.database.read() as conn:
         assert conn.execute(select(Patient).order_by(Patient.id)).all() == before
+
+
+def test_adt_over_mllp_acts_for_the_senders_site_only(archive: Archive, tmp_path: Path) -> None:
+    import tessera.services.adt_hl7  # noqa: F401  (registers the ADT handlers)
+
+    tenant = archive.default_tenant.id
+    with archive.database.write() as conn:
+        add_source(conn, tenant, "SiteA", default_issuer_of_patient_id="SITE-A")
+        add_source(conn, tenant, "SiteB", default_issuer_of_patient_id="SITE-B")
+        hl7_facilities.add_facility(
+            conn, "SITEA", "", tenant, source_pk_by_name(conn, tenant, "SiteA")
+        )  # type: ignore[arg-type]
+    _store(archive, tmp_path, "A-1", issuer="SITE-A", source="SiteA")
+    _store(archive, tmp_path, "B-1", issuer="SITE-B", source="SiteB")
+    listener = Hl7Listener(archive, "127.0.0.1", 0).start()
+
+    def send(event: str, *segments: str) -> tuple[str, str, str]:
+        header = MSH.format(event=event).replace("|HOSP|", "|SITEA|")
+        with MLLPClient("127.0.0.1", listener.port) as client:
+            reply = client.send_message("\r".join([header, *segments]) + "\r")
+        ack = hl7.parse(reply.decode("utf-8"))
+        err = ""
+        if any(str(seg[0]) == "ERR" for seg in ack):
+            err = str(ack.segment("ERR").extract_field(field_num=3, component_num=1))
+        return str(ack["MSA.F1"]), err, ack.unescape(str(ack["MSA.F3"]))
+
+    try:
+        # PID-3 without an assigning authority: the site's default issuer.
+        code, _, text = send("A08^ADT_A01", "PID|1||A-1||ROE^ANNIKA||19900102|F")
+        assert code == "AA", text
+        assert _patient(archive, "A-1").patient_name == "ROE^ANNIKA"
+        # Another site's identity answers exactly like an unknown one; nothing changes.
+        hidden = send("A08^ADT_A01", "PID|1||B-1^^^SITE-B||X^Y")
+        unknown = send("A08^ADT_A01", "PID|1||B-9^^^SITE-B||X^Y")
+        assert hidden[:2] == unknown[:2] == ("AE", "204")
+        assert hidden[2].replace("B-1", "B-9") == unknown[2]
+        assert _patient(archive, "B-1").patient_name == "ROE^ANN"
+        code, err, _ = send("A40^ADT_A39", "PID|1||A-1", "MRG|B-1^^^SITE-B")
+        assert (code, err) == ("AE", "204")
+        assert _patient(archive, "B-1").merged_into_pk is None
+        code, err, _ = send("A40^ADT_A39", "PID|1||A-1")
+        assert (code, err) == ("AE", "101")
+    finally:
+        listener.shutdown()

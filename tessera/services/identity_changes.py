@@ -28,9 +28,9 @@ from tessera.auth.audit import Event, record_now
 from tessera.index import changes, links
 from tessera.index import identity_changes as core
 from tessera.index.errors import NotFound
-from tessera.index.identities import identity
+from tessera.index.identities import identities, identity
 from tessera.index.identity_changes import ChangeResult
-from tessera.index.models import Patient, StudySource
+from tessera.index.models import StudySource
 from tessera.scope import Scope
 
 
@@ -124,15 +124,13 @@ def unlink_patients(
 def find_identity(
     archive: Archive, scope: Scope, patient_id: str, issuer_of_patient_id: str
 ) -> int | None:
-    """The key of the identity (Patient ID, Issuer) in the tenant, or None."""
+    """The key of the identity (Patient ID, Issuer) of the tenant, or None; for a
+    source-locked scope only an identity its sources sent (else None, as if unknown)."""
     with archive.database.read() as conn:
-        return conn.execute(
-            select(Patient.id).where(
-                Patient.tenant_id == scope.tenant_id,
-                Patient.patient_id == patient_id,
-                Patient.issuer_of_patient_id == issuer_of_patient_id,
-            )
-        ).scalar_one_or_none()
+        found = identities(
+            conn, scope, patient_id=patient_id, issuer_of_patient_id=issuer_of_patient_id
+        )
+    return found[0].pk if found else None
 
 
 def _run(
