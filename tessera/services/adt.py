@@ -20,9 +20,7 @@ create them. Errors are `AdtError` (an InvalidValue naming the HL7 field; `unkno
 an identity that does not exist) or the identity services' NotFound / Conflict; nothing is
 applied then. An A08 that changes nothing is accepted as is.
 
-The MLLP listener (tessera/hl7/listener.py on the hl7 branch) registers a handler per
-message type that calls `apply_adt` with the sender's tenant scope and source default issuer,
-and answers AA with `AdtResult.text`, or AE from the exception.
+Over MLLP: tessera/services/adt_hl7.py (the listener's handlers, with the sender's scope).
 """
 
 from __future__ import annotations
