@@ -149,7 +149,14 @@ def test_unknown_patients_and_bad_messages(archive: Archive, tmp_path: Path) -> 
 
 
 def test_adt_over_mllp_acts_for_the_senders_site_only(archive: Archive, tmp_path: Path) -> None:
-    import tessera.services.adt_hl7  # noqa: F401  (registers the ADT handlers)
+    from tessera.hl7 import listener as hl7_listener
+
+    # Registered for this test only: the listener's registry is process-wide (the module
+    # registers on its first import, so the registry is saved before it).
+    saved = dict(hl7_listener.HANDLERS)
+    from tessera.services.adt_hl7 import register_handlers
+
+    register_handlers()
 
     tenant = archive.default_tenant.id
     with archive.database.write() as conn:
@@ -190,3 +197,5 @@ def test_adt_over_mllp_acts_for_the_senders_site_only(archive: Archive, tmp_path
         assert (code, err) == ("AE", "101")
     finally:
         listener.shutdown()
+        hl7_listener.HANDLERS.clear()
+        hl7_listener.HANDLERS.update(saved)

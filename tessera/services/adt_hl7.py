@@ -65,5 +65,10 @@ def handle_adt(archive: Archive, inbound: Inbound) -> str:
         raise Hl7Reject(str(exc), "AE", DATA_TYPE_ERROR) from None
 
 
-for _event in EVENTS:
-    register(f"ADT^{_event}", handle_adt)
+def register_handlers() -> None:
+    """Register every ADT event handled (done when the module is imported)."""
+    for event in EVENTS:
+        register(f"ADT^{event}", handle_adt)
+
+
+register_handlers()
