@@ -197,5 +197,8 @@ def test_adt_over_mllp_acts_for_the_senders_site_only(archive: Archive, tmp_path
         assert (code, err) == ("AE", "101")
     finally:
         listener.shutdown()
-        hl7_listener.HANDLERS.clear()
-        hl7_listener.HANDLERS.update(saved)
+        for key in [k for k in hl7_listener.HANDLERS if k.startswith("ADT^")]:
+            if key in saved:
+                hl7_listener.HANDLERS[key] = saved[key]
+            else:
+                del hl7_listener.HANDLERS[key]
