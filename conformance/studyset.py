@@ -26,6 +26,8 @@ class Study:
     patient_name: str  # as stored (DICOM PN, "Family^Given")
     study_instance_uid: str
     instances: list[bytes]
+    # The one series to open (OHIF: SeriesInstanceUIDs=...); None: the whole study.
+    series_instance_uid: str | None = None
 
     @property
     def family_name(self) -> str:

@@ -1,8 +1,9 @@
 """OHIF v3, the reference DICOMweb viewer, in Debian's headless Chromium against a real
 `tessera serve`: the study list shows every study with its patient's name, each study opens
 with pixels on screen (uncompressed CT, a JPEG 2000 series, a multi-frame RGB cine that plays,
-an Encapsulated PDF), and no DICOMweb request fails. Once with OHIF on Tessera's own origin
-(`tessera serve --viewer`), once from another origin (CORS).
+an Encapsulated PDF; and what Tessera makes itself: a PDF and a JPEG photo attached through the
+documents endpoint, a signed report's PDF), and no DICOMweb request fails. Once with OHIF on
+Tessera's own origin (`tessera serve --viewer`), once from another origin (CORS).
 
 Screenshots: conformance/artifacts/ohif-<origin>/ (git-ignored)."""
 
@@ -16,10 +17,13 @@ import time
 from pathlib import Path
 
 import httpx
+from pydicom.uid import generate_uid
 
 from conformance.conftest import ARTIFACTS, OHIF_DIR, stow
 from conformance.studyset import Study, viewer_study_set
+from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import ServerProcess, free_port
+from tests.document_files import jpeg_bytes, pdf_bytes
 
 
 def drive(spec: dict, workdir: Path) -> dict:
@@ -44,7 +48,63 @@ def upload(server: ServerProcess) -> list[Study]:
     studies = viewer_study_set()
     for study in studies:
         stow(server.dicomweb, study.instances)
-    return studies
+    return studies + made_by_tessera(server)
+
+
+def made_by_tessera(server: ServerProcess) -> list[Study]:
+    """Objects Tessera itself creates, each opened alone (SeriesInstanceUIDs=...): a PDF and a
+    JPEG photo attached to a CT study through the documents endpoint (Encapsulated PDF, VL
+    Photographic Image), and the PDF of a report signed through the reports API."""
+    attached = StudySpec(patient_name="DOCUMENTS^ATTACHED", patient_id="ATT-1")
+    stow(server.dicomweb, [ct_image(attached, generate_uid(), 1, 64, 64)])
+    uid = attached.study_instance_uid
+    made = []
+    for name, kind, file in (
+        ("document", "pdf", ("consent.pdf", pdf_bytes(), "application/pdf")),
+        ("photo", "image", ("wound.jpg", jpeg_bytes(320, 240), "image/jpeg")),
+    ):
+        response = httpx.post(
+            f"{server.dicomweb}/studies/{uid}/documents",
+            files={"file": file},
+            data={"title": name},
+            timeout=60,
+        )
+        assert response.status_code == 201, response.text
+        series = response.json()["SeriesInstanceUID"]
+        made.append(Study(name, kind, attached.patient_name, uid, [], series))
+
+    reported = StudySpec(patient_name="REPORT^SIGNED", patient_id="REP-1")
+    stow(server.dicomweb, [ct_image(reported, generate_uid(), 1, 64, 64)])
+    uid = reported.study_instance_uid
+    reports = f"{server.base_url}/api/v1/studies/{uid}/reports"
+    body = {"sections": {"findings": "No acute findings.", "impression": "Normal study."}}
+    draft = httpx.post(reports, json=body, timeout=30)
+    assert draft.status_code == 201, draft.text
+    signed = httpx.post(
+        f"{reports}/{draft.json()['id']}/sign",
+        headers={"If-Match": draft.headers["etag"]},
+        timeout=60,
+    )
+    assert signed.status_code == 200, signed.text
+    series = httpx.get(
+        f"{server.dicomweb}/studies/{uid}/series", params={"Modality": "DOC"}, timeout=30
+    ).json()
+    assert len(series) == 1, series
+    report_series = series[0]["0020000E"]["Value"][0]
+    made.append(Study("report", "pdf", reported.patient_name, uid, [], report_series))
+    return made
+
+
+def spec_studies(studies: list[Study]) -> list[dict]:
+    return [
+        {
+            "studyInstanceUID": s.study_instance_uid,
+            "seriesInstanceUID": s.series_instance_uid,
+            "kind": s.kind,
+            "name": s.name,
+        }
+        for s in studies
+    ]
 
 
 def check_report(report: dict, studies: list[Study], server: ServerProcess) -> None:
@@ -54,11 +114,14 @@ def check_report(report: dict, studies: list[Study], server: ServerProcess) -> N
         family, _, given = study.patient_name.partition("^")
         expected = f"{family}, {given}" if given else family
         assert expected in listed, f"{study.name}: {expected!r} not in the study list {listed}"
-    assert len(listed) == len(studies), listed
+    assert len(listed) == len({s.study_instance_uid for s in studies}), listed
 
-    by_uid = {entry["studyInstanceUID"]: entry for entry in report["studies"]}
+    by_uid = {
+        (entry["studyInstanceUID"], entry.get("seriesInstanceUID")): entry
+        for entry in report["studies"]
+    }
     for study in studies:
-        entry = by_uid[study.study_instance_uid]
+        entry = by_uid[(study.study_instance_uid, study.series_instance_uid)]
         assert "error" not in entry, f"{study.name}: {entry['error']}"
         if study.kind == "pdf":
             response = entry["embeddedResponse"]
@@ -73,6 +136,10 @@ def check_report(report: dict, studies: list[Study], server: ServerProcess) -> N
         assert pixels["max"] - pixels["min"] > 16 and pixels["distinct"] > 8, (
             f"{study.name}: the viewport is uniform, nothing was rendered: {pixels}"
         )
+        if study.name == "photo":  # the JPEG itself, in colour (not the study's CT)
+            assert pixels["colourful"] > 0.2, f"the photo is not shown in colour: {pixels}"
+        elif study.kind == "image":  # the greyscale CT and MR series
+            assert pixels["colourful"] < 0.01, f"{study.name}: {pixels}"
         if study.kind == "cine":
             cine = entry["cine"]
             assert cine["totalFrames"] == 30, cine
@@ -105,10 +172,7 @@ def test_ohif_same_origin(sqlite_server_factory, ohif_dist, chromium, tmp_path):
             "viewerUrl": f"{server.base_url}/viewer/",
             "dicomwebRoot": server.dicomweb,
             "artifacts": str(artifacts_dir("ohif-same-origin")),
-            "studies": [
-                {"studyInstanceUID": s.study_instance_uid, "kind": s.kind, "name": s.name}
-                for s in studies
-            ],
+            "studies": spec_studies(studies),
             "chromium": chromium,
         },
         tmp_path,
@@ -137,10 +201,7 @@ def test_ohif_cross_origin(sqlite_server_factory, ohif_dist, chromium, tmp_path)
                 "viewerUrl": f"{viewer_origin}/viewer/",
                 "dicomwebRoot": server.dicomweb,
                 "artifacts": str(artifacts_dir("ohif-cross-origin")),
-                "studies": [
-                    {"studyInstanceUID": s.study_instance_uid, "kind": s.kind, "name": s.name}
-                    for s in studies
-                ],
+                "studies": spec_studies(studies),
                 "chromium": chromium,
             },
             tmp_path,

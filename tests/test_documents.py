@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pydicom
 import pytest
 from PIL import Image
@@ -232,6 +233,77 @@ def test_mp4_becomes_video_photographic_image(archive, tmp_path) -> None:  # typ
     # One fragment after an empty Basic Offset Table: the MP4 file as it was sent.
     fragments = list(pydicom.encaps.generate_fragments(dataset.PixelData))
     assert fragments[-1].rstrip(b"\x00") == mp4.rstrip(b"\x00")
+
+
+def _grey(response: httpx.Response) -> float:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/jpeg"
+    return float(np.asarray(Image.open(io.BytesIO(response.content)).convert("L")).mean())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("av") is None, reason="PyAV makes the test MP4")
+def test_video_thumbnail_and_rendered_frames_are_decoded(archive) -> None:  # type: ignore[no-untyped-def]
+    # Frame n (1-based) of the clip is a flat grey of (n - 1) * 20.
+    spec = new_study(archive)
+    mp4 = mp4_bytes(frames=12, fps=6, width=160, height=120)
+    stored = upload(archive, spec.study_instance_uid, "clip.mp4", mp4, "video/mp4").json()
+    url = stored["RetrieveURL"]
+    thumbnail = httpx.get(f"{url}/thumbnail", timeout=60)
+    assert _grey(thumbnail) < 8  # frame 1: black
+    assert max(Image.open(io.BytesIO(thumbnail.content)).size) == 128
+    assert abs(_grey(httpx.get(f"{url}/frames/6/rendered", timeout=60)) - 100) < 8
+    assert abs(_grey(httpx.get(f"{url}/frames/12/rendered", timeout=60)) - 220) < 8
+    rendered = httpx.get(f"{url}/rendered", timeout=60)
+    assert Image.open(io.BytesIO(rendered.content)).size == (160, 120)
+    # The series thumbnail is the middle frame of its one instance.
+    series = url.rsplit("/instances/", 1)[0]
+    assert abs(_grey(httpx.get(f"{series}/thumbnail", timeout=60)) - 100) < 8
+    assert httpx.get(f"{url}/frames/13/rendered", timeout=60).status_code == 404
+    gif = httpx.get(f"{url}/rendered", headers={"Accept": "image/gif"}, timeout=60)
+    assert gif.status_code == 406  # no animated GIF of a video (documents.md)
+
+
+def test_undecodable_video_gets_a_placeholder(archive) -> None:  # type: ignore[no-untyped-def]
+    """A Video Photographic Image whose stream FFmpeg cannot decode: stored, and its
+    thumbnail is the placeholder page, never an error."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.encaps import encapsulate
+
+    spec = new_study(archive)
+    dataset = pydicom.dcmread(io.BytesIO(ct_image(spec, generate_uid(), 1, 16, 16)))
+    dataset.SOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.4.1"
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.NumberOfFrames = 2
+    dataset.FrameIncrementPointer = 0x00181063
+    dataset.FrameTime = 100
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 3, "YBR_PARTIAL_420"
+    dataset.PlanarConfiguration = 0
+    dataset.BitsAllocated = dataset.BitsStored = 8
+    dataset.HighBit, dataset.PixelRepresentation = 7, 0
+    dataset.PixelData = encapsulate([b"\x00\x00\x00\x18ftypisom" + b"garbage!" * 64])
+    dataset["PixelData"].VR = "OB"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"
+    dataset.file_meta = meta
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    boundary = new_boundary()
+    response = httpx.post(
+        f"{archive.dicomweb}/studies",
+        content=multipart_body([out.getvalue()], boundary),
+        headers={"Content-Type": content_type(boundary)},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    url = (
+        f"{archive.dicomweb}/studies/{spec.study_instance_uid}/series/"
+        f"{dataset.SeriesInstanceUID}/instances/{dataset.SOPInstanceUID}"
+    )
+    thumbnail = httpx.get(f"{url}/thumbnail", timeout=60)
+    assert thumbnail.status_code == 200
+    assert Image.open(io.BytesIO(thumbnail.content)).size[1] == 128  # the placeholder page
 
 
 def test_office_files_need_libreoffice(archive) -> None:  # type: ignore[no-untyped-def]

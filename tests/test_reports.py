@@ -144,6 +144,22 @@ def test_free_text_report_drafted_signed_and_amended(world: World, tmp_path) -> 
     signed_here = [c["sop_instance_uid"] for c in feed if c["study_instance_uid"] == study]
     assert signed_here == [sr_uid, new_sr_uid]
 
+    # Every change is in the audit trail, by whom, in the order made (newest first there).
+    audit = httpx.get(
+        f"{world.api()}/audit",
+        params={"action": "report.*", "limit": 1000},
+        headers=world.auth("admin"),
+        timeout=30,
+    ).json()
+    mine = [e for e in audit if e["detail"].get("report_id") == report_id]
+    assert [(e["action"], e["principal"], e["detail"]["version"], e["target"]) for e in mine] == [
+        ("report.addendum", "read_b", 4, study),
+        ("report.sign", "read_b", 3, study),
+        ("report.edit", "tech", 2, study),
+        ("report.create", "tech", 1, study),
+    ]
+    assert mine[-1]["detail"]["status"] == "DRAFT"
+
 
 def test_report_instances_carry_the_signers_source(world: World) -> None:
     """The SR and PDF join the study under the source of its first instance the signer
@@ -243,6 +259,10 @@ def test_templates_api(world: World) -> None:
     )
     assert shipped_name.status_code == 409
     assert httpx.get(url, headers=reader, timeout=30).json()["title"] == "Thyroid ultrasound"
+    saves = httpx.get(
+        f"{api}/audit", params={"action": "report.template.save"}, headers=admin, timeout=30
+    ).json()
+    assert [e["target"] for e in saves if e["target"] == "thyroid-us"] == ["thyroid-us"] * 2
     # Another tenant has its own templates.
     acme = world.auth("acme_admin")
     assert (

@@ -14,8 +14,9 @@ from tessera.client.stow import request_content_type as content_type
 from tessera.dicomweb.multipart_writer import new_boundary
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import PG_URL, create_pg_database, drop_pg_database
+from tests.dimse_support import SERVER_AET, dcmtk, run
 from tests.document_files import multipart_body, pdf_bytes
-from tests.security_world import ACME_MARKER, DEFAULT_MARKER, World, build_world
+from tests.security_world import ACME_MARKER, DEFAULT_MARKER, PASSWORD, World, build_world
 
 
 @pytest.fixture(
@@ -204,3 +205,81 @@ def test_source_rules_hold_for_sessions(world: World) -> None:
     assert DEFAULT_MARKER not in refused.text
     series = httpx.get(f"{world.url()}/studies/{b2.study}/series", headers=world.auth("admin"))
     assert len(series.json()) == 1
+
+
+# The reviewed DICOM listener: a staged peer's sessions are for the users of its tenant who
+# read and upload to its source, and nobody else.
+
+
+def test_staged_listener_sessions_follow_tenant_and_sources(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    api, admin = world.api(), world.auth("admin")
+    peer = {"host": "127.0.0.1", "port": 0, "upload_source": "ClinicB", "staged": True}
+    saved = httpx.put(f"{api}/peers/STAGED_B", json=peer, headers=admin, timeout=30)
+    assert saved.status_code == 201, saved.text
+    keys: dict[str, dict[str, str]] = {}
+    for username, sources, uploads in (
+        ("tech_b", ["ClinicB"], ["ClinicB"]),  # reads and uploads ClinicB: reviews it
+        ("reads_a_uploads_b", ["ClinicA"], ["ClinicB"]),  # may not read what it holds
+    ):
+        created = httpx.post(
+            f"{api}/users",
+            json={
+                "username": username,
+                "role": "technologist",
+                "password": PASSWORD,
+                "sources": sources,
+                "upload_sources": uploads,
+            },
+            headers=admin,
+            timeout=30,
+        )
+        assert created.status_code < 300, created.text
+        key = httpx.post(
+            f"{api}/api-keys", json={"user": username, "name": "tests"}, headers=admin
+        ).json()["key"]
+        keys[username] = {"Authorization": f"Bearer {key}"}
+
+    study = StudySpec(patient_name="STAGED^SECRET")
+    path = tmp_path / "staged.dcm"
+    path.write_bytes(ct_image(study, generate_uid(), 1, 16, 16))
+    sent = run(
+        [dcmtk("storescu"), "-aet", "STAGED_B", "-aec", SERVER_AET, "127.0.0.1",
+         str(world.dimse_port), str(path)]
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+
+    listed = httpx.get(sessions_api(world), headers=admin, timeout=30).json()
+    [session] = [s["id"] for s in listed if s["received_from"] == "STAGED_B"]
+    base = f"{sessions_api(world)}/{session}"
+    # Before commit: in no read path, not even the admin's.
+    qido = f"{world.url()}/studies"
+    params = {"StudyInstanceUID": study.study_instance_uid}
+    assert httpx.get(qido, params=params, headers=admin).json() == []
+
+    outsiders = {
+        "tech": (world.auth("tech"), "default"),  # ClinicA only
+        "reads_a_uploads_b": (keys["reads_a_uploads_b"], "default"),
+        "acme_admin": (world.auth("acme_admin"), "acme"),
+    }
+    for _, (auth, tenant) in outsiders.items():
+        mine = f"{sessions_api(world, tenant)}/{session}"
+        listed = httpx.get(sessions_api(world, tenant), headers=auth, timeout=30).json()
+        assert session not in {s["id"] for s in listed}
+        found = httpx.get(mine, headers=auth, timeout=30)
+        assert found.status_code == 404 and "STAGED^SECRET" not in found.text
+        assert httpx.post(f"{mine}/commit", headers=auth).status_code == 404
+        assert httpx.post(f"{mine}/discard", headers=auth).status_code == 404
+    # Without the upload permission: refused at the gate.
+    assert httpx.get(base, headers=world.auth("read_b")).status_code == 403
+
+    # A reviewer of ClinicB sees and commits it; then its readers see it, others do not.
+    view = httpx.get(base, headers=keys["tech_b"], timeout=30)
+    assert view.status_code == 200 and view.json()["patients"][0]["PatientName"] == (
+        "STAGED^SECRET"
+    )
+    committed = httpx.post(f"{base}/commit", headers=keys["tech_b"], timeout=60)
+    assert committed.status_code == 200, committed.text
+    assert len(httpx.get(qido, params=params, headers=world.auth("read_b")).json()) == 1
+    assert httpx.get(qido, params=params, headers=world.auth("tech")).json() == []
+    acme_qido = f"{world.url('acme')}/studies"
+    assert httpx.get(acme_qido, params=params, headers=world.auth("acme_admin")).json() == []

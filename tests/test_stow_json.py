@@ -205,3 +205,112 @@ def test_malformed_requests(archive) -> None:  # type: ignore[no-untyped-def]
     response = httpx.post(url, content=truncated, headers={"Content-Type": content_type})
     assert response.status_code == 400
     assert archive.alive()
+
+
+# The XML form (type="application/dicom+xml"): one Native DICOM Model document per instance.
+
+
+def native_xml(metadata: dict) -> bytes:
+    """The Native DICOM Model (PS3.19 A.1) of a DICOM JSON object, written here by hand."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    def attributes(obj: dict) -> str:
+        out = []
+        for tag, attribute in obj.items():
+            vr = attribute["vr"]
+            inner = ""
+            if "BulkDataURI" in attribute:
+                inner = f"<BulkData uri={quoteattr(attribute['BulkDataURI'])}/>"
+            for n, v in enumerate(attribute.get("Value", []), start=1):
+                if vr == "SQ":
+                    inner += f'<Item number="{n}">{attributes(v)}</Item>'
+                elif vr == "PN":
+                    family, _, given = v["Alphabetic"].partition("^")
+                    inner += (
+                        f'<PersonName number="{n}"><Alphabetic><FamilyName>{escape(family)}'
+                        f"</FamilyName><GivenName>{escape(given)}</GivenName></Alphabetic>"
+                        "</PersonName>"
+                    )
+                else:
+                    inner += f'<Value number="{n}">{escape(str(v))}</Value>'
+            out.append(f'<DicomAttribute tag="{tag}" vr="{vr}">{inner}</DicomAttribute>')
+        return "".join(out)
+
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<NativeDicomModel xmlns="http://dicom.nema.org/PS3.19/models/NativeDICOM">'
+        f"{attributes(metadata)}</NativeDicomModel>"
+    ).encode()
+
+
+def post_xml(
+    server: ServerProcess, documents: list[bytes], bulk: list[tuple[str, str, bytes]]
+) -> httpx.Response:
+    boundary = uuid.uuid4().hex
+    out = io.BytesIO()
+    for document in documents:
+        out.write(f"--{boundary}\r\nContent-Type: application/dicom+xml\r\n\r\n".encode())
+        out.write(document + b"\r\n")
+    for location, media_type, data in bulk:
+        out.write(
+            f"--{boundary}\r\nContent-Type: {media_type}\r\n"
+            f"Content-Location: {location}\r\n\r\n".encode()
+        )
+        out.write(data + b"\r\n")
+    out.write(f"--{boundary}--\r\n".encode())
+    content_type = f'multipart/related; type="application/dicom+xml"; boundary={boundary}'
+    return httpx.post(
+        f"{server.dicomweb}/studies",
+        content=out.getvalue(),
+        headers={"Content-Type": content_type},
+        timeout=60,
+    )
+
+
+def test_xml_metadata_and_bulk_data(archive, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pdf = pdf_bytes(text="XML form")
+    study = generate_uid()
+    referenced = generate_uid()
+    metadata = pdf_metadata(
+        study,
+        **{
+            "00081115": {
+                "vr": "SQ",
+                "Value": [{"0020000E": value(referenced, "UI")}],
+            },
+            "00280030": {"vr": "DS", "Value": ["1.50", "0.5"]},
+        },
+    )
+    response = post_xml(
+        archive, [native_xml(metadata)], [("http://client.example/pdf/1", "application/pdf", pdf)]
+    )
+    assert response.status_code == 202, response.text  # stored; UIDs filled (warning)
+    [item] = response.json()[REFERENCED]["Value"]
+    dataset = retrieve(archive, item)
+    assert dataset.StudyInstanceUID == study
+    assert bytes(dataset.EncapsulatedDocument)[: len(pdf)] == pdf
+    assert str(dataset.PatientName) == "JSON^PATIENT" and dataset.SeriesNumber == 7
+    assert dataset.ReferencedSeriesSequence[0].SeriesInstanceUID == referenced
+    assert [float(v) for v in dataset[0x00280030].value] == [1.5, 0.5]  # order by number=
+    assert_valid_iod(dataset, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("document", "says"),
+    [
+        (b"<NativeDicomModel><DicomAttribute", "not well-formed"),
+        (
+            b'<!DOCTYPE x [<!ENTITY a "aaaa">]><NativeDicomModel>&a;</NativeDicomModel>',
+            "DTDForbidden",
+        ),
+        (b"<NotNative/>", "not NativeDicomModel"),
+        (b'<NativeDicomModel><DicomAttribute tag="0010" vr="PN"/></NativeDicomModel>', "tag"),
+    ],
+    ids=["truncated", "dtd", "root", "tag"],
+)
+def test_bad_xml_metadata_is_refused_with_the_reason(archive, document: bytes, says: str) -> None:  # type: ignore[no-untyped-def]
+    response = post_xml(archive, [document], [])
+    assert response.status_code == 400, response.text  # as every instance cannot be understood
+    [failed] = response.json()[FAILED]["Value"]
+    assert failed["00081197"]["Value"] == [0xC000]
+    assert says in response.text

@@ -5,7 +5,8 @@
 //   viewerUrl:    "http://127.0.0.1:PORT/viewer/"   (OHIF's study list)
 //   dicomwebRoot: "http://127.0.0.1:PORT/dicomweb"  (requests under it are checked)
 //   artifacts:    folder for screenshots
-//   studies: [{ studyInstanceUID, kind: "image" | "cine" | "pdf", name: "for file names" }]
+//   studies: [{ studyInstanceUID, seriesInstanceUID (optional: open only that series),
+//               kind: "image" | "cine" | "pdf", name: "for file names" }]
 //   chromium:     "/usr/bin/chromium" (optional), timeoutMs (optional, per wait)
 // }
 // The result lists the study list's patient names, per study whether pixels were rendered
@@ -102,16 +103,20 @@ async function canvasPixels(page) {
     if (!canvas || !canvas.width || !canvas.height) return null;
     const context = canvas.getContext('2d', { willReadFrequently: true });
     const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
-    let min = 255, max = 0, hash = 0;
+    let min = 255, max = 0, hash = 0, colourful = 0;
     const values = new Set();
     for (let i = 0; i < data.length; i += 4) {
       const grey = (data[i] + data[i + 1] + data[i + 2]) / 3;
+      // A colour photo shows as colour, a greyscale image (CT) never does.
+      const spread = Math.max(data[i], data[i + 1], data[i + 2]) - Math.min(data[i], data[i + 1], data[i + 2]);
+      if (spread > 32) colourful += 1;
       if (grey < min) min = grey;
       if (grey > max) max = grey;
       if (values.size < 4096) values.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
       if (i % 388 === 0) hash = (hash * 31 + data[i] + data[i + 1] * 7 + data[i + 2] * 13) | 0;
     }
-    return { width: canvas.width, height: canvas.height, min, max, distinct: values.size, hash };
+    return { width: canvas.width, height: canvas.height, min, max, distinct: values.size, hash,
+      colourful: colourful / (data.length / 4) };
   });
 }
 
@@ -210,9 +215,14 @@ try {
     const started = Date.now();
     const url = new URL('viewer', spec.viewerUrl);
     url.searchParams.set('StudyInstanceUIDs', study.studyInstanceUID);
+    if (study.seriesInstanceUID) url.searchParams.set('SeriesInstanceUIDs', study.seriesInstanceUID);
     await page.goto(url.toString(), { timeout });
     await dismissDialogs(page);
-    const entry = { studyInstanceUID: study.studyInstanceUID, kind: study.kind };
+    const entry = {
+      studyInstanceUID: study.studyInstanceUID,
+      seriesInstanceUID: study.seriesInstanceUID ?? null,
+      kind: study.kind,
+    };
     try {
       if (study.kind === 'pdf') {
         Object.assign(entry, await openPdf(page));

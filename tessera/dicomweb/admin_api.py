@@ -542,6 +542,7 @@ def _peer_json(peer: Peer) -> dict:
         "may_store": peer.may_store,
         "may_query": peer.may_query,
         "may_be_move_destination": peer.may_be_move_destination,
+        "staged": peer.staged,
         "description": peer.description,
     }
 
@@ -568,7 +569,7 @@ async def peers_put(request: Request) -> Response:
     host = _field(body, "host")
     port = _field(body, "port", int)
     flags = {}
-    for name in ("may_store", "may_query", "may_be_move_destination"):
+    for name in ("may_store", "may_query", "may_be_move_destination", "staged"):
         if name in body:
             flags[name] = _field(body, name, bool)
 

@@ -31,6 +31,7 @@ from tessera.dicomweb.errors import (
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.dicomweb.media_type import DICOM_JSON, QualityError, json_answer_type, parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
+from tessera.dicomweb.stow_json import DICOM_XML
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.services import failure_reasons
 from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
@@ -68,11 +69,16 @@ async def store_instances(request: Request) -> Response:
             f"(got {media_type or 'none'})",
         )
     part_type = params.get("type", "application/dicom").lower()
-    metadata_and_bulk_data = media_type == "multipart/related" and part_type == DICOM_JSON
-    if media_type == "multipart/related" and part_type not in ("application/dicom", DICOM_JSON):
+    metadata_and_bulk_data = media_type == "multipart/related" and part_type in (
+        DICOM_JSON,
+        DICOM_XML,
+    )
+    if media_type == "multipart/related" and not (
+        metadata_and_bulk_data or part_type == "application/dicom"
+    ):
         raise UnsupportedMediaType(
-            "parts are application/dicom, or application/dicom+json metadata with bulk data "
-            f"(type={part_type})"
+            "parts are application/dicom, or application/dicom+json (or +xml) metadata with "
+            f"bulk data (type={part_type})"
         )
     try:
         if json_answer_type(request.headers.get("accept")) is None:

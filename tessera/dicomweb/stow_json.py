@@ -1,6 +1,8 @@
 """STOW-RS "metadata and bulk data" requests (PS3.18 §10.5.1.2.2): multipart/related;
 type="application/dicom+json", one or more DICOM JSON parts (arrays of instances) and the
 bulk data parts their BulkDataURIs name (matched by Content-Location, or `cid:` + Content-ID).
+The XML form (type="application/dicom+xml") is the same with one Native DICOM Model document
+per instance (tessera/storage/xml_instance.py turns each into the JSON model first).
 
 The whole body is received first (JSON parts in memory up to MAX_METADATA_BYTES, bulk data
 parts spooled to disk), then each instance is built (tessera/storage/json_instance.py),
@@ -34,15 +36,19 @@ from tessera.storage.json_instance import (
     build_instance,
 )
 from tessera.storage.spool import SpoolFile
+from tessera.storage.xml_instance import native_xml_to_json
 
 DICOM_JSON = "application/dicom+json"
+DICOM_XML = "application/dicom+xml"
+METADATA_TYPES = (DICOM_JSON, DICOM_XML)
 MAX_METADATA_BYTES = 64 * 1024 * 1024
 COERCION_OF_DATA_ELEMENTS = 0xB300
 
 
 @dataclass
 class _Received:
-    metadata: list[bytes] = field(default_factory=list)
+    # (media type, bytes) of each metadata part, DICOM JSON or Native DICOM Model XML
+    metadata: list[tuple[str, bytes]] = field(default_factory=list)
     # Content-Location (and "cid:" + Content-ID) -> (spool file, media type, transfer syntax)
     bulk: dict[str, tuple[SpoolFile, str, str | None]] = field(default_factory=dict)
     spools: list[SpoolFile] = field(default_factory=list)
@@ -70,7 +76,7 @@ async def receive_metadata_and_bulk_data(
         if problem is not None:
             return [], problem[1], problem[0]
         if not received.metadata:
-            return [], "the request holds no application/dicom+json metadata part", 400
+            return [], "the request holds no application/dicom+json metadata part (nor +xml)", 400
         outcomes = await run_in_threadpool(_store_all, spool_dir, store, study_uid, received)
     finally:
         received.discard()
@@ -90,6 +96,7 @@ async def _receive(
         return 400, str(exc)
     total = 0
     json_buffer: bytearray | None = None
+    metadata_type = DICOM_JSON
     spool: SpoolFile | None = None
     try:
         async for chunk in request.stream():
@@ -101,8 +108,8 @@ async def _receive(
                     media_type, params = parse_media_type(
                         event.headers.get("content-type", "application/octet-stream")
                     )
-                    if media_type == DICOM_JSON:
-                        json_buffer, spool = bytearray(), None
+                    if media_type in METADATA_TYPES:
+                        json_buffer, spool, metadata_type = bytearray(), None, media_type
                     else:
                         json_buffer = None
                         spool = SpoolFile(spool_dir)
@@ -123,7 +130,7 @@ async def _receive(
                         spool.write(event.data)
                 elif isinstance(event, PartEnd):
                     if json_buffer is not None:
-                        received.metadata.append(bytes(json_buffer))
+                        received.metadata.append((metadata_type, bytes(json_buffer)))
                     elif spool is not None:
                         spool.close()
                     json_buffer, spool = None, None
@@ -157,7 +164,17 @@ def _store_all(
         return part
 
     outcomes: list[StoreOutcome] = []
-    for raw in received.metadata:
+    for media_type, raw in received.metadata:
+        if media_type == DICOM_XML:  # one instance per Native DICOM Model document
+            try:
+                item = native_xml_to_json(raw)
+            except InstanceNotUsable as exc:
+                outcomes.append(
+                    StoreOutcome(False, failure_reason=p.CANNOT_UNDERSTAND, message=str(exc))
+                )
+                continue
+            outcomes.append(_store_one(spool_dir, store, study_uid, item, bulk_part, defaults))
+            continue
         try:
             items = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

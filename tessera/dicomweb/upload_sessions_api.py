@@ -15,7 +15,8 @@ DICOMweb root: STOW-RS into a session (same request forms and response as STOW-R
     POST   {root}/upload-sessions/{id}/studies/{StudyInstanceUID}
 
 Every operation needs the `upload` permission and finds only the caller's own sessions of
-the caller's tenant (another user's or tenant's session is 404).
+the caller's tenant (another user's or tenant's session is 404), and the sessions a staged
+DIMSE peer filled, of sources the caller reads and uploads to (the reviewed listener).
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ async def list_all(request: Request) -> Response:
                 "id": s.public_id,
                 "state": s.state,
                 "description": s.description,
+                "owner": s.owner,
+                "received_from": s.received_from,
                 "created_at": sessions._aware(s.created_at).isoformat(),
                 "expires_at": sessions._aware(s.expires_at).isoformat(),
             }

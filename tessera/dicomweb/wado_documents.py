@@ -1,7 +1,8 @@
-"""Rendered images of documents: an Encapsulated PDF's first page (tessera/storage/pdf_render.py).
+"""Rendered images of documents: an Encapsulated PDF's first page (tessera/storage/pdf_render.py)
+and a video's frame (tessera/storage/video_render.py).
 
-A PDF that cannot be drawn (encrypted, damaged) gets a plain placeholder page rather than
-an error, so a thumbnail strip never shows a hole; the response then carries a Warning.
+A PDF or video that cannot be drawn (encrypted, damaged, a codec FFmpeg lacks) gets a plain
+placeholder page rather than an error, so a thumbnail strip never shows a hole.
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ from tessera.storage.blobstore import BlobStore
 from tessera.storage.documents.pdf import pdf_of
 from tessera.storage.pdf_render import PdfNotDrawable, placeholder, render_pdf_page
 from tessera.storage.render import RenderOptions
+from tessera.storage.video_render import (
+    VIDEO_TRANSFER_SYNTAXES,
+    VideoNotDrawable,
+    render_video_frame,
+)
 
 log = logging.getLogger(__name__)
 ENCAPSULATED_PDF = str(EncapsulatedPDFStorage)
+__all__ = ["ENCAPSULATED_PDF", "VIDEO_TRANSFER_SYNTAXES", "render_document", "render_video"]
 
 
 def render_document(store: BlobStore, item: RetrievedInstance, options: RenderOptions) -> bytes:
@@ -35,3 +42,18 @@ def render_document(store: BlobStore, item: RetrievedInstance, options: RenderOp
             extra={"sop_instance_uid": item.sop_instance_uid, "reason": str(exc)},
         )
         return placeholder(options, "PDF")
+
+
+def render_video(
+    store: BlobStore, item: RetrievedInstance, number: int, options: RenderOptions
+) -> bytes:
+    """Frame `number` of the instance's video; a placeholder when it cannot be decoded."""
+    try:
+        with store.open(item.blob_key) as fh:
+            return render_video_frame(fh, number, options)
+    except VideoNotDrawable as exc:
+        log.info(
+            "video drawn as a placeholder",
+            extra={"sop_instance_uid": item.sop_instance_uid, "reason": str(exc)},
+        )
+        return placeholder(options, "VIDEO")

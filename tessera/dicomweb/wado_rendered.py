@@ -39,7 +39,12 @@ from tessera.dicomweb.wado_common import (
     not_found,
     path_uids,
 )
-from tessera.dicomweb.wado_documents import ENCAPSULATED_PDF, render_document
+from tessera.dicomweb.wado_documents import (
+    ENCAPSULATED_PDF,
+    VIDEO_TRANSFER_SYNTAXES,
+    render_document,
+    render_video,
+)
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
 from tessera.storage.transcode import TranscodeError
@@ -213,6 +218,8 @@ def render(store: BlobStore, item: RetrievedInstance, number: int, wanted: Rende
     options = _render_options(wanted)
     if item.sop_class_uid == ENCAPSULATED_PDF:
         return render_document(store, item, options)
+    if item.transfer_syntax_uid in VIDEO_TRANSFER_SYNTAXES:
+        return render_video(store, item, number, options)
     header, pixel = _header_and_pixel(store, item)
     array = frame_source.decoded_frame(store, item, number)
     try:

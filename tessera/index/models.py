@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    false,
     func,
     true,
 )
@@ -385,6 +386,8 @@ class DimsePeer(Base):
     may_store: Mapped[bool] = mapped_column(Boolean, server_default=true())
     may_query: Mapped[bool] = mapped_column(Boolean, server_default=true())
     may_be_move_destination: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    # Its C-STOREs go into upload sessions a user commits or discards (a reviewed listener).
+    staged: Mapped[bool] = mapped_column(Boolean, server_default=false())
     description: Mapped[str] = mapped_column(String(256), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

@@ -48,6 +48,9 @@ class Peer:
     may_query: bool
     may_be_move_destination: bool
     description: str
+    # Its C-STOREs land in upload sessions (one per association and study) that a user of
+    # the tenant commits or discards: a reviewed DICOM listener.
+    staged: bool = False
 
 
 # --- AE titles of the archive --------------------------------------------------------------
@@ -112,6 +115,7 @@ def add_peer(
     may_query: bool = True,
     may_be_move_destination: bool = True,
     description: str = "",
+    staged: bool = False,
 ) -> int:
     """Register a peer (or replace the one with this AE title in this tenant)."""
     title = normalize_ae_title(ae_title)
@@ -134,6 +138,7 @@ def add_peer(
                 may_query=may_query,
                 may_be_move_destination=may_be_move_destination,
                 description=description,
+                staged=staged,
             )
         )
     )
@@ -203,6 +208,7 @@ def _peers(conn: Connection, tenant_id: int, ae_title: str | None) -> list[Peer]
             may_query=bool(row.may_query),
             may_be_move_destination=bool(row.may_be_move_destination),
             description=row.description,
+            staged=bool(row.staged),
         )
         for row in rows
     ]

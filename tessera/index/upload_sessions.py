@@ -6,6 +6,10 @@ instances with one source. Its instances live in `upload_session_instance`, neve
 it never blocks another upload of the same UIDs. Commit records them in the archive in ONE
 transaction (tessera/services/upload_sessions.py). Every lookup is scoped inside SQL by
 tenant and owner: a session of another user or tenant is simply not found.
+
+Sessions a staged DIMSE peer's associations opened (`received_from` = its calling AE title,
+tessera/services/listener_sessions.py) are there for review: every user of the tenant whose
+scope reads and uploads to the session's source finds them, not only their owner (the peer).
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
     LargeBinary,
     String,
     UniqueConstraint,
+    and_,
     delete,
     func,
     insert,
@@ -53,6 +59,8 @@ class UploadSession(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The calling AE title of the staged peer that sent it (None: a user opened it).
+    received_from: Mapped[str | None] = mapped_column(String(16))
 
 
 class UploadSessionInstance(Base):
@@ -94,6 +102,7 @@ class SessionRow:
     created_at: datetime
     expires_at: datetime
     closed_at: datetime | None
+    received_from: str | None = None
 
 
 _SESSION_COLUMNS = (
@@ -107,6 +116,7 @@ _SESSION_COLUMNS = (
     UploadSession.created_at,
     UploadSession.expires_at,
     UploadSession.closed_at,
+    UploadSession.received_from,
 )
 
 
@@ -122,6 +132,7 @@ def create_session(
     description: str,
     now: datetime,
     expires_at: datetime,
+    received_from: str | None = None,
 ) -> SessionRow:
     conn.execute(
         insert(UploadSession).values(
@@ -133,6 +144,7 @@ def create_session(
             state=OPEN,
             created_at=now,
             expires_at=expires_at,
+            received_from=received_from,
         )
     )
     found = find_session(conn, scope, public_id)
@@ -141,7 +153,16 @@ def create_session(
 
 
 def _mine(scope: Scope):
-    return (UploadSession.tenant_id == scope.tenant_id) & (UploadSession.owner == scope.principal)
+    """The caller's own sessions, and the received (staged listener) sessions of sources the
+    caller both reads and uploads to - all in the caller's tenant."""
+    received: list[ColumnElement[bool]] = [UploadSession.received_from.is_not(None)]
+    if scope.source_pks is not None:
+        received.append(UploadSession.source_pk.in_(sorted(scope.source_pks)))
+    if scope.upload_source_pks is not None:
+        received.append(UploadSession.source_pk.in_(sorted(scope.upload_source_pks)))
+    return (UploadSession.tenant_id == scope.tenant_id) & (
+        (UploadSession.owner == scope.principal) | and_(*received)
+    )
 
 
 def find_session(

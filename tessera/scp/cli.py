@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     peers.add_argument("--no-store", action="store_true", help="may not C-STORE into the archive")
     peers.add_argument("--no-query", action="store_true", help="may not C-FIND/C-MOVE/C-GET")
     peers.add_argument("--no-move-destination", action="store_true", help="never a C-MOVE target")
+    peers.add_argument(
+        "--staged",
+        action="store_true",
+        help="its C-STOREs go into upload sessions a user commits or discards (reviewed)",
+    )
     peers.add_argument("--description", default="", help="what the peer is")
     add_store_flags(peers)
     peers.set_defaults(func=cmd_peers)
@@ -119,6 +124,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
                                 "move-destination"
                                 if peer.may_be_move_destination and peer.port
                                 else "no-move-destination",
+                                "staged" if peer.staged else "direct",
                                 peer.description,
                             ]
                         )
@@ -152,6 +158,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
                 may_query=not args.no_query,
                 may_be_move_destination=not args.no_move_destination,
                 description=args.description,
+                staged=args.staged,
             )
         print(f"peer {args.ae_title.strip()} added")
         return 0

@@ -2,6 +2,10 @@
 
 pynetdicom calls the handler only once the whole data set has arrived; an association that
 drops earlier never reaches ingest, so a half-received C-STORE leaves nothing behind.
+
+A peer registered as `staged` (a reviewed listener) does not store into the archive: its
+data sets go into an upload session per association and study
+(tessera/services/listener_sessions.py), invisible until a user commits it.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from tessera.auth import permissions
 from tessera.scp import audit, statuses
 from tessera.scp.association import caller_of
 from tessera.scp.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from tessera.services.ingest import ingest_file
+from tessera.services.ingest import StoreOutcome, ingest_file
+from tessera.services.listener_sessions import ListenerSessions
 from tessera.storage.spool import SpoolFile
 
 log = logging.getLogger(__name__)
+_SESSIONS_ATTRIBUTE = "tessera_listener_sessions"
 
 
 def part10_header(
@@ -72,15 +78,19 @@ def handle_store(event: evt.Event, archive: Archive) -> Dataset:
             return statuses.status_dataset(statuses.OUT_OF_RESOURCES, "storage is full")
         log.exception("spool write failed")
         return statuses.status_dataset(statuses.PROCESSING_FAILURE, "cannot write spool file")
-    outcome = ingest_file(
-        archive,
-        caller.scope,
-        spool.path,
-        spool.sha256,
-        caller.upload_source_pk,
-        expected_sop=(sop_class_uid, sop_instance_uid),
-    )
-    result = "ok" if outcome.stored else "failed"
+    expected_sop = (sop_class_uid, sop_instance_uid)
+    if caller.peer is not None and caller.peer.staged:
+        outcome = _listener_sessions(event, archive).store(spool.path, spool.sha256, expected_sop)
+    else:
+        outcome = ingest_file(
+            archive,
+            caller.scope,
+            spool.path,
+            spool.sha256,
+            caller.upload_source_pk,
+            expected_sop=expected_sop,
+        )
+    result = _audit_result(outcome, caller.peer is not None and caller.peer.staged)
     if outcome.study_instance_uid:
         audit.record_per_study(
             archive, event.assoc, caller, "upload", result, [outcome.study_instance_uid]
@@ -98,3 +108,21 @@ def handle_store(event: evt.Event, archive: Archive) -> Dataset:
             },
         )
     return statuses.store_status(outcome)
+
+
+def _listener_sessions(event: evt.Event, archive: Archive) -> ListenerSessions:
+    """The association's upload sessions (a staged peer's), made at its first C-STORE."""
+    found = getattr(event.assoc, _SESSIONS_ATTRIBUTE, None)
+    if found is None:
+        caller = caller_of(event.assoc)
+        found = ListenerSessions(
+            archive, caller.scope, caller.upload_source_pk, caller.calling_ae_title
+        )
+        setattr(event.assoc, _SESSIONS_ATTRIBUTE, found)
+    return found
+
+
+def _audit_result(outcome: StoreOutcome, staged: bool) -> str:
+    if not outcome.stored:
+        return "failed"
+    return "staged" if staged else "ok"

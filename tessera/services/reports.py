@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 
 from tessera.archive import Archive
 from tessera.auth import permissions
+from tessera.auth.audit import Event, record_now
 from tessera.auth.permissions import PermissionDenied
 from tessera.index import changes
 from tessera.index import reports as rows
@@ -129,6 +130,29 @@ def report_signed(conn: Connection, signed: SignedReport) -> None:
     )
 
 
+def _audit(
+    conn: Connection,
+    scope: Scope,
+    action: str,
+    target: str,
+    report_id: int | None = None,
+    version: int | None = None,
+    status: str | None = None,
+) -> None:
+    """The change's audit event (`report.create`, `.edit`, `.sign`, `.addendum`,
+    `report.template.save`), written in the transaction of the change, as admin changes."""
+    detail = {"report_id": report_id, "version": version, "status": status}
+    event = Event(
+        scope.tenant_id,
+        scope.principal,
+        action,
+        "ok",
+        target=target,
+        detail={k: v for k, v in detail.items() if v is not None},
+    )
+    record_now(conn, [event])
+
+
 def _need(scope: Scope, permission: str) -> None:
     if not scope.can(permission):
         raise PermissionDenied(permission)
@@ -184,7 +208,9 @@ def put_template(archive: Archive, scope: Scope, name: str, document: object) ->
     if name in builtin_templates():
         raise ReportConflict(f"{name!r} is a shipped template; choose another name")
     with archive.database.write() as conn:
-        return rows.put_template(conn, scope.tenant_id, name, template.document)
+        added = rows.put_template(conn, scope.tenant_id, name, template.document)
+        _audit(conn, scope, "report.template.save", name)
+        return added
 
 
 # Reading -----------------------------------------------------------------------------------
@@ -249,6 +275,7 @@ def create_report(
         report_id = rows.insert_report(
             conn, scope.tenant_id, study.pk, status, template_name, content, scope.principal
         )
+        _audit(conn, scope, "report.create", study_instance_uid, report_id, 1, status)
         _preliminary(conn, scope, study.pk, report_id, status)
         return _view(conn, scope, study_instance_uid, report_id)
 
@@ -323,6 +350,7 @@ def edit_report(
         if not rows.advance(conn, report_id, expected, rows.EDITABLE, status, at):
             raise ReportConflict(f"report {report_id} changed meanwhile: reload it")
         rows.insert_version(conn, report_id, expected + 1, status, content, scope.principal, at)
+        _audit(conn, scope, "report.edit", study_instance_uid, report_id, expected + 1, status)
         if status == rows.PRELIMINARY:
             study_pk = _study(conn, scope, study_instance_uid).pk
             _preliminary(conn, scope, study_pk, report_id, status)
@@ -442,6 +470,8 @@ def _sign(
         raise ReportNotStored(f"report {report.id} could not be stored: {exc}") from exc
     with archive.database.write() as conn:
         rows.mark_stored(conn, report.id, version)
+        action = "report.sign" if status == rows.FINAL else "report.addendum"
+        _audit(conn, scope, action, study_instance_uid, report.id, version, status)
         queue_result(
             conn,
             archive,

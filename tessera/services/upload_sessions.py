@@ -97,6 +97,26 @@ def open_session(
         source_pk = resolve_upload_source(archive, scope, source)
     except UnknownSource as exc:
         raise SessionProblem(400, str(exc)) from exc
+    return _create(archive, scope, source_pk, description, ttl)
+
+
+def open_received_session(
+    archive: Archive, scope: Scope, source_pk: int, calling_ae_title: str, description: str
+) -> u.SessionRow:
+    """A session a staged DIMSE peer's association fills (owner: the peer's principal); it is
+    listed for every user of the tenant who reads and uploads to `source_pk`."""
+    ttl = archive.settings.upload_session_ttl_seconds
+    return _create(archive, scope, source_pk, description[:MAX_DESCRIPTION], ttl, calling_ae_title)
+
+
+def _create(
+    archive: Archive,
+    scope: Scope,
+    source_pk: int,
+    description: str,
+    ttl: int,
+    received_from: str | None = None,
+) -> u.SessionRow:
     now = _now()
     with archive.database.write() as conn:
         return u.create_session(
@@ -107,6 +127,7 @@ def open_session(
             description,
             now,
             now + timedelta(seconds=ttl),
+            received_from,
         )
 
 
@@ -160,10 +181,25 @@ def _add(
     sha256: str,
     expected_study_uid: str | None,
 ) -> StoreOutcome:
+    parsed, outcome = parse_received(path)
+    if parsed is None:
+        return outcome
+    if expected_study_uid is not None and parsed.study_instance_uid != expected_study_uid:
+        return _failed(
+            outcome,
+            p.STUDY_UID_MISMATCH,
+            f"StudyInstanceUID {parsed.study_instance_uid} does not match the target study "
+            f"{expected_study_uid}",
+        )
+    return add_parsed(archive, scope, public_id, parsed, outcome, path, sha256)
+
+
+def parse_received(path: Path) -> tuple[parse.ParsedInstance | None, StoreOutcome]:
+    """The received file's header, or None and the refusal (as STOW-RS would refuse it)."""
     try:
         parsed = parse.parse_part10(path)
     except parse.InstanceRejected as exc:
-        return StoreOutcome(
+        return None, StoreOutcome(
             False,
             exc.sop_class_uid,
             exc.sop_instance_uid,
@@ -177,13 +213,20 @@ def _add(
         parsed.study_instance_uid,
         parsed.series_instance_uid,
     )
-    if expected_study_uid is not None and parsed.study_instance_uid != expected_study_uid:
-        return _failed(
-            outcome,
-            p.STUDY_UID_MISMATCH,
-            f"StudyInstanceUID {parsed.study_instance_uid} does not match the target study "
-            f"{expected_study_uid}",
-        )
+    return parsed, outcome
+
+
+def add_parsed(
+    archive: Archive,
+    scope: Scope,
+    public_id: str,
+    parsed: parse.ParsedInstance,
+    outcome: StoreOutcome,
+    path: Path,
+    sha256: str,
+) -> StoreOutcome:
+    """Store the parsed file at `path` (not consumed) into the open session `public_id`;
+    SessionProblem when the session is not the caller's, closed, expired or full."""
     try:
         dicom_json = build_metadata(
             parsed.dataset,
@@ -273,6 +316,7 @@ class SessionView:
             "description": s.description,
             "source": self.source,
             "owner": s.owner,
+            "received_from": s.received_from,
             "created_at": _aware(s.created_at).isoformat(),
             "expires_at": _aware(s.expires_at).isoformat(),
             "closed_at": _aware(s.closed_at).isoformat() if s.closed_at else None,
