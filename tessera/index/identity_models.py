@@ -65,7 +65,7 @@ class PatientLinkEvent(Base):
 
 class IdentityChange(Base):
     """A correction, move or merge (IHE IOCM-like): who, when, why, and the touched rows
-    before and after (JSON), so an undo restores exactly the previous state (0013)."""
+    before and after (JSON), so an undo restores exactly the previous state (0014)."""
 
     __tablename__ = "identity_change"
     __table_args__ = (
@@ -94,7 +94,7 @@ class IdentityChange(Base):
 class StudyCoercion(Base):
     """The patient attributes every instance of a study is shown with after a correction,
     move or merge (keyword -> DICOM string value): metadata, WADO-RS, WADO-URI, C-MOVE and
-    C-GET apply them to what they send; the stored bytes are never changed (0013)."""
+    C-GET apply them to what they send; the stored bytes are never changed (0014)."""
 
     __tablename__ = "study_coercion"
     study_pk: Mapped[int] = mapped_column(ForeignKey("study.id"), primary_key=True)

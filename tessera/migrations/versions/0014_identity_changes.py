@@ -1,7 +1,7 @@
 """patient identity changes: corrections, moves and merges with history, and coercion
 
-Revision ID: 0013_identity_changes
-Revises: 0012_workflow_hl7
+Revision ID: 0014_identity_changes
+Revises: 0013_staged_listener
 Create Date: 2026-12-01
 
 - patient.merged_into_pk: the identity a merged-away identity went into (HL7 A40); NULL for
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_identity_changes"
-down_revision = "0012_workflow_hl7"
+revision = "0014_identity_changes"
+down_revision = "0013_staged_listener"
 branch_labels = None
 depends_on = None
 
