@@ -9,8 +9,13 @@ runs), then starts `tessera serve` and prints p50/p95 latency over HTTP of:
     /studies?PatientID=<linked>                the priors query: both identities' studies
     {api}/patients/{id}/studies                a person's history
 
+and the time of a merge (HL7 A40) of two patients with `--merge-studies` studies each
+(2 series of 5 instances per study, added through the same ingest bookkeeping), through
+`tessera.services.identity_changes.merge_patients` (one transaction: index rows, coercion,
+history, audit event, change feed), and of its undo, `--merges` times.
+
     python benchmarks/identity.py [--studies 100000] [--databases sqlite,postgresql]
-                                  [--repeat 50]
+                                  [--repeat 50] [--merge-studies 50] [--merges 5]
 """
 
 from __future__ import annotations
@@ -30,10 +35,23 @@ from sqlalchemy import create_engine, select
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import drop_pg_database, fresh_pg_database, percentile, start_tessera  # noqa: E402
-from qido_search import build_index, copy_index  # noqa: E402
+from qido_search import (  # noqa: E402
+    SOP_CLASS,
+    _commit,
+    _series_dataset,
+    build_index,
+    copy_index,
+)
 
+from tessera.archive import Archive  # noqa: E402
+from tessera.config import Settings  # noqa: E402
+from tessera.index.ingest import InstanceRecord  # noqa: E402
 from tessera.index.links import link  # noqa: E402
 from tessera.index.models import Patient  # noqa: E402
+from tessera.index.sources import source_pk_by_name  # noqa: E402
+from tessera.scope import full_scope  # noqa: E402
+from tessera.services.identity_changes import merge_patients, undo_change  # noqa: E402
+from tessera.storage.dicom_json import build_metadata  # noqa: E402
 
 LINK_EVERY = 20
 
@@ -65,6 +83,83 @@ def unlinked_id(url: str) -> str:
     return found
 
 
+def _patient_records(tenant_id: int, source_pk: int, patient_id: str, studies: int):  # type: ignore[no-untyped-def]
+    """The instances of one patient's `studies` studies (2 series of 5 instances each)."""
+    for index in range(studies):
+        study = {
+            "uid": f"2.25.88{int.from_bytes(patient_id.encode()) % 10**12}{index:04d}",
+            "patient_name": f"MERGE^{patient_id}",
+            "patient_id": patient_id,
+            "birth_date": "19800101",
+            "sex": "F",
+            "date": f"2020{1 + index % 12:02d}{1 + index % 28:02d}",
+            "time": "120000",
+            "accession": f"M{patient_id}{index}",
+            "description": "MERGE",
+        }
+        for number, modality in enumerate(("CT", "MR"), start=1):
+            series_uid = f"{study['uid']}.{number}"
+            ds = _series_dataset(study, series_uid, number, modality)
+            for instance_number in range(1, 6):
+                sop_uid = f"{series_uid}.{instance_number}"
+                ds.InstanceNumber = instance_number
+                ds.SOPInstanceUID = sop_uid
+                yield InstanceRecord(
+                    tenant_id=tenant_id,
+                    source_pk=source_pk,
+                    dataset=ds,
+                    study_instance_uid=study["uid"],
+                    series_instance_uid=series_uid,
+                    sop_instance_uid=sop_uid,
+                    sop_class_uid=SOP_CLASS[modality],
+                    transfer_syntax_uid="1.2.840.10008.1.2.1",
+                    blob_key=f"bench/{sop_uid}",
+                    size_bytes=1024,
+                    sha256="0" * 64,
+                    dicom_json=build_metadata(ds, study["uid"], series_uid, sop_uid, None),
+                    frames=None,
+                    pixel_data_vr=None,
+                )
+
+
+def merge_figures(
+    url: str, data_dir: Path, studies: int, merges: int, label: str
+) -> tuple[list, list]:
+    """Seconds of `merges` merges of two fresh patients with `studies` studies each, and of
+    their undos (patients named after `label`, so a copied index holds none of them)."""
+    archive = Archive.open(Settings(data_dir=data_dir, database_url=url))
+    tenant_id = archive.default_tenant.id
+    scope = full_scope(tenant_id, "benchmark")
+    with archive.database.read() as conn:
+        source_pk = source_pk_by_name(conn, tenant_id, "default")
+    assert source_pk is not None
+    merge_times, undo_times = [], []
+    try:
+        for run in range(merges):
+            pks = []
+            for side in ("A", "B"):
+                patient_id = f"MERGE-{label}-{run}-{side}"
+                records = list(_patient_records(tenant_id, source_pk, patient_id, studies))
+                for start in range(0, len(records), 500):
+                    _commit(archive, records[start : start + 500])
+                with archive.database.read() as conn:
+                    pks.append(
+                        conn.execute(
+                            select(Patient.id).where(Patient.patient_id == patient_id)
+                        ).scalar_one()
+                    )
+            started = time.perf_counter()
+            result = merge_patients(archive, scope, pks[0], pks[1], "benchmark")
+            merge_times.append(time.perf_counter() - started)
+            assert len(result.studies) == studies
+            started = time.perf_counter()
+            undo_change(archive, scope, result.change_id, "benchmark")
+            undo_times.append(time.perf_counter() - started)
+    finally:
+        archive.close()
+    return merge_times, undo_times
+
+
 def measure(base_url: str, paths: list[tuple[str, str]], repeat: int) -> list[tuple]:
     out = []
     with httpx.Client(timeout=120) as client:
@@ -86,7 +181,10 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=100_000)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--merge-studies", type=int, default=50)
+    parser.add_argument("--merges", type=int, default=5)
     args = parser.parse_args()
+    merges: dict[str, tuple[list, list]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="identity-bench-"))
     rng = random.Random(5)
     results = {}
@@ -107,6 +205,10 @@ def main() -> None:
                 print(f"postgresql: copied {total:,} rows in {seconds:,.0f} s", flush=True)
             seconds, links, linked = link_pairs(url)
             print(f"{database}: {links:,} links in {seconds:,.1f} s", flush=True)
+            merges[database] = merge_figures(
+                url, data_dir, args.merge_studies, args.merges, database
+            )
+            print(f"{database}: merges {[round(t, 3) for t in merges[database][0]]} s", flush=True)
             pk, patient_id, _partner = rng.choice(linked)
             paths = [
                 ("PatientID=<unlinked>", f"/dicomweb/studies?PatientID={unlinked_id(url)}"),
@@ -144,6 +246,15 @@ def main() -> None:
     print(
         f"(HTTP round trip, keep-alive client, {args.repeat} runs; os.cpu_count()={os.cpu_count()})"
     )
+    print(
+        f"\nmerge of two patients with {args.merge_studies} studies each "
+        f"({args.merge_studies * 10} instances each), {args.merges} runs, seconds:"
+    )
+    for database, (merge_times, undo_times) in merges.items():
+        print(
+            f"{database:12} merge p50 {percentile(merge_times, 50):.3f} max {max(merge_times):.3f}"
+            f"   undo p50 {percentile(undo_times, 50):.3f} max {max(undo_times):.3f}"
+        )
 
 
 if __name__ == "__main__":

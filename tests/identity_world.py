@@ -64,6 +64,8 @@ def build_identity_world(data_dir: Path, database_url: str) -> IdentityWorld:
             "TESSERA_ANONYMOUS": "off",
             "TESSERA_WORKERS": "1",
             "TESSERA_DIMSE_PORT": str(dimse_port),
+            # Routing tests send to this server's other tenant (a loopback address).
+            "TESSERA_OUTBOUND_ALLOW_PRIVATE": "true",
         },
     )
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -33,10 +33,11 @@ from starlette.routing import Match, Mount
 
 from tessera.config import load_settings
 from tessera.dicomweb.app import create_app
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
+from tests.conftest import PG_URL, create_pg_database, drop_pg_database, index_rows
 from tests.security_world import (
     ACME_MARKER,
     DEFAULT_MARKER,
+    PASSWORD,
     SOURCE_TOKEN,
     SOURCE_VALUES,
     Obj,
@@ -1010,3 +1011,81 @@ def test_identity_links_stay_in_tenant_and_in_sources(world: World) -> None:
         assert "PID-" not in acme_text and DEFAULT_MARKER not in acme_text
     finally:
         httpx.delete(f"{world.api()}/patients/{alfa}/links/{bravo}", headers=world.auth("admin"))
+
+
+def test_identity_changes_stay_in_tenant_and_in_sources(world: World) -> None:
+    """Corrections, merges and moves: never across tenants; a source-locked user with the
+    identity permission can change nothing that holds another source's studies, and their
+    history never names a change touching hidden studies or identities."""
+    api, admin = world.api(), world.auth("admin")
+    alfa, bravo = _identity_pk(world, "PID-ALFA"), _identity_pk(world, "PID-BRAVO")
+    acme = _identity_pk(world, "PAT-1", "acme", "acme_admin")
+    httpx.put(f"{api}/roles/registrar_a", json={"permissions": ["read", "identity"]}, headers=admin)
+    if "ident_a" not in world.keys:
+        user = {"username": "ident_a", "role": "registrar_a", "password": PASSWORD}
+        created = httpx.post(f"{api}/users", json={**user, "sources": ["ClinicA"]}, headers=admin)
+        assert created.status_code == 201, created.text
+        world.keys["ident_a"] = httpx.post(
+            f"{api}/api-keys", json={"user": "ident_a", "name": "tests"}, headers=admin
+        ).json()["key"]
+    ident_a = world.auth("ident_a")
+    state = "SELECT id, patient_pk, patient_id, patient_name FROM study ORDER BY id"
+    before_rows = index_rows(world.server.database_url, state)
+    before_a = _study_uids(world, "ref_a", "PatientID=PID-ALFA&includefield=all")[0]
+
+    # Across tenants: 404 from both sides, nothing changed.
+    for url, body, auth in (
+        (f"{api}/patients/{alfa}/merge", {"identity": acme}, admin),
+        (f"{api}/patients/{acme}/merge", {"identity": alfa}, admin),
+        (f"{api}/studies/{world.objects[0].study}/patient", {"identity": acme}, admin),
+        (
+            f"{world.api('acme')}/patients/{acme}/merge",
+            {"identity": alfa},
+            world.auth("acme_admin"),
+        ),
+    ):
+        assert httpx.post(url, json=body, headers=auth, timeout=60).status_code == 404, url
+    assert (
+        httpx.patch(
+            f"{world.api('acme')}/patients/{alfa}",
+            json={"patient_sex": "F"},
+            headers=world.auth("acme_admin"),
+            timeout=60,
+        ).status_code
+        == 404
+    )
+    # Locked to ClinicA: PID-ALFA holds a study with ClinicB instances, PID-BRAVO is hidden.
+    for url, body in (
+        (f"{api}/patients/{alfa}/merge", {"identity": bravo}),
+        (f"{api}/patients/{bravo}/merge", {"identity": alfa}),
+        (f"{api}/studies/{world.objects[1].study}/patient", {"identity": alfa}),
+    ):
+        refused = httpx.post(url, json=body, headers=ident_a, timeout=60)
+        assert refused.status_code == 404 and "BRAVO" not in refused.text, url
+    patched = httpx.patch(
+        f"{api}/patients/{alfa}", json={"patient_sex": "O"}, headers=ident_a, timeout=60
+    )
+    assert patched.status_code == 404
+    assert index_rows(world.server.database_url, state) == before_rows
+
+    merged = httpx.post(
+        f"{api}/patients/{alfa}/merge", json={"identity": bravo}, headers=admin, timeout=60
+    )
+    assert merged.status_code == 200, merged.text
+    change = merged.json()["change"]["id"]
+    try:
+        history = httpx.get(f"{api}/patients/{alfa}/changes", headers=ident_a, timeout=60)
+        assert history.status_code == 200 and history.json() == []
+        assert "BRAVO" not in history.text and str(bravo) not in history.text
+        assert httpx.get(f"{api}/patients/{bravo}", headers=ident_a).status_code == 404
+        undo = httpx.post(f"{api}/identity-changes/{change}/undo", json={}, headers=ident_a)
+        assert undo.status_code == 404
+        uids, text = _study_uids(world, "ref_a", "PatientID=PID-ALFA&includefield=all")
+        assert uids == before_a and "BRAVO" not in text
+        assert httpx.get(f"{api}/patients/{alfa}/changes", headers=admin).json()[0]["action"] == (
+            "merge"
+        )
+    finally:
+        undone = httpx.post(f"{api}/identity-changes/{change}/undo", json={}, headers=admin)
+        assert undone.status_code == 200, undone.text
+    assert index_rows(world.server.database_url, state) == before_rows

@@ -1,7 +1,8 @@
 """Patient identities over the admin API: `{api}/patients/...` (docs/identity.md).
 
 Look identities up, list a person's linked identities, link and unlink (with history and an
-audit event in the same transaction), and list link candidates. Everything needs the
+audit event in the same transaction), list link candidates; correct, merge and move studies
+between identities, and undo those (tessera.services.identity_changes). Everything needs the
 `identity` permission (the admin role holds it) and runs through the caller's Scope in SQL:
 a source-locked caller sees, links and unlinks only identities their sources sent, and is
 never told that other identities of the person exist.
@@ -9,23 +10,29 @@ never told that other identities of the person exist.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tessera.archive import Archive
 from tessera.auth import permissions
 from tessera.dicomweb.admin_api import _body, _change, _field, _json, _read, _write
-from tessera.dicomweb.context import scope_of
+from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import BadRequest, NotFound
 from tessera.dicomweb.gate import guarded
 from tessera.dicomweb.urls import origin
 from tessera.index import links
 from tessera.index.identities import Identity, identities, identity, linked_group
+from tessera.index.identity_changes import ChangeResult, change_history
 from tessera.index.link_candidates import candidates
 from tessera.index.query import Query
 from tessera.index.query_attributes import Level
 from tessera.index.query_sql import run_query
 from tessera.scope import Scope
+from tessera.services import identity_changes as changes_service
 
 
 def _pk(text: str, what: str = "identity id") -> int:
@@ -149,6 +156,103 @@ async def studies_get(request: Request) -> Response:
     return Response(orjson.dumps(await _read(request, work)), media_type="application/dicom+json")
 
 
+# -- corrections, moves, merges (tessera.services.identity_changes) ----------------------
+
+
+async def _changed(
+    request: Request,
+    run: Callable[[Archive, Scope, str], ChangeResult],
+    show: Callable[[ChangeResult], int | None],
+) -> Response:
+    """Run a change service in a worker thread; answer the change and the identity `show`
+    names, as the caller sees it now."""
+    scope = await scope_of(request)
+    archive = archive_of(request)
+    client = request.client
+    remote = client.host if client else ""
+    result = await run_in_threadpool(run, archive, scope, remote)
+    shown = show(result)
+    body: dict[str, object] = {"change": result.as_json()}
+    if shown is not None:
+        found = await _read(request, lambda conn: identity(conn, scope, shown))
+        body["identity"] = None if found is None else found.as_json(scope.source_pks is None)
+    return _json(body)
+
+
+async def patient_correct(request: Request) -> Response:
+    """PATCH {"patient_name"?, "patient_birth_date"?, "patient_sex"?, "patient_id"?,
+    "issuer_of_patient_id"?, "reason"?}: correct the identity (its studies follow)."""
+    pk = _pk(request.path_params["pk"])
+    body = await _body(request)
+    reason = _field(body, "reason", required=False) or ""
+    values = {k: v for k, v in body.items() if k != "reason"}
+    return await _changed(
+        request,
+        lambda archive, scope, remote: changes_service.correct_patient(
+            archive, scope, pk, values, reason, remote
+        ),
+        lambda result: pk,
+    )
+
+
+async def patient_merge(request: Request) -> Response:
+    """POST {"identity": merged-away id, "reason"?}: HL7 A40, the studies of that identity
+    go to this one."""
+    pk = _pk(request.path_params["pk"])
+    body = await _body(request)
+    merged = _field(body, "identity", int)
+    reason = _field(body, "reason", required=False) or ""
+    return await _changed(
+        request,
+        lambda archive, scope, remote: changes_service.merge_patients(
+            archive, scope, pk, merged, reason, remote
+        ),
+        lambda result: pk,
+    )
+
+
+async def study_move(request: Request) -> Response:
+    """POST {"identity": target id, "reason"?}: the study belongs to that identity."""
+    study = request.path_params["study"]
+    body = await _body(request)
+    target = _field(body, "identity", int)
+    reason = _field(body, "reason", required=False) or ""
+    return await _changed(
+        request,
+        lambda archive, scope, remote: changes_service.move_study(
+            archive, scope, study, target, reason, remote
+        ),
+        lambda result: target,
+    )
+
+
+async def change_undo(request: Request) -> Response:
+    """POST {"reason"?}: undo a correction, move or merge."""
+    change_id = _pk(request.path_params["change"], "change id")
+    body = await _body(request)
+    reason = _field(body, "reason", required=False) or ""
+    return await _changed(
+        request,
+        lambda archive, scope, remote: changes_service.undo_change(
+            archive, scope, change_id, reason, remote
+        ),
+        lambda result: None,
+    )
+
+
+async def changes_get(request: Request) -> Response:
+    """Corrections, moves and merges of the identity (and of identities merged into it),
+    newest first, with who undid them and when."""
+    scope = await scope_of(request)
+    pk = _pk(request.path_params["pk"])
+
+    def work(conn):
+        _visible(conn, scope, pk)
+        return change_history(conn, scope, [pk])
+
+    return _json(await _read(request, work))
+
+
 def _dicomweb_root(request: Request) -> str:
     """The DICOMweb root of the tenant whose admin API root the request used."""
     prefix = request.headers.get("x-forwarded-prefix", "").split(",")[0].strip().rstrip("/")
@@ -169,4 +273,9 @@ routes = [
     guarded("/patients/{pk}/history", history_get, methods=["GET"], permission=IDENTITY),
     guarded("/patients/{pk}/candidates", candidates_get, methods=["GET"], permission=IDENTITY),
     guarded("/patients/{pk}/studies", studies_get, methods=["GET"], permission=READ),
+    guarded("/patients/{pk}", patient_correct, methods=["PATCH"], permission=IDENTITY),
+    guarded("/patients/{pk}/merge", patient_merge, methods=["POST"], permission=IDENTITY),
+    guarded("/patients/{pk}/changes", changes_get, methods=["GET"], permission=IDENTITY),
+    guarded("/studies/{study}/patient", study_move, methods=["POST"], permission=IDENTITY),
+    guarded("/identity-changes/{change}/undo", change_undo, methods=["POST"], permission=IDENTITY),
 ]

@@ -32,6 +32,7 @@ from tessera.dicomweb.wado_common import (
     not_found,
     path_uids,
 )
+from tessera.index.coercion import coerce_part10, coercion_tag
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
 from tessera.storage.syntaxes import can_convert
@@ -53,12 +54,18 @@ async def stream_blob(store: BlobStore, key: str, size: int) -> AsyncIterator[by
         yield chunk
 
 
+def as_stored(item: RetrievedInstance, syntax: str) -> bool:
+    """The stored bytes go out unchanged: the stored syntax, no coercion (identity changes)."""
+    return syntax == item.transfer_syntax_uid and not item.coercion
+
+
 async def single_instance_response(
     store: BlobStore, item: RetrievedInstance, syntax: str, headers: dict[str, str]
 ) -> Response:
     """One instance as a bare application/dicom body: streamed as stored when `syntax` is
-    the stored one, else transcoded whole (406 when that cannot be done)."""
-    if syntax == item.transfer_syntax_uid:
+    the stored one (and nothing is coerced), else transcoded / coerced whole (406 when that
+    cannot be done)."""
+    if as_stored(item, syntax):
         headers["Content-Length"] = str(item.size_bytes)
         return StreamingResponse(
             await primed(stream_blob(store, item.blob_key, item.size_bytes)), headers=headers
@@ -71,9 +78,14 @@ async def single_instance_response(
 
 
 def transcoded_instance(store: BlobStore, item: RetrievedInstance, target: str) -> bytes:
-    """The whole instance in another transfer syntax (one instance in memory at a time)."""
+    """The whole instance in another transfer syntax (one instance in memory at a time),
+    with the study's coerced attributes (tessera.index.coercion)."""
     with store.open(item.blob_key) as fh:
-        return transcode_instance(fh, target)
+        data = transcode_instance(fh, target) if target != item.transfer_syntax_uid else fh.read()
+    try:
+        return coerce_part10(data, item.coercion)
+    except Exception as exc:  # pydicom raises many types for a file it cannot rewrite
+        raise TranscodeError(f"cannot apply the corrected patient attributes: {exc}") from exc
 
 
 async def retrieve_instances(request: Request) -> Response:
@@ -104,12 +116,15 @@ async def retrieve_instances(request: Request) -> Response:
             'multipart/related; type="application/dicom"',
         )
 
+    # A coerced study has no Last-Modified: If-Modified-Since must not hide a correction.
+    coerced = plan[0][0].coercion
     etag = caching.entity_tag(
         [i.sha256 for i, _, _ in plan],
         [s for _, s, _ in plan],
         "multipart" if multipart else "single",
+        coercion_tag(coerced),
     )
-    modified = caching.latest(i.created_at for i, _, _ in plan)
+    modified = None if coerced else caching.latest(i.created_at for i, _, _ in plan)
     headers = caching.cache_headers(etag, modified, collection=instance is None)
     if caching.is_not_modified(request, etag, modified):
         return caching.not_modified_response(headers)
@@ -132,7 +147,7 @@ async def retrieve_instances(request: Request) -> Response:
         DICOM, boundary, syntaxes.pop() if len(syntaxes) == 1 else None
     )
     heads = [multipart_writer.part_header(boundary, DICOM, syntax) for _, syntax, _ in plan]
-    if all(syntax == item.transfer_syntax_uid for item, syntax, _ in plan):
+    if all(as_stored(item, syntax) for item, syntax, _ in plan):
         # Everything as stored: the length is known before the first byte is read.
         length = sum(len(h) + i.size_bytes + 2 for h, (i, _, _) in zip(heads, plan, strict=True))
         headers["Content-Length"] = str(length + len(multipart_writer.closing(boundary)))
@@ -194,7 +209,7 @@ def _body_jobs(
 
     def small_as_stored(part: tuple[bytes, RetrievedInstance, str]) -> bool:
         _, item, syntax = part
-        return syntax == item.transfer_syntax_uid and item.size_bytes <= GROUP_BYTES
+        return as_stored(item, syntax) and item.size_bytes <= GROUP_BYTES
 
     for groupable, run in itertools.groupby(parts, key=small_as_stored):
         if groupable:
@@ -202,7 +217,7 @@ def _body_jobs(
                 yield partial(_read_group, store, [(head, item) for head, item, _ in group])
             continue
         for head, item, syntax in run:
-            if syntax != item.transfer_syntax_uid:
+            if not as_stored(item, syntax):
                 yield partial(_transcoded_part, store, item, syntax, head)
                 continue
             # A large object: in CHUNK pieces.

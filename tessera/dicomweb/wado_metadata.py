@@ -28,6 +28,7 @@ from tessera.dicomweb.wado_common import (
     not_found,
     path_uids,
 )
+from tessera.index.coercion import coerce_json, coercion_tag
 from tessera.index.retrieve import metadata_batches, resolve_instances
 
 _BULK_KEY = b'"BulkDataURI":"'
@@ -64,15 +65,19 @@ async def retrieve_metadata(request: Request) -> Response:
     if not items:
         raise not_found(study, series, instance)
     root = (dicomweb_root(request) + "/").encode()
-    etag = caching.entity_tag(root.decode(), [i.sha256 for i in items])
-    modified = caching.latest(i.created_at for i in items)
+    # One study per request: its instances share one coercion (identity changes).
+    coercion = items[0].coercion
+    etag = caching.entity_tag(root.decode(), [i.sha256 for i in items], coercion_tag(coercion))
+    # A coerced study has no Last-Modified: If-Modified-Since must not hide a correction.
+    modified = None if coercion else caching.latest(i.created_at for i in items)
     headers = caching.cache_headers(etag, modified, collection=instance is None)
     if caching.is_not_modified(request, etag, modified):
         return caching.not_modified_response(headers)
     headers["Content-Type"] = answer_type
 
     if small:
-        single = b"[" + absolute_bulk_data_uris(items[0].dicom_json or b"{}", root) + b"]"
+        stored = coerce_json(items[0].dicom_json or b"{}", coercion)
+        single = b"[" + absolute_bulk_data_uris(stored, root) + b"]"
         return Response(single, headers=headers)
 
     pks = [i.instance_pk for i in items]
@@ -84,7 +89,7 @@ async def retrieve_metadata(request: Request) -> Response:
             batch = await in_read_transaction(
                 archive, lambda conn, w=wanted: next(metadata_batches(conn, scope, w, BATCH), [])
             )
-            joined = b",".join(batch)
+            joined = b",".join(coerce_json(one, coercion) for one in batch)
             if not joined:
                 continue
             yield (b"[" if first else b",") + absolute_bulk_data_uris(joined, root)

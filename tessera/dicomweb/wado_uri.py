@@ -26,6 +26,7 @@ from tessera.dicomweb.wado_common import (
 from tessera.dicomweb.wado_instances import single_instance_response
 from tessera.dicomweb.wado_rendered import render
 from tessera.dicomweb.wado_uri_params import WadoUriRequest, parse_wado_uri
+from tessera.index.coercion import coercion_tag
 from tessera.index.retrieve import RetrievedInstance, resolve_instance
 from tessera.storage.blobstore import BlobStore
 from tessera.storage.syntaxes import can_convert
@@ -65,9 +66,11 @@ async def _dicom_response(
     if choice is None:
         raise ClientError(406, f"cannot send this instance in transfer syntax {requested}")
     syntax = choice[1]
-    etag = caching.entity_tag(item.sha256, "wado-uri", syntax)
-    headers = caching.cache_headers(etag, item.created_at)
-    if caching.is_not_modified(request, etag, item.created_at):
+    etag = caching.entity_tag(item.sha256, "wado-uri", syntax, coercion_tag(item.coercion))
+    # A coerced study has no Last-Modified: If-Modified-Since must not hide a correction.
+    modified = None if item.coercion else item.created_at
+    headers = caching.cache_headers(etag, modified)
+    if caching.is_not_modified(request, etag, modified):
         return caching.not_modified_response(headers)
     headers["Content-Type"] = DICOM
     headers["Content-Disposition"] = f'attachment; filename="{item.sop_instance_uid}.dcm"'

@@ -46,6 +46,8 @@ STUDY_DELETED = "study.deleted"
 ORDER_STATUS_CHANGED = "order.status_changed"
 REPORT_SIGNED = "report.signed"
 UPLOAD_SESSION_COMMITTED = "upload_session.committed"
+PATIENT_UPDATED = "patient.updated"
+PATIENT_MERGED = "patient.merged"
 KINDS = frozenset(
     {
         INSTANCE_STORED,
@@ -56,6 +58,8 @@ KINDS = frozenset(
         ORDER_STATUS_CHANGED,
         REPORT_SIGNED,
         UPLOAD_SESSION_COMMITTED,
+        PATIENT_UPDATED,
+        PATIENT_MERGED,
     }
 )
 

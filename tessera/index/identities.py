@@ -28,6 +28,8 @@ class Identity:
     patient_birth_date: date | None
     patient_sex: str | None
     person_pk: int | None
+    # The identity this one was merged into (tessera.index.identity_changes), else None.
+    merged_into_pk: int | None = None
 
     def as_json(self, show_person: bool) -> dict[str, object]:
         body: dict[str, object] = {
@@ -42,6 +44,8 @@ class Identity:
         }
         if show_person:
             body["person"] = self.person_pk or self.pk
+            if self.merged_into_pk is not None:
+                body["merged_into"] = self.merged_into_pk
         return body
 
 
@@ -131,4 +135,5 @@ def _identity(row, values) -> Identity:
         patient_birth_date=values.patient_birth_date,
         patient_sex=values.patient_sex,
         person_pk=row.person_pk,
+        merged_into_pk=row.merged_into_pk,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, String, UniqueConstraint, func
+from sqlalchemy import DateTime, ForeignKey, Index, LargeBinary, String, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tessera.index.models import Base, Key
@@ -61,3 +61,42 @@ class PatientLinkEvent(Base):
     principal: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(String(256), server_default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class IdentityChange(Base):
+    """A correction, move or merge (IHE IOCM-like): who, when, why, and the touched rows
+    before and after (JSON), so an undo restores exactly the previous state (0014)."""
+
+    __tablename__ = "identity_change"
+    __table_args__ = (
+        Index("ix_identity_change_patient", "tenant_id", "patient_pk"),
+        Index("ix_identity_change_other", "tenant_id", "other_patient_pk"),
+    )
+    id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    # correct | move | merge
+    action: Mapped[str] = mapped_column(String(16))
+    # The identity changed (correct), the study's former patient (move), the merged-away
+    # identity (merge); other_patient_pk: the receiving identity (move, merge).
+    patient_pk: Mapped[int] = mapped_column(ForeignKey("patient.id"))
+    other_patient_pk: Mapped[int | None] = mapped_column(ForeignKey("patient.id"))
+    principal: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(256), server_default="")
+    # What the change did, as shown in history (small JSON object).
+    summary: Mapped[bytes] = mapped_column(LargeBinary)
+    before: Mapped[bytes] = mapped_column(LargeBinary)
+    after: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    undone_by: Mapped[str | None] = mapped_column(String(128))
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StudyCoercion(Base):
+    """The patient attributes every instance of a study is shown with after a correction,
+    move or merge (keyword -> DICOM string value): metadata, WADO-RS, WADO-URI, C-MOVE and
+    C-GET apply them to what they send; the stored bytes are never changed (0014)."""
+
+    __tablename__ = "study_coercion"
+    study_pk: Mapped[int] = mapped_column(ForeignKey("study.id"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id"))
+    attributes: Mapped[bytes] = mapped_column(LargeBinary)

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index import attributes as a
 from tessera.index import changes
+from tessera.index.identity_changes import keep_corrected
 from tessera.index.identity_models import OtherPatientId
 from tessera.index.models import (
     Instance,
@@ -480,6 +481,7 @@ def _add_source_rows(
         "issuer_of_patient_id": issuer_of_patient_id(conn, record),
     }
     conn.execute(sql.insert_study_source, {**key, "study_pk": study_pk, **values})
+    keep_corrected(conn, study_pk, record.source_pk)
 
 
 def issuer_of_patient_id(conn: Connection, record: InstanceRecord) -> str:

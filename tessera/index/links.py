@@ -36,7 +36,7 @@ def link(
     """Link two identities of the tenant (the caller checked both are visible to it)."""
     if a_pk == b_pk:
         raise LinkError("an identity cannot be linked to itself")
-    _serialize(conn, tenant_id)
+    serialize(conn, tenant_id)
     low, high = sorted((a_pk, b_pk))
     found = conn.execute(
         select(Patient.id).where(Patient.tenant_id == tenant_id, Patient.id.in_([low, high]))
@@ -57,7 +57,7 @@ def link(
 def unlink(
     conn: Connection, tenant_id: int, a_pk: int, b_pk: int, principal: str, reason: str = ""
 ) -> None:
-    _serialize(conn, tenant_id)
+    serialize(conn, tenant_id)
     low, high = sorted((a_pk, b_pk))
     edge = _edge(conn, low, high)
     if edge is None:
@@ -92,8 +92,8 @@ def history(conn: Connection, tenant_id: int, patient_pks: list[int]) -> list[di
     ]
 
 
-def _serialize(conn: Connection, tenant_id: int) -> None:
-    """One link change at a time per tenant (PostgreSQL: lock the tenant row; SQLite's write
+def serialize(conn: Connection, tenant_id: int) -> None:
+    """One identity change (link, correction, move, merge) at a time per tenant (PostgreSQL: lock the tenant row; SQLite's write
     transaction already serializes), so concurrent changes never compute groups from a stale
     view of the edges."""
     conn.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())

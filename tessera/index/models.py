@@ -87,6 +87,9 @@ class Patient(Base):
     # 0010: the person (master patient) of a linked identity: the lowest patient id of its
     # linked group (tessera.index.links); NULL while the identity is linked to nothing.
     person_pk: Mapped[int | None] = mapped_column(Key)
+    # 0014: the identity this one was merged into (HL7 A40; tessera.index.identity_changes);
+    # NULL while it is a live identity. A merged identity keeps its row for history.
+    merged_into_pk: Mapped[int | None] = mapped_column(Key)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -30,7 +30,8 @@ with_frames=False, with_metadata=False) -> list[RetrievedInstance]``
 ``RetrievedInstance`` carries: ``instance_pk``, the four UIDs, ``sop_class_uid``,
 ``transfer_syntax_uid``, ``blob_key`` (read it through ``archive.blob_store``),
 ``size_bytes``, ``sha256``, ``number_of_frames`` (None when the object has no such
-attribute), ``rows``, ``columns``, ``created_at``, and when asked ``frames`` (a list, per
+attribute), ``rows``, ``columns``, ``created_at``, ``coercion`` (the patient attributes to send it with after an identity
+change, tessera.index.coercion; None when the study was never changed), and when asked ``frames`` (a list, per
 frame, of (file offset, length) fragments; None when frames cannot be addressed by offset or
 there is no Pixel Data), ``pixel_data_vr`` and ``dicom_json``.
 """
@@ -45,6 +46,8 @@ from functools import lru_cache
 import orjson
 from sqlalchemy import Connection, Select, bindparam, select
 
+from tessera.index.coercion import Coercion, parse
+from tessera.index.identity_models import StudyCoercion
 from tessera.index.models import Instance, InstanceMetadata, Series, Study
 from tessera.scope import Scope
 from tessera.storage.frames import FrameIndex
@@ -71,6 +74,7 @@ class RetrievedInstance:
     frames: FrameIndex | None = None
     pixel_data_vr: str | None = None
     dicom_json: bytes | None = None
+    coercion: Coercion | None = None
 
     @property
     def frame_count(self) -> int:
@@ -103,6 +107,7 @@ def _base_query(with_frames: bool, with_metadata: bool) -> Select:
         Instance.rows,
         Instance.columns,
         Instance.created_at,
+        StudyCoercion.attributes.label("coercion"),
     ]
     if with_frames:
         columns += [InstanceMetadata.frame_offsets, InstanceMetadata.pixel_data_vr]
@@ -113,6 +118,7 @@ def _base_query(with_frames: bool, with_metadata: bool) -> Select:
         .select_from(Instance)
         .join(Series, Series.id == Instance.series_pk)
         .join(Study, Study.id == Instance.study_pk)
+        .outerjoin(StudyCoercion, StudyCoercion.study_pk == Instance.study_pk)
     )
     if with_frames or with_metadata:
         query = query.outerjoin(InstanceMetadata, InstanceMetadata.instance_pk == Instance.id)
@@ -155,6 +161,7 @@ def _row_to_instance(row, with_frames: bool, with_metadata: bool) -> RetrievedIn
         frames=frames,
         pixel_data_vr=vr,
         dicom_json=bytes(row.dicom_json) if with_metadata and row.dicom_json is not None else None,
+        coercion=parse(row.coercion),
     )
 
 

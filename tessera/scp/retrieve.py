@@ -22,6 +22,7 @@ from pynetdicom.association import Association
 from tessera.archive import Archive
 from tessera.auth import permissions
 from tessera.auth.peers import DimseCaller
+from tessera.index.coercion import coerce_dataset
 from tessera.index.peers import peer_by_ae_title
 from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.scp import audit, statuses
@@ -116,7 +117,14 @@ def _proposed_contexts(instances: list[RetrievedInstance]) -> list:
 def _dataset_for(
     archive: Archive, instance: RetrievedInstance, accepted: set[tuple[str, str]]
 ) -> Dataset:
-    """The stored instance, as stored when the receiver accepts its syntax, else transcoded."""
+    """The stored instance, as stored when the receiver accepts its syntax, else transcoded,
+    with the study's coerced attributes (identity changes, tessera.index.coercion)."""
+    return coerce_dataset(_stored_dataset(archive, instance, accepted), instance.coercion)
+
+
+def _stored_dataset(
+    archive: Archive, instance: RetrievedInstance, accepted: set[tuple[str, str]]
+) -> Dataset:
     with archive.blob_store.open(instance.blob_key) as fh:
         data = fh.read()
     stored = instance.transfer_syntax_uid

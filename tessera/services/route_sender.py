@@ -18,6 +18,7 @@ from pynetdicom import AE
 from tessera.archive import Archive
 from tessera.client.stow import request_content_type
 from tessera.dicomweb import multipart_writer
+from tessera.index.coercion import coerce_part10
 from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.index.routes import Rule
 from tessera.scp.retrieve import _accepted_pairs as accepted_pairs
@@ -60,7 +61,8 @@ def _stow(
     parts = []
     for instance in instances:
         with archive.blob_store.open(instance.blob_key) as fh:
-            parts.append(fh.read())
+            # Corrected patient attributes (identity changes) go out too, as for C-STORE.
+            parts.append(coerce_part10(fh.read(), instance.coercion))
     boundary = multipart_writer.new_boundary()
     target = pinned_request(rule.destination_url.rstrip("/") + "/studies", allow_private)
     headers = {
