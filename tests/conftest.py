@@ -306,3 +306,9 @@ def private_postgres():  # type: ignore[no-untyped-def]
         yield cluster
     finally:
         cluster.destroy()
+
+
+# The shared WADO server fixture, registered here ONCE: a session-scoped fixture assigned in
+# each test module is a separate fixture per module, and every one of them kept its servers
+# (and their PostgreSQL connections) alive until the session ended.
+from tests.wado_fixtures import wado  # noqa: E402, F401

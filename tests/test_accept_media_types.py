@@ -11,10 +11,7 @@ import pytest
 from tessera.client.stow import request_content_type
 from tessera.dicomweb import multipart_writer
 from tessera.dicomweb.media_type import parse_media_type, quality, split_media_ranges
-from tests import wado_fixtures
 from tests.wado_fixtures import WadoServer
-
-wado = wado_fixtures.wado  # the shared (session-scoped) server fixture
 
 ACCEPTS = [
     "image/jpeg",

@@ -11,11 +11,8 @@ import pydicom
 import pytest
 from pydicom.encaps import generate_frames
 
-from tests import wado_fixtures
 from tests.wado_data import StoredObject, parse_multipart
 from tests.wado_fixtures import WadoServer
-
-wado = wado_fixtures.wado  # the shared (session-scoped) server fixture
 
 OHIF_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 FRAMED = [

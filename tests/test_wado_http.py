@@ -6,10 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests import wado_fixtures
 from tests.wado_fixtures import VIEWER_ORIGIN, WadoServer
-
-wado = wado_fixtures.wado  # the shared (session-scoped) server fixture
 
 OHIF_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 

@@ -9,13 +9,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests import wado_fixtures
 from tests.wado_data import parse_multipart
 from tests.wado_fixtures import WadoServer
 
 pytest.importorskip("tessera.storage.render")
-
-wado = wado_fixtures.wado  # the shared (session-scoped) server fixture
 
 
 def image_of(response: httpx.Response, kind: str) -> Image.Image:

@@ -11,11 +11,8 @@ import orjson
 import pydicom
 import pytest
 
-from tests import wado_fixtures
 from tests.wado_data import parse_multipart
 from tests.wado_fixtures import WadoServer
-
-wado = wado_fixtures.wado  # the shared (session-scoped) server fixture
 
 AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 

@@ -11,13 +11,11 @@ import pydicom
 import pytest
 from pydicom.pixels import unpack_bits
 
-from tests import wado_fixtures
 from tests.wado_data import StoredObject, parse_multipart
 from tests.wado_fixtures import WadoServer
 
 pytest.importorskip("tessera.storage.transcode")
 
-wado = wado_fixtures.wado  # the shared (session-scoped) server fixture
 
 ELE = "1.2.840.10008.1.2.1"
 UNCOMPRESSED = f"multipart/related; type=application/octet-stream; transfer-syntax={ELE}"

@@ -6,10 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests import wado_fixtures
 from tests.wado_fixtures import WadoServer
-
-wado = wado_fixtures.wado  # the shared (session-scoped) server fixture
 
 
 def uri_params(wado: WadoServer, name: str, **extra: str) -> dict[str, str]:
