@@ -209,7 +209,7 @@ def test_change_of_an_order_in_progress_is_refused(world) -> None:  # type: igno
     ("message", "code", "error", "says"),
     [
         (orm(facility="NOBODY"), "AR", "204", "unknown sending facility 'NOBODY'"),
-        (orm(message_type="ADT^A01"), "AR", "200", "ADT^A01 is not accepted"),
+        (orm(message_type="SIU^S12"), "AR", "200", "SIU^S12 is not accepted"),
         (orm(message_type="ORM^O02"), "AR", "201", "ORM^O02 is not accepted"),
         (orm(control="SC"), "AE", "103", "order control 'SC'"),
         (orm(pid="PID|1"), "AE", "101", "PID-3 or PID-5 is required"),
@@ -232,7 +232,7 @@ def test_change_of_an_order_in_progress_is_refused(world) -> None:  # type: igno
     ],
     ids=[
         "unknown-facility",
-        "adt",
+        "scheduling",
         "other-trigger",
         "order-control",
         "no-patient",

@@ -106,8 +106,8 @@ def register(message_type: str, handler: Handler) -> None:
 
 
 # Modules that register handlers when imported (the listener imports those present):
-# add a feed's module here (e.g. "tessera.hl7.adt" for patient identity).
-HANDLER_MODULES = ("tessera.hl7.orm",)
+# orders (ORM/OMI) and patient identity (ADT, docs/identity.md).
+HANDLER_MODULES = ("tessera.hl7.orm", "tessera.services.adt_hl7")
 
 
 def load_handlers() -> None:
