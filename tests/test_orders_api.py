@@ -352,3 +352,157 @@ def _stow_headers(world: World, user: str) -> dict[str, str]:
         "Content-Type": request_content_type("orderboundary"),
         "Accept": "application/dicom+json",
     }
+
+
+# --- documents for an order (docs/documents.md "Documents for an order") -----------------
+
+
+def _document(world: World, user: str, url: str, **fields: str) -> httpx.Response:
+    from tests.document_files import pdf_bytes
+
+    return httpx.post(
+        url,
+        files={"file": ("referral.pdf", pdf_bytes(1, "Referral"), "application/pdf")},
+        data={"title": "Referral letter", **fields},
+        headers=world.auth(user),
+        timeout=60,
+    )
+
+
+def _study(world: World, user: str, study_uid: str) -> dict:
+    found = httpx.get(
+        f"{world.url()}/studies",
+        params={"StudyInstanceUID": study_uid, "includefield": "all"},
+        headers=world.auth(user),
+        timeout=30,
+    )
+    assert found.status_code == 200, found.text
+    (study,) = found.json()
+    return study
+
+
+def test_document_for_an_order_without_images(world: World) -> None:
+    api = world.api()
+    admin = httpx.Client(timeout=30, headers=world.auth("admin"))
+    order = admin.post(f"{api}/orders", json=body("DOC1", patient_id="PAT-D1")).json()
+    url = f"{api}/orders/{order['id']}/documents"
+    first = _document(world, "tech", url)
+    assert first.status_code == 201, first.text
+    stored = first.json()
+    assert stored["StudyInstanceUID"] == order["study_instance_uid"]
+    assert stored["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.104.1"
+    # Patient and study attributes come from the order; the tech (ClinicA) sees the study.
+    study = _study(world, "tech", order["study_instance_uid"])
+    assert study["00100020"]["Value"] == ["PAT-D1"]
+    assert study["00100010"]["Value"][0]["Alphabetic"] == "Doe^Jane"
+    assert study["00100030"]["Value"] == ["19800203"]
+    assert study["00100040"]["Value"] == ["F"]
+    assert study["00080050"]["Value"] == ["DOC1"]
+    assert study["00080020"]["Value"] == ["20261201"]  # the first step's start
+    assert study["00081030"]["Value"] == ["CT chest"]
+    attached = admin.get(f"{api}/orders/{order['id']}").json()
+    assert attached["status"] == "IN_PROGRESS" and attached["images_attached"] is True
+    # A second document joins the same study, in a new series of its own.
+    second = _document(world, "tech", url)
+    assert second.status_code == 201, second.text
+    assert second.json()["StudyInstanceUID"] == order["study_instance_uid"]
+    assert second.json()["SeriesInstanceUID"] != stored["SeriesInstanceUID"]
+    series = httpx.get(
+        f"{world.url()}/studies/{order['study_instance_uid']}/series",
+        headers=world.auth("tech"),
+        timeout=30,
+    ).json()
+    assert sorted(s["00200011"]["Value"][0] for s in series) == [1, 2]
+    # The PDF comes back byte for byte, as a PDF.
+    pdf = httpx.get(
+        f"{stored['RetrieveURL']}/bulkdata/00420011",
+        headers={**world.auth("tech"), "Accept": "application/pdf"},
+        timeout=30,
+    )
+    from tests.document_files import pdf_bytes
+
+    assert pdf.status_code == 200 and pdf.content == pdf_bytes(1, "Referral")
+
+
+def test_document_for_a_hidden_or_closed_order(world: World) -> None:
+    api = world.api()
+    admin = httpx.Client(timeout=30, headers=world.auth("admin"))
+    order = admin.post(f"{api}/orders", json=body("DOC2", patient_id="PAT-D2")).json()
+    path = f"/orders/{order['id']}/documents"
+    # Another site's user, another tenant, a missing or malformed ID: 404, nothing stored.
+    for user, tenant, suffix in (
+        ("tech_b", "default", path),
+        ("acme_admin", "acme", path),
+        ("tech", "default", "/orders/999999/documents"),
+        ("tech", "default", "/orders/x/documents"),
+    ):
+        refused = _document(world, user, world.api(tenant) + suffix)
+        assert refused.status_code == 404, (user, tenant, refused.text)
+        assert refused.json()["detail"].startswith("no order")
+    # Without the `upload` permission: 403.
+    assert _document(world, "ref_a", world.api() + path).status_code == 403
+    found = httpx.get(
+        f"{world.url()}/studies",
+        params={"StudyInstanceUID": order["study_instance_uid"]},
+        headers=world.auth("admin"),
+        timeout=30,
+    )
+    assert found.status_code == 204 or found.json() == []
+    assert admin.get(f"{api}/orders/{order['id']}").json()["status"] == "SCHEDULED"
+    # A cancelled order: 409 with the reason.
+    admin.post(f"{api}/orders/{order['id']}/cancel", json={"reason": "patient left"})
+    closed = _document(world, "tech", world.api() + path)
+    assert closed.status_code == 409, closed.text
+    assert "CANCELLED" in closed.json()["detail"]
+    # The source-locked ClinicB technologist stores a document for its own order.
+    own = httpx.post(
+        f"{api}/orders", json=body("DOC3", source=None), headers=world.auth("tech_b"), timeout=30
+    ).json()
+    mine = _document(world, "tech_b", f"{api}/orders/{own['id']}/documents")
+    assert mine.status_code == 201, mine.text
+    assert _study(world, "tech_b", own["study_instance_uid"])["00080050"]["Value"] == ["DOC3"]
+    hidden = httpx.get(
+        f"{world.url()}/studies",
+        params={"StudyInstanceUID": own["study_instance_uid"]},
+        headers=world.auth("tech"),
+        timeout=30,
+    )
+    assert hidden.status_code == 204 or hidden.json() == []
+
+
+def test_study_document_attached_to_an_order(world: World) -> None:
+    api = world.api()
+    admin = httpx.Client(timeout=30, headers=world.auth("admin"))
+    by_query = admin.post(f"{api}/orders", json=body("DOC4", patient_id="PAT-1")).json()
+    by_field = admin.post(f"{api}/orders", json=body("DOC5", patient_id="PAT-1")).json()
+    studies = ["2.25.7171001", "2.25.7171002"]
+    for number, study_uid in enumerate(studies, 1):
+        data = instance_bytes(study_uid, study_uid + ".1", study_uid + ".1.1", "Doe^Jane", number)
+        assert stow(world.url(), [data], world.auth("tech"), "ClinicA").status_code == 200
+    base = f"{world.url()}/studies"
+    stored = _document(
+        world, "tech", f"{base}/{studies[0]}/documents?order={by_query['id']}&source=ClinicA"
+    )
+    assert stored.status_code == 201, stored.text
+    stored = _document(
+        world, "tech", f"{base}/{studies[1]}/documents", order=str(by_field["id"]), source="ClinicA"
+    )
+    assert stored.status_code == 201, stored.text
+    for order in (by_query, by_field):
+        attached = admin.get(f"{api}/orders/{order['id']}").json()
+        assert attached["status"] == "IN_PROGRESS" and attached["images_attached"] is True
+    # An order the uploader cannot see, a missing one: 404; a cancelled one: 409; nothing stored.
+    hidden = httpx.post(
+        f"{api}/orders", json=body("DOC6", source=None), headers=world.auth("tech_b"), timeout=30
+    ).json()
+    cancelled = admin.post(f"{api}/orders", json=body("DOC7", patient_id="PAT-1")).json()
+    admin.post(f"{api}/orders/{cancelled['id']}/cancel")
+    for order_id, status in ((hidden["id"], 404), (999999, 404), (cancelled["id"], 409)):
+        refused = _document(
+            world, "tech", f"{base}/{studies[0]}/documents?order={order_id}", source="ClinicA"
+        )
+        assert refused.status_code == status, refused.text
+    series = httpx.get(
+        f"{base}/{studies[0]}/series", headers=world.auth("admin"), timeout=30
+    ).json()
+    assert len(series) == 2  # the images and the one document

@@ -202,6 +202,7 @@ def api_routes() -> list[BaseRoute]:
     return [
         *admin_api.routes,
         *orders_api.routes,
+        *documents.api_routes,
         *upload_sessions_api.api_routes,
         *changes_api.routes,
         *changes_stream.routes,

@@ -1,4 +1,6 @@
-"""The documents endpoint: POST {root}/studies/{StudyInstanceUID}/documents.
+"""The documents endpoints: POST {root}/studies/{StudyInstanceUID}/documents (optionally
+`?order=ID` or a form field `order`: attach to that open order) and POST
+{api}/orders/{id}/documents (a document for an order, before or after its images).
 
 For people and scripts without DICOM know-how: multipart/form-data with a `file` and a
 `title` (and optionally `source`, also accepted as a query parameter). The file becomes a
@@ -19,18 +21,37 @@ from tessera.dicomweb.errors import problem
 from tessera.dicomweb.form_data import FormDataError, read_form
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.dicomweb.urls import dicomweb_root
-from tessera.services.documents import DocumentRejected, DocumentUpload, store_document
+from tessera.services.documents import (
+    DocumentRejected,
+    DocumentUpload,
+    StoredDocument,
+    store_document,
+    store_order_document,
+)
+from tessera.services.orders import parse_order_id
 from tessera.storage.uids import uid_problem
 
 
 async def upload_document(request: Request) -> Response:
-    archive = archive_of(request)
-    scope = await scope_of(request)  # `upload` was checked at the gate
     study_uid = request.path_params["study"]
     if uid_problem(study_uid):
         return problem(
             400, f"StudyInstanceUID in the path is not a valid UID ({uid_problem(study_uid)})"
         )
+    return await _receive(request, study_uid)
+
+
+async def upload_order_document(request: Request) -> Response:
+    order_id = parse_order_id(request.path_params["order_id"])  # not a number: 404
+    return await _receive(request, None, order_id)
+
+
+async def _receive(
+    request: Request, study_uid: str | None, order_id: int | None = None
+) -> Response:
+    """Read the form and store its file in `study_uid`, or for `order_id` alone."""
+    archive = archive_of(request)
+    scope = await scope_of(request)  # `upload` was checked at the gate
     limit = archive.settings.max_document_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + 1024 * 1024:
@@ -50,8 +71,23 @@ async def upload_document(request: Request) -> Response:
             title=form.fields.get("title", ""),
             source=form.fields.get("source") or request.query_params.get("source"),
         )
+        stored: StoredDocument
         try:
-            stored = await run_in_threadpool(store_document, archive, scope, study_uid, upload)
+            if study_uid is None:
+                assert order_id is not None
+                stored = await run_in_threadpool(
+                    store_order_document, archive, scope, order_id, upload
+                )
+            else:
+                named = form.fields.get("order") or request.query_params.get("order")
+                stored = await run_in_threadpool(
+                    store_document,
+                    archive,
+                    scope,
+                    study_uid,
+                    upload,
+                    None if named is None else parse_order_id(named),
+                )
         except DocumentRejected as exc:
             return problem(exc.status, exc.message)
     finally:
@@ -82,6 +118,16 @@ routes = [
     guarded(
         "/studies/{study}/documents",
         upload_document,
+        methods=["POST"],
+        permission=permissions.UPLOAD,
+        action=AUDIT_UPLOAD,
+    )
+]
+# Under {api}, beside the orders API (tessera/dicomweb/orders_api.py).
+api_routes = [
+    guarded(
+        "/orders/{order_id}/documents",
+        upload_order_document,
         methods=["POST"],
         permission=permissions.UPLOAD,
         action=AUDIT_UPLOAD,

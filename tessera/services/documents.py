@@ -14,12 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from sqlalchemy import Connection, select
 
 from tessera.archive import Archive
+from tessera.index.models import Study
+from tessera.index.order_store import Order
 from tessera.index.target_study import TargetStudy, find_target_study
 from tessera.scope import Scope
 from tessera.services import failure_reasons as p
 from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
+from tessera.services.orders import OrderConflict, OrderNotFound, open_order_for_upload
 from tessera.storage.documents.common import DocumentDescription, write_part10
 from tessera.storage.documents.kinds import DocumentKind, UnsupportedDocument, document_kind
 from tessera.storage.documents.office import ConversionFailed, ConverterMissing, office_to_pdf
@@ -132,18 +136,94 @@ def build_document(
 
 
 def store_document(
-    archive: Archive, scope: Scope, study_uid: str, upload: DocumentUpload
+    archive: Archive,
+    scope: Scope,
+    study_uid: str,
+    upload: DocumentUpload,
+    order_id: int | None = None,
 ) -> StoredDocument:
-    """Build and store the document; raises DocumentRejected (with an HTTP status)."""
+    """Build and store the document in a study the caller sees; with `order_id`, the
+    document is also attached to that open order, as STOW-RS `?order=` does. Raises
+    DocumentRejected (with an HTTP status)."""
     title = _check_title(upload.title)
-    try:
-        source_pk = resolve_upload_source(archive, scope, upload.source)
-    except UnknownSource as exc:
-        raise DocumentRejected(400, str(exc)) from exc
     with archive.database.read() as conn:
+        if order_id is not None:
+            _open_order(conn, scope, order_id)
         target = find_target_study(conn, scope, study_uid)
     if target is None:
         raise DocumentRejected(404, f"study {study_uid} not found")
+    return _store(archive, scope, target, upload, title, upload.source, order_id)
+
+
+def store_order_document(
+    archive: Archive, scope: Scope, order_id: int, upload: DocumentUpload
+) -> StoredDocument:
+    """Store a document for an open order: in its study when the caller sees one (the
+    order's images, or a study with the order's Study Instance UID), else in a new study
+    whose patient and study attributes come from the order. The upload's source defaults
+    to the order's. Raises DocumentRejected: 404 for an order the caller cannot see, 409
+    for a closed one."""
+    title = _check_title(upload.title)
+    with archive.database.read() as conn:
+        order = _open_order(conn, scope, order_id)
+        target = _order_target(conn, scope, order)
+    return _store(archive, scope, target, upload, title, upload.source or order.source, order_id)
+
+
+def _open_order(conn: Connection, scope: Scope, order_id: int) -> Order:
+    try:
+        return open_order_for_upload(conn, scope, order_id)
+    except OrderNotFound as exc:
+        raise DocumentRejected(404, str(exc)) from exc
+    except OrderConflict as exc:
+        raise DocumentRejected(409, str(exc)) from exc
+
+
+def _order_target(conn: Connection, scope: Scope, order: Order) -> TargetStudy:
+    study_uid = order.study_instance_uid
+    if order.study_pk is not None:
+        study_uid = conn.execute(
+            select(Study.study_instance_uid).where(Study.id == order.study_pk)
+        ).scalar_one()
+    target = find_target_study(conn, scope, study_uid)
+    return target if target is not None else order_study(order, study_uid)
+
+
+def order_study(order: Order, study_uid: str) -> TargetStudy:
+    """The patient and study attributes an order gives a study that has no images yet:
+    Study Date/Time of its first scheduled step, Study ID its Requested Procedure ID."""
+    step = order.steps[0] if order.steps else None
+    return TargetStudy(
+        study_instance_uid=study_uid,
+        patient_name=order.patient_name,
+        patient_id=order.patient_id,
+        issuer_of_patient_id=order.issuer_of_patient_id,
+        patient_birth_date=order.patient_birth_date,
+        patient_sex=order.patient_sex,
+        study_date=step.start_date if step else None,
+        study_time=step.start_time if step else None,
+        accession_number=order.accession_number,
+        study_id=order.requested_procedure_id,
+        study_description=order.requested_procedure_description,
+        referring_physician_name=order.referring_physician_name,
+        timezone_offset_from_utc=None,
+        max_series_number=None,
+    )
+
+
+def _store(
+    archive: Archive,
+    scope: Scope,
+    target: TargetStudy,
+    upload: DocumentUpload,
+    title: str,
+    source: str | None,
+    order_id: int | None,
+) -> StoredDocument:
+    try:
+        source_pk = resolve_upload_source(archive, scope, source)
+    except UnknownSource as exc:
+        raise DocumentRejected(400, str(exc)) from exc
     if upload.path.stat().st_size == 0:
         raise DocumentRejected(400, "the file is empty (0 bytes)")
     ds, syntax, kind, stored_as = build_document(target, upload, title)
@@ -157,10 +237,14 @@ def store_document(
     except BaseException:
         part10.unlink(missing_ok=True)
         raise
-    outcome = ingest_file(archive, scope, part10, sha256, source_pk, study_uid)  # consumes it
+    outcome = ingest_file(  # consumes the file
+        archive, scope, part10, sha256, source_pk, target.study_instance_uid, None, order_id
+    )
     if not outcome.stored:
-        status = 409 if outcome.failure_reason == p.UID_NOT_AVAILABLE else 500
-        if outcome.failure_reason == p.OUT_OF_RESOURCES:
+        status = 500
+        if outcome.failure_reason in (p.UID_NOT_AVAILABLE, p.ORDER_MISMATCH):
+            status = 409
+        elif outcome.failure_reason == p.OUT_OF_RESOURCES:
             status = 507
         raise DocumentRejected(status, outcome.message)
     return StoredDocument(outcome, kind, stored_as)
