@@ -1,8 +1,10 @@
-"""Rendered images of documents: an Encapsulated PDF's first page (tessera/storage/pdf_render.py)
-and a video's frame (tessera/storage/video_render.py).
+"""Rendered images of documents: an Encapsulated PDF's first page (tessera/storage/pdf_render.py),
+a video's frame (tessera/storage/video_render.py) and an ECG's tracing
+(tessera/storage/waveform_render.py).
 
-A PDF or video that cannot be drawn (encrypted, damaged, a codec FFmpeg lacks) gets a plain
-placeholder page rather than an error, so a thumbnail strip never shows a hole.
+A PDF, video or waveform that cannot be drawn (encrypted, damaged, a codec FFmpeg lacks, no
+readable samples) gets a plain placeholder page rather than an error, so a thumbnail strip
+never shows a hole.
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ from tessera.storage.video_render import (
     VideoNotDrawable,
     render_video_frame,
 )
+from tessera.storage.waveform_render import ECG_WAVEFORMS, WaveformNotDrawable, render_waveform
 
 log = logging.getLogger(__name__)
 ENCAPSULATED_PDF = str(EncapsulatedPDFStorage)
-__all__ = ["ENCAPSULATED_PDF", "VIDEO_TRANSFER_SYNTAXES", "render_document", "render_video"]
+__all__ = [
+    "ECG_WAVEFORMS",
+    "ENCAPSULATED_PDF",
+    "VIDEO_TRANSFER_SYNTAXES",
+    "render_document",
+    "render_ecg",
+    "render_video",
+]
 
 
 def render_document(store: BlobStore, item: RetrievedInstance, options: RenderOptions) -> bytes:
@@ -57,3 +67,16 @@ def render_video(
             extra={"sop_instance_uid": item.sop_instance_uid, "reason": str(exc)},
         )
         return placeholder(options, "VIDEO")
+
+
+def render_ecg(store: BlobStore, item: RetrievedInstance, options: RenderOptions) -> bytes:
+    """The instance's ECG tracing; a placeholder when it cannot be drawn."""
+    try:
+        with store.open(item.blob_key) as fh:
+            return render_waveform(fh, options)
+    except WaveformNotDrawable as exc:
+        log.info(
+            "waveform drawn as a placeholder",
+            extra={"sop_instance_uid": item.sop_instance_uid, "reason": str(exc)},
+        )
+        return placeholder(options, "ECG")

@@ -40,9 +40,11 @@ from tessera.dicomweb.wado_common import (
     path_uids,
 )
 from tessera.dicomweb.wado_documents import (
+    ECG_WAVEFORMS,
     ENCAPSULATED_PDF,
     VIDEO_TRANSFER_SYNTAXES,
     render_document,
+    render_ecg,
     render_video,
 )
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
@@ -218,6 +220,8 @@ def render(store: BlobStore, item: RetrievedInstance, number: int, wanted: Rende
     options = _render_options(wanted)
     if item.sop_class_uid == ENCAPSULATED_PDF:
         return render_document(store, item, options)
+    if item.sop_class_uid in ECG_WAVEFORMS:
+        return render_ecg(store, item, options)
     if item.transfer_syntax_uid in VIDEO_TRANSFER_SYNTAXES:
         return render_video(store, item, number, options)
     header, pixel = _header_and_pixel(store, item)
@@ -260,6 +264,7 @@ async def _resolve(request: Request, with_frames: bool = True) -> list[Retrieved
         if i.frames is not None
         or i.pixel_data_vr is not None
         or i.sop_class_uid == ENCAPSULATED_PDF
+        or i.sop_class_uid in ECG_WAVEFORMS
     ]
     if not items:
         raise not_found(study, series, instance)
