@@ -357,12 +357,14 @@ def _stow_headers(world: World, user: str) -> dict[str, str]:
 # --- documents for an order (docs/documents.md "Documents for an order") -----------------
 
 
-def _document(world: World, user: str, url: str, **fields: str) -> httpx.Response:
+def _document(
+    world: World, user: str, url: str, pdf: bytes | None = None, **fields: str
+) -> httpx.Response:
     from tests.document_files import pdf_bytes
 
     return httpx.post(
         url,
-        files={"file": ("referral.pdf", pdf_bytes(1, "Referral"), "application/pdf")},
+        files={"file": ("referral.pdf", pdf or pdf_bytes(1, "Referral"), "application/pdf")},
         data={"title": "Referral letter", **fields},
         headers=world.auth(user),
         timeout=60,
@@ -386,7 +388,10 @@ def test_document_for_an_order_without_images(world: World) -> None:
     admin = httpx.Client(timeout=30, headers=world.auth("admin"))
     order = admin.post(f"{api}/orders", json=body("DOC1", patient_id="PAT-D1")).json()
     url = f"{api}/orders/{order['id']}/documents"
-    first = _document(world, "tech", url)
+    from tests.document_files import pdf_bytes
+
+    letter = pdf_bytes(1, "Referral")
+    first = _document(world, "tech", url, letter)
     assert first.status_code == 201, first.text
     stored = first.json()
     assert stored["StudyInstanceUID"] == order["study_instance_uid"]
@@ -419,9 +424,7 @@ def test_document_for_an_order_without_images(world: World) -> None:
         headers={**world.auth("tech"), "Accept": "application/pdf"},
         timeout=30,
     )
-    from tests.document_files import pdf_bytes
-
-    assert pdf.status_code == 200 and pdf.content == pdf_bytes(1, "Referral")
+    assert pdf.status_code == 200 and pdf.content == letter
 
 
 def test_document_for_a_hidden_or_closed_order(world: World) -> None:
