@@ -92,6 +92,10 @@ def test_route_gate_finds_the_route_that_answers(tmp_path: Path) -> None:
         order = route_gate(routes, _scope(method, path))
         assert order is not None and order.gate.permission == needed, (method, path)
         assert order.gate.action is None
+    # A document for an order is an upload, audited as one.
+    document = route_gate(routes, _scope("POST", "/t/acme/api/v1/orders/7/documents"))
+    assert document is not None
+    assert (document.gate.permission, document.gate.action) == (permissions.UPLOAD, AUDIT_UPLOAD)
 
     # No route answers: the app's 404 / 405, no gate.
     assert route_gate(routes, _scope("GET", "/dicomweb/nothing/here")) is None
