@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from io import BytesIO
 
-import pydicom
 from pydicom.dataset import Dataset
 from pynetdicom import build_context, evt
 from pynetdicom.association import Association
@@ -22,22 +20,21 @@ from pynetdicom.association import Association
 from tessera.archive import Archive
 from tessera.auth import permissions
 from tessera.auth.peers import DimseCaller
-from tessera.index.coercion import coerce_dataset
 from tessera.index.peers import peer_by_ae_title
 from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.scp import audit, statuses
 from tessera.scp.association import caller_of
 from tessera.scp.identifier import IdentifierError, decode_identifier, retrieve_keys
+from tessera.scp.outgoing import (
+    VERIFICATION,
+    accepted_pairs,
+    dataset_for,
+    proposed_contexts,
+    tighten,
+)
 from tessera.scp.transport import disable_nagle
-from tessera.storage import syntaxes
-from tessera.storage.transcode import TranscodeError, transcode_instance
 
 log = logging.getLogger(__name__)
-
-# An association carries at most 128 presentation contexts (PS3.8 9.3.2.2: odd IDs 1-255).
-MAX_CONTEXTS = 128
-_NATIVE = (syntaxes.EXPLICIT_VR_LITTLE_ENDIAN, syntaxes.IMPLICIT_VR_LITTLE_ENDIAN)
-_VERIFICATION = "1.2.840.10008.1.1"
 
 
 @dataclass
@@ -49,29 +46,9 @@ class _Receiver:
 
     def capture(self, event: evt.Event) -> None:
         self.association = event.assoc
-        self.accepted = _accepted_pairs(event.assoc, as_scu=True)
-        _tighten(event.assoc)
+        self.accepted = accepted_pairs(event.assoc, as_scu=True)
+        tighten(event.assoc)
         disable_nagle(event.assoc)
-
-
-def _tighten(assoc: Association) -> None:
-    """pynetdicom's DUL thread sleeps 1 ms whenever its queue is empty, and a data set leaves
-    as one PDU per loop, so at a 16 KB PDU the sleeps can add up to tens of ms per instance.
-    Associations that stream sub-operations poll faster (not measured apart: in the
-    benchmark the destination storescp was the bound)."""
-    dul = getattr(assoc, "dul", None)
-    if dul is not None and hasattr(dul, "_run_loop_delay"):
-        dul._run_loop_delay = 0.0001
-
-
-def _accepted_pairs(assoc: Association, as_scu: bool) -> set[tuple[str, str]]:
-    pairs = set()
-    for context in assoc.accepted_contexts:
-        if as_scu and assoc.is_acceptor and not context.as_scu:
-            # C-GET: we send C-STOREs on the requestor's association, so our role must be SCU.
-            continue
-        pairs.add((str(context.abstract_syntax), str(context.transfer_syntax[0])))
-    return pairs
 
 
 def _resolve(
@@ -96,58 +73,6 @@ def _resolve(
         )
 
 
-def _proposed_contexts(instances: list[RetrievedInstance]) -> list:
-    """The stored syntax of each SOP class, and native syntaxes as a fallback."""
-    pairs: list[tuple[str, list[str]]] = []
-    seen: set[tuple[str, str]] = set()
-    fallback: set[str] = set()
-    for instance in instances:
-        key = (instance.sop_class_uid, instance.transfer_syntax_uid)
-        if key not in seen:
-            seen.add(key)
-            pairs.append((instance.sop_class_uid, [instance.transfer_syntax_uid]))
-        # Every SOP class also gets a native context: a receiver that refuses the stored
-        # syntax (compressed, big endian, or the other native one) still gets the instance.
-        if instance.sop_class_uid not in fallback:
-            fallback.add(instance.sop_class_uid)
-            pairs.append((instance.sop_class_uid, list(_NATIVE)))
-    return [build_context(abstract, offered) for abstract, offered in pairs[:MAX_CONTEXTS]]
-
-
-def _dataset_for(
-    archive: Archive, instance: RetrievedInstance, accepted: set[tuple[str, str]]
-) -> Dataset:
-    """The stored instance, as stored when the receiver accepts its syntax, else transcoded,
-    with the study's coerced attributes (identity changes, tessera.index.coercion)."""
-    return coerce_dataset(_stored_dataset(archive, instance, accepted), instance.coercion)
-
-
-def _stored_dataset(
-    archive: Archive, instance: RetrievedInstance, accepted: set[tuple[str, str]]
-) -> Dataset:
-    with archive.blob_store.open(instance.blob_key) as fh:
-        data = fh.read()
-    stored = instance.transfer_syntax_uid
-    receivable = [ts for sop_class, ts in accepted if sop_class == instance.sop_class_uid]
-    for target in syntaxes.send_syntaxes(stored, receivable):
-        if target == stored:
-            return pydicom.dcmread(BytesIO(data))
-        try:
-            return pydicom.dcmread(BytesIO(transcode_instance(data, target)))
-        except TranscodeError as exc:
-            log.info(
-                "transcoding for a C-STORE sub-operation failed",
-                extra={
-                    "sop_instance_uid": instance.sop_instance_uid,
-                    "target": target,
-                    "reason": str(exc),
-                },
-            )
-    # No syntax the receiver takes: send as stored; pynetdicom finds no context and the
-    # sub-operation is counted as failed (its UID goes in the Failed SOP Instance UID List).
-    return pydicom.dcmread(BytesIO(data))
-
-
 def _sub_operations(
     event: evt.Event,
     archive: Archive,
@@ -160,7 +85,7 @@ def _sub_operations(
             return
         accepted = receiver.accepted
         try:
-            dataset = _dataset_for(archive, instance, accepted)
+            dataset = dataset_for(archive, instance, accepted)
         except Exception:
             log.exception("stored instance unreadable", extra={"blob_key": instance.blob_key})
             failed = Dataset()
@@ -202,7 +127,7 @@ def handle_move(event: evt.Event, archive: Archive) -> Iterator:
         instances = _resolve(archive, caller, identifier, str(event.request.AffectedSOPClassUID))
     except IdentifierError as exc:
         # pynetdicom reports a failure only after associating with the destination.
-        yield destination.host, destination.port, {"contexts": [build_context(_VERIFICATION)]}
+        yield destination.host, destination.port, {"contexts": [build_context(VERIFICATION)]}
         yield 1
         yield statuses.status_dataset(statuses.IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
         return
@@ -211,7 +136,7 @@ def handle_move(event: evt.Event, archive: Archive) -> Iterator:
         destination.host,
         destination.port,
         {
-            "contexts": _proposed_contexts(instances) or [build_context(_VERIFICATION)],
+            "contexts": proposed_contexts(instances) or [build_context(VERIFICATION)],
             "evt_handlers": [(evt.EVT_ESTABLISHED, receiver.capture)],
         },
     )
@@ -243,7 +168,7 @@ def handle_get(event: evt.Event, archive: Archive) -> Iterator:
         yield 1
         yield statuses.status_dataset(statuses.IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
         return
-    receiver = _Receiver(event.assoc, _accepted_pairs(event.assoc, as_scu=True))
+    receiver = _Receiver(event.assoc, accepted_pairs(event.assoc, as_scu=True))
     _audit_retrieval(archive, event, caller, instances, "C-GET")
     yield len(instances)
     yield from _sub_operations(event, archive, instances, receiver)

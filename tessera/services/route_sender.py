@@ -21,9 +21,8 @@ from tessera.dicomweb import multipart_writer
 from tessera.index.coercion import coerce_part10
 from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.index.routes import Rule
-from tessera.scp.retrieve import _accepted_pairs as accepted_pairs
-from tessera.scp.retrieve import _dataset_for as dataset_for
-from tessera.scp.retrieve import _proposed_contexts as proposed_contexts
+from tessera.scp.outgoing import accepted_pairs, dataset_for, proposed_contexts, tighten
+from tessera.scp.transport import disable_nagle
 from tessera.services.outbound import TargetRefused, pinned_request, resolve_checked
 
 log = logging.getLogger(__name__)
@@ -117,6 +116,8 @@ def _c_store(
     if not assoc.is_established:
         return dict.fromkeys(uids, f"association with {rule.ae_title} not established")
     result: dict[str, str] = {}
+    tighten(assoc)
+    disable_nagle(assoc)
     try:
         accepted = accepted_pairs(assoc, as_scu=False)
         for instance in instances:
