@@ -7,20 +7,25 @@ appear in a response only once: the token of a login or a new API key.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.auth import permissions
-from tessera.auth.audit import Event, query_events, record_now
+from tessera.auth.audit import Event, query_events
 from tessera.auth.authenticate import AuthenticationFailed, login, scope_for_user
 from tessera.auth.delegation import require_permissions_within, require_within
 from tessera.auth.roles import parse_permissions
-from tessera.dicomweb.access import SCOPE_KEY
+from tessera.dicomweb.api_common import (
+    audit_event,
+    body_field,
+    json_answer,
+    json_body,
+    read_in_thread,
+    write_with_event,
+)
 from tessera.dicomweb.context import archive_of, identity_of, scope_of, tenant_of
 from tessera.dicomweb.errors import BadRequest, NotFound
 from tessera.dicomweb.gate import guarded
@@ -46,73 +51,6 @@ from tessera.index.tenancy import (
     tenant_by_name,
 )
 from tessera.scope import Scope
-
-
-def _json(body: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-
-async def _body(request: Request) -> dict:
-    raw = await request.body()
-    try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
-
-
-def _field(body: dict, name: str, kind: type = str, required: bool = True):  # type: ignore[no-untyped-def]
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"'{name}' is required")
-        return None
-    if kind is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise BadRequest(f"'{name}' must be a list of strings")
-        return value
-    if not isinstance(value, kind):
-        raise BadRequest(f"'{name}' must be a {kind.__name__}")
-    return value
-
-
-def _change(request: Request, action: str, target: str, detail: dict | None = None) -> Event:
-    scope = request.scope[SCOPE_KEY]
-    client = request.client
-    return Event(
-        scope.tenant_id,
-        scope.principal,
-        action,
-        "ok",
-        target=target,
-        detail=detail or {},
-        remote_addr=client.host if client else "",
-    )
-
-
-async def _write(request: Request, work: Callable, event: Event):  # type: ignore[no-untyped-def]
-    """Run `work(conn)` and record `event` in one write transaction."""
-    archive = archive_of(request)
-
-    def run():  # type: ignore[no-untyped-def]
-        with archive.database.write() as conn:
-            result = work(conn)
-            record_now(conn, [event])
-            return result
-
-    return await run_in_threadpool(run)
-
-
-async def _read(request: Request, work: Callable):  # type: ignore[no-untyped-def]
-    archive = archive_of(request)
-
-    def run():  # type: ignore[no-untyped-def]
-        with archive.database.read() as conn:
-            return work(conn)
-
-    return await run_in_threadpool(run)
 
 
 def _user_rights(conn, tenant_id: int, username: str) -> Scope:  # type: ignore[no-untyped-def]
@@ -149,9 +87,9 @@ def _peer_rights(conn, tenant_id: int, title: str) -> Scope | None:  # type: ign
 async def login_endpoint(request: Request) -> Response:
     archive = archive_of(request)
     tenant = tenant_of(request)
-    body = await _body(request)
-    username = _field(body, "username")
-    password = _field(body, "password")
+    body = await json_body(request)
+    username = body_field(body, "username")
+    password = body_field(body, "password")
     lifetime = timedelta(seconds=archive.settings.session_ttl_seconds)
     client = request.client.host if request.client else ""
     access = request.app.state.access
@@ -163,7 +101,7 @@ async def login_endpoint(request: Request) -> Response:
         access.audit.add(Event(tenant.id, username[:64], "login", "denied", remote_addr=client))
         raise
     access.audit.add(Event(tenant.id, username, "login", "ok", remote_addr=client))
-    return _json(
+    return json_answer(
         {
             "access_token": token,
             "token_type": "Bearer",
@@ -179,10 +117,10 @@ async def logout(request: Request) -> Response:
     if identity is None or identity.method != "session" or identity.token_id is None:
         raise BadRequest("only a login token can be logged out (revoke API keys instead)")
     tenant, token_id = tenant_of(request), identity.token_id
-    await _write(
+    await write_with_event(
         request,
         lambda conn: accounts.revoke_token(conn, tenant.id, token_id, kind="session"),
-        _change(request, "logout", identity.username or ""),
+        audit_event(request, "logout", identity.username or ""),
     )
     return Response(status_code=204)
 
@@ -197,11 +135,11 @@ async def me(request: Request) -> Response:
             return None
         return sorted(source_names(conn, tenant.id, keys))
 
-    sources, upload_sources = await _read(
+    sources, upload_sources = await read_in_thread(
         request,
         lambda conn: (names(conn, scope.source_pks), names(conn, scope.upload_source_pks)),
     )
-    return _json(
+    return json_answer(
         {
             "tenant": tenant.name,
             "principal": scope.principal,
@@ -218,13 +156,13 @@ async def me(request: Request) -> Response:
 
 
 async def tenants_list(request: Request) -> Response:
-    found = await _read(request, list_tenants)
-    return _json([{"name": t.name, "duplicate_policy": t.duplicate_policy} for t in found])
+    found = await read_in_thread(request, list_tenants)
+    return json_answer([{"name": t.name, "duplicate_policy": t.duplicate_policy} for t in found])
 
 
 async def tenants_create(request: Request) -> Response:
-    body = await _body(request)
-    name = _field(body, "name")
+    body = await json_body(request)
+    name = body_field(body, "name")
     admin = body.get("admin")
     if admin is not None and not isinstance(admin, dict):
         raise BadRequest("'admin' must be an object with username and password")
@@ -233,12 +171,18 @@ async def tenants_create(request: Request) -> Response:
         tenant = create_tenant(conn, name)
         if admin:
             accounts.create_user(
-                conn, tenant.id, _field(admin, "username"), "admin", _field(admin, "password")
+                conn,
+                tenant.id,
+                body_field(admin, "username"),
+                "admin",
+                body_field(admin, "password"),
             )
         return tenant
 
-    tenant = await _write(request, work, _change(request, "admin.tenant.create", name))
-    return _json({"name": tenant.name, "duplicate_policy": tenant.duplicate_policy}, 201)
+    tenant = await write_with_event(
+        request, work, audit_event(request, "admin.tenant.create", name)
+    )
+    return json_answer({"name": tenant.name, "duplicate_policy": tenant.duplicate_policy}, 201)
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -246,18 +190,18 @@ async def tenants_create(request: Request) -> Response:
 
 async def users_list(request: Request) -> Response:
     tenant = tenant_of(request)
-    users = await _read(request, lambda conn: accounts.list_users(conn, tenant.id))
-    return _json([u.public() for u in users])
+    users = await read_in_thread(request, lambda conn: accounts.list_users(conn, tenant.id))
+    return json_answer([u.public() for u in users])
 
 
 async def users_create(request: Request) -> Response:
     tenant = tenant_of(request)
-    body = await _body(request)
-    username = _field(body, "username")
-    role = _field(body, "role")
-    password = _field(body, "password", required=False)
-    sources = _field(body, "sources", list, required=False)
-    upload_sources = _field(body, "upload_sources", list, required=False)
+    body = await json_body(request)
+    username = body_field(body, "username")
+    role = body_field(body, "role")
+    password = body_field(body, "password", required=False)
+    sources = body_field(body, "sources", list, required=False)
+    upload_sources = body_field(body, "upload_sources", list, required=False)
 
     caller = await scope_of(request)
 
@@ -266,32 +210,32 @@ async def users_create(request: Request) -> Response:
         require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
         return accounts.get_user(conn, tenant.id, username)
 
-    user = await _write(
+    user = await write_with_event(
         request,
         work,
-        _change(
+        audit_event(
             request,
             "admin.user.create",
             username,
             {"role": role, "sources": sources, "upload_sources": upload_sources},
         ),
     )
-    return _json(user.public(), 201)
+    return json_answer(user.public(), 201)
 
 
 async def users_get(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
-    user = await _read(request, lambda conn: accounts.get_user(conn, tenant.id, username))
+    user = await read_in_thread(request, lambda conn: accounts.get_user(conn, tenant.id, username))
     if user is None:
         raise NotFound(f"no user {username!r}")
-    return _json(user.public())
+    return json_answer(user.public())
 
 
 async def users_update(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
-    body = await _body(request)
+    body = await json_body(request)
     changes: dict = {}
     for name, kind in (
         ("role", str),
@@ -301,7 +245,7 @@ async def users_update(request: Request) -> Response:
         ("upload_sources", list),
     ):
         if name in body:
-            changes[name] = _field(body, name, kind, required=False)
+            changes[name] = body_field(body, name, kind, required=False)
     if not changes:
         raise BadRequest("nothing to change (role, password, disabled, sources, upload_sources)")
     shown = {k: v for k, v in changes.items() if k != "password"}
@@ -316,8 +260,10 @@ async def users_update(request: Request) -> Response:
         require_within(caller, _user_rights(conn, tenant.id, username), what)
         return user
 
-    user = await _write(request, work, _change(request, "admin.user.update", username, shown))
-    return _json(user.public())
+    user = await write_with_event(
+        request, work, audit_event(request, "admin.user.update", username, shown)
+    )
+    return json_answer(user.public())
 
 
 async def users_delete(request: Request) -> Response:
@@ -329,7 +275,7 @@ async def users_delete(request: Request) -> Response:
         require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
         accounts.delete_user(conn, tenant.id, username)
 
-    await _write(request, work, _change(request, "admin.user.delete", username))
+    await write_with_event(request, work, audit_event(request, "admin.user.delete", username))
     return Response(status_code=204)
 
 
@@ -338,15 +284,17 @@ async def users_delete(request: Request) -> Response:
 
 async def roles_list(request: Request) -> Response:
     tenant = tenant_of(request)
-    return _json(await _read(request, lambda conn: accounts.list_roles(conn, tenant.id)))
+    return json_answer(
+        await read_in_thread(request, lambda conn: accounts.list_roles(conn, tenant.id))
+    )
 
 
 async def roles_put(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
-    body = await _body(request)
-    perms = _field(body, "permissions", list)
-    description = _field(body, "description", required=False) or ""
+    body = await json_body(request)
+    perms = body_field(body, "permissions", list)
+    description = body_field(body, "description", required=False) or ""
     caller = await scope_of(request)
 
     def work(conn):  # type: ignore[no-untyped-def]
@@ -357,10 +305,10 @@ async def roles_put(request: Request) -> Response:
         require_permissions_within(caller, parse_permissions(perms), f"role {name!r}")
         return accounts.save_role(conn, tenant.id, name, perms, description)
 
-    created = await _write(
-        request, work, _change(request, "admin.role.save", name, {"permissions": perms})
+    created = await write_with_event(
+        request, work, audit_event(request, "admin.role.save", name, {"permissions": perms})
     )
-    return _json(
+    return json_answer(
         {"name": name, "permissions": sorted(perms), "builtin": False, "description": description},
         201 if created else 200,
     )
@@ -377,7 +325,7 @@ async def roles_delete(request: Request) -> Response:
             require_permissions_within(caller, held, f"role {name!r}")
         accounts.delete_role(conn, tenant.id, name)
 
-    await _write(request, work, _change(request, "admin.role.delete", name))
+    await write_with_event(request, work, audit_event(request, "admin.role.delete", name))
     return Response(status_code=204)
 
 
@@ -386,21 +334,21 @@ async def roles_delete(request: Request) -> Response:
 
 async def sources_list(request: Request) -> Response:
     tenant = tenant_of(request)
-    return _json(await _read(request, lambda conn: source_settings(conn, tenant.id)))
+    return json_answer(await read_in_thread(request, lambda conn: source_settings(conn, tenant.id)))
 
 
 async def sources_create(request: Request) -> Response:
     tenant = tenant_of(request)
-    body = await _body(request)
-    name = _field(body, "name")
-    description = _field(body, "description", required=False) or ""
-    issuer = _field(body, "default_issuer_of_patient_id", required=False) or ""
-    await _write(
+    body = await json_body(request)
+    name = body_field(body, "name")
+    description = body_field(body, "description", required=False) or ""
+    issuer = body_field(body, "default_issuer_of_patient_id", required=False) or ""
+    await write_with_event(
         request,
         lambda conn: add_source(conn, tenant.id, name, description, issuer),
-        _change(request, "admin.source.create", name, {"default_issuer_of_patient_id": issuer}),
+        audit_event(request, "admin.source.create", name, {"default_issuer_of_patient_id": issuer}),
     )
-    return _json(
+    return json_answer(
         {"name": name, "description": description, "default_issuer_of_patient_id": issuer}, 201
     )
 
@@ -411,9 +359,9 @@ async def sources_update(request: Request) -> Response:
     afterwards (docs/identity.md)."""
     tenant = tenant_of(request)
     name = request.path_params["name"]
-    body = await _body(request)
+    body = await json_body(request)
     changes = {
-        key: _field(body, key)
+        key: body_field(body, key)
         for key in ("description", "default_issuer_of_patient_id")
         if key in body
     }
@@ -424,10 +372,10 @@ async def sources_update(request: Request) -> Response:
         update_source(conn, tenant.id, name, changes)
         return next(s for s in source_settings(conn, tenant.id) if s["name"] == name)
 
-    updated = await _write(
-        request, work, _change(request, "admin.source.update", name, dict(changes))
+    updated = await write_with_event(
+        request, work, audit_event(request, "admin.source.update", name, dict(changes))
     )
-    return _json(updated)
+    return json_answer(updated)
 
 
 # --- API keys ------------------------------------------------------------------------------
@@ -435,14 +383,16 @@ async def sources_update(request: Request) -> Response:
 
 async def keys_list(request: Request) -> Response:
     tenant = tenant_of(request)
-    return _json(await _read(request, lambda conn: accounts.list_api_keys(conn, tenant.id)))
+    return json_answer(
+        await read_in_thread(request, lambda conn: accounts.list_api_keys(conn, tenant.id))
+    )
 
 
 async def keys_create(request: Request) -> Response:
     tenant = tenant_of(request)
-    body = await _body(request)
-    username = _field(body, "user")
-    name = _field(body, "name", required=False) or ""
+    body = await json_body(request)
+    username = body_field(body, "user")
+    name = body_field(body, "name", required=False) or ""
     days = body.get("expires_in_days")
     if days is not None and (not isinstance(days, int | float) or days <= 0):
         raise BadRequest("'expires_in_days' must be a positive number")
@@ -454,10 +404,10 @@ async def keys_create(request: Request) -> Response:
         user = accounts.get_user(conn, tenant.id, username)
         return accounts.issue_token(conn, tenant.id, user.id, "api_key", name, lifetime)
 
-    key_id, token, expires_at = await _write(
-        request, work, _change(request, "admin.api_key.create", username, {"name": name})
+    key_id, token, expires_at = await write_with_event(
+        request, work, audit_event(request, "admin.api_key.create", username, {"name": name})
     )
-    return _json(
+    return json_answer(
         {
             "id": key_id,
             "user": username,
@@ -484,7 +434,7 @@ async def keys_revoke(request: Request) -> Response:
             require_within(caller, _user_rights(conn, tenant.id, owner), f"user {owner!r}")
         accounts.revoke_token(conn, tenant.id, key_id)
 
-    await _write(request, work, _change(request, "admin.api_key.revoke", str(key_id)))
+    await write_with_event(request, work, audit_event(request, "admin.api_key.revoke", str(key_id)))
     return Response(status_code=204)
 
 
@@ -500,16 +450,16 @@ def _policies(conn, tenant_id: int) -> dict[str, object]:  # type: ignore[no-unt
 
 async def policies_get(request: Request) -> Response:
     tenant = tenant_of(request)
-    return _json(await _read(request, lambda conn: _policies(conn, tenant.id)))
+    return json_answer(await read_in_thread(request, lambda conn: _policies(conn, tenant.id)))
 
 
 async def policies_put(request: Request) -> Response:
     """Any of `duplicate_policy` ('reject' | 'overwrite') and `linked_matching` (bool: a
     Patient ID search also returns linked identities' studies, docs/identity.md)."""
     tenant = tenant_of(request)
-    body = await _body(request)
-    policy = _field(body, "duplicate_policy", required=False)
-    linked = _field(body, "linked_matching", bool, required=False)
+    body = await json_body(request)
+    policy = body_field(body, "duplicate_policy", required=False)
+    linked = body_field(body, "linked_matching", bool, required=False)
     if policy is None and linked is None:
         raise BadRequest("give 'duplicate_policy' and/or 'linked_matching'")
 
@@ -525,8 +475,8 @@ async def policies_put(request: Request) -> Response:
         for k, v in (("duplicate_policy", policy), ("linked_matching", linked))
         if v is not None
     }
-    event = _change(request, "admin.policy.update", ",".join(changes), changes)
-    return _json(await _write(request, work, event))
+    event = audit_event(request, "admin.policy.update", ",".join(changes), changes)
+    return json_answer(await write_with_event(request, work, event))
 
 
 # --- DIMSE peers and AE titles (tables and functions of tessera.index.peers) ----------------
@@ -549,29 +499,29 @@ def _peer_json(peer: Peer) -> dict:
 
 async def peers_list(request: Request) -> Response:
     tenant = tenant_of(request)
-    found = await _read(request, lambda conn: list_peers(conn, tenant.id))
-    return _json([_peer_json(peer) for peer in found])
+    found = await read_in_thread(request, lambda conn: list_peers(conn, tenant.id))
+    return json_answer([_peer_json(peer) for peer in found])
 
 
 async def peers_get(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
-    peer = await _read(request, lambda conn: peer_by_ae_title(conn, tenant.id, title))
+    peer = await read_in_thread(request, lambda conn: peer_by_ae_title(conn, tenant.id, title))
     if peer is None:
         raise NotFound(f"no peer {title!r}")
-    return _json(_peer_json(peer))
+    return json_answer(_peer_json(peer))
 
 
 async def peers_put(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
-    body = await _body(request)
-    host = _field(body, "host")
-    port = _field(body, "port", int)
+    body = await json_body(request)
+    host = body_field(body, "host")
+    port = body_field(body, "port", int)
     flags = {}
     for name in ("may_store", "may_query", "may_be_move_destination", "staged"):
         if name in body:
-            flags[name] = _field(body, name, bool)
+            flags[name] = body_field(body, name, bool)
 
     caller = await scope_of(request)
 
@@ -585,18 +535,18 @@ async def peers_put(request: Request) -> Response:
             title,
             host,
             port,
-            upload_source=_field(body, "upload_source", required=False),
-            query_sources=_field(body, "query_sources", list, required=False),
-            description=_field(body, "description", required=False) or "",
+            upload_source=body_field(body, "upload_source", required=False),
+            query_sources=body_field(body, "query_sources", list, required=False),
+            description=body_field(body, "description", required=False) or "",
             **flags,
         )
         require_within(caller, _peer_rights(conn, tenant.id, title), f"peer {title!r}")  # type: ignore[arg-type]
         return before is not None, peer_by_ae_title(conn, tenant.id, title)
 
-    existed, peer = await _write(
-        request, work, _change(request, "admin.peer.save", title, {"host": host, "port": port})
+    existed, peer = await write_with_event(
+        request, work, audit_event(request, "admin.peer.save", title, {"host": host, "port": port})
     )
-    return _json(_peer_json(peer), 200 if existed else 201)
+    return json_answer(_peer_json(peer), 200 if existed else 201)
 
 
 async def peers_delete(request: Request) -> Response:
@@ -612,20 +562,20 @@ async def peers_delete(request: Request) -> Response:
         require_within(caller, before, f"peer {title!r}")
         remove_peer(conn, tenant.id, title)
 
-    await _write(request, work, _change(request, "admin.peer.delete", title))
+    await write_with_event(request, work, audit_event(request, "admin.peer.delete", title))
     return Response(status_code=204)
 
 
 async def ae_titles_list(request: Request) -> Response:
-    rows = await _read(request, list_ae_titles)
-    return _json([{"ae_title": title, "tenant": tenant} for title, tenant in rows])
+    rows = await read_in_thread(request, list_ae_titles)
+    return json_answer([{"ae_title": title, "tenant": tenant} for title, tenant in rows])
 
 
 async def ae_titles_put(request: Request) -> Response:
     """Which tenant a called AE title selects (unique across tenants: system only)."""
     title = request.path_params["ae_title"]
-    body = await _body(request)
-    tenant_name = _field(body, "tenant")
+    body = await json_body(request)
+    tenant_name = body_field(body, "tenant")
 
     def work(conn):  # type: ignore[no-untyped-def]
         target = tenant_by_name(conn, tenant_name)
@@ -633,10 +583,10 @@ async def ae_titles_put(request: Request) -> Response:
             raise BadRequest(f"no tenant {tenant_name!r}")
         add_ae_title(conn, target.id, title)
 
-    await _write(
-        request, work, _change(request, "admin.ae_title.create", title, {"tenant": tenant_name})
+    await write_with_event(
+        request, work, audit_event(request, "admin.ae_title.create", title, {"tenant": tenant_name})
     )
-    return _json({"ae_title": title.strip(), "tenant": tenant_name}, 201)
+    return json_answer({"ae_title": title.strip(), "tenant": tenant_name}, 201)
 
 
 async def ae_titles_delete(request: Request) -> Response:
@@ -650,7 +600,7 @@ async def ae_titles_delete(request: Request) -> Response:
                 return
         raise NotFound(f"no AE title {title!r}")
 
-    await _write(request, work, _change(request, "admin.ae_title.delete", title))
+    await write_with_event(request, work, audit_event(request, "admin.ae_title.delete", title))
     return Response(status_code=204)
 
 
@@ -672,13 +622,13 @@ async def audit_list(request: Request) -> Response:
         limit = min(int(params.get("limit", "100")), 1000)
     except ValueError:
         raise BadRequest("'limit' must be a number") from None
-    events = await _read(
+    events = await read_in_thread(
         request,
         lambda conn: query_events(
             conn, tenant.id, since, params.get("action"), params.get("principal"), limit
         ),
     )
-    return _json(events)
+    return json_answer(events)
 
 
 SYSTEM, ADMIN = permissions.SYSTEM, permissions.ADMIN

@@ -19,7 +19,14 @@ from starlette.responses import Response
 
 from tessera.archive import Archive
 from tessera.auth import permissions
-from tessera.dicomweb.admin_api import _body, _change, _field, _json, _read, _write
+from tessera.dicomweb.api_common import (
+    audit_event,
+    body_field,
+    json_answer,
+    json_body,
+    read_in_thread,
+    write_with_event,
+)
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import BadRequest, NotFound
 from tessera.dicomweb.gate import guarded
@@ -62,18 +69,20 @@ async def patients_search(request: Request) -> Response:
     issuer = request.query_params.get("issuer_of_patient_id")
     if not patient_id:
         raise BadRequest("give 'patient_id' (and optionally 'issuer_of_patient_id')")
-    found = await _read(
+    found = await read_in_thread(
         request,
         lambda conn: identities(conn, scope, patient_id=patient_id, issuer_of_patient_id=issuer),
     )
-    return _json([f.as_json(scope.source_pks is None) for f in found])
+    return json_answer([f.as_json(scope.source_pks is None) for f in found])
 
 
 async def patient_get(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _pk(request.path_params["pk"])
-    return _json(
-        await _read(request, lambda conn: _group_json(conn, scope, _visible(conn, scope, pk)))
+    return json_answer(
+        await read_in_thread(
+            request, lambda conn: _group_json(conn, scope, _visible(conn, scope, pk))
+        )
     )
 
 
@@ -81,9 +90,9 @@ async def links_create(request: Request) -> Response:
     """POST {"identity": other id, "reason"?}: the two identities are one person."""
     scope = await scope_of(request)
     pk = _pk(request.path_params["pk"])
-    body = await _body(request)
-    other_pk = _field(body, "identity", int)
-    reason = _field(body, "reason", required=False) or ""
+    body = await json_body(request)
+    other_pk = body_field(body, "identity", int)
+    reason = body_field(body, "reason", required=False) or ""
 
     def work(conn):
         found = _visible(conn, scope, pk)
@@ -91,8 +100,8 @@ async def links_create(request: Request) -> Response:
         links.link(conn, scope.tenant_id, pk, other_pk, scope.principal, reason)
         return _group_json(conn, scope, _visible(conn, scope, found.pk))
 
-    event = _change(request, "identity.link", f"{pk}-{other_pk}", {"reason": reason})
-    return _json(await _write(request, work, event), 201)
+    event = audit_event(request, "identity.link", f"{pk}-{other_pk}", {"reason": reason})
+    return json_answer(await write_with_event(request, work, event), 201)
 
 
 async def links_delete(request: Request) -> Response:
@@ -108,8 +117,8 @@ async def links_delete(request: Request) -> Response:
         links.unlink(conn, scope.tenant_id, pk, other_pk, scope.principal, reason)
         return _group_json(conn, scope, _visible(conn, scope, pk))
 
-    event = _change(request, "identity.unlink", f"{pk}-{other_pk}", {"reason": reason})
-    return _json(await _write(request, work, event))
+    event = audit_event(request, "identity.unlink", f"{pk}-{other_pk}", {"reason": reason})
+    return json_answer(await write_with_event(request, work, event))
 
 
 async def history_get(request: Request) -> Response:
@@ -127,14 +136,16 @@ async def history_get(request: Request) -> Response:
         visible = {i.pk for i in identities(conn, scope, pks=named)}
         return [e for e in events if set(e["identities"]) <= visible]
 
-    return _json(await _read(request, work))
+    return json_answer(await read_in_thread(request, work))
 
 
 async def candidates_get(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _pk(request.path_params["pk"])
-    return _json(
-        await _read(request, lambda conn: candidates(conn, scope, _visible(conn, scope, pk)))
+    return json_answer(
+        await read_in_thread(
+            request, lambda conn: candidates(conn, scope, _visible(conn, scope, pk))
+        )
     )
 
 
@@ -153,7 +164,9 @@ async def studies_get(request: Request) -> Response:
         query = Query(Level.STUDY, patient_pks=group)
         return run_query(conn, scope, query, root).items
 
-    return Response(orjson.dumps(await _read(request, work)), media_type="application/dicom+json")
+    return Response(
+        orjson.dumps(await read_in_thread(request, work)), media_type="application/dicom+json"
+    )
 
 
 # -- corrections, moves, merges (tessera.services.identity_changes) ----------------------
@@ -174,17 +187,17 @@ async def _changed(
     shown = show(result)
     body: dict[str, object] = {"change": result.as_json()}
     if shown is not None:
-        found = await _read(request, lambda conn: identity(conn, scope, shown))
+        found = await read_in_thread(request, lambda conn: identity(conn, scope, shown))
         body["identity"] = None if found is None else found.as_json(scope.source_pks is None)
-    return _json(body)
+    return json_answer(body)
 
 
 async def patient_correct(request: Request) -> Response:
     """PATCH {"patient_name"?, "patient_birth_date"?, "patient_sex"?, "patient_id"?,
     "issuer_of_patient_id"?, "reason"?}: correct the identity (its studies follow)."""
     pk = _pk(request.path_params["pk"])
-    body = await _body(request)
-    reason = _field(body, "reason", required=False) or ""
+    body = await json_body(request)
+    reason = body_field(body, "reason", required=False) or ""
     values = {k: v for k, v in body.items() if k != "reason"}
     return await _changed(
         request,
@@ -199,9 +212,9 @@ async def patient_merge(request: Request) -> Response:
     """POST {"identity": merged-away id, "reason"?}: HL7 A40, the studies of that identity
     go to this one."""
     pk = _pk(request.path_params["pk"])
-    body = await _body(request)
-    merged = _field(body, "identity", int)
-    reason = _field(body, "reason", required=False) or ""
+    body = await json_body(request)
+    merged = body_field(body, "identity", int)
+    reason = body_field(body, "reason", required=False) or ""
     return await _changed(
         request,
         lambda archive, scope, remote: changes_service.merge_patients(
@@ -214,9 +227,9 @@ async def patient_merge(request: Request) -> Response:
 async def study_move(request: Request) -> Response:
     """POST {"identity": target id, "reason"?}: the study belongs to that identity."""
     study = request.path_params["study"]
-    body = await _body(request)
-    target = _field(body, "identity", int)
-    reason = _field(body, "reason", required=False) or ""
+    body = await json_body(request)
+    target = body_field(body, "identity", int)
+    reason = body_field(body, "reason", required=False) or ""
     return await _changed(
         request,
         lambda archive, scope, remote: changes_service.move_study(
@@ -229,8 +242,8 @@ async def study_move(request: Request) -> Response:
 async def change_undo(request: Request) -> Response:
     """POST {"reason"?}: undo a correction, move or merge."""
     change_id = _pk(request.path_params["change"], "change id")
-    body = await _body(request)
-    reason = _field(body, "reason", required=False) or ""
+    body = await json_body(request)
+    reason = body_field(body, "reason", required=False) or ""
     return await _changed(
         request,
         lambda archive, scope, remote: changes_service.undo_change(
@@ -250,7 +263,7 @@ async def changes_get(request: Request) -> Response:
         _visible(conn, scope, pk)
         return change_history(conn, scope, [pk])
 
-    return _json(await _read(request, work))
+    return json_answer(await read_in_thread(request, work))
 
 
 def _dicomweb_root(request: Request) -> str:

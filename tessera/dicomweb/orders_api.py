@@ -15,7 +15,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.auth.permissions import ORDERS, READ
-from tessera.dicomweb.admin_api import _body, _change, _json, _read, _write
+from tessera.dicomweb.api_common import (
+    audit_event,
+    json_answer,
+    json_body,
+    read_in_thread,
+    write_with_event,
+)
 from tessera.dicomweb.context import scope_of
 from tessera.dicomweb.errors import BadRequest
 from tessera.dicomweb.gate import guarded
@@ -160,47 +166,47 @@ async def orders_search(request: Request) -> Response:
             search.source_pk = source_pk
         return o.search_orders(conn, scope, search)
 
-    found = await _read(request, work)
-    return _json([order_json(order) for order in found])
+    found = await read_in_thread(request, work)
+    return json_answer([order_json(order) for order in found])
 
 
 async def orders_create(request: Request) -> Response:
     scope = await scope_of(request)
-    body = await _body(request)
-    event = _change(request, "order.create", str(body.get("accession_number", ""))[:64])
+    body = await json_body(request)
+    event = audit_event(request, "order.create", str(body.get("accession_number", ""))[:64])
     try:
-        order, created = await _write(
+        order, created = await write_with_event(
             request, lambda conn: o.create_order(conn, scope, body), event
         )
     except IntegrityError:
         # A concurrent create of the same accession number won: answer with its order.
-        order, created = await _write(
+        order, created = await write_with_event(
             request, lambda conn: o.create_order(conn, scope, body), event
         )
-    return _json(order_json(order), 201 if created else 200)
+    return json_answer(order_json(order), 201 if created else 200)
 
 
 async def orders_get(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
-    order = await _read(request, lambda conn: o.get_order(conn, scope, order_id))
-    return _json(order_json(order))
+    order = await read_in_thread(request, lambda conn: o.get_order(conn, scope, order_id))
+    return json_answer(order_json(order))
 
 
 async def orders_update(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
-    body = await _body(request)
-    order = await _write(
+    body = await json_body(request)
+    order = await write_with_event(
         request,
         lambda conn: o.update_order(conn, scope, order_id, body),
-        _change(request, "order.update", str(order_id), {"fields": sorted(body)}),
+        audit_event(request, "order.update", str(order_id), {"fields": sorted(body)}),
     )
-    return _json(order_json(order))
+    return json_answer(order_json(order))
 
 
 async def _reason(request: Request) -> str:
-    body = await _body(request)
+    body = await json_body(request)
     reason = body.get("reason", "")
     if not isinstance(reason, str):
         raise BadRequest("'reason' must be a string")
@@ -211,34 +217,34 @@ async def orders_cancel(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
     reason = await _reason(request)
-    order = await _write(
+    order = await write_with_event(
         request,
         lambda conn: o.cancel_order(conn, scope, order_id, reason),
-        _change(request, "order.cancel", str(order_id), {"reason": reason}),
+        audit_event(request, "order.cancel", str(order_id), {"reason": reason}),
     )
-    return _json(order_json(order))
+    return json_answer(order_json(order))
 
 
 async def orders_status(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
-    body = await _body(request)
+    body = await json_body(request)
     status = body.get("status")
     if not isinstance(status, str):
         raise BadRequest("'status' is required")
     reason = await _reason(request)
-    order = await _write(
+    order = await write_with_event(
         request,
         lambda conn: o.change_status(conn, scope, order_id, status.upper(), reason),
-        _change(request, "order.status", str(order_id), {"status": status, "reason": reason}),
+        audit_event(request, "order.status", str(order_id), {"status": status, "reason": reason}),
     )
-    return _json(order_json(order))
+    return json_answer(order_json(order))
 
 
 async def orders_attach_study(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
-    body = await _body(request)
+    body = await json_body(request)
     study_uid = body.get("study_instance_uid")
     if not isinstance(study_uid, str) or not study_uid:
         raise BadRequest("'study_instance_uid' is required")
@@ -247,16 +253,18 @@ async def orders_attach_study(request: Request) -> Response:
         o.attach_study_to_order(conn, scope, order_id, study_uid)
         return o.get_order(conn, scope, order_id)
 
-    order = await _write(
-        request, work, _change(request, "order.attach", str(order_id), {"study": study_uid})
+    order = await write_with_event(
+        request, work, audit_event(request, "order.attach", str(order_id), {"study": study_uid})
     )
-    return _json(order_json(order))
+    return json_answer(order_json(order))
 
 
 async def orders_history(request: Request) -> Response:
     scope = await scope_of(request)
     order_id = _order_id(request)
-    return _json(await _read(request, lambda conn: o.status_history(conn, scope, order_id)))
+    return json_answer(
+        await read_in_thread(request, lambda conn: o.status_history(conn, scope, order_id))
+    )
 
 
 routes = [

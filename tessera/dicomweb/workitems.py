@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.auth.permissions import ORDERS, READ
-from tessera.dicomweb.admin_api import _change, _read, _write
+from tessera.dicomweb.api_common import audit_event, read_in_thread, write_with_event
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import ClientError, NotAcceptable
 from tessera.dicomweb.gate import AUDIT_QUERY, GuardedRoute, guarded
@@ -121,7 +121,7 @@ def _bare_or_named(request: Request, name: str) -> str | None:
     return found
 
 
-def _json(body: object, answer_type: str, headers: dict[str, str] | None = None) -> Response:
+def json_answer(body: object, answer_type: str, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), media_type=answer_type, headers=headers)
 
 
@@ -131,18 +131,20 @@ async def search_workitems(request: Request) -> Response:
     archive = archive_of(request)
     query = parse_workitem_search(request.url.query, archive.settings.qido_max_results)
     page = query.limit - 1
-    rows = await _run(_read(request, lambda conn: ups.search_workitems(conn, scope, query)))
+    rows = await _run(
+        read_in_thread(request, lambda conn: ups.search_workitems(conn, scope, query))
+    )
     headers = {"Warning": MORE_RESULTS_WARNING} if len(rows) > page else None
     items = [workitem_dataset(row).to_json_dict() for row in rows[:page]]
-    return _json(items, answer_type, headers)
+    return json_answer(items, answer_type, headers)
 
 
 async def retrieve_workitem(request: Request) -> Response:
     scope = await scope_of(request)
     answer_type = _answer_type(request)
     uid = _workitem_uid(request)
-    row = await _run(_read(request, lambda conn: ups.find_workitem(conn, scope, uid)))
-    return _json([workitem_dataset(row).to_json_dict()], answer_type)
+    row = await _run(read_in_thread(request, lambda conn: ups.find_workitem(conn, scope, uid)))
+    return json_answer([workitem_dataset(row).to_json_dict()], answer_type)
 
 
 def _location(request: Request, uid: str) -> str:
@@ -172,10 +174,12 @@ async def create_workitem(request: Request) -> Response:
             "Referenced Request Sequence > Accession Number (0008,0050) is required: "
             "every workitem is an order",
         )
-    event = _change(request, "workitem.create", str(uid)[:64])
+    event = audit_event(request, "workitem.create", str(uid)[:64])
     try:
         await _run(
-            _write(request, lambda conn: ups.create_workitem(conn, scope, str(uid), fields), event)
+            write_with_event(
+                request, lambda conn: ups.create_workitem(conn, scope, str(uid), fields), event
+            )
         )
     except IntegrityError as exc:  # a concurrent create of the same UID or accession won
         raise _failure(409, f"workitem {uid} or its accession number already exists") from exc
@@ -204,9 +208,9 @@ async def update_workitem(request: Request) -> Response:
     ignored = (
         sorted(e.keyword or str(e.tag) for e in ds if e.keyword not in known) if not changes else []
     )
-    event = _change(request, "workitem.update", uid, {"fields": sorted(changes)})
+    event = audit_event(request, "workitem.update", uid, {"fields": sorted(changes)})
     await _run(
-        _write(
+        write_with_event(
             request, lambda conn: ups.update_workitem(conn, scope, uid, transaction, changes), event
         )
     )
@@ -222,9 +226,9 @@ async def change_workitem_state(request: Request) -> Response:
     if not state:
         raise _failure(400, "Procedure Step State (0074,1000) is required")
     transaction = ds.get("TransactionUID")
-    event = _change(request, "workitem.state", uid, {"state": state})
+    event = audit_event(request, "workitem.state", uid, {"state": state})
     said = await _run(
-        _write(
+        write_with_event(
             request,
             lambda conn: ups.change_state(
                 conn, scope, uid, state, str(transaction) if transaction else None
@@ -240,9 +244,11 @@ async def request_cancellation(request: Request) -> Response:
     uid = _workitem_uid(request)
     ds = await _dataset(request, required=False)
     reason = str(ds.get("ReasonForCancellation", "") or "")[:400]
-    event = _change(request, "workitem.cancelrequest", uid, {"reason": reason})
+    event = audit_event(request, "workitem.cancelrequest", uid, {"reason": reason})
     said = await _run(
-        _write(request, lambda conn: ups.request_cancellation(conn, scope, uid, reason), event)
+        write_with_event(
+            request, lambda conn: ups.request_cancellation(conn, scope, uid, reason), event
+        )
     )
     return Response(status_code=202, headers=warning(said) if said else None)
 
