@@ -21,8 +21,10 @@ from tessera.dicomweb.errors import BadRequest
 T = TypeVar("T")
 
 
-def json_answer(body: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+def json_answer(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 async def json_body(request: Request) -> dict:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.auth import permissions
+from tessera.dicomweb.api_common import json_answer, json_body
 from tessera.dicomweb.context import archive_of, identity_of, scope_of
 from tessera.dicomweb.errors import BadRequest
 from tessera.dicomweb.gate import guarded
@@ -42,23 +42,6 @@ async def _caller(request: Request) -> Scope:
     if identity is not None and identity.username:
         return dataclasses.replace(scope, principal=identity.username)
     return scope
-
-
-def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
-
-
-async def _body(request: Request) -> dict:
-    raw = await request.body()
-    try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    return body
 
 
 def _report_id(request: Request) -> int:
@@ -125,7 +108,7 @@ def report_json(view: service.ReportView) -> dict:
 
 
 def _answer(view: service.ReportView, status: int = 200) -> Response:
-    return _json(report_json(view), status, headers={"ETag": f'"{view.report.version}"'})
+    return json_answer(report_json(view), status, headers={"ETag": f'"{view.report.version}"'})
 
 
 def template_json(template: Template) -> dict:
@@ -137,12 +120,12 @@ async def reports_list(request: Request) -> Response:
     views = await run_in_threadpool(
         service.study_reports, archive_of(request), scope, request.path_params["study"]
     )
-    return _json([report_json(view) for view in views])
+    return json_answer([report_json(view) for view in views])
 
 
 async def reports_create(request: Request) -> Response:
     scope = await _caller(request)
-    body = await _body(request)
+    body = await json_body(request)
     view = await run_in_threadpool(
         service.create_report, archive_of(request), scope, request.path_params["study"], body
     )
@@ -163,7 +146,7 @@ async def reports_get(request: Request) -> Response:
 
 async def reports_edit(request: Request) -> Response:
     scope = await _caller(request)
-    body = await _body(request)
+    body = await json_body(request)
     view = await run_in_threadpool(
         service.edit_report,
         archive_of(request),
@@ -178,7 +161,7 @@ async def reports_edit(request: Request) -> Response:
 
 async def reports_sign(request: Request) -> Response:
     scope = await _caller(request)
-    body = await _body(request)
+    body = await json_body(request)
     view = await run_in_threadpool(
         service.sign_report,
         archive_of(request),
@@ -192,7 +175,7 @@ async def reports_sign(request: Request) -> Response:
 
 async def reports_addendum(request: Request) -> Response:
     scope = await _caller(request)
-    body = await _body(request)
+    body = await json_body(request)
     view = await run_in_threadpool(
         service.add_addendum,
         archive_of(request),
@@ -208,7 +191,7 @@ async def reports_addendum(request: Request) -> Response:
 async def templates_list(request: Request) -> Response:
     scope = await _caller(request)
     templates = await run_in_threadpool(service.list_templates, archive_of(request), scope)
-    return _json([template_json(t) for t in templates])
+    return json_answer([template_json(t) for t in templates])
 
 
 async def templates_get(request: Request) -> Response:
@@ -216,16 +199,16 @@ async def templates_get(request: Request) -> Response:
     template = await run_in_threadpool(
         service.get_template, archive_of(request), scope, request.path_params["name"]
     )
-    return _json(template_json(template))
+    return json_answer(template_json(template))
 
 
 async def templates_put(request: Request) -> Response:
     scope = await _caller(request)
-    body = await _body(request)
+    body = await json_body(request)
     added = await run_in_threadpool(
         service.put_template, archive_of(request), scope, request.path_params["name"], body
     )
-    return _json({"name": request.path_params["name"], "added": added}, 201 if added else 200)
+    return json_answer({"name": request.path_params["name"], "added": added}, 201 if added else 200)
 
 
 REPORT = "/studies/{study}/reports/{report}"

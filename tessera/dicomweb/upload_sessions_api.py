@@ -25,13 +25,13 @@ import functools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.auth import permissions
 from tessera.dicomweb import stow
+from tessera.dicomweb.api_common import json_answer, json_body
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.errors import problem
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
@@ -39,10 +39,6 @@ from tessera.services import upload_sessions as sessions
 from tessera.services.ingest import StoreOutcome
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _json(body: object, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def session_endpoint(handler: Handler) -> Handler:
@@ -56,21 +52,10 @@ def session_endpoint(handler: Handler) -> Handler:
         except sessions.SessionProblem as exc:
             if exc.details:
                 body = {"status": exc.status, "detail": exc.message, "instances": exc.details}
-                return _json(body, exc.status)
+                return json_answer(body, exc.status)
             return problem(exc.status, exc.message)
 
     return run
-
-
-async def _body(request: Request) -> dict:
-    raw = await request.body()
-    try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise sessions.SessionProblem(400, f"the body is not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise sessions.SessionProblem(400, "the body must be a JSON object")
-    return body
 
 
 def _text(body: dict, name: str) -> str | None:
@@ -82,7 +67,7 @@ def _text(body: dict, name: str) -> str | None:
 
 @session_endpoint
 async def create(request: Request) -> Response:
-    body = await _body(request)
+    body = await json_body(request)
     expires = body.get("expires_in_seconds")
     if expires is not None and (not isinstance(expires, int) or isinstance(expires, bool)):
         raise sessions.SessionProblem(400, "'expires_in_seconds' must be an integer")
@@ -96,14 +81,14 @@ async def create(request: Request) -> Response:
         expires,
     )
     view = await run_in_threadpool(sessions.describe, archive, scope, session.public_id)
-    return _json(view.as_json(), 201)
+    return json_answer(view.as_json(), 201)
 
 
 @session_endpoint
 async def list_all(request: Request) -> Response:
     archive, scope = archive_of(request), await scope_of(request)
     found = await run_in_threadpool(sessions.list_for, archive, scope)
-    return _json(
+    return json_answer(
         [
             {
                 "id": s.public_id,
@@ -125,12 +110,12 @@ async def get_one(request: Request) -> Response:
     view = await run_in_threadpool(
         sessions.describe, archive, scope, request.path_params["session"]
     )
-    return _json(view.as_json())
+    return json_answer(view.as_json())
 
 
 @session_endpoint
 async def update(request: Request) -> Response:
-    body = await _body(request)
+    body = await json_body(request)
     description = _text(body, "description")
     if description is None:
         raise sessions.SessionProblem(400, "'description' is required")
@@ -138,7 +123,7 @@ async def update(request: Request) -> Response:
     public_id = request.path_params["session"]
     await run_in_threadpool(sessions.update_description, archive, scope, public_id, description)
     view = await run_in_threadpool(sessions.describe, archive, scope, public_id)
-    return _json(view.as_json())
+    return json_answer(view.as_json())
 
 
 @session_endpoint
@@ -147,7 +132,7 @@ async def commit(request: Request) -> Response:
     result = await run_in_threadpool(
         sessions.commit, archive, scope, request.path_params["session"]
     )
-    return _json(
+    return json_answer(
         {
             "id": request.path_params["session"],
             "state": "committed",
@@ -164,7 +149,9 @@ async def discard(request: Request) -> Response:
     removed = await run_in_threadpool(
         sessions.discard, archive, scope, request.path_params["session"]
     )
-    return _json({"id": request.path_params["session"], "state": "discarded", "instances": removed})
+    return json_answer(
+        {"id": request.path_params["session"], "state": "discarded", "instances": removed}
+    )
 
 
 @session_endpoint
