@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -37,6 +38,8 @@ from tessera.index.database import Database
 from tessera.scope import Scope
 from tessera.services import ups_events
 from tessera.storage.uids import uid_problem
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
 BATCH = 200
@@ -158,9 +161,14 @@ async def notification_channel(websocket: WebSocket) -> None:
         nonlocal position
         message_id = 0
         while True:
-            mark, position, reports, more = await asyncio.to_thread(
-                _next_reports, database, scope, ae, position
-            )
+            try:
+                mark, position, reports, more = await asyncio.to_thread(
+                    _next_reports, database, scope, ae, position
+                )
+            except Exception:  # e.g. the index briefly unreachable: the client reconnects
+                log.warning("UPS notification channel failed", exc_info=True)
+                await websocket.close(code=1011, reason="event reports unavailable")
+                return
             for report in reports:
                 message_id = message_id % 65535 + 1
                 frame = {"00000110": {"vr": "US", "Value": [message_id]}, **report}

@@ -77,18 +77,21 @@ class Subscription:
     suspended_at: datetime | None
 
 
+_COLUMNS = (
+    TABLE.c.ae_title,
+    TABLE.c.kind,
+    TABLE.c.workitem_uid,
+    TABLE.c.filter,
+    TABLE.c.subscribed,
+    TABLE.c.deletion_lock,
+    TABLE.c.suspended_at,
+)
+
+
 def subscriptions_of(conn: Connection, tenant_id: int, ae_title: str) -> list[Subscription]:
     """Every row of the AE in the tenant."""
     rows = conn.execute(
-        select(
-            TABLE.c.ae_title,
-            TABLE.c.kind,
-            TABLE.c.workitem_uid,
-            TABLE.c.filter,
-            TABLE.c.subscribed,
-            TABLE.c.deletion_lock,
-            TABLE.c.suspended_at,
-        ).where(TABLE.c.tenant_id == tenant_id, TABLE.c.ae_title == ae_title)
+        select(*_COLUMNS).where(TABLE.c.tenant_id == tenant_id, TABLE.c.ae_title == ae_title)
     )
     return [Subscription(**row._mapping) for row in rows]
 
@@ -96,17 +99,7 @@ def subscriptions_of(conn: Connection, tenant_id: int, ae_title: str) -> list[Su
 def subscribers(conn: Connection, tenant_id: int) -> dict[str, list[Subscription]]:
     """Every AE of the tenant with its rows (to tell whether a workitem has a subscriber)."""
     found: dict[str, list[Subscription]] = {}
-    rows = conn.execute(
-        select(
-            TABLE.c.ae_title,
-            TABLE.c.kind,
-            TABLE.c.workitem_uid,
-            TABLE.c.filter,
-            TABLE.c.subscribed,
-            TABLE.c.deletion_lock,
-            TABLE.c.suspended_at,
-        ).where(TABLE.c.tenant_id == tenant_id)
-    )
+    rows = conn.execute(select(*_COLUMNS).where(TABLE.c.tenant_id == tenant_id))
     for row in rows:
         found.setdefault(row.ae_title, []).append(Subscription(**row._mapping))
     return found
