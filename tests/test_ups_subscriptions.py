@@ -19,6 +19,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from tests.conftest import ServerProcess
 from tests.security_world import World
 from tests.test_ups_rs import Ups, accession_of, rest_order, uid_of, world  # noqa: F401
 
@@ -34,8 +35,11 @@ def first(report: dict, tag: str) -> object:
 class Channel:
     """An open notification channel (Open Notification Connection, PS3.18 §8.10.4)."""
 
-    def __init__(self, world: World, user: str, ae: str, tenant: str = "default") -> None:
-        self.url = world.url(tenant).replace("http://", "ws://") + f"/subscribers/{ae}"
+    def __init__(
+        self, world: World, user: str, ae: str, tenant: str = "default", root: str = ""
+    ) -> None:
+        root = root or world.url(tenant)
+        self.url = root.replace("http://", "ws://") + f"/subscribers/{ae}"
         self.ws: ClientConnection = connect(
             self.url, additional_headers=world.auth(user), open_timeout=30
         ).__enter__()
@@ -136,6 +140,33 @@ def test_workitem_subscription_reports_every_state_change(world: World) -> None:
         assert first(report, "00741238") == "patient left"
     finally:
         channel.close()
+
+
+def test_a_server_that_did_not_make_the_change_reports_it(
+    world: World, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> None:
+    """Two `tessera serve` nodes over one PostgreSQL index: the channel is open on the
+    second, every change is made through the first."""
+    if "postgresql" not in request.node.name:
+        pytest.skip("several servers share one index on PostgreSQL")
+    node = ServerProcess(
+        data_dir=tmp_path_factory.mktemp("second-node"),
+        database_url=world.server.database_url,
+        env_extra={"TESSERA_ANONYMOUS": "off", "TESSERA_WORKERS": "1"},
+    )
+    node.start(timeout=180)
+    try:
+        order, uid = workitem(world, "NODE1")
+        channel = Channel(world, "admin", "NODE2", root=f"{node.base_url}/dicomweb")
+        try:
+            assert subscribe(world, uid, "NODE2").status_code == 201
+            channel.until(about(uid, "SCHEDULED"))
+            cancel_order(world, order["id"], "made on the first node")
+            channel.until(about(uid, "CANCELED"))
+        finally:
+            channel.close()
+    finally:
+        node.stop()
 
 
 def test_cancel_request_reaches_the_subscribed_performer(world: World) -> None:
