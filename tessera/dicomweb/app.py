@@ -37,6 +37,7 @@ from tessera.dicomweb import (
     routes_api,
     stow,
     upload_sessions_api,
+    ups_subscriptions,
     wado,
     webhooks_api,
     workitems,
@@ -201,6 +202,7 @@ def dicomweb_routes() -> list[BaseRoute]:
         *qido.routes,
         *wado.routes,
         *workitems.routes,
+        *ups_subscriptions.routes,
     ]
 
 
