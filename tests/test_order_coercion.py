@@ -39,7 +39,7 @@ def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         base = tmp_path_factory.mktemp("coercion-pg")
         url = create_pg_database()
         drop = url
-    built = build_world(base / "data", url)
+    built = build_world(base / "data", url, start_timeout=600)  # the machine may be loaded
     try:
         yield built
     finally:
