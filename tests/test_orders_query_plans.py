@@ -2,10 +2,10 @@
 
 - a patient name prefix is matched literally ('*', '?', '%', '_' in it are characters) on
   SQLite and PostgreSQL, in a form that uses the name index;
-- on SQLite (whose plans come from the fixed statistics of migration 0015) the worklist and
+- on SQLite (whose plans come from the fixed statistics of migration 0016) the worklist and
   order searches start from the index of what they filter on, never from a walk of the
   whole tenant;
-- migration 0015 goes up and down;
+- migration 0016 goes up and down;
 - a workitem answers as DICOM JSON that pydicom reads back unchanged.
 
 Speed figures themselves are in benchmarks/orders.py.
@@ -142,12 +142,12 @@ def test_sqlite_searches_start_from_the_index_of_their_filter(
     assert by_patient.startswith("SEARCH procedure_order USING INDEX ix_order_patient_id")
 
 
-def test_0015_up_and_down(database_url: str) -> None:
+def test_0016_up_and_down(database_url: str) -> None:
     engine = create_engine(database_url)
     config = alembic_config(database_url)
     with engine.connect() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0015_ordspeed_worklist_indexes")
+        command.upgrade(config, "0016_ordspeed_worklist_indexes")
         conn.commit()
     indexes = {i["name"] for i in inspect(engine).get_indexes("scheduled_procedure_step")}
     assert "ix_sps_station_start" in indexes and "ix_sps_station" not in indexes
@@ -162,7 +162,7 @@ def test_0015_up_and_down(database_url: str) -> None:
         assert stats["ix_order_status"].startswith("100000 100000 ")
     with engine.connect() as conn:
         config.attributes["connection"] = conn
-        command.downgrade(config, "0014_identity_changes")
+        command.downgrade(config, "0015_upssub_ups_subscriptions")
         conn.commit()
     indexes = {i["name"] for i in inspect(engine).get_indexes("scheduled_procedure_step")}
     assert "ix_sps_station" in indexes and "ix_sps_station_start" not in indexes

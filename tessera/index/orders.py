@@ -108,7 +108,7 @@ class ScheduledProcedureStep(Base):
     __table_args__ = (
         Index("ix_sps_order", "order_pk"),
         Index("ix_sps_start", "tenant_id", "start_date", "start_time"),
-        # A modality's own steps of a day (migration 0015).
+        # A modality's own steps of a day (migration 0016).
         Index(
             "ix_sps_station_start",
             "tenant_id",

@@ -1,8 +1,8 @@
 """worklist speed: a station + start index for the worklist's commonest query, and SQLite
 planner statistics for the order tables
 
-Revision ID: 0015_ordspeed_worklist_indexes
-Revises: 0014_identity_changes
+Revision ID: 0016_ordspeed_worklist_indexes
+Revises: 0015_upssub_ups_subscriptions
 Create Date: 2026-12-01
 
 - ix_sps_station_start (tenant_id, scheduled_station_ae_title, start_date, start_time)
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0015_ordspeed_worklist_indexes"
-down_revision = "0014_identity_changes"
+revision = "0016_ordspeed_worklist_indexes"
+down_revision = "0015_upssub_ups_subscriptions"
 branch_labels = None
 depends_on = None
 
