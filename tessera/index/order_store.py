@@ -17,6 +17,7 @@ from tessera.index.orders import (
     ProcedureOrder,
     ScheduledProcedureStep,
 )
+from tessera.index.query_sql import prefix_match
 from tessera.index.study_completion import ORDER_DONE, complete_study
 from tessera.scope import Scope
 
@@ -141,11 +142,6 @@ class OrderSearch:
     offset: int = 0
 
 
-def _like_prefix(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
-
-
 def _sort_columns(sort: str) -> list[ColumnElement]:
     descending = sort.startswith("-")
     name = sort.lstrip("-")
@@ -169,7 +165,7 @@ def search_orders(conn: Connection, scope: Scope, search: OrderSearch) -> list[O
     conditions: list[ColumnElement] = [visible_orders(scope)]
     if search.patient_name_prefix:
         conditions.append(
-            ORDER.c.patient_name_norm.like(_like_prefix(search.patient_name_prefix), escape="\\")
+            prefix_match(conn.dialect.name, ORDER.c.patient_name_norm, search.patient_name_prefix)
         )
     if search.patient_id:
         conditions.append(ORDER.c.patient_id == search.patient_id)
