@@ -490,6 +490,74 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
     assert response.json()["sources"] == ["ClinicB"]
 
 
+def test_a_user_changes_their_own_password(site: Site) -> None:
+    """The Password page: the server's refusals shown as they come (wrong current password,
+    the policy), then the change; the user's other session ends."""
+    _ok(
+        httpx.post(
+            f"{site.api}/users",
+            json={"username": "pw_user", "role": "referring_physician", "password": PASSWORD},
+            headers=site.auth(),
+        )
+    )
+    elsewhere = _ok(
+        httpx.post(f"{site.api}/login", json={"username": "pw_user", "password": PASSWORD})
+    )["access_token"]
+    form = "#password"
+    result = drive(
+        site,
+        [
+            {
+                "name": "pw_user",
+                "steps": [
+                    *sign_in("pw_user"),
+                    {"click": "#change-password"},
+                    {"wait": form},
+                    {"fill": f"{form} input[name=current_password]", "value": "not-my-password"},
+                    {"fill": f"{form} input[name=new_password]", "value": NEW_PASSWORD},
+                    {"fill": f"{form} input[name=repeat_password]", "value": NEW_PASSWORD},
+                    {"click": f"{form} button[type=submit]"},
+                    {"waitText": f"{form} .status.error", "text": "wrong"},
+                    {"texts": f"{form} .status", "as": "wrong"},
+                    {"fill": f"{form} input[name=current_password]", "value": PASSWORD},
+                    {"fill": f"{form} input[name=new_password]", "value": "short12"},
+                    {"fill": f"{form} input[name=repeat_password]", "value": "short12"},
+                    {"click": f"{form} button[type=submit]"},
+                    {"waitText": f"{form} .status.error", "text": "8 characters"},
+                    {"texts": f"{form} .status", "as": "weak"},
+                    {"screenshot": "refused"},
+                    {"fill": f"{form} input[name=new_password]", "value": NEW_PASSWORD},
+                    {"fill": f"{form} input[name=repeat_password]", "value": NEW_PASSWORD},
+                    {"click": f"{form} button[type=submit]"},
+                    {"waitText": f"{form} .status.ok", "text": "Password changed"},
+                    {"screenshot": "changed"},
+                    # Still signed in here.
+                    {"click": "a[data-page=worklist]"},
+                    *worklist_rows(),
+                ],
+            },
+            {
+                "name": "pw_user-phone",
+                "viewport": {"width": 390, "height": 844},
+                "steps": [
+                    *sign_in("pw_user", NEW_PASSWORD),
+                    {"click": "#change-password"},
+                    {"wait": form},
+                    {"screenshot": "password"},
+                ],
+            },
+        ],
+    )
+    user = result["pw_user"]
+    assert user["error"] is None, user
+    assert user["values"]["wrong"] == ["Not changed: the current password is wrong"]
+    assert "at least 8 characters" in user["values"]["weak"][0]
+    assert result["pw_user-phone"]["error"] is None, result["pw_user-phone"]
+    me = httpx.get(f"{site.api}/me", headers={"Authorization": f"Bearer {elsewhere}"})
+    assert me.status_code == 401
+    assert httpx.get(f"{site.api}/me", auth=("pw_user", NEW_PASSWORD)).status_code == 200
+
+
 def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
     results = drive(
         site,

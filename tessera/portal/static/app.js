@@ -12,6 +12,7 @@ export const PAGES = [
   { name: 'webhooks', label: 'Webhooks', permission: 'admin', module: './webhooks.js' },
   { name: 'audit', label: 'Audit log', permission: 'admin', module: './audit.js' },
   { name: 'study', permission: 'read', module: './study.js', hidden: true },
+  { name: 'password', permission: null, module: './password.js', hidden: true },
 ];
 
 const main = document.getElementById('main');
@@ -35,6 +36,7 @@ function drawHeader(current) {
   const tenant = session.tenant !== 'default' ? ` (${session.tenant})` : '';
   who.replaceChildren(
     h('span', { id: 'username' }, `${session.me.username ?? session.me.principal}${tenant}`),
+    session.token ? h('a', { href: '#/password', id: 'change-password' }, 'Password') : null,
     session.token
       ? h('button', { type: 'button', id: 'signout', onclick: signOut }, 'Sign out')
       : h('a', { href: '#/login', id: 'signin' }, 'Sign in'),
