@@ -854,8 +854,8 @@ def test_values_are_shown_as_text_never_as_markup(site: Site) -> None:
 
 def test_the_viewer_opened_from_the_portal_reads_as_the_user(browser: None, tmp_path: Path) -> None:
     """The real OHIF (conformance/ohif/install.sh), credentials required: "Open in viewer"
-    hands OHIF the user's token, every DICOMweb request of the viewer carries it, and the
-    token leaves the address bar."""
+    mints a read-only viewer token and hands it to OHIF (never the login token), every
+    DICOMweb request of the viewer carries it, and the token leaves the address bar."""
     if shutil.which("npm") is None:
         pytest.skip("npm is needed to install OHIF (conformance/ohif/install.sh)")
     done = subprocess.run(
@@ -899,3 +899,4 @@ def test_the_viewer_opened_from_the_portal_reads_as_the_user(browser: None, tmp_
     assert "token=" not in result["values"]["address"]
     refused = [r for r in result["failedRequests"] if "/dicomweb/" in r["url"]]
     assert refused == [], refused
+    assert result["viewerTokens"] == ["tsv_"], result["viewerTokens"]

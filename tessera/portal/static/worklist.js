@@ -1,6 +1,6 @@
 // The study worklist: QIDO-RS search, paged with limit/offset, sortable by column (the page
 // shown), each study linked to its page and, when a viewer is served, to the viewer.
-import { qido, session, value, dicomDate } from './api.js';
+import { api, qido, session, value, dicomDate } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
 
 const PAGE_SIZE = 25;
@@ -10,15 +10,28 @@ const INCLUDE = ['00081030', '00080061', '00201206', '00201208', '00100030'].joi
 const state = { filters: {}, offset: 0 };
 
 // OHIF takes a bearer token from `?token=` (its Mode route), sends it with every DICOMweb
-// request and removes it from the address bar: the viewer reads as the signed-in user.
-// The viewer reads the default tenant's DICOMweb root only (its app-config.js): no link for
-// other tenants, whose tokens it would send to the wrong root.
+// request and removes it from the address bar. The token handed over is not the login token
+// but a viewer token minted at the click (POST {api}/viewer-token): it reads only, within the
+// user's source lock, for a few minutes. The viewer reads the default tenant's DICOMweb root
+// only (its app-config.js): no link for other tenants, whose tokens it would send to the
+// wrong root.
 export function viewerLink(studyUid) {
   if (!session.config.viewer || session.tenant !== 'default') return null;
-  const query = new URLSearchParams({ StudyInstanceUIDs: studyUid });
-  if (session.token) query.set('token', session.token);
-  return h('a', { href: `${session.config.viewer}viewer?${query}`, class: 'viewer' },
-    'Open in viewer');
+  const href = `${session.config.viewer}viewer?${new URLSearchParams({ StudyInstanceUIDs: studyUid })}`;
+  return h('a', { href, class: 'viewer', onclick: async event => {
+    if (!session.token) return; // anonymous quick start: nothing to hand over
+    event.preventDefault();
+    const link = event.currentTarget;
+    link.setAttribute('aria-busy', 'true');
+    try {
+      const minted = await api('/viewer-token', { method: 'POST' });
+      location.assign(`${href}&${new URLSearchParams({ token: minted.access_token })}`);
+    } catch (error) {
+      link.removeAttribute('aria-busy');
+      link.replaceWith(h('span', { class: 'status error', role: 'status' },
+        `Viewer: ${error.message}`));
+    }
+  } }, 'Open in viewer');
 }
 
 export async function render(main) {
