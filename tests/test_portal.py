@@ -558,6 +558,67 @@ def test_a_user_changes_their_own_password(site: Site) -> None:
     assert httpx.get(f"{site.api}/me", auth=("pw_user", NEW_PASSWORD)).status_code == 200
 
 
+def test_worklist_source_filter_and_priors(site: Site) -> None:
+    """The worklist's source filter (QIDO-RS `source=`, the server's message for a malformed
+    name) and a row's priors: the same patient's other studies, linked to their pages."""
+    studies = {}
+    for description, date in (("Old head", "20190304"), ("New head", "20240506")):
+        study = generate_uid()
+        part = instance_bytes(
+            study,
+            generate_uid(),
+            generate_uid(),
+            "PRIOR^PAUL",
+            1,
+            {"PatientID": "prior-1", "StudyDescription": description, "StudyDate": date},
+        )
+        assert stow(site.server.dicomweb, [part], site.auth(), source="ClinicB").status_code == 200
+        studies[description] = study
+    search = "form[role=search]"
+    result = drive(
+        site,
+        [
+            {
+                "name": "admin-priors",
+                "steps": [
+                    *sign_in("admin"),
+                    {"fill": f"{search} input[name=source]", "value": "ClinicA"},
+                    {"click": f"{search} button[type=submit]"},
+                    {"wait": "#results[data-state=done] tbody tr"},
+                    {"texts": "#results tbody tr td:first-child", "as": "clinic_a"},
+                    {"fill": f"{search} input[name=source]", "value": "Clinic A"},
+                    {"click": f"{search} button[type=submit]"},
+                    {"waitText": "main .status.error", "text": "source"},
+                    {"texts": "main > .status", "as": "malformed"},
+                    {"fill": f"{search} input[name=source]", "value": ""},
+                    {"fill": f"{search} input[name=id]", "value": "prior-1"},
+                    {"click": f"{search} button[type=submit]"},
+                    {"wait": "#results[data-state=done] tbody tr"},
+                    {"texts": "#results tbody tr td:first-child", "as": "paul"},
+                    {"click": "#results tbody tr:has-text('New head') button.priors"},
+                    {"wait": "#results div.priors li a"},
+                    {"texts": "#results div.priors li", "as": "priors"},
+                    {"attr": "#results div.priors li a", "name": "href", "as": "prior_links"},
+                    {"screenshot": "priors"},
+                    {"click": "#results div.priors li a"},
+                    {"wait": "#series figure"},
+                    {"texts": "main h1", "as": "opened"},
+                ],
+            }
+        ],
+    )["admin-priors"]
+    assert result["error"] is None, result
+    assert result["values"]["clinic_a"] and all(
+        "ALFA ANNA" in name for name in result["values"]["clinic_a"]
+    ), result["values"]["clinic_a"]
+    assert "not a source name" in result["values"]["malformed"][0]
+    assert result["values"]["paul"] == ["PRIOR PAUL", "PRIOR PAUL"]
+    assert len(result["values"]["priors"]) == 1 and "Old head" in result["values"]["priors"][0]
+    assert "2019-03-04" in result["values"]["priors"][0]
+    assert result["values"]["prior_links"] == [f"#/study/{studies['Old head']}"]
+    assert result["values"]["opened"] == ["Old head"]
+
+
 def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
     results = drive(
         site,
