@@ -28,6 +28,8 @@ PLAYWRIGHT_DIR = ROOT / "conformance" / "ohif"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "portal"
 NEW_PASSWORD = "another-horse-staple"
+# HTTP calls of the fixtures (argon2 hashing on a loaded 2-core machine can take seconds).
+TIMEOUT = 60
 
 
 def playwright_dir() -> Path:
@@ -93,7 +95,12 @@ def site(request, tmp_path_factory, browser: None) -> Iterator[Site]:
     server = ServerProcess(
         data_dir=workdir / "data",
         database_url=url,
-        env_extra={"TESSERA_ANONYMOUS": "off", "TESSERA_WORKERS": "1"},
+        # Private addresses allowed: the routing page adds a rule to a DIMSE peer on loopback.
+        env_extra={
+            "TESSERA_ANONYMOUS": "off",
+            "TESSERA_WORKERS": "1",
+            "TESSERA_OUTBOUND_ALLOW_PRIVATE": "true",
+        },
     )
     boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
     server.start(timeout=120)
@@ -101,7 +108,11 @@ def site(request, tmp_path_factory, browser: None) -> Iterator[Site]:
         site = Site(server, boot["api_key"], {}, workdir)
         auth = site.auth()
         for source in ("ClinicA", "ClinicB"):
-            _ok(httpx.post(f"{site.api}/sources", json={"name": source}, headers=auth))
+            _ok(
+                httpx.post(
+                    f"{site.api}/sources", json={"name": source}, headers=auth, timeout=TIMEOUT
+                )
+            )
         users = {
             "tech": ("technologist", [], []),
             "ref_a": ("referring_physician", ["ClinicA"], []),
@@ -119,6 +130,7 @@ def site(request, tmp_path_factory, browser: None) -> Iterator[Site]:
                         "upload_sources": upload_sources,
                     },
                     headers=auth,
+                    timeout=TIMEOUT,
                 )
             )
         for name, source, patient in (
@@ -237,7 +249,10 @@ def test_sign_in_worklist_and_sign_out(site: Site) -> None:
         "Upload",
         "Orders",
         "My Team",
+        "DIMSE peers",
+        "Routing",
         "Webhooks",
+        "Report templates",
         "Audit log",
     ]
     assert admin["values"]["sorted"] == sorted(admin["values"]["sorted"], reverse=True)
@@ -617,6 +632,180 @@ def test_worklist_source_filter_and_priors(site: Site) -> None:
     assert "2019-03-04" in result["values"]["priors"][0]
     assert result["values"]["prior_links"] == [f"#/study/{studies['Old head']}"]
     assert result["values"]["opened"] == ["Old head"]
+
+
+def test_peers_routing_templates_and_addenda_pages(site: Site) -> None:
+    """The admin pages over {api}/peers, {api}/routes and {api}/report-templates, and an
+    addendum to a signed report; the server's refusals shown as they come; a technologist
+    sees the templates but no form, and none of the admin pages."""
+    study = generate_uid()
+    part = instance_bytes(study, generate_uid(), generate_uid(), "ADD^ENDUM", 1)
+    assert stow(site.server.dicomweb, [part], site.auth(), source="ClinicB").status_code == 200
+    report = _ok(
+        httpx.post(
+            f"{site.api}/studies/{study}/reports",
+            json={"sections": {"impression": "Normal."}},
+            headers=site.auth(),
+        )
+    )
+    _ok(
+        httpx.post(
+            f"{site.api}/studies/{study}/reports/{report['id']}/sign",
+            headers={**site.auth(), "If-Match": f'"{report["version"]}"'},
+            timeout=60,
+        )
+    )
+    template = json.dumps(
+        {"title": "Thyroid US", "fields": [{"name": "impression", "type": "text"}]}
+    )
+    results = drive(
+        site,
+        [
+            {
+                "name": "admin-pages",
+                "steps": [
+                    *sign_in("admin"),
+                    {"click": "a[data-page=peers]"},
+                    {"waitText": "main", "text": "No DIMSE peers"},
+                    {"click": "main details summary"},
+                    {"fill": "#new-peer input[name=ae_title]", "value": "BAD\\AE"},
+                    {"fill": "#new-peer input[name=host]", "value": "127.0.0.1"},
+                    {"fill": "#new-peer input[name=port]", "value": "11112"},
+                    {"click": "#new-peer button[type=submit]"},
+                    {"wait": "#new-peer ~ .status.error"},
+                    {"texts": "#new-peer ~ .status", "as": "bad_peer"},
+                    {"fill": "#new-peer input[name=ae_title]", "value": "MODALITY1"},
+                    {"select": "#new-peer select[name=upload_source]", "value": "ClinicB"},
+                    {"click": "#new-peer button[type=submit]"},
+                    {"waitText": "main tbody", "text": "MODALITY1"},
+                    {"texts": "main tbody tr", "as": "peers"},
+                    {"screenshot": "peers"},
+                    {"click": "a[data-page=routing]"},
+                    {"waitText": "main", "text": "No routing rules"},
+                    {"click": "main details summary"},
+                    {"fill": "#new-route input[name=name]", "value": "to-mammo"},
+                    {"fill": "#new-route input[name=sources]", "value": "Nowhere"},
+                    {"fill": "#new-route input[name=modalities]", "value": "MG"},
+                    {"select": "#new-route select[name=kind]", "value": "dimse"},
+                    {"fill": "#new-route input[name=ae_title]", "value": "MAMMO"},
+                    {"fill": "#new-route input[name=host]", "value": "127.0.0.1"},
+                    {"fill": "#new-route input[name=port]", "value": "1"},
+                    {"click": "#new-route button[type=submit]"},
+                    {"wait": "#new-route ~ .status.error"},
+                    {"texts": "#new-route ~ .status", "as": "bad_route"},
+                    {"fill": "#new-route input[name=sources]", "value": "ClinicB"},
+                    {"click": "#new-route button[type=submit]"},
+                    {"waitText": "main tbody", "text": "to-mammo"},
+                    {"texts": "main tbody tr", "as": "routes"},
+                    {"screenshot": "routing"},
+                    {"click": "a[data-page=templates]"},
+                    {"waitText": "main tbody", "text": "radiology"},
+                    {"click": "main details summary"},
+                    {"fill": "#new-template input[name=name]", "value": "thyroid-us"},
+                    {
+                        "fill": "#new-template textarea",
+                        "value": '{"fields": [{"name": "x", "type": "weird"}]}',
+                    },
+                    {"click": "#new-template button[type=submit]"},
+                    {"wait": "#new-template .status.error"},
+                    {"texts": "#new-template .status", "as": "bad_template"},
+                    {"fill": "#new-template textarea", "value": template},
+                    {"click": "#new-template button[type=submit]"},
+                    {"waitText": "main tbody", "text": "thyroid-us"},
+                    {"texts": "main tbody tr", "as": "templates"},
+                    {"screenshot": "templates"},
+                    {"goto": f"/portal/#/study/{study}"},
+                    {"wait": "#reports details summary"},
+                    {"click": "#reports details summary"},
+                    {"fill": "#reports form.addendum textarea", "value": "Compared with 2019."},
+                    {"click": "#reports form.addendum button[type=submit]"},
+                    {"waitText": "#reports", "text": "AMENDED"},
+                    {"texts": "#reports tbody tr", "as": "reports"},
+                    {"screenshot": "addendum"},
+                ],
+            },
+            {
+                "name": "tech-pages",
+                "steps": [
+                    *sign_in("tech"),
+                    {"texts": "#nav a", "as": "nav"},
+                    {"click": "a[data-page=templates]"},
+                    {"waitText": "main tbody", "text": "radiology"},
+                    {"count": "#new-template", "as": "template_forms"},
+                    {"goto": "/portal/#/peers"},
+                    {"wait": "#results"},
+                    {"count": "#new-peer, #new-route", "as": "admin_forms"},
+                ],
+            },
+        ],
+    )
+    admin = results["admin-pages"]
+    assert admin["error"] is None, admin
+    assert "AE title" in admin["values"]["bad_peer"][0], admin["values"]["bad_peer"]
+    assert any("MODALITY1" in row and "ClinicB" in row for row in admin["values"]["peers"])
+    assert "Nowhere" in admin["values"]["bad_route"][0], admin["values"]["bad_route"]
+    [route] = admin["values"]["routes"]
+    assert "MAMMO@127.0.0.1:1" in route and "ClinicB" in route and "MG" in route, route
+    assert "fields.x.type" in admin["values"]["bad_template"][0], admin["values"]["bad_template"]
+    assert any("thyroid-us" in row and "Thyroid US" in row for row in admin["values"]["templates"])
+    assert any("AMENDED" in row for row in admin["values"]["reports"]), admin["values"]["reports"]
+    # What the pages show is what the API holds.
+    peer = _ok(httpx.get(f"{site.api}/peers/MODALITY1", headers=site.auth()))
+    assert peer["upload_source"] == "ClinicB" and peer["may_store"] and not peer["staged"]
+    tech = results["tech-pages"]
+    assert tech["error"] is None, tech
+    assert tech["values"]["nav"] == ["Worklist", "Upload", "Orders", "Report templates"]
+    assert tech["values"]["template_forms"] == 0 and tech["values"]["admin_forms"] == 0
+
+
+def test_a_new_study_is_announced_on_the_worklist(site: Site) -> None:
+    """{api}/changes/stream?after=latest in the page: a study completed while the user is
+    signed in (an "upload later" session committed) is announced by a toast linking it and
+    a badge on the Worklist link; nothing from before signing in is announced."""
+    # Completed before signing in (an upload session committed over the API): not announced.
+    before, before_files = _study_files(site.workdir / "before", "OLD^OSKAR", 1)
+    opened = _ok(httpx.post(f"{site.api}/upload-sessions", json={}, headers=site.auth()))
+    parts = [Path(path).read_bytes() for path in before_files]
+    root = f"{site.server.dicomweb}/upload-sessions/{opened['id']}"
+    assert stow(root, parts, site.auth()).status_code == 200
+    _ok(httpx.post(f"{site.api}/upload-sessions/{opened['id']}/commit", headers=site.auth()))
+    study, files = _study_files(site.workdir / "announced", "NEW^NORA", 2)
+    result = drive(
+        site,
+        [
+            {
+                "name": "tech-notified",
+                "steps": [
+                    *sign_in("tech"),
+                    *worklist_rows(),
+                    {"click": "a[data-page=upload]"},
+                    {"wait": "#upload"},
+                    {"files": "#files", "paths": files},
+                    {"click": "#upload input[name=later]"},
+                    {"fill": "#upload input[name=description]", "value": "announce me"},
+                    {"click": "#upload button[type=submit]"},
+                    {"wait": "#sessions tr:has-text('announce me') button.commit"},
+                    {"click": "#sessions tr:has-text('announce me') button.commit"},
+                    {"wait": f".toast a[href='#/study/{study}']", "timeoutMs": 30000},
+                    {"texts": ".toast", "as": "toasts"},
+                    {"attr": ".toast a", "name": "href", "as": "toast_links"},
+                    {"texts": "#new-studies", "as": "badge"},
+                    {"screenshot": "announced"},
+                    {"click": f".toast a[href='#/study/{study}']"},
+                    {"wait": "#series figure"},
+                    {"click": "a[data-page=worklist]"},
+                    *worklist_rows(),
+                    {"count": "#new-studies", "as": "badge_after"},
+                ],
+            }
+        ],
+    )["tech-notified"]
+    assert result["error"] is None, result
+    assert f"#/study/{before}" not in result["values"]["toast_links"]
+    assert any("New study ready" in toast for toast in result["values"]["toasts"])
+    assert result["values"]["badge"] and result["values"]["badge"][0].endswith("new")
+    assert result["values"]["badge_after"] == 0  # seen on the worklist
+    assert result["pageErrors"] == [], result["pageErrors"]
 
 
 def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
