@@ -15,10 +15,12 @@ from tessera.index.key_values import MAX_ROW_COUNT, empty_value_list, integer_ra
 from tessera.index.orders import STATUSES
 from tessera.index.query import Level, Query, QueryError
 from tessera.index.query_attributes import resolve
+from tessera.index.sources import SOURCE_NAME_RE
 from tessera.storage.uids import uid_problem
 
-# Parameters PS3.18 defines that carry no matching key.
-_CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "accept", "charset"}
+# Parameters PS3.18 defines that carry no matching key, and tessera's `source` (read by
+# `requested_sources`).
+_CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "accept", "charset", "source"}
 # Tessera's extension: the status of the study's order (docs/qido.md "Order status").
 ORDER_STATUS_PARAMETER = "orderstatus"
 ORDER_STATUS_FIELD = "OrderStatus"
@@ -148,3 +150,20 @@ def _order_statuses(query: Query, values: list[str]) -> None:
         )
     query.order_statuses = statuses
     query.return_order_status = True
+
+
+def requested_sources(query_string: str) -> list[str] | None:
+    """The source names of `source=A,B` (repeatable; tessera's extension: only instances
+    received from these sources), None when not given. A malformed name is a QueryError."""
+    values = [
+        value for name, value in parse_qsl(query_string, keep_blank_values=True) if name == "source"
+    ]
+    if not values:
+        return None
+    names = [n.strip() for value in values for n in value.split(",") if n.strip()]
+    if not names:
+        raise QueryError("source", "give one or more source names")
+    for name in names:
+        if not SOURCE_NAME_RE.match(name):
+            raise QueryError("source", f"{name!r} is not a source name")
+    return names
