@@ -19,6 +19,7 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
+from tessera.dicomweb import multipart_writer
 from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
 from tests.security_world import PASSWORD, admin_cli, instance_bytes, stow
 
@@ -637,6 +638,56 @@ def test_worklist_source_filter_and_priors(site: Site) -> None:
     assert "2019-03-04" in result["values"]["priors"][0]
     assert result["values"]["prior_links"] == [f"#/study/{studies['Old head']}"]
     assert result["values"]["opened"] == ["Old head"]
+
+
+def test_worklist_order_status_filter(site: Site) -> None:
+    """The worklist's order-status filter (QIDO-RS `orderstatus=`) and Order column: a study
+    attached to an order shows its status and the order's values; others are filtered out."""
+    body = {
+        "accession_number": "ACC-WL-1",
+        "patient_name": "ORDERED^OTTO",
+        "patient_id": "MRN-WL-1",
+        "source": "ClinicB",
+    }
+    created = HTTP.post(f"{site.api}/orders", json=body, headers=site.auth())
+    assert created.status_code == 201, created.text
+    order = created.json()
+    part = instance_bytes(generate_uid(), generate_uid(), generate_uid(), "TYPED^BY^MODALITY", 1)
+    response = httpx.post(
+        f"{site.server.dicomweb}/studies",
+        params={"source": "ClinicB", "order": str(order["id"])},
+        content=multipart_writer.body("b0undary", [part]),
+        headers={
+            **site.auth(),
+            "Content-Type": 'multipart/related; type="application/dicom"; boundary=b0undary',
+            "Accept": "application/dicom+json",
+        },
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    search = "form[role=search]"
+    result = drive(
+        site,
+        [
+            {
+                "name": "admin-order-status",
+                "steps": [
+                    *sign_in("admin"),
+                    {"select": f"{search} select[name=orderstatus]", "value": "IN_PROGRESS"},
+                    {"click": f"{search} button[type=submit]"},
+                    {"wait": "#results[data-state=done] tbody tr"},
+                    {"texts": "#results tbody tr", "as": "in_progress"},
+                    {"select": f"{search} select[name=orderstatus]", "value": "FINAL"},
+                    {"click": f"{search} button[type=submit]"},
+                    {"waitText": "main .status", "text": "No studies found"},
+                ],
+            }
+        ],
+    )["admin-order-status"]
+    assert result["error"] is None, result
+    rows = result["values"]["in_progress"]
+    assert len(rows) == 1, rows
+    assert "ORDERED OTTO" in rows[0] and "ACC-WL-1" in rows[0] and "IN_PROGRESS" in rows[0]
 
 
 def test_peers_routing_templates_and_addenda_pages(site: Site) -> None:

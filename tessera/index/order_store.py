@@ -17,7 +17,6 @@ from tessera.index.orders import (
     ProcedureOrder,
     ScheduledProcedureStep,
 )
-from tessera.index.query_sql import prefix_match
 from tessera.index.study_completion import ORDER_DONE, complete_study
 from tessera.scope import Scope
 
@@ -66,6 +65,17 @@ class Order:
     created_at: datetime
     updated_at: datetime
     steps: list[Step] = field(default_factory=list)
+
+
+def prefix_match(dialect: str, column: ColumnElement, prefix: str) -> ColumnElement:
+    """Values starting with `prefix` (taken literally), in a form each database answers from
+    an index on `column`: GLOB on SQLite (its LIKE ignores case, so cannot use a BINARY
+    index), LIKE on PostgreSQL (a varchar_pattern_ops index)."""
+    if dialect == "sqlite":
+        literal = "".join(f"[{char}]" if char in "*?[" else char for char in prefix)
+        return column.op("GLOB")(literal + "*")
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(escaped + "%", escape="\\")
 
 
 def visible_orders(scope: Scope, table=ORDER) -> ColumnElement:

@@ -183,17 +183,6 @@ def wildcard_match(dialect: str, column: ColumnElement, pattern: str) -> ColumnE
     return column.like(_like_pattern(pattern), escape="\\")
 
 
-def prefix_match(dialect: str, column: ColumnElement, prefix: str) -> ColumnElement:
-    """Values starting with `prefix` (taken literally), in a form each database answers from
-    an index on `column`: GLOB on SQLite (its LIKE ignores case, so cannot use a BINARY
-    index), LIKE on PostgreSQL (a varchar_pattern_ops index)."""
-    if dialect == "sqlite":
-        literal = "".join(f"[{char}]" if char in "*?[" else char for char in prefix)
-        return column.op("GLOB")(literal + "*")
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.like(escaped + "%", escape="\\")
-
-
 class _Compiler:
     def __init__(
         self, dialect: str, scope: Scope, query: Query, linked: list[int] | None = None

@@ -1,13 +1,15 @@
-// The study worklist: QIDO-RS search (with tessera's `source=`), paged with limit/offset,
+// The study worklist: QIDO-RS search (with tessera's `source=` and `orderstatus=`), paged with limit/offset,
 // sortable by column (the page shown: QIDO-RS has no sort parameter; the server's order is
 // newest first), each study linked to its page and, when a viewer is served, to the viewer;
 // each row's priors (the same patient's other studies) one click away.
 import { api, qido, session, value, dicomDate } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
+import { STATUSES } from './orders.js';
 
 const PAGE_SIZE = 25;
 const ISSUER = '00100021';
-const INCLUDE = ['00081030', '00080061', '00201206', '00201208', '00100030', ISSUER].join(',');
+const INCLUDE = ['00081030', '00080061', '00201206', '00201208', '00100030', ISSUER,
+  'OrderStatus'].join(',');
 
 // The last search of this tab, so "back" from a study returns to it.
 const state = { filters: {}, offset: 0 };
@@ -46,6 +48,8 @@ export async function render(main) {
     to: h('input', { name: 'to', type: 'date' }),
     modality: h('input', { name: 'modality', size: 6 }),
     source: h('input', { name: 'source', list: 'source-names', size: 12 }),
+    orderStatus: h('select', { name: 'orderstatus' }, h('option', { value: '' }, 'any'),
+      ...STATUSES.map(s => h('option', { value: s }, s))),
   };
   const sourceNames = h('datalist', { id: 'source-names' });
   knownSources().then(names => sourceNames.replaceChildren(
@@ -66,7 +70,7 @@ export async function render(main) {
       const studies = await qido('/studies', {
         PatientName: f.name, fuzzymatching: f.name ? 'true' : '', PatientID: f.id,
         AccessionNumber: f.accession, StudyDate: range,
-        ModalitiesInStudy: f.modality.toUpperCase(), source: f.source, includefield: INCLUDE,
+        ModalitiesInStudy: f.modality.toUpperCase(), source: f.source, orderstatus: f.orderStatus, includefield: INCLUDE,
         limit: PAGE_SIZE + 1, offset: state.offset,
       });
       const more = studies.length > PAGE_SIZE;
@@ -89,6 +93,7 @@ export async function render(main) {
       { label: 'Description', get: s => h('a', { href: `#/study/${encodeURIComponent(uid(s))}`,
         class: 'study' }, value(s, 'StudyDescription') || '(no description)'),
       key: s => value(s, 'StudyDescription') },
+      { label: 'Order', get: s => value(s, 'OrderStatus') },
       { label: 'Images', get: s => value(s, 'NumberOfStudyRelatedInstances'),
         key: s => Number(value(s, 'NumberOfStudyRelatedInstances')) || 0 },
       { label: 'Priors', sort: false, get: priorsButton },
@@ -114,6 +119,7 @@ export async function render(main) {
   field('Patient name', inputs.name), field('Patient ID', inputs.id),
   field('Accession', inputs.accession), field('From', inputs.from), field('To', inputs.to),
   field('Modality', inputs.modality), field('Source', inputs.source), sourceNames,
+  field('Order status', inputs.orderStatus),
   h('button', { type: 'submit' }, 'Search'));
   main.replaceChildren(h('h1', {}, 'Studies'), form, message, results, pager);
   await search();
