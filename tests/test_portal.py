@@ -652,7 +652,9 @@ def test_worklist_order_status_filter(site: Site) -> None:
     created = HTTP.post(f"{site.api}/orders", json=body, headers=site.auth())
     assert created.status_code == 201, created.text
     order = created.json()
-    part = instance_bytes(generate_uid(), generate_uid(), generate_uid(), "TYPED^BY^MODALITY", 1)
+    part = instance_bytes(
+        generate_uid(), generate_uid(), generate_uid(), "TYPED^BY^MODALITY", 1, {"PatientID": ""}
+    )
     response = httpx.post(
         f"{site.server.dicomweb}/studies",
         params={"source": "ClinicB", "order": str(order["id"])},
