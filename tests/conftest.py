@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+import tessera.scp  # noqa: F401  (the pynetdicom reactor race fix, for the tests' own SCUs too)
 from tessera.archive import Archive, migrate_index
 from tessera.config import Settings
 
