@@ -91,6 +91,8 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        # Not left running behind a failed set-up (its workers would load every later test).
+        self.kill()
         raise RuntimeError(f"server did not start:\n{self.log()}")
 
     def log(self) -> str:

@@ -30,6 +30,7 @@ from tessera.dicomweb import (
     changes_stream,
     documents,
     identity_api,
+    me_api,
     notifications_api,
     orders_api,
     qido,
@@ -37,6 +38,7 @@ from tessera.dicomweb import (
     routes_api,
     stow,
     upload_sessions_api,
+    ups_subscriptions,
     wado,
     webhooks_api,
     workitems,
@@ -201,6 +203,7 @@ def dicomweb_routes() -> list[BaseRoute]:
         *qido.routes,
         *wado.routes,
         *workitems.routes,
+        *ups_subscriptions.routes,
     ]
 
 
@@ -209,6 +212,7 @@ def api_routes() -> list[BaseRoute]:
     webhooks, routes, notifications, reports, identity."""
     return [
         *admin_api.routes,
+        *me_api.routes,
         *orders_api.routes,
         *documents.api_routes,
         *upload_sessions_api.api_routes,
