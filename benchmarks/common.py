@@ -83,7 +83,11 @@ class Server:
             action()
 
 
-def start_tessera(database: str = "sqlite", extra_env: dict[str, str] | None = None) -> Server:
+def start_tessera(
+    database: str = "sqlite",
+    extra_env: dict[str, str] | None = None,
+    startup_timeout: float = 60,
+) -> Server:
     workdir = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
     port = free_port()
     env = dict(os.environ, TESSERA_DATA_DIR=str(workdir / "data"), TESSERA_PORT=str(port))
@@ -102,7 +106,7 @@ def start_tessera(database: str = "sqlite", extra_env: dict[str, str] | None = N
         stderr=subprocess.STDOUT,
         start_new_session=True,  # stop() signals the whole group (HTTP workers too)
     )
-    wait_http(f"http://127.0.0.1:{port}/healthz")
+    wait_http(f"http://127.0.0.1:{port}/healthz", startup_timeout)
     return Server(f"tessera/{database}", f"http://127.0.0.1:{port}/dicomweb", process, cleanup)
 
 
@@ -150,17 +154,22 @@ class RssSampler:
     def __init__(self, pid: int, interval: float = 0.02) -> None:
         self.process = psutil.Process(pid)
         self.interval = interval
-        self.baseline = self.process.memory_info().rss
+        # The baseline counts the children too (HTTP workers, ...), as the samples do.
+        self.baseline = self._rss()
         self.peak = self.baseline
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _rss(self) -> int:
+        rss = self.process.memory_info().rss
+        for child in self.process.children(recursive=True):
+            rss += child.memory_info().rss
+        return rss
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                rss = self.process.memory_info().rss
-                for child in self.process.children(recursive=True):
-                    rss += child.memory_info().rss
+                rss = self._rss()
             except psutil.Error:
                 return
             self.peak = max(self.peak, rss)

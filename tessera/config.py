@@ -45,6 +45,10 @@ class Settings:
     log_format: str = "json"
     # QIDO-RS / C-FIND: most results in one response (more: a Warning header, page on).
     qido_max_results: int = 10_000
+    # An instance this large or larger is converted (another transfer syntax, corrected
+    # patient attributes) frame by frame into a spool file and sent from a file (C-MOVE,
+    # C-GET, routing, a single WADO instance); a smaller one is converted in memory.
+    convert_in_memory_max_bytes: int = 32 * 1024**2
     # DIMSE listener (0 disables it in `tessera serve`); the AE title names the default tenant.
     dimse_port: int = 11112
     dimse_aet: str = "TESSERA"

@@ -146,13 +146,17 @@ def _write(folder: Path, files: list[bytes]) -> list[Path]:
         pytest.param("postgresql", marks=pytest.mark.postgres),
         # C-GET / C-MOVE reading from a real S3-compatible object store (SeaweedFS).
         pytest.param("postgresql-s3", marks=pytest.mark.postgres),
+        # Every instance sent from a file (as stored, or converted frame by frame into a
+        # spool file), as big instances are: convert_in_memory_max_bytes 0.
+        "sqlite-from-file",
+        pytest.param("postgresql-s3-from-file", marks=pytest.mark.postgres),
     ],
 )
 def shared_archive(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     """One populated archive per database kind for the whole module (setting one up costs
     a server start, two peers' worth of CLI calls and two uploads)."""
     tmp_path = tmp_path_factory.mktemp("dimse_qr")
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         database_url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
     else:
         if not PG_URL:
@@ -160,7 +164,9 @@ def shared_archive(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         database_url = create_pg_database()
     made: list = []
 
-    store_env = request.getfixturevalue("seaweedfs").env() if request.param.endswith("-s3") else {}
+    store_env = request.getfixturevalue("seaweedfs").env() if "-s3" in request.param else {}
+    if request.param.endswith("-from-file"):
+        store_env["TESSERA_CONVERT_IN_MEMORY_MAX_BYTES"] = "0"
 
     def server_factory(**kwargs):  # type: ignore[no-untyped-def]
         kwargs.setdefault("data_dir", tmp_path / "data")

@@ -3,7 +3,8 @@ multipart/related; type="application/dicom", streamed part by part from the blob
 
 An instance sent in its stored transfer syntax is copied in 1 MiB chunks (memory stays
 bounded whatever the study size); one needing another syntax is transcoded on its own,
-one instance at a time.
+one instance at a time (a single instance of convert_in_memory_max_bytes or more, frame by frame
+into a spool file streamed from there; in a multipart body, whole).
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
+from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from tessera.archive import Archive
 from tessera.dicomweb import caching, multipart_writer
 from tessera.dicomweb.context import scope_of
 from tessera.dicomweb.errors import ClientError
@@ -32,11 +37,12 @@ from tessera.dicomweb.wado_common import (
     not_found,
     path_uids,
 )
-from tessera.index.coercion import coerce_part10, coercion_tag
+from tessera.index.coercion import coerce_dataset, coerce_part10, coercion_tag
 from tessera.index.retrieve import RetrievedInstance, resolve_instances
 from tessera.storage.blobstore import BlobStore
 from tessera.storage.syntaxes import can_convert
 from tessera.storage.transcode import TranscodeError, transcode_instance
+from tessera.storage.transcode_stream import write_instance
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +66,60 @@ def as_stored(item: RetrievedInstance, syntax: str) -> bool:
 
 
 async def single_instance_response(
-    store: BlobStore, item: RetrievedInstance, syntax: str, headers: dict[str, str]
+    archive: Archive, item: RetrievedInstance, syntax: str, headers: dict[str, str]
 ) -> Response:
     """One instance as a bare application/dicom body: streamed as stored when `syntax` is
-    the stored one (and nothing is coerced), else transcoded / coerced whole (406 when that
-    cannot be done)."""
+    the stored one (and nothing is coerced), else transcoded / coerced (406 when that
+    cannot be done): whole in memory when small, written frame by frame to a file in
+    the spool folder and streamed from it when of convert_in_memory_max_bytes or more."""
+    store = archive.blob_store
     if as_stored(item, syntax):
         headers["Content-Length"] = str(item.size_bytes)
         return StreamingResponse(
             await primed(stream_blob(store, item.blob_key, item.size_bytes)), headers=headers
         )
+    if item.size_bytes >= archive.settings.convert_in_memory_max_bytes:
+        try:
+            path = await run_in_threadpool(transcoded_file, store, item, syntax, archive.spool_dir)
+        except TranscodeError as exc:
+            raise ClientError(406, f"cannot send this instance in {syntax}: {exc}") from exc
+        headers["Content-Length"] = str(path.stat().st_size)
+        return StreamingResponse(stream_file(path), headers=headers)
     try:
         data = await run_in_threadpool(transcoded_instance, store, item, syntax)
     except TranscodeError as exc:
         raise ClientError(406, f"cannot send this instance in {syntax}: {exc}") from exc
     return Response(data, headers=headers)
+
+
+def transcoded_file(
+    store: BlobStore, item: RetrievedInstance, target: str, spool_dir: Path | None
+) -> Path:
+    """The instance in another transfer syntax (and/or with the study's coerced
+    attributes) as a temporary file, written frame by frame; the caller deletes it."""
+    coercion = item.coercion
+    fd, name = tempfile.mkstemp(prefix="wado-", suffix=".tmp", dir=spool_dir)
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "w+b", buffering=CHUNK) as out, store.open(item.blob_key) as fh:
+            write_instance(
+                fh, target, out, (lambda ds: coerce_dataset(ds, coercion)) if coercion else None
+            )
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+async def stream_file(path: Path) -> AsyncIterator[bytes]:
+    """A temporary file's bytes in CHUNK pieces; the file is deleted once sent (or when
+    the client goes away)."""
+    try:
+        with open(path, "rb") as fh:
+            while chunk := await run_in_threadpool(fh.read, CHUNK):
+                yield chunk
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def transcoded_instance(store: BlobStore, item: RetrievedInstance, target: str) -> bytes:
@@ -139,7 +184,7 @@ async def retrieve_instances(request: Request) -> Response:
     if not multipart:
         item, syntax, _ = plan[0]
         headers["Content-Type"] = f"{DICOM}; transfer-syntax={syntax}"
-        return await single_instance_response(store, item, syntax, headers)
+        return await single_instance_response(archive, item, syntax, headers)
 
     boundary = multipart_writer.new_boundary()
     syntaxes = {syntax for _, syntax, _ in plan}

@@ -74,7 +74,7 @@ async def _dicom_response(
         return caching.not_modified_response(headers)
     headers["Content-Type"] = DICOM
     headers["Content-Disposition"] = f'attachment; filename="{item.sop_instance_uid}.dcm"'
-    return await single_instance_response(store, item, syntax, headers)
+    return await single_instance_response(archive_of(request), item, syntax, headers)
 
 
 async def _image_response(

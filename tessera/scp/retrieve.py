@@ -28,8 +28,10 @@ from tessera.scp.identifier import IdentifierError, decode_identifier, retrieve_
 from tessera.scp.outgoing import (
     VERIFICATION,
     accepted_pairs,
-    dataset_for,
     proposed_contexts,
+    release,
+    send_files_from_disk,
+    sendable,
     tighten,
 )
 from tessera.scp.transport import disable_nagle
@@ -47,6 +49,7 @@ class _Receiver:
     def capture(self, event: evt.Event) -> None:
         self.association = event.assoc
         self.accepted = accepted_pairs(event.assoc, as_scu=True)
+        send_files_from_disk(event.assoc)
         tighten(event.assoc)
         disable_nagle(event.assoc)
 
@@ -85,14 +88,17 @@ def _sub_operations(
             return
         accepted = receiver.accepted
         try:
-            dataset = dataset_for(archive, instance, accepted)
+            dataset = sendable(archive, instance, accepted)
         except Exception:
             log.exception("stored instance unreadable", extra={"blob_key": instance.blob_key})
             failed = Dataset()
             failed.SOPInstanceUID = instance.sop_instance_uid
             yield statuses.PENDING, failed  # no context for an empty data set: counted failed
             continue
-        yield statuses.PENDING, dataset
+        try:
+            yield statuses.PENDING, dataset
+        finally:
+            release(dataset)  # pynetdicom has sent it (or the retrieval ended)
 
 
 def _refusal(caller: DimseCaller) -> int | None:
@@ -169,6 +175,7 @@ def handle_get(event: evt.Event, archive: Archive) -> Iterator:
         yield statuses.status_dataset(statuses.IDENTIFIER_DOES_NOT_MATCH, str(exc)), None
         return
     receiver = _Receiver(event.assoc, accepted_pairs(event.assoc, as_scu=True))
+    send_files_from_disk(event.assoc)
     _audit_retrieval(archive, event, caller, instances, "C-GET")
     yield len(instances)
     yield from _sub_operations(event, archive, instances, receiver)

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 # Every storage SOP class (and private or unknown ones) is accepted with the first transfer
 # syntax the peer proposes: the archive stores data sets as received, whatever the syntax.
 _config.UNRESTRICTED_STORAGE_SERVICE = True
+# A C-STORE's data set goes to a temporary file as it arrives, not into memory
+# (scp/store.py copies it to the spool folder from there).
+_config.STORE_RECV_CHUNKED_DATASET = True
 # Identifiers in C-FIND requests are not logged (they hold patient data).
 _config.LOG_REQUEST_IDENTIFIERS = False
 _config.LOG_RESPONSE_IDENTIFIERS = False

@@ -2,6 +2,9 @@
 
 pynetdicom calls the handler only once the whole data set has arrived; an association that
 drops earlier never reaches ingest, so a half-received C-STORE leaves nothing behind.
+pynetdicom writes the data set to a temporary file as its PDUs arrive (scp/server.py turns
+STORE_RECV_CHUNKED_DATASET on); the handler copies it to the spool folder piece by piece, so
+a 1 GB instance does not sit in memory.
 
 A peer registered as `staged` (a reviewed listener) does not store into the archive: its
 data sets go into an upload session per association and study
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from pathlib import Path
 from typing import cast
 
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -20,6 +24,7 @@ from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import UID
 from pynetdicom import evt
 from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dsutils import split_dataset
 
 from tessera.archive import Archive
 from tessera.auth import permissions
@@ -31,6 +36,7 @@ from tessera.services.listener_sessions import ListenerSessions
 from tessera.storage.spool import SpoolFile
 
 log = logging.getLogger(__name__)
+COPY_CHUNK = 1024 * 1024
 _SESSIONS_ATTRIBUTE = "tessera_listener_sessions"
 
 
@@ -70,7 +76,7 @@ def handle_store(event: evt.Event, archive: Archive) -> Dataset:
             )
         )
         # The data set exactly as the peer encoded it (never decoded and re-encoded).
-        spool.write(event.encoded_dataset(include_meta=False))
+        _copy_received(event, spool)
         spool.close()
     except OSError as exc:
         spool.discard()
@@ -108,6 +114,30 @@ def handle_store(event: evt.Event, archive: Archive) -> Dataset:
             },
         )
     return statuses.store_status(outcome)
+
+
+def _copy_received(event: evt.Event, spool: SpoolFile) -> None:
+    """Append the received data set to the spool file. pynetdicom wrote it to a temporary
+    file as it arrived (STORE_RECV_CHUNKED_DATASET, set in scp/server.py), after File Meta
+    Information of its own, which is skipped: the copy goes in 1 MiB pieces, so memory does
+    not grow with the data set."""
+    path = _received_path(event)
+    if path is None:
+        spool.write(event.encoded_dataset(include_meta=False))
+        return
+    _, offset = split_dataset(path)
+    with open(path, "rb") as received:
+        received.seek(offset)
+        while chunk := received.read(COPY_CHUNK):
+            spool.write(chunk)
+
+
+def _received_path(event: evt.Event) -> Path | None:
+    try:
+        path = event.dataset_path
+    except AttributeError:
+        return None  # received in memory (STORE_RECV_CHUNKED_DATASET off)
+    return Path(path) if path else None
 
 
 def _listener_sessions(event: evt.Event, archive: Archive) -> ListenerSessions:

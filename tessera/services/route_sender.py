@@ -21,7 +21,14 @@ from tessera.dicomweb import multipart_writer
 from tessera.index.coercion import coerce_part10
 from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.index.routes import Rule
-from tessera.scp.outgoing import accepted_pairs, dataset_for, proposed_contexts, tighten
+from tessera.scp.outgoing import (
+    accepted_pairs,
+    proposed_contexts,
+    release,
+    send_files_from_disk,
+    sendable,
+    tighten,
+)
 from tessera.scp.transport import disable_nagle
 from tessera.services.outbound import TargetRefused, pinned_request, resolve_checked
 
@@ -118,18 +125,22 @@ def _c_store(
     result: dict[str, str] = {}
     tighten(assoc)
     disable_nagle(assoc)
+    send_files_from_disk(assoc)
     try:
         accepted = accepted_pairs(assoc, as_scu=False)
         for instance in instances:
             if not assoc.is_established:
                 result[instance.sop_instance_uid] = "association lost"
                 continue
+            dataset = None
             try:
-                dataset = dataset_for(archive, instance, accepted)
+                dataset = sendable(archive, instance, accepted)
                 status = assoc.send_c_store(dataset)
             except Exception as exc:  # no accepted context, unreadable file
                 result[instance.sop_instance_uid] = f"C-STORE not sent: {exc}"[:300]
                 continue
+            finally:
+                release(dataset)
             code = getattr(status, "Status", None)
             result[instance.sop_instance_uid] = (
                 "" if code in STORE_OK else f"C-STORE status {code if code is None else hex(code)}"

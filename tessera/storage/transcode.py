@@ -444,20 +444,34 @@ def _mark_lossy(
 ) -> None:
     """Keep or add the lossy marks of a lossy source (never reset "01")."""
     first = stored[0] if stored and source.is_encapsulated else None
-    if not lossy.is_lossy(ds.get("LossyImageCompression"), source, first):
+    lengths = [len(frame) for frame in stored] if stored else None
+    mark_lossy(ds, source, pixel, first, lengths)
+
+
+def mark_lossy(
+    ds: Dataset,
+    source: UID,
+    pixel: PixelDescription,
+    first_frame: bytes | None,
+    frame_lengths: list[int] | None,
+) -> None:
+    """Keep or add the lossy marks of a lossy source (never reset "01"): ``first_frame``
+    is the first stored frame of an encapsulated source, ``frame_lengths`` the stored
+    length of each frame (None when unknown)."""
+    if not lossy.is_lossy(ds.get("LossyImageCompression"), source, first_frame):
         return
     ds.LossyImageCompression = "01"
     method = syntaxes.COMPRESSION_METHOD.get(source)
     if method and "LossyImageCompressionMethod" not in ds:
         ds.LossyImageCompressionMethod = method
-        if stored and "LossyImageCompressionRatio" not in ds:
-            compressed = sum(len(frame) for frame in stored)
+        if frame_lengths and "LossyImageCompressionRatio" not in ds:
+            compressed = sum(frame_lengths)
             original = (
                 pixel.rows
                 * pixel.columns
                 * pixel.samples_per_pixel
                 * ((pixel.bits_allocated + 7) // 8)
-                * len(stored)
+                * len(frame_lengths)
             )
             if compressed:
                 ds.LossyImageCompressionRatio = f"{original / compressed:.2f}"[:16]
@@ -513,10 +527,15 @@ def transcode_instance(
         ds.PixelData = data
         ds["PixelData"].VR = "OB" if encoded.bits_allocated <= 8 else "OW"
         ds["PixelData"].is_undefined_length = False
+    describe_encoded(ds, encoded)
+    return _write(ds, target)
+
+
+def describe_encoded(ds: Dataset, encoded: PixelDescription) -> None:
+    """The pixel attributes of converted Pixel Data (offset tables of the source dropped)."""
     ds.PhotometricInterpretation = encoded.photometric_interpretation
     if encoded.samples_per_pixel > 1:
         ds.PlanarConfiguration = 0
     for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
         if keyword in ds:
             del ds[keyword]
-    return _write(ds, target)
