@@ -17,7 +17,7 @@ from pynetdicom.pdu_primitives import A_ASSOCIATE
 from tessera.archive import Archive
 from tessera.auth.peers import AssociationRefused, DimseCaller, caller_for_association
 from tessera.scp import audit
-from tessera.scp.transport import disable_nagle
+from tessera.scp.transport import acknowledge_promptly, disable_nagle
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ def handle_requested(event: evt.Event, archive: Archive) -> None:
         assoc.kill()
         return
     disable_nagle(assoc)
+    acknowledge_promptly(assoc)
     calling = str(request.calling_ae_title or "")
     called = str(request.called_ae_title or "")
     settings = archive.settings
