@@ -39,11 +39,15 @@ _WORKITEM_TRANSACTIONS = {
     ("POST", "/workitems/{}"): "Update Workitem (UPS-RS)",
     ("PUT", "/workitems/{}/state"): "Change Workitem State (UPS-RS)",
     ("POST", "/workitems/{}/cancelrequest"): "Request Cancellation (UPS-RS)",
+    ("POST", "/workitems/{}/subscribers/{}"): "Subscribe (UPS-RS)",
+    ("DELETE", "/workitems/{}/subscribers/{}"): "Unsubscribe (UPS-RS)",
+    ("POST", "/workitems/{}/subscribers/{}/suspend"): "Suspend Global Subscription (UPS-RS)",
+    ("WebSocket", "/subscribers/{}"): "Open Notification Connection (UPS-RS event reports)",
 }
 
 
 def _transaction(path: str, methods: set[str], module: str) -> str:
-    if module.endswith(".workitems"):
+    if module.endswith((".workitems", ".ups_subscriptions")):
         return _WORKITEM_TRANSACTIONS[(next(iter(methods)), path)]
     if module.endswith(".documents"):
         return "Store a document (Tessera; docs/documents.md)"
@@ -70,7 +74,8 @@ def resources() -> str:
 
     rows = []
     for route in dicomweb_routes():
-        methods = set(route.methods or ()) - {"HEAD"}  # Starlette adds HEAD to every GET
+        # Starlette adds HEAD to every GET; a WebSocket route has no methods.
+        methods = set(getattr(route, "methods", None) or {"WebSocket"}) - {"HEAD"}
         path = re.sub(r"\{[^}]+\}", "{}", route.path)
         module = getattr(route.endpoint, "__module__", "")
         rows.append(

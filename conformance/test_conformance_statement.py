@@ -17,6 +17,7 @@ from pydicom.data import get_charset_files
 from pydicom.uid import JPEG2000Lossless
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
+from websockets.sync.client import connect
 
 from conformance.conftest import OHIF_DIR, stow
 from conformance.tables import STATEMENT, TABLES, table_in
@@ -102,6 +103,10 @@ def test_every_listed_resource_is_served(server, statement):
         for sample in ("1.2.3", "1.2.3.4", "1.2.3.4.5", last):
             path = path.replace("{}", sample, 1)
         for verb in method.split(", "):
+            if verb == "WebSocket":  # the UPS-RS notification channel opens
+                with connect(path.replace("http", "ws", 1), open_timeout=30) as channel:
+                    assert channel.protocol.state.name == "OPEN"
+                continue
             response = httpx.request(verb, path, timeout=30)
             assert not _unrouted(response), f"{verb} {path}: {response.status_code}"
             assert response.status_code < 500, f"{verb} {path}: {response.text}"

@@ -112,6 +112,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_config=None,
             access_log=False,
             timeout_keep_alive=30,
+            # uvicorn kills (and restarts) a worker that misses a 5 s health ping, dropping its
+            # requests in flight: a worker busy transcoding, or starting on a loaded machine,
+            # is not hung. 30 s still replaces a truly hung one.
+            timeout_worker_healthcheck=30,
             **tls_options,
         )
     finally:

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
+import tessera.scp  # noqa: F401  (the pynetdicom reactor race fix, for the tests' own SCUs too)
 from tessera.archive import Archive, migrate_index
 from tessera.config import Settings
 
@@ -90,6 +91,8 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        # Not left running behind a failed set-up (its workers would load every later test).
+        self.kill()
         raise RuntimeError(f"server did not start:\n{self.log()}")
 
     def log(self) -> str:

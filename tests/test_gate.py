@@ -20,6 +20,7 @@ from tessera.dicomweb.gate import (
     AUDIT_RETRIEVE,
     AUDIT_UPLOAD,
     GuardedRoute,
+    GuardedWebSocketRoute,
     audit_target,
     guarded,
     route_gate,
@@ -45,7 +46,7 @@ def test_every_route_declares_its_permission(tmp_path: Path) -> None:
     undeclared = [
         path
         for path, route in _leaves(app.routes)
-        if path not in PUBLIC and not isinstance(route, GuardedRoute)
+        if path not in PUBLIC and not isinstance(route, (GuardedRoute, GuardedWebSocketRoute))
     ]
     assert undeclared == []
 

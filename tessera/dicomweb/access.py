@@ -7,7 +7,8 @@ or the default tenant for `/dicomweb` and `/api/v1`), authenticates the request
 `tessera.dicomweb.context.scope_of` reads it. After the response it records the route's
 declared audit action (uploads, queries, study-level retrievals) and every denial.
 
-Only `/healthz`, `POST .../api/v1/login`, the static files of the viewer (`/viewer/`) and of
+WebSocket connections (the UPS-RS notification channel) are admitted the same way before
+they are accepted (`_websocket`). Only `/healthz`, `POST .../api/v1/login`, the static files of the viewer (`/viewer/`) and of
 the portal (`/portal/`), and CORS preflights (OPTIONS) pass without credentials.
 """
 
@@ -145,6 +146,22 @@ def _anonymous_allowed(
     )
 
 
+BEARER_SUBPROTOCOL = "bearer."
+
+
+def websocket_authorization(scope: Scope) -> str | None:
+    """The credentials of a WebSocket handshake: its Authorization header, else a token
+    offered as the subprotocol `bearer.<token>` (browsers cannot set headers on a WebSocket;
+    a subprotocol, unlike a query parameter, stays out of access logs)."""
+    for key, value in scope["headers"]:
+        if key.lower() == b"authorization":
+            return value.decode("latin-1")
+    for protocol in scope.get("subprotocols") or ():
+        if protocol.startswith(BEARER_SUBPROTOCOL) and len(protocol) > len(BEARER_SUBPROTOCOL):
+            return "Bearer " + protocol[len(BEARER_SUBPROTOCOL) :]
+    return None
+
+
 class AccessMiddleware:
     """Per request: public? -> tenant -> authenticate -> the route's permission -> the app ->
     the route's audit action."""
@@ -153,6 +170,9 @@ class AccessMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http" or _is_public(scope["path"], scope["method"]):
             await self.app(scope, receive, send)
             return
@@ -177,13 +197,37 @@ class AccessMiddleware:
         scope[IDENTITY_KEY] = identity
         await self._call_and_audit(access, scope, receive, send, tenant, caller.principal, matched)
 
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket connection (the UPS-RS notification channel) is admitted like a
+        request, before it is accepted: tenant, credentials (the Authorization header, or
+        for browsers, which cannot set it, a `bearer.<token>` WebSocket subprotocol), the
+        route's permission. A refusal is the HTTP answer to the upgrade (401, 403, 404)."""
+        access: AccessControl = scope["app"].state.access
+        tenant, _ = await self._tenant(access, scope["path"])
+        matched = None if tenant is None else route_gate(scope["app"].router.routes, scope)
+        if tenant is None or matched is None:
+            await problem(404, f"no resource at {scope['path']}")(scope, receive, send)
+            return
+        scope[TENANT_KEY] = tenant
+        admitted = await self._admit(access, scope, tenant, matched, websocket_authorization(scope))
+        if isinstance(admitted, Response):
+            await admitted(scope, receive, send)
+            return
+        scope[SCOPE_KEY], scope[IDENTITY_KEY] = admitted
+        await self.app(scope, receive, send)
+
     async def _admit(
-        self, access: AccessControl, scope: Scope, tenant: TenantInfo, matched: Matched | None
+        self,
+        access: AccessControl,
+        scope: Scope,
+        tenant: TenantInfo,
+        matched: Matched | None,
+        authorization: str | None = None,
     ) -> tuple[CallerScope, Identity] | Response:
         """The caller's Scope and Identity, or the 401/403 answer (recorded as denied). The
         permission is the one the answering route declares (tessera.dicomweb.gate)."""
         try:
-            caller, identity = await self._authenticate(access, scope, tenant)
+            caller, identity = await self._authenticate(access, scope, tenant, authorization)
         except AuthenticationFailed as exc:
             access.audit.add(
                 denied_event(
@@ -211,11 +255,11 @@ class AccessMiddleware:
 
     @staticmethod
     async def _authenticate(
-        access: AccessControl, scope: Scope, tenant: TenantInfo
+        access: AccessControl, scope: Scope, tenant: TenantInfo, authorization: str | None = None
     ) -> tuple[CallerScope, Identity]:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         anonymous_allowed = _anonymous_allowed(access, tenant, _remote(scope), headers)
-        authorization = headers.get("authorization")
+        authorization = authorization or headers.get("authorization")
         if authorization:  # a database look-up (or an OIDC key fetch): off the event loop
             return await run_in_threadpool(
                 authenticate,

@@ -37,6 +37,7 @@ from tessera.dicomweb import (
     routes_api,
     stow,
     upload_sessions_api,
+    ups_subscriptions,
     wado,
     webhooks_api,
     workitems,
@@ -61,6 +62,7 @@ from tessera.index.query import QueryError
 from tessera.portal import Portal
 from tessera.services.change_watch import ChangeWatcher
 from tessera.services.delivery_worker import DeliveryWorker
+from tessera.services.documents import DocumentRejected
 from tessera.services.notification_job import NotificationJob
 from tessera.services.reports import PreconditionRequired, ReportNotStored
 from tessera.services.route_worker import RouteJob
@@ -143,6 +145,11 @@ def _answer(status: int, fixed_detail: str | None = None) -> ExceptionHandler:
     return handler
 
 
+async def _document_rejected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DocumentRejected)
+    return problem(exc.status, exc.message)
+
+
 async def _invalid_query(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, QueryError)
     return problem(400, f"invalid query parameter {exc.parameter!r}: {exc.reason}")
@@ -170,6 +177,8 @@ EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     # Reports: a change that names no version; signed objects that could not be stored.
     PreconditionRequired: _answer(428),
     ReportNotStored: _answer(503),
+    # Documents: the file or its target refused, with the status that says why.
+    DocumentRejected: _document_rejected,
     # Storage out of reach (object store, database): 503 with Retry-After.
     StorageUnavailable: _storage_unavailable,
     OperationalError: _storage_unavailable,
@@ -193,6 +202,7 @@ def dicomweb_routes() -> list[BaseRoute]:
         *qido.routes,
         *wado.routes,
         *workitems.routes,
+        *ups_subscriptions.routes,
     ]
 
 

@@ -17,12 +17,11 @@ from starlette.responses import Response
 
 from tessera.auth import permissions
 from tessera.dicomweb.context import archive_of, scope_of
-from tessera.dicomweb.errors import problem
-from tessera.dicomweb.form_data import FormDataError, read_form
+from tessera.dicomweb.errors import BadRequest, ClientError
+from tessera.dicomweb.form_data import read_form
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.services.documents import (
-    DocumentRejected,
     DocumentUpload,
     StoredDocument,
     store_document,
@@ -35,8 +34,8 @@ from tessera.storage.uids import uid_problem
 async def upload_document(request: Request) -> Response:
     study_uid = request.path_params["study"]
     if uid_problem(study_uid):
-        return problem(
-            400, f"StudyInstanceUID in the path is not a valid UID ({uid_problem(study_uid)})"
+        raise BadRequest(
+            f"StudyInstanceUID in the path is not a valid UID ({uid_problem(study_uid)})"
         )
     return await _receive(request, study_uid)
 
@@ -55,15 +54,12 @@ async def _receive(
     limit = archive.settings.max_document_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + 1024 * 1024:
-        return problem(413, f"request body of {declared} bytes exceeds the limit of {limit}")
-    try:
-        form = await read_form(request, archive.spool_dir, limit)
-    except FormDataError as exc:
-        return problem(exc.status, exc.message)
+        raise ClientError(413, f"request body of {declared} bytes exceeds the limit of {limit}")
+    form = await read_form(request, archive.spool_dir, limit)
     try:
         uploaded = form.files.get("file")
         if uploaded is None:
-            return problem(400, "the form has no 'file' field holding the document")
+            raise BadRequest("the form has no 'file' field holding the document")
         upload = DocumentUpload(
             path=uploaded.path,
             filename=uploaded.filename,
@@ -72,24 +68,19 @@ async def _receive(
             source=form.fields.get("source") or request.query_params.get("source"),
         )
         stored: StoredDocument
-        try:
-            if study_uid is None:
-                assert order_id is not None
-                stored = await run_in_threadpool(
-                    store_order_document, archive, scope, order_id, upload
-                )
-            else:
-                named = form.fields.get("order") or request.query_params.get("order")
-                stored = await run_in_threadpool(
-                    store_document,
-                    archive,
-                    scope,
-                    study_uid,
-                    upload,
-                    None if named is None else parse_order_id(named),
-                )
-        except DocumentRejected as exc:
-            return problem(exc.status, exc.message)
+        if study_uid is None:
+            assert order_id is not None
+            stored = await run_in_threadpool(store_order_document, archive, scope, order_id, upload)
+        else:
+            named = form.fields.get("order") or request.query_params.get("order")
+            stored = await run_in_threadpool(
+                store_document,
+                archive,
+                scope,
+                study_uid,
+                upload,
+                None if named is None else parse_order_id(named),
+            )
     finally:
         form.discard()
     outcome = stored.outcome

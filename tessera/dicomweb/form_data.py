@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 from starlette.requests import ClientDisconnect, Request
 
+from tessera.dicomweb.errors import ClientError
 from tessera.dicomweb.media_type import parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
 from tessera.storage.spool import SpoolFile
@@ -18,13 +19,11 @@ MAX_TEXT_FIELD = 64 * 1024
 _PARAM = re.compile(r';\s*([A-Za-z0-9_*.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 
 
-class FormDataError(Exception):
+class FormDataError(ClientError):
     """The body cannot be read as a form; `status` says why (400, 413, 415)."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(status, message)
 
 
 @dataclass

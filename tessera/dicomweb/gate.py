@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.routing import BaseRoute, Match, Mount, Route, get_route_path
+from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute, get_route_path
 from starlette.types import Scope
 
 from tessera.auth.audit import Event
@@ -56,6 +56,15 @@ class GuardedRoute(Route):
         self.gate = Gate(permission, action)
 
 
+class GuardedWebSocketRoute(WebSocketRoute):
+    """A WebSocket route with its permission declared (authenticated by the middleware
+    like any request, before the connection is accepted)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], *, permission: str | None) -> None:
+        super().__init__(path, endpoint)
+        self.gate = Gate(permission)
+
+
 def guarded(
     path: str,
     endpoint: Callable[..., Any],
@@ -86,7 +95,7 @@ def route_gate(routes: Iterable[BaseRoute], scope: Scope) -> Matched | None:
         merged = {**scope, **child}
         if isinstance(route, Mount):
             return route_gate(route.routes, merged)
-        if isinstance(route, GuardedRoute):
+        if isinstance(route, (GuardedRoute, GuardedWebSocketRoute)):
             return Matched(route.gate, merged)
         return Matched(UNDECLARED, merged)
     return None
@@ -120,7 +129,7 @@ def denied_event(
         principal,
         action,
         "denied",
-        target=f"{scope['method']} {scope['path']}"[:512],
+        target=f"{scope.get('method', 'GET')} {scope['path']}"[:512],
         detail=detail,
         remote_addr=client[0] if client else "",
     )

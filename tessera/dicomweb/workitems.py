@@ -9,8 +9,8 @@
 
 Requests and answers are application/dicom+json. The use cases are in
 `tessera.services.workitems`; this module parses and answers. An error answers 4xx with
-the reason in the body and in a `Warning: 299` header (PS3.18 §8.2.3). Subscriptions
-(watch, `/subscribers`) are not offered: those paths answer 404.
+the reason in the body and in a `Warning: 299` header (PS3.18 §8.2.3). Subscriptions and the
+notification channel are in `tessera.dicomweb.ups_subscriptions`.
 """
 
 from __future__ import annotations
@@ -244,13 +244,27 @@ async def request_cancellation(request: Request) -> Response:
     uid = _workitem_uid(request)
     ds = await _dataset(request, required=False)
     reason = str(ds.get("ReasonForCancellation", "") or "")[:400]
+    requested = {
+        "requesting_ae": requesting_ae(scope.principal),
+        "contact_display_name": str(ds.get("ContactDisplayName", "") or "")[:64],
+        "contact_uri": str(ds.get("ContactURI", "") or "")[:400],
+    }
     event = audit_event(request, "workitem.cancelrequest", uid, {"reason": reason})
     said = await _run(
         write_with_event(
-            request, lambda conn: ups.request_cancellation(conn, scope, uid, reason), event
+            request,
+            lambda conn: ups.request_cancellation(conn, scope, uid, reason, requested),
+            event,
         )
     )
     return Response(status_code=202, headers=warning(said) if said else None)
+
+
+def requesting_ae(principal: str) -> str:
+    """The Requesting AE (0074,1236) of a cancel request made over HTTP: the caller's name,
+    made a valid AE title (at most 16 printable ASCII characters, no backslash)."""
+    title = "".join(c for c in principal if c.isprintable() and c != "\\" and ord(c) < 127)
+    return title.strip()[:16].strip() or "ANONYMOUS"
 
 
 def _route(
@@ -268,3 +282,7 @@ routes = [
     _route("/workitems/{workitem}/state", change_workitem_state, "PUT", ORDERS),
     _route("/workitems/{workitem}/cancelrequest", request_cancellation, "POST", ORDERS),
 ]
+
+
+# The refusal mapping above, for the subscription routes (tessera.dicomweb.ups_subscriptions).
+run_workitem_call = _run

@@ -48,6 +48,10 @@ REPORT_SIGNED = "report.signed"
 UPLOAD_SESSION_COMMITTED = "upload_session.committed"
 PATIENT_UPDATED = "patient.updated"
 PATIENT_MERGED = "patient.merged"
+# UPS-RS (tessera/services/ups_events.py): an AE subscribed (its initial state reports are
+# due) and a performer is asked to cancel a workitem IN PROGRESS.
+WORKITEM_SUBSCRIBED = "workitem.subscribed"
+WORKITEM_CANCEL_REQUESTED = "workitem.cancel_requested"
 KINDS = frozenset(
     {
         INSTANCE_STORED,
@@ -60,6 +64,8 @@ KINDS = frozenset(
         UPLOAD_SESSION_COMMITTED,
         PATIENT_UPDATED,
         PATIENT_MERGED,
+        WORKITEM_SUBSCRIBED,
+        WORKITEM_CANCEL_REQUESTED,
     }
 )
 
@@ -284,9 +290,15 @@ def read_changes(
     return [_change(row) for row in conn.execute(query)]
 
 
-def read_all_changes(conn: Connection, tenant_id: int, after: int, limit: int) -> list[Change]:
+def read_all_changes(
+    conn: Connection,
+    tenant_id: int,
+    after: int,
+    limit: int,
+    kinds: Iterable[str] | None = None,
+) -> list[Change]:
     """Every change of the tenant after `after` (for the dispatchers, which apply their own
-    subscription's source filter)."""
+    subscription's source filter), of `kinds` when given."""
     query = (
         select(*_COLUMNS, Source.name.label("source_name"))
         .outerjoin(Source, Source.id == ChangeEvent.source_pk)
@@ -294,6 +306,8 @@ def read_all_changes(conn: Connection, tenant_id: int, after: int, limit: int) -
         .order_by(ChangeEvent.seq)
         .limit(limit)
     )
+    if kinds:
+        query = query.where(ChangeEvent.kind.in_(sorted(kinds)))
     return [_change(row) for row in conn.execute(query)]
 
 

@@ -500,5 +500,8 @@ from tessera.index import reports as _reports  # noqa: E402, F401
 # Upload sessions live on the same Base, in their own module.
 from tessera.index import upload_sessions as _upload_sessions  # noqa: E402, F401
 
+# UPS-RS subscriptions (migration 0015_upssub_ups_subscriptions).
+from tessera.index import ups_subscriptions as _ups_subscriptions  # noqa: E402, F401
+
 # Study completion marks and HL7 v2 senders (migration 0012_workflow_hl7).
 from tessera.index import workflow_models as _workflow_models  # noqa: E402, F401

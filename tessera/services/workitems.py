@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, RowMapping, select, update
 
+from tessera.index import changes
 from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.order_store import STEP, Order
 from tessera.index.orders import (
@@ -183,20 +184,44 @@ def change_state(
 
 
 def request_cancellation(
-    conn: Connection, scope: Scope, workitem_uid: str, reason: str = ""
+    conn: Connection,
+    scope: Scope,
+    workitem_uid: str,
+    reason: str = "",
+    requested: dict | None = None,
 ) -> str | None:
     """Request UPS Cancel (PS3.4 CC.2.2): a SCHEDULED workitem is canceled at once (its order
-    becomes CANCELLED). An IN PROGRESS one belongs to its performer, whom this archive cannot
-    notify (no UPS subscriptions): refused. Returns a warning when already CANCELED."""
+    becomes CANCELLED). An IN PROGRESS one belongs to its performer: the request is passed on
+    as a UPS Cancel Requested event (`workitem.cancel_requested` in the change feed,
+    `requested` its Requesting AE and contact) when an AE is subscribed to the workitem, else
+    refused (nobody would hear of it). Returns a warning when already CANCELED."""
     claimed = _claim(conn, scope, workitem_uid)
     if claimed.state == UPS_CANCELED:
         return "the workitem is already in the requested state of CANCELED"
     if claimed.state == UPS_IN_PROGRESS:
-        raise WorkitemConflict(
-            f"workitem {workitem_uid} is IN PROGRESS: its performer cancels it (Change Workitem "
-            "State with its Transaction UID); this archive has no UPS subscriptions to pass "
-            "the request on"
+        from tessera.services.ups_events import has_subscriber
+
+        if not has_subscriber(conn, scope.tenant_id, workitem_uid):
+            raise WorkitemConflict(
+                f"workitem {workitem_uid} is IN PROGRESS: its performer cancels it (Change "
+                "Workitem State with its Transaction UID); no AE is subscribed to it, so the "
+                "request cannot be passed on"
+            )
+        detail = {
+            "order_id": claimed.order.id,
+            "workitem_uid": workitem_uid,
+            "reason": reason,
+            **(requested or {}),
+        }
+        changes.defer_change(
+            conn,
+            scope.tenant_id,
+            claimed.order.source_pk,
+            changes.WORKITEM_CANCEL_REQUESTED,
+            claimed.order.study_instance_uid,
+            detail=detail,
         )
+        return None
     if claimed.state == UPS_COMPLETED:
         raise WorkitemConflict(f"workitem {workitem_uid} is already COMPLETED (C311)")
     text = "cancellation requested over UPS-RS" + (f": {reason}" if reason else "")
