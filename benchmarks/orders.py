@@ -12,9 +12,12 @@ p50/p95 of
         GET /dicomweb/workitems/{uid}
 
 and, in this process, the time of `ingest_file` for header-only instances whose study is an
-order's, with the attach step on and replaced by a no-op (the difference is its cost).
+order's, with the attach step on and replaced by a no-op (the difference is its cost); and
+over HTTP the median STOW-RS time of a 10-instance study that attaches to its order (attach,
+status change, coercion: docs/orders.md "Coercion") against one that has no order.
 
     python benchmarks/orders.py [--orders 10000] [--databases sqlite,postgresql] [--repeat 40]
+    python benchmarks/orders.py --attach-only --orders 100 [--stow-studies 40] [--stow-size 256]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
+from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -44,11 +48,12 @@ from common import (  # noqa: E402
 
 from tessera.archive import Archive, migrate_index  # noqa: E402
 from tessera.config import Settings  # noqa: E402
+from tessera.dicomweb import multipart_writer  # noqa: E402
 from tessera.index.sources import add_source, source_pk_by_name  # noqa: E402
 from tessera.scope import full_scope  # noqa: E402
 from tessera.services import ingest as ingest_service  # noqa: E402
 from tessera.services import orders as o  # noqa: E402
-from tessera.synthetic import header_only_instance  # noqa: E402
+from tessera.synthetic import StudySpec, ct_image, header_only_instance  # noqa: E402
 
 FAMILY = ["SMITH", "JONES", "MULLER", "GARCIA", "TANAKA", "ROSSI", "DUBOIS", "KIM", "NGUYEN"]
 MODALITIES = ["CT", "MR", "CR", "US"]
@@ -182,6 +187,58 @@ def attach_cost(
     return percentile(totals[True], 50), percentile(totals[False], 50)
 
 
+def stow_orders(archive: Archive, count: int) -> list[str]:
+    """`count` open orders of ClinicA (patient PAT-1) for the STOW-RS figure: their UIDs."""
+    scope = full_scope(archive.default_tenant.id, "bench")
+    with archive.database.write() as conn:
+        return [
+            o.create_order(
+                conn,
+                scope,
+                {
+                    "accession_number": f"STW{n}",
+                    "patient_id": "PAT-1",
+                    "patient_name": "ORDERED^PATIENT",
+                    "source": "ClinicA",
+                },
+            )[0].study_instance_uid
+            for n in range(count)
+        ]
+
+
+def stow_attach_cost(
+    root: str, client: httpx.Client, order_uids: list[str], per_study: int, size: int
+) -> tuple[float, float]:
+    """Median STOW-RS time (ms) of one `per_study`-instance study (CT slices of size x size)
+    in one request, for a study that attaches to its order (the order's Study Instance UID:
+    attach, order status, coercion rows) and for one without an order, alternating."""
+    totals: dict[bool, list[float]] = {True: [], False: []}
+    for n, order_uid in enumerate(order_uids):
+        for attach in (n % 2 == 0, n % 2 != 0):
+            study = StudySpec(
+                patient_name="MODALITY^TYPED",
+                accession_number="MOD-ACC",
+                study_instance_uid=order_uid if attach else generate_uid(),
+            )
+            series = generate_uid()
+            parts = [ct_image(study, series, k + 1, size, size) for k in range(per_study)]
+            body = multipart_writer.body("benchboundary", parts)
+            start = time.perf_counter()
+            response = client.post(
+                f"{root}/studies",
+                params={"source": "ClinicA"},
+                content=body,
+                headers={
+                    "Content-Type": 'multipart/related; type="application/dicom"; '
+                    "boundary=benchboundary",
+                    "Accept": "application/dicom+json",
+                },
+            )
+            totals[attach].append((time.perf_counter() - start) * 1000)
+            assert response.status_code == 200, response.text
+    return percentile(totals[True], 50), percentile(totals[False], 50)
+
+
 def ups_search(root: str, client: httpx.Client, database: str, repeat: int) -> None:
     """UPS-RS Search Workitems (the worklist SQL of findscu -W, over HTTP) and Retrieve."""
     day = (FIRST_DAY + timedelta(days=2)).strftime("%Y%m%d")
@@ -214,11 +271,22 @@ def ups_search(root: str, client: httpx.Client, database: str, repeat: int) -> N
     print(f"[{database}] GET /workitems/{{uid}}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
 
 
+class _AttachOnly(Exception):
+    """--attach-only: the server part stops after the STOW-RS figure."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=10_000)
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument(
+        "--attach-only",
+        action="store_true",
+        help="only the attach figures (ingest_file and STOW-RS), on --orders orders",
+    )
+    parser.add_argument("--stow-studies", type=int, default=40, help="STOW-RS pairs timed")
+    parser.add_argument("--stow-size", type=int, default=256, help="CT slice rows = columns")
     args = parser.parse_args()
     for database in args.databases.split(","):
         workdir = Path(tempfile.mkdtemp(prefix="tessera-orders-bench-"))
@@ -233,6 +301,7 @@ def main() -> None:
         started = time.perf_counter()
         build(archive, args.orders)
         print(f"[{database}] {args.orders} orders built in {time.perf_counter() - started:.1f} s")
+        order_uids = stow_orders(archive, args.stow_studies)
         dimse_port = free_port()
         server = start_tessera(
             database,
@@ -246,6 +315,17 @@ def main() -> None:
         )
         try:
             time.sleep(1)
+            client = httpx.Client(timeout=60)
+            with_attach, without = stow_attach_cost(
+                server.dicomweb, client, order_uids, 10, args.stow_size
+            )
+            print(
+                f"[{database}] STOW-RS of a 10-instance study ({args.stow_size}x{args.stow_size} "
+                f"CT, median of {len(order_uids)}): attached to its order {with_attach:.1f} ms, "
+                f"no order {without:.1f} ms ({(with_attach / without - 1) * 100:+.1f}%)"
+            )
+            if args.attach_only:
+                raise _AttachOnly
             port = dimse_port
             items = findscu(port)
             p50, p95 = timed(lambda: findscu(port), args.repeat)  # noqa: B023
@@ -254,7 +334,6 @@ def main() -> None:
                 f"p50 {p50:.1f} ms, p95 {p95:.1f} ms"
             )
             api = server.dicomweb.replace("/dicomweb", "/api/v1")
-            client = httpx.Client(timeout=30)
             for label, params in (
                 ("patient_name=SMITH", {"patient_name": "SMITH"}),
                 ("accession_number", {"accession_number": "A0004242"}),
@@ -277,6 +356,8 @@ def main() -> None:
                 p50, p95 = timed(call, args.repeat)
                 print(f"[{database}] GET /orders?{label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
             ups_search(server.dicomweb, client, database, args.repeat)
+        except _AttachOnly:
+            pass
         finally:
             server.stop()
         with_attach, without = attach_cost(archive, workdir)

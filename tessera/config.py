@@ -79,6 +79,8 @@ class Settings:
     anonymous: str = "auto"
     # Lifetime of a bearer token issued by POST /api/v1/login.
     session_ttl_seconds: int = 8 * 3600
+    # Lifetime of a read-only viewer token (POST /api/v1/viewer-token, for OHIF's ?token=).
+    viewer_token_ttl_seconds: int = 600
     # Optional OpenID Connect: bearer JWTs signed by this issuer's keys are accepted.
     oidc_issuer: str = ""
     oidc_audience: str = ""

@@ -168,7 +168,12 @@ def admin_cli(server: ServerProcess, *args: str) -> dict:
     return json.loads(out.stdout)
 
 
-def build_world(data_dir: Path, database_url: str, env: dict[str, str] | None = None) -> World:
+def build_world(
+    data_dir: Path,
+    database_url: str,
+    env: dict[str, str] | None = None,
+    start_timeout: float = 120,
+) -> World:
     dimse_port = free_port()
     server = ServerProcess(
         data_dir=data_dir,
@@ -182,7 +187,7 @@ def build_world(data_dir: Path, database_url: str, env: dict[str, str] | None = 
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
-    server.start(timeout=120)  # generous: CI machines are shared
+    server.start(timeout=start_timeout)  # generous: CI machines are shared
     world = World(server, [], keys={"admin": boot["api_key"]}, dimse_port=dimse_port)
     admin = world.auth("admin")
     api = world.api()

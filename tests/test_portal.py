@@ -8,6 +8,7 @@ Screenshots: test-artifacts/portal/ (git-ignored)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
+from tessera.dicomweb import multipart_writer
 from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
 from tests.security_world import PASSWORD, admin_cli, instance_bytes, stow
 
@@ -28,6 +30,9 @@ PLAYWRIGHT_DIR = ROOT / "conformance" / "ohif"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "portal"
 NEW_PASSWORD = "another-horse-staple"
+# The tests' own HTTP calls (argon2 hashing and signing on a loaded 2-core machine can take
+# seconds).
+HTTP = httpx.Client(timeout=60)
 
 
 def playwright_dir() -> Path:
@@ -93,7 +98,15 @@ def site(request, tmp_path_factory, browser: None) -> Iterator[Site]:
     server = ServerProcess(
         data_dir=workdir / "data",
         database_url=url,
-        env_extra={"TESSERA_ANONYMOUS": "off", "TESSERA_WORKERS": "1"},
+        # Private addresses allowed: the routing page adds a rule to a DIMSE peer on loopback.
+        env_extra={
+            "TESSERA_ANONYMOUS": "off",
+            "TESSERA_WORKERS": "1",
+            "TESSERA_OUTBOUND_ALLOW_PRIVATE": "true",
+            # Studies complete only when an upload session is committed (no quiet timer), so
+            # the "new study ready" notices appear only where a test causes them.
+            "TESSERA_STUDY_COMPLETE_QUIET_SECONDS": "86400",
+        },
     )
     boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
     server.start(timeout=120)
@@ -101,7 +114,7 @@ def site(request, tmp_path_factory, browser: None) -> Iterator[Site]:
         site = Site(server, boot["api_key"], {}, workdir)
         auth = site.auth()
         for source in ("ClinicA", "ClinicB"):
-            _ok(httpx.post(f"{site.api}/sources", json={"name": source}, headers=auth))
+            _ok(HTTP.post(f"{site.api}/sources", json={"name": source}, headers=auth))
         users = {
             "tech": ("technologist", [], []),
             "ref_a": ("referring_physician", ["ClinicA"], []),
@@ -109,7 +122,7 @@ def site(request, tmp_path_factory, browser: None) -> Iterator[Site]:
         }
         for username, (role, sources, upload_sources) in users.items():
             _ok(
-                httpx.post(
+                HTTP.post(
                     f"{site.api}/users",
                     json={
                         "username": username,
@@ -163,6 +176,11 @@ def drive(site: Site, journeys: list[dict]) -> dict[str, dict]:
     results = json.loads(done.stdout.strip().splitlines()[-1])
     (artifacts / "report.json").write_text(json.dumps(results, indent=2))
     return {result["name"]: result for result in results}
+
+
+def labels(nav: list[str]) -> list[str]:
+    """The navigation's page names, without the Worklist's "2 new" badge."""
+    return [re.sub(r"\s*\d+ new$", "", text) for text in nav]
 
 
 def sign_in(username: str, password: str = PASSWORD) -> list[dict]:
@@ -232,12 +250,15 @@ def test_sign_in_worklist_and_sign_out(site: Site) -> None:
     rows = admin["values"]["rows"]
     assert any("ALFA ANNA" in row for row in rows), rows
     assert any("BRAVO BERT" in row for row in rows), rows
-    assert admin["values"]["nav"] == [
+    assert labels(admin["values"]["nav"]) == [
         "Worklist",
         "Upload",
         "Orders",
         "My Team",
+        "DIMSE peers",
+        "Routing",
         "Webhooks",
+        "Report templates",
         "Audit log",
     ]
     assert admin["values"]["sorted"] == sorted(admin["values"]["sorted"], reverse=True)
@@ -246,7 +267,7 @@ def test_sign_in_worklist_and_sign_out(site: Site) -> None:
     assert token.startswith("tss_")
     assert admin["values"]["after"] is None
     # Signing out ended the token on the server, not only in the page.
-    response = httpx.get(f"{site.api}/me", headers={"Authorization": f"Bearer {token}"})
+    response = HTTP.get(f"{site.api}/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert admin["pageErrors"] == []
     refused = results["wrong-password"]
@@ -295,7 +316,7 @@ def test_a_source_locked_user_sees_only_their_source(site: Site) -> None:
     assert ref["error"] is None, ref
     rows = ref["values"]["rows"]
     assert len(rows) == 1 and "ALFA ANNA" in rows[0], rows
-    assert ref["values"]["nav"] == ["Worklist", "Orders"]
+    assert labels(ref["values"]["nav"]) == ["Worklist", "Orders"]
     assert ref["values"]["upload_links"] == 0
     assert ref["values"]["thumbnails"] and all(w > 0 for w in ref["values"]["thumbnails"])
 
@@ -315,7 +336,7 @@ def _study_files(folder: Path, patient: str, count: int) -> tuple[str, list[str]
 
 
 def _study_found(site: Site, study: str) -> bool:
-    response = httpx.get(
+    response = HTTP.get(
         f"{site.server.dicomweb}/studies",
         params={"StudyInstanceUID": study},
         headers={**site.auth(), "Accept": "application/dicom+json"},
@@ -362,7 +383,7 @@ def test_upload_through_the_page_stores_the_files(site: Site) -> None:
     assert "3/4 files" in messages or "4/4 files" in messages, messages
     assert _study_found(site, direct)
     # Stored with the source the page named: a user locked to ClinicA does not see it.
-    response = httpx.get(
+    response = HTTP.get(
         f"{site.server.dicomweb}/studies",
         params={"StudyInstanceUID": direct},
         auth=("ref_a", PASSWORD),
@@ -477,7 +498,7 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
     assert any("admin.user.create" in row and "locked_b" in row for row in admin["values"]["audit"])
     # The key made in the page is tech's, and works.
     [key] = admin["values"]["new_key"]
-    me = httpx.get(f"{site.api}/me", headers={"Authorization": f"Bearer {key}"})
+    me = HTTP.get(f"{site.api}/me", headers={"Authorization": f"Bearer {key}"})
     assert me.status_code == 200 and me.json()["username"] == "tech"
     locked = results["locked_b"]
     assert locked["error"] is None, locked
@@ -486,8 +507,361 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
     assert not any("ALFA ANNA" in row for row in rows), rows
     assert locked["values"]["admin_controls"] == 0
     # What the page shows is what the API answers that user.
-    response = httpx.get(f"{site.api}/users/locked_b", headers=site.auth())
+    response = HTTP.get(f"{site.api}/users/locked_b", headers=site.auth())
     assert response.json()["sources"] == ["ClinicB"]
+
+
+def test_a_user_changes_their_own_password(site: Site) -> None:
+    """The Password page: the server's refusals shown as they come (wrong current password,
+    the policy), then the change; the user's other session ends."""
+    _ok(
+        HTTP.post(
+            f"{site.api}/users",
+            json={"username": "pw_user", "role": "referring_physician", "password": PASSWORD},
+            headers=site.auth(),
+        )
+    )
+    elsewhere = _ok(
+        HTTP.post(f"{site.api}/login", json={"username": "pw_user", "password": PASSWORD})
+    )["access_token"]
+    form = "#password"
+    result = drive(
+        site,
+        [
+            {
+                "name": "pw_user",
+                "steps": [
+                    *sign_in("pw_user"),
+                    {"click": "#change-password"},
+                    {"wait": form},
+                    {"fill": f"{form} input[name=current_password]", "value": "not-my-password"},
+                    {"fill": f"{form} input[name=new_password]", "value": NEW_PASSWORD},
+                    {"fill": f"{form} input[name=repeat_password]", "value": NEW_PASSWORD},
+                    {"click": f"{form} button[type=submit]"},
+                    {"waitText": f"{form} .status.error", "text": "wrong"},
+                    {"texts": f"{form} .status", "as": "wrong"},
+                    {"fill": f"{form} input[name=current_password]", "value": PASSWORD},
+                    {"fill": f"{form} input[name=new_password]", "value": "short12"},
+                    {"fill": f"{form} input[name=repeat_password]", "value": "short12"},
+                    {"click": f"{form} button[type=submit]"},
+                    {"waitText": f"{form} .status.error", "text": "8 characters"},
+                    {"texts": f"{form} .status", "as": "weak"},
+                    {"screenshot": "refused"},
+                    {"fill": f"{form} input[name=new_password]", "value": NEW_PASSWORD},
+                    {"fill": f"{form} input[name=repeat_password]", "value": NEW_PASSWORD},
+                    {"click": f"{form} button[type=submit]"},
+                    {"waitText": f"{form} .status.ok", "text": "Password changed"},
+                    {"screenshot": "changed"},
+                    # Still signed in here.
+                    {"click": "a[data-page=worklist]"},
+                    *worklist_rows(),
+                ],
+            },
+            {
+                "name": "pw_user-phone",
+                "viewport": {"width": 390, "height": 844},
+                "steps": [
+                    *sign_in("pw_user", NEW_PASSWORD),
+                    {"click": "#change-password"},
+                    {"wait": form},
+                    {"screenshot": "password"},
+                ],
+            },
+        ],
+    )
+    user = result["pw_user"]
+    assert user["error"] is None, user
+    assert user["values"]["wrong"] == ["Not changed: the current password is wrong"]
+    assert "at least 8 characters" in user["values"]["weak"][0]
+    assert result["pw_user-phone"]["error"] is None, result["pw_user-phone"]
+    me = HTTP.get(f"{site.api}/me", headers={"Authorization": f"Bearer {elsewhere}"})
+    assert me.status_code == 401
+    assert HTTP.get(f"{site.api}/me", auth=("pw_user", NEW_PASSWORD)).status_code == 200
+
+
+def test_worklist_source_filter_and_priors(site: Site) -> None:
+    """The worklist's source filter (QIDO-RS `source=`, the server's message for a malformed
+    name) and a row's priors: the same patient's other studies, linked to their pages."""
+    studies = {}
+    for description, date in (("Old head", "20190304"), ("New head", "20240506")):
+        study = generate_uid()
+        part = instance_bytes(
+            study,
+            generate_uid(),
+            generate_uid(),
+            "PRIOR^PAUL",
+            1,
+            {"PatientID": "prior-1", "StudyDescription": description, "StudyDate": date},
+        )
+        assert stow(site.server.dicomweb, [part], site.auth(), source="ClinicB").status_code == 200
+        studies[description] = study
+    search = "form[role=search]"
+    result = drive(
+        site,
+        [
+            {
+                "name": "admin-priors",
+                "steps": [
+                    *sign_in("admin"),
+                    {"fill": f"{search} input[name=source]", "value": "ClinicA"},
+                    {"click": f"{search} button[type=submit]"},
+                    {"wait": "#results[data-state=done] tbody tr"},
+                    {"texts": "#results tbody tr td:first-child", "as": "clinic_a"},
+                    {"fill": f"{search} input[name=source]", "value": "Clinic A"},
+                    {"click": f"{search} button[type=submit]"},
+                    {"waitText": "main .status.error", "text": "source"},
+                    {"texts": "main > .status", "as": "malformed"},
+                    {"fill": f"{search} input[name=source]", "value": ""},
+                    {"fill": f"{search} input[name=id]", "value": "prior-1"},
+                    {"click": f"{search} button[type=submit]"},
+                    {"wait": "#results[data-state=done] tbody tr"},
+                    {"texts": "#results tbody tr td:first-child", "as": "paul"},
+                    {"click": "#results tbody tr:has-text('New head') button.priors"},
+                    {"wait": "#results div.priors li a"},
+                    {"texts": "#results div.priors li", "as": "priors"},
+                    {"attr": "#results div.priors li a", "name": "href", "as": "prior_links"},
+                    {"screenshot": "priors"},
+                    {"click": "#results div.priors li a"},
+                    {"wait": "#series figure"},
+                    {"texts": "main h1", "as": "opened"},
+                ],
+            }
+        ],
+    )["admin-priors"]
+    assert result["error"] is None, result
+    assert result["values"]["clinic_a"] and all(
+        "ALFA ANNA" in name for name in result["values"]["clinic_a"]
+    ), result["values"]["clinic_a"]
+    assert "not a source name" in result["values"]["malformed"][0]
+    assert result["values"]["paul"] == ["PRIOR PAUL", "PRIOR PAUL"]
+    assert len(result["values"]["priors"]) == 1 and "Old head" in result["values"]["priors"][0]
+    assert "2019-03-04" in result["values"]["priors"][0]
+    assert result["values"]["prior_links"] == [f"#/study/{studies['Old head']}"]
+    assert result["values"]["opened"] == ["Old head"]
+
+
+def test_worklist_order_status_filter(site: Site) -> None:
+    """The worklist's order-status filter (QIDO-RS `orderstatus=`) and Order column: a study
+    attached to an order shows its status and the order's values; others are filtered out."""
+    body = {
+        "accession_number": "ACC-WL-1",
+        "patient_name": "ORDERED^OTTO",
+        "patient_id": "MRN-WL-1",
+        "source": "ClinicB",
+    }
+    created = HTTP.post(f"{site.api}/orders", json=body, headers=site.auth())
+    assert created.status_code == 201, created.text
+    order = created.json()
+    part = instance_bytes(generate_uid(), generate_uid(), generate_uid(), "TYPED^BY^MODALITY", 1)
+    response = httpx.post(
+        f"{site.server.dicomweb}/studies",
+        params={"source": "ClinicB", "order": str(order["id"])},
+        content=multipart_writer.body("b0undary", [part]),
+        headers={
+            **site.auth(),
+            "Content-Type": 'multipart/related; type="application/dicom"; boundary=b0undary',
+            "Accept": "application/dicom+json",
+        },
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    search = "form[role=search]"
+    result = drive(
+        site,
+        [
+            {
+                "name": "admin-order-status",
+                "steps": [
+                    *sign_in("admin"),
+                    {"select": f"{search} select[name=orderstatus]", "value": "IN_PROGRESS"},
+                    {"click": f"{search} button[type=submit]"},
+                    {"wait": "#results[data-state=done] tbody tr"},
+                    {"texts": "#results tbody tr", "as": "in_progress"},
+                    {"select": f"{search} select[name=orderstatus]", "value": "FINAL"},
+                    {"click": f"{search} button[type=submit]"},
+                    {"waitText": "main .status", "text": "No studies found"},
+                ],
+            }
+        ],
+    )["admin-order-status"]
+    assert result["error"] is None, result
+    rows = result["values"]["in_progress"]
+    assert len(rows) == 1, rows
+    assert "ORDERED OTTO" in rows[0] and "ACC-WL-1" in rows[0] and "IN_PROGRESS" in rows[0]
+
+
+def test_peers_routing_templates_and_addenda_pages(site: Site) -> None:
+    """The admin pages over {api}/peers, {api}/routes and {api}/report-templates, and an
+    addendum to a signed report; the server's refusals shown as they come; a technologist
+    sees the templates but no form, and none of the admin pages."""
+    study = generate_uid()
+    part = instance_bytes(study, generate_uid(), generate_uid(), "ADD^ENDUM", 1)
+    assert stow(site.server.dicomweb, [part], site.auth(), source="ClinicB").status_code == 200
+    report = _ok(
+        HTTP.post(
+            f"{site.api}/studies/{study}/reports",
+            json={"sections": {"impression": "Normal."}},
+            headers=site.auth(),
+        )
+    )
+    _ok(
+        HTTP.post(
+            f"{site.api}/studies/{study}/reports/{report['id']}/sign",
+            headers={**site.auth(), "If-Match": f'"{report["version"]}"'},
+            timeout=60,
+        )
+    )
+    template = json.dumps(
+        {"title": "Thyroid US", "fields": [{"name": "impression", "type": "text"}]}
+    )
+    results = drive(
+        site,
+        [
+            {
+                "name": "admin-pages",
+                "steps": [
+                    *sign_in("admin"),
+                    {"click": "a[data-page=peers]"},
+                    {"waitText": "main", "text": "No DIMSE peers"},
+                    {"click": "main details summary"},
+                    {"fill": "#new-peer input[name=ae_title]", "value": "BAD\\AE"},
+                    {"fill": "#new-peer input[name=host]", "value": "127.0.0.1"},
+                    {"fill": "#new-peer input[name=port]", "value": "11112"},
+                    {"click": "#new-peer button[type=submit]"},
+                    {"wait": "#new-peer ~ .status.error"},
+                    {"texts": "#new-peer ~ .status", "as": "bad_peer"},
+                    {"fill": "#new-peer input[name=ae_title]", "value": "MODALITY1"},
+                    {"select": "#new-peer select[name=upload_source]", "value": "ClinicB"},
+                    {"click": "#new-peer button[type=submit]"},
+                    {"waitText": "main tbody", "text": "MODALITY1"},
+                    {"texts": "main tbody tr", "as": "peers"},
+                    {"screenshot": "peers"},
+                    {"click": "a[data-page=routing]"},
+                    {"waitText": "main", "text": "No routing rules"},
+                    {"click": "main details summary"},
+                    {"fill": "#new-route input[name=name]", "value": "to-mammo"},
+                    {"fill": "#new-route input[name=sources]", "value": "Nowhere"},
+                    {"fill": "#new-route input[name=modalities]", "value": "MG"},
+                    {"select": "#new-route select[name=kind]", "value": "dimse"},
+                    {"fill": "#new-route input[name=ae_title]", "value": "MAMMO"},
+                    {"fill": "#new-route input[name=host]", "value": "127.0.0.1"},
+                    {"fill": "#new-route input[name=port]", "value": "1"},
+                    {"click": "#new-route button[type=submit]"},
+                    {"wait": "#new-route ~ .status.error"},
+                    {"texts": "#new-route ~ .status", "as": "bad_route"},
+                    {"fill": "#new-route input[name=sources]", "value": "ClinicB"},
+                    {"click": "#new-route button[type=submit]"},
+                    {"waitText": "main tbody", "text": "to-mammo"},
+                    {"texts": "main tbody tr", "as": "routes"},
+                    {"screenshot": "routing"},
+                    {"click": "a[data-page=templates]"},
+                    {"waitText": "main tbody", "text": "radiology"},
+                    {"click": "main details summary"},
+                    {"fill": "#new-template input[name=name]", "value": "thyroid-us"},
+                    {
+                        "fill": "#new-template textarea",
+                        "value": '{"fields": [{"name": "x", "type": "weird"}]}',
+                    },
+                    {"click": "#new-template button[type=submit]"},
+                    {"wait": "#new-template .status.error"},
+                    {"texts": "#new-template .status", "as": "bad_template"},
+                    {"fill": "#new-template textarea", "value": template},
+                    {"click": "#new-template button[type=submit]"},
+                    {"waitText": "main tbody", "text": "thyroid-us"},
+                    {"texts": "main tbody tr", "as": "templates"},
+                    {"screenshot": "templates"},
+                    {"goto": f"/portal/#/study/{study}"},
+                    {"wait": "#reports details summary"},
+                    {"click": "#reports details summary"},
+                    {"fill": "#reports form.addendum textarea", "value": "Compared with 2019."},
+                    {"click": "#reports form.addendum button[type=submit]"},
+                    {"waitText": "#reports", "text": "AMENDED"},
+                    {"texts": "#reports tbody tr", "as": "reports"},
+                    {"screenshot": "addendum"},
+                ],
+            },
+            {
+                "name": "tech-pages",
+                "steps": [
+                    *sign_in("tech"),
+                    {"texts": "#nav a", "as": "nav"},
+                    {"click": "a[data-page=templates]"},
+                    {"waitText": "main tbody", "text": "radiology"},
+                    {"count": "#new-template", "as": "template_forms"},
+                    {"goto": "/portal/#/peers"},
+                    {"wait": "#results"},
+                    {"count": "#new-peer, #new-route", "as": "admin_forms"},
+                ],
+            },
+        ],
+    )
+    admin = results["admin-pages"]
+    assert admin["error"] is None, admin
+    assert "AE title" in admin["values"]["bad_peer"][0], admin["values"]["bad_peer"]
+    assert any("MODALITY1" in row and "ClinicB" in row for row in admin["values"]["peers"])
+    assert "Nowhere" in admin["values"]["bad_route"][0], admin["values"]["bad_route"]
+    [route] = admin["values"]["routes"]
+    assert "MAMMO@127.0.0.1:1" in route and "ClinicB" in route and "MG" in route, route
+    assert "fields.x.type" in admin["values"]["bad_template"][0], admin["values"]["bad_template"]
+    assert any("thyroid-us" in row and "Thyroid US" in row for row in admin["values"]["templates"])
+    assert any("AMENDED" in row for row in admin["values"]["reports"]), admin["values"]["reports"]
+    # What the pages show is what the API holds.
+    peer = _ok(HTTP.get(f"{site.api}/peers/MODALITY1", headers=site.auth()))
+    assert peer["upload_source"] == "ClinicB" and peer["may_store"] and not peer["staged"]
+    tech = results["tech-pages"]
+    assert tech["error"] is None, tech
+    assert labels(tech["values"]["nav"]) == ["Worklist", "Upload", "Orders", "Report templates"]
+    assert tech["values"]["template_forms"] == 0 and tech["values"]["admin_forms"] == 0
+
+
+def test_a_new_study_is_announced_on_the_worklist(site: Site) -> None:
+    """{api}/changes/stream?after=latest in the page: a study completed while the user is
+    signed in (an "upload later" session committed) is announced by a toast linking it and
+    a badge on the Worklist link; nothing from before signing in is announced."""
+    # Completed before signing in (an upload session committed over the API): not announced.
+    before, before_files = _study_files(site.workdir / "before", "OLD^OSKAR", 1)
+    opened = _ok(HTTP.post(f"{site.api}/upload-sessions", json={}, headers=site.auth()))
+    parts = [Path(path).read_bytes() for path in before_files]
+    root = f"{site.server.dicomweb}/upload-sessions/{opened['id']}"
+    assert stow(root, parts, site.auth()).status_code == 200
+    _ok(HTTP.post(f"{site.api}/upload-sessions/{opened['id']}/commit", headers=site.auth()))
+    study, files = _study_files(site.workdir / "announced", "NEW^NORA", 2)
+    result = drive(
+        site,
+        [
+            {
+                "name": "tech-notified",
+                "steps": [
+                    *sign_in("tech"),
+                    *worklist_rows(),
+                    {"click": "a[data-page=upload]"},
+                    {"wait": "#upload"},
+                    {"files": "#files", "paths": files},
+                    {"click": "#upload input[name=later]"},
+                    {"fill": "#upload input[name=description]", "value": "announce me"},
+                    {"click": "#upload button[type=submit]"},
+                    {"wait": "#sessions tr:has-text('announce me') button.commit"},
+                    {"click": "#sessions tr:has-text('announce me') button.commit"},
+                    {"wait": f".toast a[href='#/study/{study}']", "timeoutMs": 30000},
+                    {"texts": ".toast", "as": "toasts"},
+                    {"attr": ".toast a", "name": "href", "as": "toast_links"},
+                    {"texts": "#new-studies", "as": "badge"},
+                    {"screenshot": "announced"},
+                    {"click": f".toast a[href='#/study/{study}']"},
+                    {"wait": "#series figure"},
+                    {"click": "a[data-page=worklist]"},
+                    *worklist_rows(),
+                    {"count": "#new-studies", "as": "badge_after"},
+                ],
+            }
+        ],
+    )["tech-notified"]
+    assert result["error"] is None, result
+    assert f"#/study/{before}" not in result["values"]["toast_links"]
+    assert any("New study ready" in toast for toast in result["values"]["toasts"])
+    assert result["values"]["badge"] and result["values"]["badge"][0].endswith("new")
+    assert result["values"]["badge_after"] == 0  # seen on the worklist
+    assert result["pageErrors"] == [], result["pageErrors"]
 
 
 def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
@@ -538,7 +912,7 @@ def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
     assert len(tech["values"]["by_name"]) == 1
     assert "ORDERLY OLGA" in tech["values"]["by_name"][0]
     assert "SCHEDULED" in tech["values"]["by_name"][0]
-    found = httpx.get(
+    found = HTTP.get(
         f"{site.api}/orders", params={"accession_number": "ACC-PORTAL-1"}, headers=site.auth()
     ).json()
     assert found[0]["scheduled_procedure_steps"][0]["modality"] == "CT"
@@ -623,7 +997,7 @@ def test_documents_and_reports_on_the_study_page(site: Site) -> None:
 
 def test_a_tenant_signs_in_at_its_own_root(site: Site) -> None:
     _ok(
-        httpx.post(
+        HTTP.post(
             f"{site.api}/tenants",
             json={"name": "acme", "admin": {"username": "acme_admin", "password": PASSWORD}},
             headers=site.auth(),
@@ -632,7 +1006,7 @@ def test_a_tenant_signs_in_at_its_own_root(site: Site) -> None:
     study, series = generate_uid(), generate_uid()
     part = instance_bytes(study, series, generate_uid(), "ACME^ONLY", 1, {"PatientID": "acme"})
     login = _ok(
-        httpx.post(
+        HTTP.post(
             f"{site.server.base_url}/t/acme/api/v1/login",
             json={"username": "acme_admin", "password": PASSWORD},
         )
@@ -678,28 +1052,28 @@ def test_a_tenant_signs_in_at_its_own_root(site: Site) -> None:
 
 def test_the_portal_files_are_public_and_hold_no_data(site: Site) -> None:
     base = site.server.base_url
-    page = httpx.get(f"{base}/portal/")
+    page = HTTP.get(f"{base}/portal/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     policy = page.headers["content-security-policy"]
     assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
     assert page.headers["x-content-type-options"] == "nosniff"
-    script = httpx.get(f"{base}/portal/worklist.js")
+    script = HTTP.get(f"{base}/portal/worklist.js")
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
     # No viewer configured: no viewer link.
-    assert httpx.get(f"{base}/portal/config.json").json() == {"viewer": None, "anonymous": False}
-    redirect = httpx.get(f"{base}/portal?tenant=acme")
+    assert HTTP.get(f"{base}/portal/config.json").json() == {"viewer": None, "anonymous": False}
+    redirect = HTTP.get(f"{base}/portal?tenant=acme")
     assert redirect.status_code == 308
     assert redirect.headers["location"] == "/portal/?tenant=acme"
-    assert httpx.get(f"{base}/portal/no-such.js").status_code == 404
+    assert HTTP.get(f"{base}/portal/no-such.js").status_code == 404
     for sneaky in ("/portal/%2E%2E/%2E%2E/__init__.py", "/portal/..%2F__init__.py"):
-        response = httpx.get(base + sneaky)
+        response = HTTP.get(base + sneaky)
         assert "PORTAL_PATH" not in response.text
     # Only GET and HEAD: the portal itself takes no input.
-    assert httpx.post(f"{base}/portal/index.html").status_code in (401, 405)
+    assert HTTP.post(f"{base}/portal/index.html").status_code in (401, 405)
     # The data behind the pages still needs credentials.
-    assert httpx.get(f"{site.server.dicomweb}/studies").status_code == 401
+    assert HTTP.get(f"{site.server.dicomweb}/studies").status_code == 401
 
 
 def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path) -> None:
@@ -786,8 +1160,8 @@ def test_values_are_shown_as_text_never_as_markup(site: Site) -> None:
 
 def test_the_viewer_opened_from_the_portal_reads_as_the_user(browser: None, tmp_path: Path) -> None:
     """The real OHIF (conformance/ohif/install.sh), credentials required: "Open in viewer"
-    hands OHIF the user's token, every DICOMweb request of the viewer carries it, and the
-    token leaves the address bar."""
+    mints a read-only viewer token and hands it to OHIF (never the login token), every
+    DICOMweb request of the viewer carries it, and the token leaves the address bar."""
     if shutil.which("npm") is None:
         pytest.skip("npm is needed to install OHIF (conformance/ohif/install.sh)")
     done = subprocess.run(
@@ -831,3 +1205,4 @@ def test_the_viewer_opened_from_the_portal_reads_as_the_user(browser: None, tmp_
     assert "token=" not in result["values"]["address"]
     refused = [r for r in result["failedRequests"] if "/dicomweb/" in r["url"]]
     assert refused == [], refused
+    assert result["viewerTokens"] == ["tsv_"], result["viewerTokens"]

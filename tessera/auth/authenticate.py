@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import jwt
@@ -42,7 +42,7 @@ class AuthenticationFailed(Exception):
 @dataclass(frozen=True)
 class Identity:
     tenant: TenantInfo
-    # anonymous, basic, session, api_key, oidc
+    # anonymous, basic, session, viewer, api_key, oidc
     method: str
     username: str | None = None
     token_id: int | None = None
@@ -117,8 +117,19 @@ def _bearer(database: Database, tenant: TenantInfo, token: str) -> tuple[Scope, 
         principal = holder.user.username
         if holder.kind == "api_key":
             principal = f"{principal} (key {holder.token_id})"
+        elif holder.kind == "viewer":
+            principal = f"{principal} (viewer)"
         scope = scope_for_user(conn, holder.user, principal)
+    if holder.kind == "viewer":
+        scope = viewer_scope(scope)
     return scope, Identity(tenant, holder.kind, holder.user.username, holder.token_id)
+
+
+def viewer_scope(scope: Scope) -> Scope:
+    """What a viewer token may do: read (search and retrieve) what its user may read, the
+    same tenant and source lock; nothing else (no upload, no admin, no reports)."""
+    kept = frozenset({permissions.READ}) if scope.can(permissions.READ) else frozenset()
+    return replace(scope, permissions=kept, upload_source_pks=frozenset())
 
 
 def _oidc(

@@ -41,4 +41,4 @@ def validator_for(settings: Settings) -> OidcValidator | None:
 
 
 def looks_like_jwt(token: str) -> bool:
-    return token.count(".") == 2 and not token.startswith(("tsk_", "tss_"))
+    return token.count(".") == 2 and not token.startswith(("tsk_", "tss_", "tsv_"))

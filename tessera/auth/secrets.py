@@ -18,6 +18,8 @@ from tessera.index.errors import InvalidValue
 
 API_KEY_PREFIX = "tsk_"
 SESSION_PREFIX = "tss_"
+# Short-lived, read-only tokens handed to a viewer (POST {api}/viewer-token).
+VIEWER_PREFIX = "tsv_"
 
 _hasher = PasswordHasher()
 # Checked against when a user does not exist, so "no such user" takes as long as "wrong

@@ -117,11 +117,12 @@ async def logout(request: Request) -> Response:
     if identity is None or identity.method != "session" or identity.token_id is None:
         raise BadRequest("only a login token can be logged out (revoke API keys instead)")
     tenant, token_id = tenant_of(request), identity.token_id
-    await write_with_event(
-        request,
-        lambda conn: accounts.revoke_token(conn, tenant.id, token_id, kind="session"),
-        audit_event(request, "logout", identity.username or ""),
-    )
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        accounts.revoke_token(conn, tenant.id, token_id, kind="session")
+        accounts.revoke_viewer_tokens(conn, tenant.id, token_id)
+
+    await write_with_event(request, work, audit_event(request, "logout", identity.username or ""))
     return Response(status_code=204)
 
 

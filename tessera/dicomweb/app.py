@@ -30,6 +30,7 @@ from tessera.dicomweb import (
     changes_stream,
     documents,
     identity_api,
+    me_api,
     notifications_api,
     orders_api,
     qido,
@@ -211,6 +212,7 @@ def api_routes() -> list[BaseRoute]:
     webhooks, routes, notifications, reports, identity."""
     return [
         *admin_api.routes,
+        *me_api.routes,
         *orders_api.routes,
         *documents.api_routes,
         *upload_sessions_api.api_routes,

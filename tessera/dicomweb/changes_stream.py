@@ -3,7 +3,8 @@
 
 Each change is one event: `id:` its sequence number, `event:` its type, `data:` the change as
 JSON (as in `GET {api}/changes`). A reconnecting EventSource sends `Last-Event-ID` and
-resumes after it (or pass `after=`); `type=` filters. The same Scope rules as the feed apply,
+resumes after it (or pass `after=`, or `after=latest` for only what happens from now on);
+`type=` filters. The same Scope rules as the feed apply,
 in SQL. A comment line every 15 s keeps proxies from closing an idle stream.
 """
 
@@ -29,12 +30,14 @@ BATCH = 200
 @endpoint(permissions.READ)
 async def changes_stream(request: Request) -> Response:
     scope = await scope_of(request)
-    after = int_param(request, "after", 0, 0, 2**62)
+    # `after=latest`: only what happens from now on (a live view, not the history).
+    latest = request.query_params.get("after") == "latest"
+    after = 0 if latest else int_param(request, "after", 0, 0, 2**62)
     last_event_id = request.headers.get("last-event-id")
     if last_event_id:
         if not last_event_id.isdigit():
             raise bad_request("'Last-Event-ID' must be a sequence number")
-        after = int(last_event_id)
+        after, latest = int(last_event_id), False
     kinds = [k for k in request.query_params.get("type", "").split(",") if k]
     unknown = sorted(set(kinds) - changes.KINDS)
     if unknown:
@@ -47,8 +50,12 @@ async def changes_stream(request: Request) -> Response:
             mark = changes.last_seq(conn, scope.tenant_id)
             return mark, changes.read_changes(conn, scope, position, BATCH, kinds)
 
+    def now() -> int:
+        with database.read() as conn:
+            return changes.last_seq(conn, scope.tenant_id)
+
     async def events() -> AsyncIterator[bytes]:
-        position = after
+        position = await asyncio.to_thread(now) if latest else after
         yield b"retry: 2000\n\n"
         while True:
             mark, found = await asyncio.to_thread(fetch, position)

@@ -26,10 +26,11 @@ from tessera.dicomweb.media_type import (
     QualityError,
     json_answer_type,
 )
-from tessera.dicomweb.qido_params import parse_search
+from tessera.dicomweb.qido_params import parse_search, requested_sources
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.index.query import Level
 from tessera.index.query_sql import QueryPage, run_query
+from tessera.index.sources import within_sources
 
 MORE_RESULTS_WARNING = '299 tessera: "There are additional results that can be requested"'
 
@@ -43,12 +44,14 @@ async def _search(request: Request, level: Level) -> Response:
     if answer_type is None:
         raise NotAcceptable(f"QIDO-RS answers in {DICOM_JSON} (or application/json) only")
     query = parse_search(level, request.url.query, request.path_params)  # QueryError: 400
+    sources = requested_sources(request.url.query)
     archive = archive_of(request)
     root = dicomweb_root(request)
 
     def run() -> QueryPage:
         with archive.database.read() as conn:
-            return run_query(conn, scope, query, root, archive.settings.qido_max_results)
+            narrowed = scope if sources is None else within_sources(conn, scope, sources)
+            return run_query(conn, narrowed, query, root, archive.settings.qido_max_results)
 
     page = await run_in_threadpool(run)
     headers = {"Warning": MORE_RESULTS_WARNING} if page.more else None

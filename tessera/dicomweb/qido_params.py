@@ -12,12 +12,18 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from tessera.index.key_values import MAX_ROW_COUNT, empty_value_list, integer_range_problem
+from tessera.index.orders import STATUSES
 from tessera.index.query import Level, Query, QueryError
 from tessera.index.query_attributes import resolve
+from tessera.index.sources import SOURCE_NAME_RE
 from tessera.storage.uids import uid_problem
 
-# Parameters PS3.18 defines that carry no matching key.
-_CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "accept", "charset"}
+# Parameters PS3.18 defines that carry no matching key, and tessera's `source` (read by
+# `requested_sources`).
+_CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "accept", "charset", "source"}
+# Tessera's extension: the status of the study's order (docs/qido.md "Order status").
+ORDER_STATUS_PARAMETER = "orderstatus"
+ORDER_STATUS_FIELD = "OrderStatus"
 # Value lists in QIDO-RS are comma-separated; the query engine takes DICOM's backslash.
 _LIST_VRS = {"UI", "CS"}
 
@@ -36,6 +42,10 @@ def parse_search(level: Level, query_string: str, path_params: Mapping[str, str]
 
     controls = [(name, value) for name, value in pairs if name in _CONTROL]
     keys = [(name, value) for name, value in pairs if name not in _CONTROL]
+    extension = [value for name, value in keys if name == ORDER_STATUS_PARAMETER]
+    keys = [(name, value) for name, value in keys if name != ORDER_STATUS_PARAMETER]
+    if extension:
+        _order_statuses(query, extension)
     seen: set[str] = set()
     for name, value in controls:
         if name in ("limit", "offset", "fuzzymatching") and name in seen:
@@ -105,6 +115,10 @@ def _include(query: Query, value: str) -> None:
         if field.lower() == "all":
             query.include_all = True
             continue
+        if field == ORDER_STATUS_FIELD:
+            _study_level(query, "includefield")
+            query.return_order_status = True
+            continue
         if "." in field:
             raise QueryError("includefield", f"{field!r}: sequence paths are not supported")
         try:
@@ -113,3 +127,43 @@ def _include(query: Query, value: str) -> None:
             raise QueryError("includefield", f"{field!r} is not a DICOM keyword or tag") from None
         if tag not in query.return_keys:
             query.return_keys.append(tag)
+
+
+def _study_level(query: Query, parameter: str) -> None:
+    if query.level is not Level.STUDY:
+        raise QueryError(parameter, "the order status is a study search extension (/studies)")
+
+
+def _order_statuses(query: Query, values: list[str]) -> None:
+    """`orderstatus=IMAGES_READY,REPORTED`: studies with an order in one of these statuses."""
+    _study_level(query, ORDER_STATUS_PARAMETER)
+    if len(values) > 1:
+        raise QueryError(ORDER_STATUS_PARAMETER, "given more than once")
+    statuses = tuple(dict.fromkeys(v.strip().upper() for v in values[0].split(",") if v.strip()))
+    if not statuses:
+        raise QueryError(ORDER_STATUS_PARAMETER, "the value list holds no value")
+    unknown = [status for status in statuses if status not in STATUSES]
+    if unknown:
+        raise QueryError(
+            ORDER_STATUS_PARAMETER,
+            f"unknown order status {unknown[0]!r} (one of {', '.join(STATUSES)})",
+        )
+    query.order_statuses = statuses
+    query.return_order_status = True
+
+
+def requested_sources(query_string: str) -> list[str] | None:
+    """The source names of `source=A,B` (repeatable; tessera's extension: only instances
+    received from these sources), None when not given. A malformed name is a QueryError."""
+    values = [
+        value for name, value in parse_qsl(query_string, keep_blank_values=True) if name == "source"
+    ]
+    if not values:
+        return None
+    names = [n.strip() for value in values for n in value.split(",") if n.strip()]
+    if not names:
+        raise QueryError("source", "give one or more source names")
+    for name in names:
+        if not SOURCE_NAME_RE.match(name):
+            raise QueryError("source", f"{name!r} is not a source name")
+    return names

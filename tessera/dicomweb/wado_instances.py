@@ -117,12 +117,12 @@ async def retrieve_instances(request: Request) -> Response:
         )
 
     # A coerced study has no Last-Modified: If-Modified-Since must not hide a correction.
-    coerced = plan[0][0].coercion
+    coerced = any(i.coercion for i, _, _ in plan)
     etag = caching.entity_tag(
         [i.sha256 for i, _, _ in plan],
         [s for _, s, _ in plan],
         "multipart" if multipart else "single",
-        coercion_tag(coerced),
+        sorted({coercion_tag(i.coercion) for i, _, _ in plan}),
     )
     modified = None if coerced else caching.latest(i.created_at for i, _, _ in plan)
     headers = caching.cache_headers(etag, modified, collection=instance is None)

@@ -29,7 +29,7 @@ from tessera.dicomweb.wado_common import (
     path_uids,
 )
 from tessera.index.coercion import coerce_json, coercion_tag
-from tessera.index.retrieve import metadata_batches, resolve_instances
+from tessera.index.retrieve import metadata_by_pk, resolve_instances
 
 _BULK_KEY = b'"BulkDataURI":"'
 # Small responses are built in one go; larger ones streamed in batches of this many.
@@ -65,18 +65,20 @@ async def retrieve_metadata(request: Request) -> Response:
     if not items:
         raise not_found(study, series, instance)
     root = (dicomweb_root(request) + "/").encode()
-    # One study per request: its instances share one coercion (identity changes).
-    coercion = items[0].coercion
-    etag = caching.entity_tag(root.decode(), [i.sha256 for i in items], coercion_tag(coercion))
+    # Each instance's coercion (identity changes; an order's values for its source's ones).
+    coercions = {i.instance_pk: i.coercion for i in items}
+    tags = sorted({coercion_tag(c) for c in coercions.values()})
+    etag = caching.entity_tag(root.decode(), [i.sha256 for i in items], tags)
     # A coerced study has no Last-Modified: If-Modified-Since must not hide a correction.
-    modified = None if coercion else caching.latest(i.created_at for i in items)
+    coerced = any(coercions.values())
+    modified = None if coerced else caching.latest(i.created_at for i in items)
     headers = caching.cache_headers(etag, modified, collection=instance is None)
     if caching.is_not_modified(request, etag, modified):
         return caching.not_modified_response(headers)
     headers["Content-Type"] = answer_type
 
     if small:
-        stored = coerce_json(items[0].dicom_json or b"{}", coercion)
+        stored = coerce_json(items[0].dicom_json or b"{}", items[0].coercion)
         single = b"[" + absolute_bulk_data_uris(stored, root) + b"]"
         return Response(single, headers=headers)
 
@@ -87,9 +89,11 @@ async def retrieve_metadata(request: Request) -> Response:
         for start in range(0, len(pks), BATCH):
             wanted = pks[start : start + BATCH]
             batch = await in_read_transaction(
-                archive, lambda conn, w=wanted: next(metadata_batches(conn, scope, w, BATCH), [])
+                archive, lambda conn, w=wanted: metadata_by_pk(conn, scope, w)
             )
-            joined = b",".join(coerce_json(one, coercion) for one in batch)
+            joined = b",".join(
+                coerce_json(batch[pk], coercions[pk]) for pk in wanted if pk in batch
+            )
             if not joined:
                 continue
             yield (b"[" if first else b",") + absolute_bulk_data_uris(joined, root)

@@ -1,6 +1,7 @@
 """A workitem as a UPS dataset (PS3.4 Table CC.2.5-3) and back.
 
-Out: a worklist row (`tessera.index.worklist`) becomes the Unified Procedure Step attributes,
+Out: a worklist row (`tessera.index.worklist`) becomes the Unified Procedure Step attributes
+(as DICOM JSON),
 its patient and request values taken through the Modality Worklist's own value functions
 (`tessera.scp.mwl.ORDER_VALUES`, `STEP_VALUES`), so MWL and UPS-RS never disagree. In: a
 Create or Update request's dataset becomes the order fields of `tessera.services.orders`.
@@ -26,7 +27,6 @@ from collections.abc import Callable
 from datetime import date, datetime, time
 
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 from sqlalchemy import RowMapping
 
 from tessera.scp.mwl import ORDER_VALUES, STEP_VALUES
@@ -61,12 +61,54 @@ UPS_PRIORITY = {
 ORDER_PRIORITIES = {"HIGH": ("STAT", "HIGH"), "MEDIUM": ("ROUTINE", "MEDIUM"), "LOW": ("LOW",)}
 
 
-def _code(value: str, scheme: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = scheme
-    item.CodeMeaning = meaning
-    return item
+JsonDataset = dict[str, dict]
+# VRs whose value is one string even with a backslash in it (PS3.5 6.2).
+_ONE_VALUE_VRS = ("LT", "ST", "UT")
+
+
+def _element(vr: str, value: object) -> dict:
+    """One DICOM JSON element (PS3.18 F.2): no "Value" when empty, a sequence's items as
+    they are, person names by component group, other strings split at backslashes."""
+    if vr == "SQ":
+        return {"vr": vr, "Value": value}
+    if value is None or value == "":
+        return {"vr": vr}
+    text = str(value)
+    values = [text] if vr in _ONE_VALUE_VRS else text.split("\\")
+    if vr == "PN":
+        return {"vr": vr, "Value": [_person_name(name) for name in values]}
+    return {"vr": vr, "Value": values}
+
+
+def _person_name(name: str) -> dict[str, str]:
+    groups = name.split("=")
+    return dict(zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False))
+
+
+def _code(value: str, scheme: str, meaning: str) -> JsonDataset:
+    return {
+        "00080100": _element("SH", value),
+        "00080102": _element("SH", scheme),
+        "00080104": _element("LO", meaning),
+    }
+
+
+def _request_code(row: RowMapping) -> list[JsonDataset]:
+    if not row["requested_procedure_code_value"]:
+        return []
+    return [
+        _code(
+            row["requested_procedure_code_value"],
+            row["requested_procedure_coding_scheme"],
+            row["requested_procedure_code_meaning"],
+        )
+    ]
+
+
+def _issuer(row: RowMapping) -> list[JsonDataset]:
+    if not row["issuer_of_accession_number"]:
+        return []
+    return [{"00400031": _element("UT", row["issuer_of_accession_number"])}]
 
 
 def _dt(day: date | None, moment: time | None) -> str:
@@ -75,78 +117,78 @@ def _dt(day: date | None, moment: time | None) -> str:
     return day.strftime("%Y%m%d") + (moment.strftime("%H%M%S") if moment else "")
 
 
-def _set(dataset: Dataset, keyword: str, value: object) -> None:
-    if isinstance(value, list):
-        setattr(dataset, keyword, Sequence(value))
-    else:
-        setattr(dataset, keyword, value if value not in (None, "") else None)
-
-
 def _order(keyword: str) -> Callable[[RowMapping], object]:
     return ORDER_VALUES[keyword]
 
 
-def workitem_dataset(row: RowMapping) -> Dataset:
-    """The workitem of one worklist row. The Transaction UID is never part of it."""
-    ds = Dataset()
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = UPS_PUSH_SOP_CLASS
-    ds.SOPInstanceUID = row["sps_workitem_uid"]
-    for keyword in ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate"):
-        _set(ds, keyword, _order(keyword)(row))
-    _set(ds, "PatientSex", _order("PatientSex")(row))
-    _set(ds, "StudyInstanceUID", _order("StudyInstanceUID")(row))
-    request = Dataset()
-    for keyword in (
-        "AccessionNumber",
-        "IssuerOfAccessionNumberSequence",
-        "RequestedProcedureCodeSequence",
-        "RequestedProcedureDescription",
-        "RequestedProcedureID",
-        "ReasonForTheRequestedProcedure",
-        "StudyInstanceUID",
-    ):
-        _set(request, keyword, _order(keyword)(row))
-    request.PlacerOrderNumberImagingServiceRequest = None
-    request.FillerOrderNumberImagingServiceRequest = None
-    ds.ReferencedRequestSequence = Sequence([request])
-    _set(ds, "ScheduledProcedureStepPriority", UPS_PRIORITY.get(row["priority"], "MEDIUM"))
+def workitem_json(row: RowMapping) -> JsonDataset:
+    """The workitem of one worklist row as DICOM JSON (what pydicom's `to_json_dict` gives
+    for the same attributes, built without a pydicom Dataset: a search answers hundreds).
+    Values come through the Modality Worklist's value functions. The Transaction UID is
+    never part of it."""
+    request = {
+        "00080050": _element("SH", _order("AccessionNumber")(row)),
+        "00080051": _element("SQ", _issuer(row)),
+        "00321064": _element("SQ", _request_code(row)),
+        "00321060": _element("LO", _order("RequestedProcedureDescription")(row)),
+        "00401001": _element("SH", _order("RequestedProcedureID")(row)),
+        "00401002": _element("LO", _order("ReasonForTheRequestedProcedure")(row)),
+        "0020000D": _element("UI", _order("StudyInstanceUID")(row)),
+        # Placer and Filler Order Number / Imaging Service Request
+        "00402016": _element("LO", None),
+        "00402017": _element("LO", None),
+    }
+    ds: JsonDataset = {
+        "00080005": _element("CS", "ISO_IR 192"),
+        "00080016": _element("UI", UPS_PUSH_SOP_CLASS),
+        "00080018": _element("UI", row["sps_workitem_uid"]),
+        "00100010": _element("PN", _order("PatientName")(row)),
+        "00100020": _element("LO", _order("PatientID")(row)),
+        "00100021": _element("LO", _order("IssuerOfPatientID")(row)),
+        "00100030": _element("DA", _order("PatientBirthDate")(row)),
+        "00100040": _element("CS", _order("PatientSex")(row)),
+        "0020000D": _element("UI", _order("StudyInstanceUID")(row)),
+        "0040A370": _element("SQ", [request]),
+        "00741200": _element("CS", UPS_PRIORITY.get(row["priority"], "MEDIUM")),
+    }
     updated = row["updated_at"]
     if isinstance(updated, datetime):
-        ds.ScheduledProcedureStepModificationDateTime = updated.strftime("%Y%m%d%H%M%S")
-    _set(ds, "ProcedureStepLabel", STEP_VALUES["ScheduledProcedureStepDescription"](row))
-    ds.WorklistLabel = None
+        # Scheduled Procedure Step Modification DateTime
+        ds["00404010"] = _element("DT", updated.strftime("%Y%m%d%H%M%S"))
+    # Procedure Step Label, Worklist Label
+    ds["00741204"] = _element("LO", STEP_VALUES["ScheduledProcedureStepDescription"](row))
+    ds["00741202"] = _element("LO", None)
     station = str(STEP_VALUES["ScheduledStationAETitle"](row))
     station_name = str(STEP_VALUES["ScheduledStationName"](row))
-    _set(
-        ds,
-        "ScheduledStationNameCodeSequence",
-        [_code(station, STATION_SCHEME, station_name or station)] if station else [],
+    # Scheduled Station Name Code Sequence
+    ds["00404025"] = _element(
+        "SQ", [_code(station, STATION_SCHEME, station_name or station)] if station else []
     )
     modality = str(STEP_VALUES["Modality"](row))
-    _set(
-        ds,
-        "ScheduledStationClassCodeSequence",
+    # Scheduled Station Class Code Sequence
+    ds["00404026"] = _element(
+        "SQ",
         [_code(modality, MODALITY_SCHEME, MODALITY_MEANINGS.get(modality, modality))]
         if modality
         else [],
     )
-    ds.ScheduledStationGeographicLocationCodeSequence = Sequence([])
+    # Scheduled Station Geographic Location Code Sequence
+    ds["00404027"] = _element("SQ", [])
     performer = str(STEP_VALUES["ScheduledPerformingPhysicianName"](row))
-    performers = []
-    if performer:
-        item = Dataset()
-        item.HumanPerformerCodeSequence = Sequence([])
-        item.HumanPerformerName = performer
-        performers.append(item)
-    _set(ds, "ScheduledHumanPerformersSequence", performers)
-    _set(
-        ds, "ScheduledProcedureStepStartDateTime", _dt(row["sps_start_date"], row["sps_start_time"])
+    # Scheduled Human Performers Sequence > Human Performer Code Sequence, Name
+    ds["00404034"] = _element(
+        "SQ",
+        [{"00404009": _element("SQ", []), "00404037": _element("PN", performer)}]
+        if performer
+        else [],
     )
-    _set(ds, "ScheduledWorkitemCodeSequence", _order("RequestedProcedureCodeSequence")(row))
-    ds.InputReadinessState = "READY"
-    ds.InputInformationSequence = Sequence([])
-    ds.ProcedureStepState = UPS_STATE[row["status"]]
+    # Scheduled Procedure Step Start DateTime, Scheduled Workitem Code Sequence
+    ds["00404005"] = _element("DT", _dt(row["sps_start_date"], row["sps_start_time"]))
+    ds["00404018"] = _element("SQ", _request_code(row))
+    # Input Readiness State, Input Information Sequence, Procedure Step State
+    ds["00404041"] = _element("CS", "READY")
+    ds["00404021"] = _element("SQ", [])
+    ds["00741000"] = _element("CS", UPS_STATE[row["status"]])
     return ds
 
 

@@ -33,7 +33,7 @@ from tessera.dicomweb.errors import ClientError, NotAcceptable
 from tessera.dicomweb.gate import AUDIT_QUERY, GuardedRoute, guarded
 from tessera.dicomweb.media_type import DICOM_JSON, QualityError, json_answer_type
 from tessera.dicomweb.urls import dicomweb_root
-from tessera.dicomweb.workitem_dataset import attribute_message, order_fields, workitem_dataset
+from tessera.dicomweb.workitem_dataset import attribute_message, order_fields, workitem_json
 from tessera.dicomweb.workitem_query import parse_workitem_search
 from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.orders import new_workitem_uid
@@ -135,7 +135,7 @@ async def search_workitems(request: Request) -> Response:
         read_in_thread(request, lambda conn: ups.search_workitems(conn, scope, query))
     )
     headers = {"Warning": MORE_RESULTS_WARNING} if len(rows) > page else None
-    items = [workitem_dataset(row).to_json_dict() for row in rows[:page]]
+    items = [workitem_json(row) for row in rows[:page]]
     return json_answer(items, answer_type, headers)
 
 
@@ -144,7 +144,7 @@ async def retrieve_workitem(request: Request) -> Response:
     answer_type = _answer_type(request)
     uid = _workitem_uid(request)
     row = await _run(read_in_thread(request, lambda conn: ups.find_workitem(conn, scope, uid)))
-    return json_answer([workitem_dataset(row).to_json_dict()], answer_type)
+    return json_answer([workitem_json(row)], answer_type)
 
 
 def _location(request: Request, uid: str) -> str:

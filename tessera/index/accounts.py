@@ -19,6 +19,7 @@ from tessera.auth.roles import BUILTIN_ROLES, ROLE_NAME_RE, parse_permissions
 from tessera.auth.secrets import (
     API_KEY_PREFIX,
     SESSION_PREFIX,
+    VIEWER_PREFIX,
     hash_password,
     new_token,
     token_hash,
@@ -269,7 +270,16 @@ def create_user(
     return user_id
 
 
-def update_user(conn: Connection, tenant_id: int, username: str, changes: dict) -> UserInfo:
+def update_user(
+    conn: Connection,
+    tenant_id: int,
+    username: str,
+    changes: dict,
+    keep_token_id: int | None = None,
+) -> UserInfo:
+    """Apply `changes` (role, password, disabled, sources, upload_sources). A changed
+    password or a disabled user ends the user's login sessions and viewer tokens, except
+    `keep_token_id` (the session of a user changing their own password)."""
     user = get_user(conn, tenant_id, username)
     if user is None:
         raise NotFound(f"no user {username!r}")
@@ -291,15 +301,14 @@ def update_user(conn: Connection, tenant_id: int, username: str, changes: dict) 
         _set_sources(conn, tenant_id, user.id, "upload", list(changes["upload_sources"] or []))
     if values.get("disabled") or "password_hash" in values:
         # A disabled user or a changed password ends the user's login sessions.
-        conn.execute(
-            update(ApiToken)
-            .where(
-                ApiToken.user_id == user.id,
-                ApiToken.kind == "session",
-                ApiToken.revoked_at.is_(None),
-            )
-            .values(revoked_at=now())
+        ending = update(ApiToken).where(
+            ApiToken.user_id == user.id,
+            ApiToken.kind.in_(LOGIN_KINDS),
+            ApiToken.revoked_at.is_(None),
         )
+        if keep_token_id is not None and not values.get("disabled"):
+            ending = ending.where(ApiToken.id != keep_token_id)
+        conn.execute(ending.values(revoked_at=now()))
     return get_user(conn, tenant_id, username)  # type: ignore[return-value]
 
 
@@ -315,6 +324,12 @@ def delete_user(conn: Connection, tenant_id: int, username: str) -> None:
 # --- tokens --------------------------------------------------------------------------------
 
 
+# Tokens that a login hands out (a session, and the short-lived read-only viewer tokens
+# minted from it): ended by logout, a password change or disabling the user.
+LOGIN_KINDS = ("session", "viewer")
+_PREFIXES = {"api_key": API_KEY_PREFIX, "session": SESSION_PREFIX, "viewer": VIEWER_PREFIX}
+
+
 def issue_token(
     conn: Connection,
     tenant_id: int,
@@ -323,9 +338,10 @@ def issue_token(
     name: str = "",
     lifetime: timedelta | None = None,
 ) -> tuple[int, str, datetime | None]:
-    """A new API key (kind 'api_key') or login session ('session'). Returns (id, the token,
-    expiry); the token itself is shown once and never stored."""
-    token = new_token(API_KEY_PREFIX if kind == "api_key" else SESSION_PREFIX)
+    """A new API key (kind 'api_key'), login session ('session') or read-only viewer token
+    ('viewer'). Returns (id, the token, expiry); the token itself is shown once and never
+    stored."""
+    token = new_token(_PREFIXES[kind])
     expires_at = now() + lifetime if lifetime else None
     token_id = inserted_pk(
         conn.execute(
@@ -391,6 +407,25 @@ def revoke_token(conn: Connection, tenant_id: int, token_id: int, kind: str = "a
     )
     if result.rowcount == 0:
         raise NotFound(f"no active API key {token_id}")
+
+
+def viewer_token_name(session_token_id: int) -> str:
+    """The name of a viewer token minted from a login session, so logout ends it too."""
+    return f"session {session_token_id}"
+
+
+def revoke_viewer_tokens(conn: Connection, tenant_id: int, session_token_id: int) -> None:
+    """End the viewer tokens minted from one login session (at its logout)."""
+    conn.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.tenant_id == tenant_id,
+            ApiToken.kind == "viewer",
+            ApiToken.name == viewer_token_name(session_token_id),
+            ApiToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now())
+    )
 
 
 @dataclass(frozen=True)

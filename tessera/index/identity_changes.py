@@ -32,7 +32,13 @@ import orjson
 from sqlalchemy import Connection, delete, select, update
 
 from tessera.index import attributes as a
-from tessera.index.coercion import patient_coercion
+from tessera.index.coercion import (
+    for_source,
+    index_values,
+    parse,
+    patient_coercion,
+    with_study_values,
+)
 from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.identity_models import IdentityChange, StudyCoercion
 from tessera.index.links import serialize
@@ -413,42 +419,57 @@ def _retarget(conn: Connection, tenant_id: int, study_pks: list[int], patient_pk
     """The studies belong to the identity and show its values (index rows and coercion)."""
     if not study_pks:
         return
-    patient = conn.execute(select(Patient).where(Patient.id == patient_pk)).one()
-    values = {name: getattr(patient, name) for name in PATIENT_COLUMNS}
+    patient_row = conn.execute(select(Patient).where(Patient.id == patient_pk)).one()
+    values = {name: getattr(patient_row, name) for name in PATIENT_COLUMNS}
     conn.execute(
         update(Study).where(Study.id.in_(study_pks)).values(patient_pk=patient_pk, **values)
     )
     conn.execute(update(StudySource).where(StudySource.study_pk.in_(study_pks)).values(**values))
-    attributes = orjson.dumps(
-        patient_coercion(
-            patient.patient_id,
-            patient.issuer_of_patient_id,
-            patient.patient_name,
-            patient.patient_birth_date,
-            patient.patient_sex,
-        )
+    patient = patient_coercion(
+        patient_row.patient_id,
+        patient_row.issuer_of_patient_id,
+        patient_row.patient_name,
+        patient_row.patient_birth_date,
+        patient_row.patient_sex,
     )
+    # Merged per keyword into what an order attach wrote (its accession number stays).
+    earlier = {
+        pk: parse(raw)
+        for pk, raw in conn.execute(
+            select(StudyCoercion.study_pk, StudyCoercion.attributes).where(
+                StudyCoercion.study_pk.in_(study_pks)
+            )
+        )
+    }
     conn.execute(delete(StudyCoercion).where(StudyCoercion.study_pk.in_(study_pks)))
     conn.execute(
         StudyCoercion.__table__.insert(),
-        [{"study_pk": pk, "tenant_id": tenant_id, "attributes": attributes} for pk in study_pks],
+        [
+            {
+                "study_pk": pk,
+                "tenant_id": tenant_id,
+                "attributes": orjson.dumps(with_study_values(earlier.get(pk), patient)),
+            }
+            for pk in study_pks
+        ],
     )
 
 
 def keep_corrected(conn: Connection, study_pk: int, source_pk: int) -> None:
-    """Ingest: a source's first instance in a study a change touched gets the study's
-    corrected patient values on its per-source row too (its instances are coerced like the
-    others), so source-locked queries agree with retrieval."""
+    """Ingest: a source's first instance in a study a change or an order attach touched
+    gets the study's coerced values (patient, accession number) on its per-source row too
+    (its instances are coerced like the others), so source-locked queries agree with
+    retrieval."""
     coerced = conn.execute(
-        select(StudyCoercion.study_pk).where(StudyCoercion.study_pk == study_pk)
-    ).first()
-    if coerced is None:
+        select(StudyCoercion.attributes).where(StudyCoercion.study_pk == study_pk)
+    ).scalar_one_or_none()
+    values = index_values(for_source(parse(coerced), source_pk) or {})
+    if not values:
         return
-    study = conn.execute(select(Study).where(Study.id == study_pk)).one()
     conn.execute(
         update(StudySource)
         .where(StudySource.study_pk == study_pk, StudySource.source_pk == source_pk)
-        .values(**{name: getattr(study, name) for name in PATIENT_COLUMNS})
+        .values(**values)
     )
 
 

@@ -108,7 +108,14 @@ class ScheduledProcedureStep(Base):
     __table_args__ = (
         Index("ix_sps_order", "order_pk"),
         Index("ix_sps_start", "tenant_id", "start_date", "start_time"),
-        Index("ix_sps_station", "tenant_id", "scheduled_station_ae_title"),
+        # A modality's own steps of a day (migration 0016).
+        Index(
+            "ix_sps_station_start",
+            "tenant_id",
+            "scheduled_station_ae_title",
+            "start_date",
+            "start_time",
+        ),
         Index("ux_sps_workitem_uid", "tenant_id", "workitem_uid", unique=True),
     )
     id: Mapped[int] = mapped_column(Key, primary_key=True, autoincrement=True)

@@ -110,6 +110,10 @@ class Query:
     # Only the studies of these identities (patient keys): a person's history
     # (`{api}/patients/{id}/studies`, tessera.index.priors).
     patient_pks: tuple[int, ...] | None = None
+    # Tessera extension (study level): only studies with a visible order in one of these
+    # statuses (`orderstatus=`), and/or the statuses returned (tessera.index.order_status_query).
+    order_statuses: tuple[str, ...] | None = None
+    return_order_status: bool = False
 
     def add_key(
         self,

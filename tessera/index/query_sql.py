@@ -46,6 +46,7 @@ from tessera.index.models import (
     Study,
     StudySource,
 )
+from tessera.index.order_status_query import add_order_status, order_status_condition
 from tessera.index.priors import (
     add_other_patient_ids,
     identity_matches,
@@ -148,6 +149,8 @@ def _page(
     rows = rows[:limit]
     builder = ResultBuilder(conn, scope, query, returns, retrieve_root)
     items = builder.build(rows, positions)
+    if query.return_order_status and query.level is Level.STUDY:
+        add_order_status(conn, scope, items, [row[positions["pk"]] for row in rows])
     if linked is not None or query.patient_pks is not None:
         pks = [row[positions["pk"]] for row in rows]
         add_other_patient_ids(conn, scope, query, items, pks)
@@ -372,6 +375,10 @@ class _Compiler:
             conditions.append(or_(own, STUDY.c.patient_pk.in_(self.linked)))
         if self.query.patient_pks is not None:
             conditions.append(STUDY.c.patient_pk.in_(list(self.query.patient_pks)))
+        if self.query.order_statuses and self.level is Level.STUDY:
+            conditions.append(
+                order_status_condition(self.scope, STUDY.c.id, self.query.order_statuses)
+            )
         conditions.extend(self.condition(match) for match in matches)
         return conditions
 

@@ -46,7 +46,7 @@ from functools import lru_cache
 import orjson
 from sqlalchemy import Connection, Select, bindparam, select
 
-from tessera.index.coercion import Coercion, parse
+from tessera.index.coercion import Coercion, for_source, parse
 from tessera.index.identity_models import StudyCoercion
 from tessera.index.models import Instance, InstanceMetadata, Series, Study
 from tessera.scope import Scope
@@ -108,6 +108,7 @@ def _base_query(with_frames: bool, with_metadata: bool) -> Select:
         Instance.columns,
         Instance.created_at,
         StudyCoercion.attributes.label("coercion"),
+        Instance.source_pk,
     ]
     if with_frames:
         columns += [InstanceMetadata.frame_offsets, InstanceMetadata.pixel_data_vr]
@@ -161,7 +162,7 @@ def _row_to_instance(row, with_frames: bool, with_metadata: bool) -> RetrievedIn
         frames=frames,
         pixel_data_vr=vr,
         dicom_json=bytes(row.dicom_json) if with_metadata and row.dicom_json is not None else None,
-        coercion=parse(row.coercion),
+        coercion=for_source(parse(row.coercion), row.source_pk),
     )
 
 
@@ -315,3 +316,15 @@ def metadata_batches(
         )
         by_pk = {row.id: bytes(row.dicom_json) for row in conn.execute(query)}
         yield [by_pk[pk] for pk in wanted if pk in by_pk]
+
+
+def metadata_by_pk(conn: Connection, scope: Scope, instance_pks: Sequence[int]) -> dict[int, bytes]:
+    """Stored DICOM JSON of `instance_pks` (at most 500) by instance key (visible ones)."""
+    query = _scoped(
+        select(Instance.id, InstanceMetadata.dicom_json)
+        .select_from(Instance)
+        .join(InstanceMetadata, InstanceMetadata.instance_pk == Instance.id)
+        .where(Instance.id.in_(list(instance_pks[:_MAX_IN]))),
+        scope,
+    )
+    return {row.id: bytes(row.dicom_json) for row in conn.execute(query)}

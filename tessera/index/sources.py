@@ -6,12 +6,14 @@ Every function takes a Connection inside the caller's transaction.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from sqlalchemy import Connection, select, update
 
 from tessera.index.database import inserted_pk
 from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.models import Source
+from tessera.scope import Scope
 
 SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
@@ -120,3 +122,17 @@ def update_source(conn: Connection, tenant_id: int, name: str, changes: dict[str
     )
     if result.rowcount == 0:
         raise NotFound(f"no source {name!r}")
+
+
+def within_sources(conn: Connection, scope: Scope, names: list[str]) -> Scope:
+    """`scope` narrowed to the instances received from the named sources (a search's
+    `source=`). A name the tenant does not have, or one outside the caller's source lock,
+    narrows to nothing: the answer is empty, never an error that tells hidden names apart."""
+    keys = frozenset(
+        conn.execute(
+            select(Source.id).where(Source.tenant_id == scope.tenant_id, Source.name.in_(names))
+        ).scalars()
+    )
+    if scope.source_pks is not None:
+        keys = keys & scope.source_pks
+    return replace(scope, source_pks=keys)

@@ -19,6 +19,7 @@ from tessera.index import order_store as store
 from tessera.index.attributes import normalize_person_name
 from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.models import Instance, Study
+from tessera.index.order_coercion import coerce_study_to_order
 from tessera.index.order_store import ORDER, STEP, Order, OrderSearch
 from tessera.index.orders import (
     CANCELLED,
@@ -452,6 +453,8 @@ def _attach(
         store.record_change(
             conn, order.id, order.status, new_status, principal, "first instance stored"
         )
+    if changed:  # viewers see the order's patient and accession values from now on
+        coerce_study_to_order(conn, order.id, study_pk)
     return AttachResult(order.id, bool(changed))
 
 

@@ -13,7 +13,9 @@
 //   { storage: KEY, as: NAME }                 (sessionStorage value)
 //   { images: SELECTOR, as: NAME }             (naturalWidth of each <img>: > 0 = drawn)
 // The result: per journey the values asked for (`as`), the page errors, every failed
-// request (status >= 400) and the error of a step that failed (the journey stops there).
+// request (status >= 400), the kinds of bearer token the viewer's DICOMweb requests carried
+// (`viewerTokens`: the first 4 characters, e.g. "tsv_", or "none") and the error of a step
+// that failed (the journey stops there).
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
@@ -33,11 +35,19 @@ const browser = await chromium.launch({
 
 async function run(journey) {
   const out = { name: journey.name, values: {}, pageErrors: [], failedRequests: [], error: null };
+  const viewerTokens = new Set();
   const context = await browser.newContext({ viewport: journey.viewport ?? { width: 1200, height: 800 } });
   const page = await context.newPage();
   page.setDefaultTimeout(timeout);
   page.on('pageerror', e => out.pageErrors.push(String(e).slice(0, 500)));
   page.on('console', m => { if (m.type() === 'error') out.pageErrors.push(`console: ${m.text().slice(0, 300)} (${m.location().url})`); });
+  page.on('request', async r => {
+    if (!r.url().includes('/dicomweb/') || !page.url().includes('/viewer/')) return;
+    try {
+      const auth = (await r.allHeaders()).authorization;
+      viewerTokens.add(auth ? (auth.split(' ')[1] ?? '').slice(0, 4) : 'none');
+    } catch { /* the page closed */ }
+  });
   page.on('response', r => {
     if (r.status() >= 400) out.failedRequests.push({ method: r.request().method(), url: r.url(), status: r.status() });
   });
@@ -69,6 +79,7 @@ async function run(journey) {
     await page.screenshot({ path: path.join(spec.artifacts, `${journey.name}-failed.png`), fullPage: true }).catch(() => {});
   }
   await context.close();
+  out.viewerTokens = [...viewerTokens].sort();
   return out;
 }
 

@@ -120,6 +120,8 @@ export async function loadConfig() {
 
 // --- DICOM JSON -----------------------------------------------------------------------
 export const TAG = {
+  // tessera's private block for the study's order status (docs/qido.md "Order status")
+  OrderStatus: '00711001',
   StudyInstanceUID: '0020000D', SeriesInstanceUID: '0020000E', SOPInstanceUID: '00080018',
   PatientName: '00100010', PatientID: '00100020', PatientBirthDate: '00100030',
   AccessionNumber: '00080050', StudyDate: '00080020', StudyTime: '00080030',

@@ -2,6 +2,7 @@
 // #/page/args to the page modules (one module per page, loaded when first shown).
 import { session, loadMe, loadConfig, logout, onUnauthorized } from './api.js';
 import { h, status } from './dom.js';
+import { startNotifications, stopNotifications, badge, clearBadge } from './notify.js';
 
 // Each page: the permission that shows it in the navigation (null: any signed-in user).
 export const PAGES = [
@@ -9,9 +10,13 @@ export const PAGES = [
   { name: 'upload', label: 'Upload', permission: 'upload', module: './upload.js' },
   { name: 'orders', label: 'Orders', permission: 'read', module: './orders.js' },
   { name: 'team', label: 'My Team', permission: 'admin', module: './team.js' },
+  { name: 'peers', label: 'DIMSE peers', permission: 'admin', module: './peers.js' },
+  { name: 'routing', label: 'Routing', permission: 'admin', module: './routing.js' },
   { name: 'webhooks', label: 'Webhooks', permission: 'admin', module: './webhooks.js' },
+  { name: 'templates', label: 'Report templates', permission: 'report.write', module: './templates.js' },
   { name: 'audit', label: 'Audit log', permission: 'admin', module: './audit.js' },
   { name: 'study', permission: 'read', module: './study.js', hidden: true },
+  { name: 'password', permission: null, module: './password.js', hidden: true },
 ];
 
 const main = document.getElementById('main');
@@ -28,13 +33,15 @@ function drawHeader(current) {
     who.replaceChildren();
     return;
   }
+  if (current === 'worklist') clearBadge();
   nav.replaceChildren(...PAGES.filter(p => !p.hidden && allowed(p)).map(p => h('a', {
     href: `#/${p.name}`, 'aria-current': p.name === current ? 'page' : null,
     'data-page': p.name,
-  }, p.label)));
+  }, p.label, p.name === 'worklist' ? badge() : null)));
   const tenant = session.tenant !== 'default' ? ` (${session.tenant})` : '';
   who.replaceChildren(
     h('span', { id: 'username' }, `${session.me.username ?? session.me.principal}${tenant}`),
+    session.token ? h('a', { href: '#/password', id: 'change-password' }, 'Password') : null,
     session.token
       ? h('button', { type: 'button', id: 'signout', onclick: signOut }, 'Sign out')
       : h('a', { href: '#/login', id: 'signin' }, 'Sign in'),
@@ -42,12 +49,14 @@ function drawHeader(current) {
 }
 
 async function signOut() {
+  stopNotifications();
   await logout().catch(() => {});
   location.hash = '#/login';
   route();
 }
 
 onUnauthorized.push(() => {
+  stopNotifications();
   session.clear();
   location.hash = '#/login';
 });
@@ -57,7 +66,11 @@ export async function route() {
   if (!session.me || name === 'login') {
     drawHeader('');
     const { render } = await import('./login.js');
-    return render(main, { done: () => { location.hash = '#/worklist'; route(); } });
+    return render(main, { done: () => {
+      startNotifications();
+      location.hash = '#/worklist';
+      route();
+    } });
   }
   const page = PAGES.find(p => p.name === name && allowed(p))
     ?? PAGES.find(p => !p.hidden && allowed(p));
@@ -93,6 +106,7 @@ async function start() {
       session.clear();
     }
   }
+  if (session.me) startNotifications();
   window.addEventListener('hashchange', route);
   await route();
 }

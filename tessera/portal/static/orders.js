@@ -3,7 +3,7 @@
 import { api, session } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
 
-const STATUSES = ['SCHEDULED', 'IN_PROGRESS', 'IMAGES_READY', 'REPORTED', 'FINAL',
+export const STATUSES = ['SCHEDULED', 'IN_PROGRESS', 'IMAGES_READY', 'REPORTED', 'FINAL',
   'CANCELLED', 'DISCONTINUED'];
 const PRIORITIES = ['ROUTINE', 'STAT', 'HIGH', 'MEDIUM', 'LOW'];
 

@@ -165,6 +165,7 @@ async function drawReports(box, studyUid) {
       { label: 'Signed', get: r => (r.signed_by ? `${r.signed_by} ${r.signed_at.slice(0, 16).replace('T', ' ')}` : '') },
       { label: 'Text', get: r => summary(r.content) },
       ...(session.can('report.sign') ? [{ label: 'Sign', get: r => signButton(r, box, studyUid) }] : []),
+      ...(session.can('report.sign') ? [{ label: 'Addendum', get: r => addendumForm(r, box, studyUid) }] : []),
     ], found));
   } catch (error) {
     box.replaceChildren(status(error.message, 'error'));
@@ -183,6 +184,24 @@ function signButton(report, box, studyUid) {
       box.append(status(error.message, 'error'));
     }
   } }, 'Sign');
+}
+
+// POST .../reports/{id}/addenda {"text"} with If-Match: a signed report becomes AMENDED and
+// its SR and PDF are stored again (docs/reports.md). The `report.sign` permission.
+function addendumForm(report, box, studyUid) {
+  if (!['FINAL', 'AMENDED'].includes(report.status)) return '';
+  const text = h('textarea', { name: 'addendum', rows: 3, required: true });
+  const message = status();
+  const form = h('form', { class: 'addendum', onsubmit: async event => {
+    event.preventDefault();
+    try {
+      await api(`/studies/${encodeURIComponent(studyUid)}/reports/${report.id}/addenda`, {
+        method: 'POST', headers: { 'If-Match': `"${report.version}"` },
+        body: { text: text.value.trim() } });
+      await drawReports(box, studyUid);
+    } catch (error) { setStatus(message, error.message, 'error'); }
+  } }, field('Addendum', text), h('button', { type: 'submit' }, 'Sign addendum'), message);
+  return h('details', {}, h('summary', {}, 'Add an addendum'), form);
 }
 
 function summary(content) {

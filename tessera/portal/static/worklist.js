@@ -1,24 +1,42 @@
-// The study worklist: QIDO-RS search, paged with limit/offset, sortable by column (the page
-// shown), each study linked to its page and, when a viewer is served, to the viewer.
-import { qido, session, value, dicomDate } from './api.js';
+// The study worklist: QIDO-RS search (with tessera's `source=` and `orderstatus=`), paged with limit/offset,
+// sortable by column (the page shown: QIDO-RS has no sort parameter; the server's order is
+// newest first), each study linked to its page and, when a viewer is served, to the viewer;
+// each row's priors (the same patient's other studies) one click away.
+import { api, qido, session, value, dicomDate } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
+import { STATUSES } from './orders.js';
 
 const PAGE_SIZE = 25;
-const INCLUDE = ['00081030', '00080061', '00201206', '00201208', '00100030'].join(',');
+const ISSUER = '00100021';
+const INCLUDE = ['00081030', '00080061', '00201206', '00201208', '00100030', ISSUER,
+  'OrderStatus'].join(',');
 
 // The last search of this tab, so "back" from a study returns to it.
 const state = { filters: {}, offset: 0 };
 
 // OHIF takes a bearer token from `?token=` (its Mode route), sends it with every DICOMweb
-// request and removes it from the address bar: the viewer reads as the signed-in user.
-// The viewer reads the default tenant's DICOMweb root only (its app-config.js): no link for
-// other tenants, whose tokens it would send to the wrong root.
+// request and removes it from the address bar. The token handed over is not the login token
+// but a viewer token minted at the click (POST {api}/viewer-token): it reads only, within the
+// user's source lock, for a few minutes. The viewer reads the default tenant's DICOMweb root
+// only (its app-config.js): no link for other tenants, whose tokens it would send to the
+// wrong root.
 export function viewerLink(studyUid) {
   if (!session.config.viewer || session.tenant !== 'default') return null;
-  const query = new URLSearchParams({ StudyInstanceUIDs: studyUid });
-  if (session.token) query.set('token', session.token);
-  return h('a', { href: `${session.config.viewer}viewer?${query}`, class: 'viewer' },
-    'Open in viewer');
+  const href = `${session.config.viewer}viewer?${new URLSearchParams({ StudyInstanceUIDs: studyUid })}`;
+  return h('a', { href, class: 'viewer', onclick: async event => {
+    if (!session.token) return; // anonymous quick start: nothing to hand over
+    event.preventDefault();
+    const link = event.currentTarget;
+    link.setAttribute('aria-busy', 'true');
+    try {
+      const minted = await api('/viewer-token', { method: 'POST' });
+      location.assign(`${href}&${new URLSearchParams({ token: minted.access_token })}`);
+    } catch (error) {
+      link.removeAttribute('aria-busy');
+      link.replaceWith(h('span', { class: 'status error', role: 'status' },
+        `Viewer: ${error.message}`));
+    }
+  } }, 'Open in viewer');
 }
 
 export async function render(main) {
@@ -29,7 +47,13 @@ export async function render(main) {
     from: h('input', { name: 'from', type: 'date' }),
     to: h('input', { name: 'to', type: 'date' }),
     modality: h('input', { name: 'modality', size: 6 }),
+    source: h('input', { name: 'source', list: 'source-names', size: 12 }),
+    orderStatus: h('select', { name: 'orderstatus' }, h('option', { value: '' }, 'any'),
+      ...STATUSES.map(s => h('option', { value: s }, s))),
   };
+  const sourceNames = h('datalist', { id: 'source-names' });
+  knownSources().then(names => sourceNames.replaceChildren(
+    ...names.map(name => h('option', { value: name }))));
   for (const [key, input] of Object.entries(inputs)) input.value = state.filters[key] ?? '';
   const message = status();
   const results = h('div', { id: 'results' });
@@ -46,7 +70,7 @@ export async function render(main) {
       const studies = await qido('/studies', {
         PatientName: f.name, fuzzymatching: f.name ? 'true' : '', PatientID: f.id,
         AccessionNumber: f.accession, StudyDate: range,
-        ModalitiesInStudy: f.modality.toUpperCase(), includefield: INCLUDE,
+        ModalitiesInStudy: f.modality.toUpperCase(), source: f.source, orderstatus: f.orderStatus, includefield: INCLUDE,
         limit: PAGE_SIZE + 1, offset: state.offset,
       });
       const more = studies.length > PAGE_SIZE;
@@ -69,8 +93,10 @@ export async function render(main) {
       { label: 'Description', get: s => h('a', { href: `#/study/${encodeURIComponent(uid(s))}`,
         class: 'study' }, value(s, 'StudyDescription') || '(no description)'),
       key: s => value(s, 'StudyDescription') },
+      { label: 'Order', get: s => value(s, 'OrderStatus') },
       { label: 'Images', get: s => value(s, 'NumberOfStudyRelatedInstances'),
         key: s => Number(value(s, 'NumberOfStudyRelatedInstances')) || 0 },
+      { label: 'Priors', sort: false, get: priorsButton },
       { label: 'Viewer', sort: false, get: s => viewerLink(uid(s)) ?? '' },
     ], studies, { sortable: true }));
     const first = studies.length ? state.offset + 1 : 0;
@@ -92,7 +118,55 @@ export async function render(main) {
   } },
   field('Patient name', inputs.name), field('Patient ID', inputs.id),
   field('Accession', inputs.accession), field('From', inputs.from), field('To', inputs.to),
-  field('Modality', inputs.modality), h('button', { type: 'submit' }, 'Search'));
+  field('Modality', inputs.modality), field('Source', inputs.source), sourceNames,
+  field('Order status', inputs.orderStatus),
+  h('button', { type: 'submit' }, 'Search'));
   main.replaceChildren(h('h1', {}, 'Studies'), form, message, results, pager);
   await search();
+}
+
+// The source names to offer: the caller's own lock, or (an admin) the tenant's sources.
+// Anyone may type a name: the server narrows within what the caller may see.
+async function knownSources() {
+  if (session.me?.sources) return session.me.sources;
+  if (!session.can('admin')) return [];
+  try {
+    return (await api('/sources')).map(s => s.name);
+  } catch {
+    return [];
+  }
+}
+
+// The same patient's other studies (QIDO-RS by Patient ID and its issuer: with linked
+// matching the server adds the studies of linked identities, docs/identity.md), shown in the
+// row when asked for.
+function priorsButton(study) {
+  const patientId = value(study, 'PatientID');
+  if (!patientId) return '';
+  const studyUid = value(study, 'StudyInstanceUID');
+  const issuer = study[ISSUER]?.Value?.[0] ?? '';
+  const box = h('div', { class: 'priors' });
+  const button = h('button', { type: 'button', class: 'priors', 'aria-expanded': 'false',
+    onclick: async () => {
+      if (button.getAttribute('aria-expanded') === 'true') {
+        button.setAttribute('aria-expanded', 'false');
+        box.replaceChildren();
+        return;
+      }
+      button.setAttribute('aria-expanded', 'true');
+      box.replaceChildren(status('Loading…'));
+      try {
+        const found = await qido('/studies', { PatientID: patientId, IssuerOfPatientID: issuer,
+          includefield: '00081030,00080061', limit: 50 });
+        const others = found.filter(s => value(s, 'StudyInstanceUID') !== studyUid);
+        box.replaceChildren(others.length ? h('ul', {}, ...others.map(s => h('li', {},
+          h('a', { href: `#/study/${encodeURIComponent(value(s, 'StudyInstanceUID'))}` },
+            [dicomDate(value(s, 'StudyDate')), value(s, 'ModalitiesInStudy'),
+              value(s, 'StudyDescription') || '(no description)'].filter(Boolean).join(' · ')))))
+          : status('No other studies.'));
+      } catch (error) {
+        box.replaceChildren(status(error.message, 'error'));
+      }
+    } }, 'Priors');
+  return h('div', {}, button, box);
 }
