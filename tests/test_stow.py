@@ -435,3 +435,45 @@ def test_instance_is_labelled_with_its_source(
         "SELECT s.name FROM instance i JOIN source s ON s.id = i.source_pk",
     )
     assert [r[0] for r in rows] == ["ClinicA"]
+
+
+def test_refusals_inside_a_group_commit_leave_only_themselves_out(
+    server: ServerProcess, study: StudySpec
+) -> None:
+    """Parts are recorded several per transaction (a savepoint each): a conflict, a series
+    of another study, an unreadable part and a repeat inside one request are refused (or
+    deduplicated) on their own; every other part is stored with its file, in part order."""
+    series = generate_uid()
+    earlier = ct_image(study, series, 1, rows=16, columns=16)
+    other_study = StudySpec(patient_name="OTHER^STUDY", patient_id="STOW-2")
+    taken_series = generate_uid()
+    assert (
+        stow(server, [earlier, ct_image(other_study, taken_series, 1, 16, 16)]).status_code == 200
+    )
+    good = [ct_image(study, series, n, rows=16, columns=16) for n in range(2, 12)]
+    parts = [
+        *good[:3],
+        edited(earlier, StudyDescription="changed content"),  # 0x0111, mid-group
+        good[3],
+        ct_image(study, taken_series, 2, rows=16, columns=16),  # series of another study
+        *good[4:7],
+        b"not DICOM",
+        good[0],  # the same object again in the same request: stored once
+        *good[7:],
+    ]
+    response = stow(server, parts)
+    assert response.status_code == 202
+    assert reasons(response) == [0x0111, 0xC410, 0xC001]  # in part order
+    stored_uids = [value(item, "00081155") for item in referenced(response)]
+    good_uids = [pydicom.dcmread(io.BytesIO(g)).SOPInstanceUID for g in good]
+    assert stored_uids == [*good_uids[:7], good_uids[0], *good_uids[7:]]
+    assert instance_count(server) == 2 + len(good)
+    rows = index_rows(server.database_url, "SELECT blob_key, sha256 FROM instance")
+    for blob_key, sha in rows:
+        assert hashlib.sha256(server.read_blob(blob_key)).hexdigest() == sha
+    [(sha,)] = index_rows(
+        server.database_url,
+        "SELECT sha256 FROM instance WHERE sop_instance_uid = :uid",
+        uid=pydicom.dcmread(io.BytesIO(earlier)).SOPInstanceUID,
+    )
+    assert sha == hashlib.sha256(earlier).hexdigest()

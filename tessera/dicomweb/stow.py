@@ -34,7 +34,13 @@ from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData
 from tessera.dicomweb.stow_json import DICOM_XML
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.services import failure_reasons
-from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
+from tessera.services.ingest import (
+    StoreOutcome,
+    UnknownSource,
+    ingest_file,
+    ingest_files,
+    resolve_upload_source,
+)
 from tessera.services.orders import (
     OrderConflict,
     OrderNotFound,
@@ -97,6 +103,7 @@ async def store_instances(request: Request) -> Response:
             raise BadRequest("Content-Length is not a number") from None
 
     store: StoreInto | None = request.scope.get(STORE_INTO)
+    group_store: Callable[[list[SpoolFile]], list[StoreOutcome]] | None = None
     order_id = None
     if "order" in request.query_params:
         if store is not None:
@@ -120,6 +127,12 @@ async def store_instances(request: Request) -> Response:
                 archive, scope, path, sha256, source_pk, target_study, None, order_id
             )
 
+        if order_id is None:  # an order's checks are per instance: those go one by one
+
+            def group_store(spools: list[SpoolFile]) -> list[StoreOutcome]:
+                files = [(spool.path, spool.sha256) for spool in spools]
+                return ingest_files(archive, scope, files, source_pk, study_uid)
+
     if metadata_and_bulk_data:  # PS3.18 §10.5.1.2.2, in its own module
         from tessera.dicomweb.stow_json import receive_metadata_and_bulk_data
 
@@ -139,8 +152,18 @@ async def store_instances(request: Request) -> Response:
         boundary = params.get("boundary")
         if not boundary:
             raise BadRequest("multipart/related Content-Type has no boundary parameter")
+
+        async def ingest_group(spools: list[SpoolFile]) -> list[StoreOutcome]:
+            assert group_store is not None
+            return await run_in_threadpool(group_store, spools)
+
         outcomes, warning, status = await _receive_multipart(
-            request, boundary, archive.spool_dir, limit, ingest
+            request,
+            boundary,
+            archive.spool_dir,
+            limit,
+            ingest,
+            ingest_group if group_store is not None else None,
         )
     if status is not None and not outcomes:
         raise ClientError(status, warning or "request rejected")
@@ -217,10 +240,14 @@ class _PartSpooler:
 
 
 _FEED_BYTES = 1024 * 1024  # hand the spooling thread about this much at a time
+GROUP_PARTS = 5  # parts stored per group commit
 
 
-async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # type: ignore[no-untyped-def]
-    """Returns (outcomes, warning text, forced HTTP status or None)."""
+async def _receive_multipart(request, boundary, spool_dir, limit, ingest, ingest_group=None):  # type: ignore[no-untyped-def]
+    """Returns (outcomes, warning text, forced HTTP status or None).
+
+    With `ingest_group`, complete parts are stored GROUP_PARTS at a time (group commit: one
+    folder sync per folder and one transaction per group) while the next are received."""
     try:
         spooler = _PartSpooler(boundary, spool_dir)
     except MultipartError as exc:
@@ -230,6 +257,17 @@ async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # ty
     total = 0
     pending: list[bytes] = []
     pending_size = 0
+    group: list[SpoolFile] = []
+
+    async def flush_group() -> None:
+        nonlocal group
+        if group:
+            await outcomes.submit_group(ingest_group(group))
+            group = []
+
+    async def finish() -> list[StoreOutcome]:
+        await flush_group()
+        return await outcomes.results()
 
     async def feed() -> None:
         nonlocal pending, pending_size
@@ -238,6 +276,7 @@ async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # ty
         for spool, wrong_type in await run_in_threadpool(spooler.feed, data):
             if wrong_type is not None:
                 spool.discard()
+                await flush_group()  # outcomes stay in part order
                 outcomes.append(
                     StoreOutcome(
                         False,
@@ -245,6 +284,10 @@ async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # ty
                         message=f"part has media type {wrong_type}, not application/dicom",
                     )
                 )
+            elif ingest_group is not None:
+                group.append(spool)
+                if len(group) >= GROUP_PARTS:
+                    await flush_group()
             else:
                 await outcomes.submit(ingest(spool))
 
@@ -254,7 +297,7 @@ async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # ty
                 total += len(chunk)
                 if total > limit:
                     return (
-                        await outcomes.results(),
+                        await finish(),
                         f"request body exceeds the limit of {limit} bytes",
                         413,
                     )
@@ -263,45 +306,48 @@ async def _receive_multipart(request, boundary, spool_dir, limit, ingest):  # ty
                 if pending_size >= _FEED_BYTES:
                     await feed()
             await feed()
+            await flush_group()
         except ClientDisconnect:
             await feed()  # parts completed before the drop are kept
-            done = await outcomes.results()
+            done = await finish()
             log.warning(
                 "client disconnected during STOW-RS upload; complete parts were kept",
                 extra={"parts_stored": sum(o.stored for o in done)},
             )
             return done, "client disconnected", 400
     except MultipartError as exc:
-        return await outcomes.results(), f"malformed multipart body: {exc}", 400
+        return await finish(), f"malformed multipart body: {exc}", 400
     finally:
         spooler.discard_incomplete()
+        for spool in group:  # left only when an exception ends the request
+            spool.discard()
     if not parser.finished:
         if parser.parts_started == 0:
             return (
-                await outcomes.results(),
+                await finish(),
                 "body holds no multipart part with the given boundary",
                 400,
             )
         return (
-            await outcomes.results(),
+            await finish(),
             f"multipart body is truncated: {parser.parts_completed} complete part(s) processed, "
             "the incomplete last part was discarded",
             400,
         )
-    done = await outcomes.results()
+    done = await finish()
     if not done:
         return done, "multipart body holds no parts", 400
     return done, None, None
 
 
 class _Pipeline:
-    """Ingests a request's parts while the next ones are still being received, a few at a
-    time, and gives the outcomes back in part order."""
+    """Ingests a request's parts (or groups of parts) while the next ones are still being
+    received, a few at a time, and gives the outcomes back in part order."""
 
     IN_FLIGHT = 3
 
     def __init__(self) -> None:
-        self._items: list[asyncio.Task[StoreOutcome] | StoreOutcome] = []
+        self._items: list[asyncio.Task[Any] | StoreOutcome] = []
 
     def append(self, outcome: StoreOutcome) -> None:
         self._items.append(outcome)
@@ -312,8 +358,15 @@ class _Pipeline:
             await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
         self._items.append(asyncio.ensure_future(work))
 
+    async def submit_group(self, work: Coroutine[Any, Any, list[StoreOutcome]]) -> None:
+        await self.submit(work)  # type: ignore[arg-type]  # results() flattens it
+
     async def results(self) -> list[StoreOutcome]:
-        return [await item if isinstance(item, asyncio.Task) else item for item in self._items]
+        done: list[StoreOutcome] = []
+        for item in self._items:
+            outcome = await item if isinstance(item, asyncio.Task) else item
+            done.extend(outcome if isinstance(outcome, list) else [outcome])
+        return done
 
 
 def _store_response(

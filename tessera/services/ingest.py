@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pydicom.errors import InvalidDicomError
@@ -36,7 +38,7 @@ from tessera.services.orders import (
     attach_upload_to_order,
 )
 from tessera.storage import parse
-from tessera.storage.blobstore import StorageUnavailable, blob_key_for
+from tessera.storage.blobstore import StorageUnavailable, blob_key_for, put_files
 from tessera.storage.dicom_json import build_metadata
 from tessera.storage.same_content import same_content
 
@@ -116,6 +118,106 @@ def ingest_file(
         path.unlink(missing_ok=True)
 
 
+def ingest_files(
+    archive: Archive,
+    scope: Scope,
+    files: list[tuple[Path, str]],
+    source_pk: int,
+    expected_study_uid: str | None = None,
+) -> list[StoreOutcome]:
+    """`ingest_file` for several received files (path, SHA-256) with group commit: the files
+    that pass their checks are made durable together (each fsynced and renamed, each folder
+    fsynced once), then recorded in ONE transaction, a savepoint per instance so that a
+    refused row leaves nothing. Outcomes in the order of `files`; every file is consumed.
+
+    Every file is durable before the transaction commits (no row without its file), and the
+    caller acknowledges nothing before this returns. Anything unusual (a storage error, a
+    failed transaction, e.g. a deadlock) falls back to `ingest_file`'s one-by-one steps, so
+    each instance still gets its own verdict.
+    """
+    outcomes: list[StoreOutcome | None] = [None] * len(files)
+    ready: list[tuple[int, _Prepared]] = []
+    try:
+        for index, (path, sha256) in enumerate(files):
+            try:
+                prepared = _prepare(archive, scope, path, sha256, source_pk, expected_study_uid)
+            except Exception:
+                log.exception("ingest failed", extra={"spool_file": str(path)})
+                prepared = _internal_error()
+            if isinstance(prepared, StoreOutcome):
+                outcomes[index] = prepared
+            else:
+                ready.append((index, prepared))
+        stored = _store_group(archive, scope, [prepared for _, prepared in ready])
+        for (index, _), outcome in zip(ready, stored, strict=True):
+            outcomes[index] = outcome
+    finally:
+        for path, _ in files:
+            path.unlink(missing_ok=True)
+    return [o if o is not None else _internal_error() for o in outcomes]
+
+
+def _internal_error() -> StoreOutcome:
+    return StoreOutcome(
+        False, failure_reason=failure_reasons.PROCESSING_FAILURE, message="internal error (logged)"
+    )
+
+
+def _store_group(archive: Archive, scope: Scope, group: list[_Prepared]) -> list[StoreOutcome]:
+    if not group:
+        return []
+    try:
+        put_files(archive.blob_store, [(p.blob_key, p.path) for p in group])
+    except Exception:  # each on its own: its own verdict (storage full, unavailable, ...)
+        return [_guarded(partial(_store_prepared, archive, scope, p, None)) for p in group]
+    try:
+        results = _record_group(archive, scope, group)
+    except SQLAlchemyError:
+        log.warning("group commit failed; recording the instances one by one", exc_info=True)
+        return [_guarded(partial(_record_and_conclude, archive, scope, p, None)) for p in group]
+    return [
+        _guarded(partial(_conclude, archive, scope, p, r, "", None))
+        for p, r in zip(group, results, strict=True)
+    ]
+
+
+def _guarded(step: Callable[[], StoreOutcome]) -> StoreOutcome:
+    """One instance's step, as its own failure boundary (see `ingest_file`)."""
+    try:
+        return step()
+    except Exception:
+        log.exception("ingest failed")
+        return _internal_error()
+
+
+def _record_group(archive: Archive, scope: Scope, group: list[_Prepared]) -> list[RecordResult]:
+    """Record every row in one transaction, each in a savepoint (a refusal rolls back only
+    its own). Rows go in (study, series, instance) order, so two groups lock studies in the
+    same order (no deadlock on PostgreSQL)."""
+    results: list[RecordResult | None] = [None] * len(group)
+    order = sorted(
+        range(len(group)),
+        key=lambda i: (
+            group[i].record.study_instance_uid,
+            group[i].record.series_instance_uid,
+            group[i].record.sop_instance_uid,
+        ),
+    )
+    with archive.database.write() as conn:
+        for index in order:
+            record = group[index].record
+            savepoint = conn.begin_nested()
+            result = record_instance(conn, record)
+            if result.outcome in _REFUSED:
+                savepoint.rollback()
+            else:
+                if result.study_pk is not None:
+                    _attach_to_order(conn, scope, record, result.study_pk)
+                savepoint.commit()
+            results[index] = result
+    return [r for r in results if r is not None]
+
+
 def _ingest(
     archive: Archive,
     scope: Scope,
@@ -126,6 +228,32 @@ def _ingest(
     expected_sop: tuple[str, str] | None = None,
     order_id: int | None = None,
 ) -> StoreOutcome:
+    prepared = _prepare(archive, scope, path, sha256, source_pk, expected_study_uid, expected_sop)
+    if isinstance(prepared, StoreOutcome):
+        return prepared
+    return _store_prepared(archive, scope, prepared, order_id)
+
+
+@dataclass
+class _Prepared:
+    """An instance that passed every check before storage: its file, row and outcome."""
+
+    path: Path
+    blob_key: str
+    record: InstanceRecord
+    outcome: StoreOutcome
+
+
+def _prepare(
+    archive: Archive,
+    scope: Scope,
+    path: Path,
+    sha256: str,
+    source_pk: int,
+    expected_study_uid: str | None,
+    expected_sop: tuple[str, str] | None = None,
+) -> _Prepared | StoreOutcome:
+    """Parse and check the file and build its row; a refusal is returned as the outcome."""
     try:
         parsed = parse.parse_part10(path)
     except parse.InstanceRejected as exc:
@@ -177,19 +305,6 @@ def _ingest(
         return _failed(outcome, failure_reasons.CANNOT_UNDERSTAND, f"cannot build metadata: {exc}")
 
     blob_key = blob_key_for(scope.tenant_id, sha256)
-    try:
-        archive.blob_store.put_file(blob_key, path)
-    except StorageUnavailable as exc:
-        outcome.retry_later = True
-        return _failed(outcome, failure_reasons.OUT_OF_RESOURCES, f"storage unavailable: {exc}")
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return _failed(outcome, failure_reasons.OUT_OF_RESOURCES, "storage is full")
-        log.exception("blob write failed", extra={"blob_key": blob_key})
-        return _failed(
-            outcome, failure_reasons.PROCESSING_FAILURE, "could not write the file to storage"
-        )
-
     record = InstanceRecord(
         tenant_id=scope.tenant_id,
         source_pk=source_pk,
@@ -209,30 +324,78 @@ def _ingest(
         visible_source_pks=None if scope.source_pks is None else scope.source_pks | {source_pk},
         compare_content=True,  # a resend re-encoded by its sender is the same object
     )
-    order_problem = ""
+    return _Prepared(path, blob_key, record, outcome)
+
+
+def _store_prepared(
+    archive: Archive, scope: Scope, prepared: _Prepared, order_id: int | None
+) -> StoreOutcome:
+    """Make the file durable, then record its row (one transaction)."""
+    outcome, blob_key, path = prepared.outcome, prepared.blob_key, prepared.path
     try:
-        result, order_problem = _record(archive, scope, record, order_id)
-        if result.outcome is RecordOutcome.DIFFERENT_BYTES:
-            assert result.stored_blob_key is not None
-            if _same_object(archive, result.stored_blob_key, blob_key):
-                # A resend, re-encoded by its sender: the first copy stays.
-                archive.blob_store.delete(blob_key)
-                outcome.stored = True
-                outcome.already_stored = True
-                return outcome
-            record.compare_content = False
-            result, order_problem = _record(archive, scope, record, order_id)
-    except SQLAlchemyError as exc:
-        # The blob stays; if no row references it the sweeper removes it after the grace period.
-        log.exception("index write failed", extra={"sop_instance_uid": parsed.sop_instance_uid})
-        if isinstance(exc, OperationalError):
-            outcome.retry_later = True  # database unreachable or restarting
+        archive.blob_store.put_file(blob_key, path)
+    except StorageUnavailable as exc:
+        outcome.retry_later = True
+        return _failed(outcome, failure_reasons.OUT_OF_RESOURCES, f"storage unavailable: {exc}")
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return _failed(outcome, failure_reasons.OUT_OF_RESOURCES, "storage is full")
+        log.exception("blob write failed", extra={"blob_key": blob_key})
         return _failed(
-            outcome,
-            failure_reasons.PROCESSING_FAILURE,
-            "could not record the instance in the index",
+            outcome, failure_reasons.PROCESSING_FAILURE, "could not write the file to storage"
         )
 
+    return _record_and_conclude(archive, scope, prepared, order_id)
+
+
+def _record_and_conclude(
+    archive: Archive, scope: Scope, prepared: _Prepared, order_id: int | None
+) -> StoreOutcome:
+    """Record the row of a durable file in its own transaction, and conclude."""
+    try:
+        result, order_problem = _record(archive, scope, prepared.record, order_id)
+    except SQLAlchemyError as exc:
+        return _index_write_failed(prepared, exc)
+    return _conclude(archive, scope, prepared, result, order_problem, order_id)
+
+
+def _index_write_failed(prepared: _Prepared, exc: SQLAlchemyError) -> StoreOutcome:
+    # The blob stays; if no row references it the sweeper removes it after the grace period.
+    log.exception(
+        "index write failed", extra={"sop_instance_uid": prepared.record.sop_instance_uid}
+    )
+    if isinstance(exc, OperationalError):
+        prepared.outcome.retry_later = True  # database unreachable or restarting
+    return _failed(
+        prepared.outcome,
+        failure_reasons.PROCESSING_FAILURE,
+        "could not record the instance in the index",
+    )
+
+
+def _conclude(
+    archive: Archive,
+    scope: Scope,
+    prepared: _Prepared,
+    result: RecordResult,
+    order_problem: str,
+    order_id: int | None,
+) -> StoreOutcome:
+    """The outcome of a recorded (or refused) row; removes a blob no row uses."""
+    outcome, record, blob_key = prepared.outcome, prepared.record, prepared.blob_key
+    if result.outcome is RecordOutcome.DIFFERENT_BYTES:
+        assert result.stored_blob_key is not None
+        if _same_object(archive, result.stored_blob_key, blob_key):
+            # A resend, re-encoded by its sender: the first copy stays.
+            archive.blob_store.delete(blob_key)
+            outcome.stored = True
+            outcome.already_stored = True
+            return outcome
+        record.compare_content = False
+        try:
+            result, order_problem = _record(archive, scope, record, order_id)
+        except SQLAlchemyError as exc:
+            return _index_write_failed(prepared, exc)
     if order_problem:
         with archive.database.read() as conn:
             if not blob_in_use(conn, blob_key):
@@ -257,13 +420,22 @@ def _ingest(
         return _failed(
             outcome,
             failure_reasons.SERIES_IN_OTHER_STUDY,
-            f"SeriesInstanceUID {parsed.series_instance_uid} already belongs to another study",
+            f"SeriesInstanceUID {record.series_instance_uid} already belongs to another study",
         )
     if result.released_blob_key:
         archive.blob_store.delete(result.released_blob_key)
     outcome.stored = True
     outcome.already_stored = result.outcome is RecordOutcome.IDENTICAL
     return outcome
+
+
+# Row outcomes that leave nothing behind: their transaction (or savepoint) is rolled back.
+_REFUSED = (
+    RecordOutcome.DIFFERENT_BYTES,
+    RecordOutcome.CONFLICT,
+    RecordOutcome.SERIES_IN_OTHER_STUDY,
+    RecordOutcome.NOT_VISIBLE,
+)
 
 
 def _record(
@@ -274,12 +446,7 @@ def _record(
     order_problem = ""
     with archive.database.write() as conn:
         result = record_instance(conn, record)
-        if result.outcome in (
-            RecordOutcome.DIFFERENT_BYTES,
-            RecordOutcome.CONFLICT,
-            RecordOutcome.SERIES_IN_OTHER_STUDY,
-            RecordOutcome.NOT_VISIBLE,
-        ):
+        if result.outcome in _REFUSED:
             conn.rollback()
         elif result.study_pk is not None and order_id is not None:
             order_problem = _attach_to_named_order(conn, scope, record, result.study_pk, order_id)

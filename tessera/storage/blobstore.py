@@ -93,6 +93,17 @@ def open_blob_store(settings: Settings) -> BlobStore:
     )
 
 
+def put_files(store: BlobStore, items: list[tuple[str, Path]]) -> None:
+    """Make several files durable under their keys: one folder sync per folder where the
+    store can (FileSystemBlobStore.put_files), else one `put_file` each."""
+    grouped = getattr(store, "put_files", None)
+    if grouped is not None:
+        grouped(items)
+        return
+    for key, source in items:
+        store.put_file(key, source)
+
+
 def fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -121,6 +132,20 @@ class FileSystemBlobStore:
         return self.root / key
 
     def put_file(self, key: str, source: Path) -> None:
+        fsync_directory(self._place(key, source).parent)
+
+    def put_files(self, items: list[tuple[str, Path]]) -> None:
+        """`put_file` for several blobs (group commit): each file is fsynced and renamed into
+        place, then each folder that received a name is fsynced once. All are durable when
+        this returns; on an error, none may be relied on (some may be in place)."""
+        folders: set[Path] = set()
+        for key, source in items:
+            folders.add(self._place(key, source).parent)
+        for folder in folders:
+            fsync_directory(folder)
+
+    def _place(self, key: str, source: Path) -> Path:
+        """Fsync `source` and rename it to the key's path (its folder not yet synced)."""
         target = self.path_for(key)
         if target.parent not in self._made_dirs:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +173,7 @@ class FileSystemBlobStore:
                 os.fsync(fh.fileno())
             os.replace(staged, target)
             source.unlink()
-        fsync_directory(target.parent)
+        return target
 
     def open(self, key: str) -> BufferedReader:
         return open(self.path_for(key), "rb")
