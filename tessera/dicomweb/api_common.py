@@ -70,13 +70,23 @@ def audit_event(request: Request, action: str, target: str, detail: dict | None 
 
 async def write_with_event(request: Request, work: Callable[[Connection], T], event: Event) -> T:
     """Run `work(conn)` and record `event` in one write transaction."""
+
+    def both(conn: Connection) -> T:
+        result = work(conn)
+        record_now(conn, [event])
+        return result
+
+    return await write_in_thread(request, both)
+
+
+async def write_in_thread(request: Request, work: Callable[[Connection], T]) -> T:
+    """Run `work(conn)` in a write transaction, off the event loop (a change that records no
+    audit event of its own: a subscription, a routing rule, a notification)."""
     archive = archive_of(request)
 
     def run() -> T:
         with archive.database.write() as conn:
-            result = work(conn)
-            record_now(conn, [event])
-            return result
+            return work(conn)
 
     return await run_in_threadpool(run)
 

@@ -49,6 +49,7 @@ from tessera.dicomweb.access import (
     AccessMiddleware,
     anonymous_enabled,
 )
+from tessera.dicomweb.api_common import json_answer
 from tessera.dicomweb.cors import cors_middleware
 from tessera.dicomweb.error_boundary import ErrorBoundary
 from tessera.dicomweb.errors import ClientError, problem, storage_unavailable
@@ -67,6 +68,7 @@ from tessera.services.documents import DocumentRejected
 from tessera.services.notification_job import NotificationJob
 from tessera.services.reports import PreconditionRequired, ReportNotStored
 from tessera.services.route_worker import RouteJob
+from tessera.services.upload_sessions import SessionProblem
 from tessera.storage.blobstore import StorageUnavailable
 from tessera.storage.transcode import TranscodeError
 
@@ -151,6 +153,15 @@ async def _document_rejected(request: Request, exc: Exception) -> Response:
     return problem(exc.status, exc.message)
 
 
+async def _session_problem(request: Request, exc: Exception) -> Response:
+    """An upload session refused: its status, with the refused instances when it names them."""
+    assert isinstance(exc, SessionProblem)
+    if exc.details:
+        body = {"status": exc.status, "detail": exc.message, "instances": exc.details}
+        return json_answer(body, exc.status)
+    return problem(exc.status, exc.message)
+
+
 async def _invalid_query(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, QueryError)
     return problem(400, f"invalid query parameter {exc.parameter!r}: {exc.reason}")
@@ -180,6 +191,8 @@ EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {
     ReportNotStored: _answer(503),
     # Documents: the file or its target refused, with the status that says why.
     DocumentRejected: _document_rejected,
+    # Upload sessions: the operation cannot be done, with the status that says why.
+    SessionProblem: _session_problem,
     # Storage out of reach (object store, database): 503 with Retry-After.
     StorageUnavailable: _storage_unavailable,
     OperationalError: _storage_unavailable,

@@ -15,8 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.auth import permissions
+from tessera.dicomweb.api_common import json_answer, read_in_thread
 from tessera.dicomweb.context import scope_of
-from tessera.dicomweb.events_http import bad_request, endpoint, int_param, json_response, read
+from tessera.dicomweb.errors import BadRequest
+from tessera.dicomweb.events_http import int_param
 from tessera.dicomweb.gate import guarded
 from tessera.index import changes
 
@@ -24,7 +26,6 @@ MAX_LIMIT = 1000
 MAX_WAIT_SECONDS = 60
 
 
-@endpoint(permissions.READ)
 async def changes_list(request: Request) -> Response:
     scope = await scope_of(request)
     after = int_param(request, "after", 0, 0, 2**62)
@@ -33,7 +34,7 @@ async def changes_list(request: Request) -> Response:
     kinds = [k for k in request.query_params.get("type", "").split(",") if k]
     unknown = sorted(set(kinds) - changes.KINDS)
     if unknown:
-        raise bad_request(f"unknown change type {unknown[0]!r}")
+        raise BadRequest(f"unknown change type {unknown[0]!r}")
     watcher = request.app.state.change_watcher
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -44,14 +45,14 @@ async def changes_list(request: Request) -> Response:
         return mark, changes.read_changes(conn, scope, after, limit, kinds)
 
     while True:
-        mark, found = await read(request, fetch)
+        mark, found = await read_in_thread(request, fetch)
         remaining = deadline - loop.time()
         if found or remaining <= 0:
             break
         if await request.is_disconnected():
             break
         await watcher.wait_past(scope.tenant_id, mark, min(remaining, 5.0))
-    return json_response(
+    return json_answer(
         {
             "changes": [change.public() for change in found],
             "next": found[-1].seq if found else after,

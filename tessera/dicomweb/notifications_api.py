@@ -13,17 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.auth import permissions
+from tessera.dicomweb.api_common import json_answer, json_body, read_in_thread, write_in_thread
 from tessera.dicomweb.context import identity_of, scope_of
-from tessera.dicomweb.events_http import (
-    bad_request,
-    endpoint,
-    json_body,
-    json_response,
-    not_found,
-    read,
-    string_list,
-    write,
-)
+from tessera.dicomweb.errors import BadRequest, NotFound
+from tessera.dicomweb.events_http import string_list
 from tessera.dicomweb.gate import guarded
 from tessera.index import accounts, notifications
 
@@ -33,23 +26,22 @@ EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,}$")
 def _username(request: Request) -> str:
     identity = identity_of(request)
     if identity is None or not identity.username:
-        raise bad_request("notifications belong to a user account; sign in as a user")
+        raise BadRequest("notifications belong to a user account; sign in as a user")
     return identity.username
 
 
 def _user_id(conn, tenant_id: int, username: str) -> int:
     user = accounts.get_user(conn, tenant_id, username)
     if user is None:
-        raise bad_request("notifications belong to a user account; sign in as a user")
+        raise BadRequest("notifications belong to a user account; sign in as a user")
     return user.id
 
 
-@endpoint(permissions.READ)
 async def notifications_list(request: Request) -> Response:
     scope = await scope_of(request)
     username = _username(request)
-    return json_response(
-        await read(
+    return json_answer(
+        await read_in_thread(
             request,
             lambda conn: notifications.list_for_user(
                 conn, scope.tenant_id, _user_id(conn, scope.tenant_id, username)
@@ -58,18 +50,17 @@ async def notifications_list(request: Request) -> Response:
     )
 
 
-@endpoint(permissions.READ)
 async def notifications_create(request: Request) -> Response:
     scope = await scope_of(request)
     username = _username(request)
     body = await json_body(request)
     email = body.get("email")
     if not isinstance(email, str) or not EMAIL_RE.match(email):
-        raise bad_request("'email' must be an e-mail address")
+        raise BadRequest("'email' must be an e-mail address")
     kinds = string_list(body, "event_types") or list(notifications.DEFAULT_KINDS)
     unknown = sorted(set(kinds) - notifications.PERSON_KINDS)
     if unknown:
-        raise bad_request(
+        raise BadRequest(
             f"unknown or per-instance event type {unknown[0]!r} "
             f"(one of {', '.join(sorted(notifications.PERSON_KINDS))})"
         )
@@ -78,25 +69,21 @@ async def notifications_create(request: Request) -> Response:
         user_id = _user_id(conn, scope.tenant_id, username)
         return notifications.create(conn, scope.tenant_id, user_id, email, kinds)
 
-    return json_response(await write(request, work), 201)
+    return json_answer(await write_in_thread(request, work), 201)
 
 
-@endpoint(permissions.READ)
 async def notifications_delete(request: Request) -> Response:
     scope = await scope_of(request)
     username = _username(request)
     raw = request.path_params["notification_id"]
     if not raw.isdigit():
-        raise not_found(f"no notification {raw}")
+        raise NotFound(f"no notification {raw}")
 
     def work(conn):
         user_id = _user_id(conn, scope.tenant_id, username)
         notifications.remove(conn, scope.tenant_id, user_id, int(raw))
 
-    try:
-        await write(request, work)
-    except notifications.NotFound as exc:
-        raise not_found(str(exc)) from None
+    await write_in_thread(request, work)
     return Response(status_code=204)
 
 

@@ -13,21 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.auth import permissions
+from tessera.dicomweb.api_common import json_answer, json_body, read_in_thread, write_in_thread
 from tessera.dicomweb.context import archive_of, scope_of
-from tessera.dicomweb.events_http import (
-    ClientError,
-    bad_request,
-    checked_url,
-    endpoint,
-    int_param,
-    json_body,
-    json_response,
-    not_found,
-    read,
-    sources_for,
-    string_list,
-    write,
-)
+from tessera.dicomweb.errors import BadRequest, NotFound
+from tessera.dicomweb.events_http import checked_url, int_param, sources_for, string_list
 from tessera.dicomweb.gate import guarded
 from tessera.index import routes as rules
 from tessera.services.outbound import TargetRefused, resolve_checked
@@ -37,35 +26,26 @@ AE_RE = re.compile(r"^[\x21-\x5b\x5d-\x7e][\x20-\x5b\x5d-\x7e]{0,15}$")
 STATUSES = ("pending", "delivered", "dead")
 
 
-async def _run(request: Request, work, writing: bool = False):
-    try:
-        return await (write if writing else read)(request, work)
-    except rules.NotFound as exc:
-        raise not_found(str(exc)) from None
-    except rules.Conflict as exc:
-        raise ClientError(409, str(exc)) from None
-
-
 def _ae_title(value: object, name: str) -> str:
     if not isinstance(value, str) or not AE_RE.match(value.strip()):
-        raise bad_request(f"'{name}' must be an AE title (1-16 characters, no backslash)")
+        raise BadRequest(f"'{name}' must be an AE title (1-16 characters, no backslash)")
     return value.strip()
 
 
 def _destination(body: dict, request: Request) -> dict:
     destination = body.get("destination")
     if not isinstance(destination, dict):
-        raise bad_request("'destination' is required: {kind: dicomweb|dimse, ...}")
+        raise BadRequest("'destination' is required: {kind: dicomweb|dimse, ...}")
     kind = destination.get("kind")
     settings = archive_of(request).settings
     if kind == "dicomweb":
         url = destination.get("url")
         if not isinstance(url, str) or not url:
-            raise bad_request("'destination.url' (the DICOMweb root) is required")
+            raise BadRequest("'destination.url' (the DICOMweb root) is required")
         checked_url(url, settings)
         authorization = destination.get("authorization") or ""
         if not isinstance(authorization, str) or len(authorization) > 1024:
-            raise bad_request("'destination.authorization' must be a header value")
+            raise BadRequest("'destination.authorization' must be a header value")
         return {
             "destination_kind": "dicomweb",
             "destination_url": url,
@@ -74,14 +54,14 @@ def _destination(body: dict, request: Request) -> dict:
     if kind == "dimse":
         port = destination.get("port")
         if not isinstance(port, int) or not 1 <= port <= 65535:
-            raise bad_request("'destination.port' must be a port number (1-65535)")
+            raise BadRequest("'destination.port' must be a port number (1-65535)")
         host = destination.get("host")
         if not isinstance(host, str) or not host:
-            raise bad_request("'destination.host' is required")
+            raise BadRequest("'destination.host' is required")
         try:
             resolve_checked(host, port, settings.outbound_allow_private)
         except TargetRefused as exc:
-            raise bad_request(f"'destination.host' refused: {exc}") from None
+            raise BadRequest(f"'destination.host' refused: {exc}") from None
         return {
             "destination_kind": "dimse",
             "ae_title": _ae_title(destination.get("ae_title"), "destination.ae_title"),
@@ -91,16 +71,15 @@ def _destination(body: dict, request: Request) -> dict:
                 destination.get("calling_ae_title") or "TESSERA", "destination.calling_ae_title"
             ),
         }
-    raise bad_request("'destination.kind' is 'dicomweb' or 'dimse'")
+    raise BadRequest("'destination.kind' is 'dicomweb' or 'dimse'")
 
 
 async def _public(request: Request, rule: rules.Rule) -> dict:
     scope = await scope_of(request)
-    counts = await read(request, lambda conn: rules.backlog(conn, scope, rule))
+    counts = await read_in_thread(request, lambda conn: rules.backlog(conn, scope, rule))
     return {**rule.public(), "backlog": counts}
 
 
-@endpoint(permissions.ADMIN)
 async def routes_list(request: Request) -> Response:
     scope = await scope_of(request)
 
@@ -110,25 +89,24 @@ async def routes_list(request: Request) -> Response:
             for rule in rules.list_rules(conn, scope)
         ]
 
-    return json_response(await read(request, work))
+    return json_answer(await read_in_thread(request, work))
 
 
-@endpoint(permissions.ADMIN)
 async def routes_create(request: Request) -> Response:
     scope = await scope_of(request)
     body = await json_body(request)
     name = body.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise bad_request("'name' is 1-64 letters, digits, '.', '_' or '-'")
+        raise BadRequest("'name' is 1-64 letters, digits, '.', '_' or '-'")
     trigger = body.get("trigger", "instance")
     if trigger not in rules.TRIGGERS:
-        raise bad_request(f"'trigger' is one of {', '.join(rules.TRIGGERS)}")
+        raise BadRequest(f"'trigger' is one of {', '.join(rules.TRIGGERS)}")
     conditions = body.get("conditions") or {}
     if not isinstance(conditions, dict):
-        raise bad_request("'conditions' must be an object (sources, modalities)")
+        raise BadRequest("'conditions' must be an object (sources, modalities)")
     extra = sorted(set(conditions) - {"sources", "modalities"})
     if extra:
-        raise bad_request(f"unknown condition {extra[0]!r} (sources, modalities)")
+        raise BadRequest(f"unknown condition {extra[0]!r} (sources, modalities)")
     modalities = [m.upper() for m in string_list(conditions, "modalities")]
     values = await run_in_threadpool(_destination, body, request)
     values.update(trigger=trigger, modalities=",".join(modalities))
@@ -137,63 +115,58 @@ async def routes_create(request: Request) -> Response:
         keys = sources_for(conn, scope, string_list(conditions, "sources"))
         return rules.create_rule(conn, scope, name, values, keys)
 
-    rule = await _run(request, work, writing=True)
-    return json_response(await _public(request, rule), 201)
+    rule = await write_in_thread(request, work)
+    return json_answer(await _public(request, rule), 201)
 
 
-@endpoint(permissions.ADMIN)
 async def routes_get(request: Request) -> Response:
     scope = await scope_of(request)
     name = request.path_params["name"]
-    rule = await _run(request, lambda conn: rules.get_rule(conn, scope, name))
-    return json_response(await _public(request, rule))
+    rule = await read_in_thread(request, lambda conn: rules.get_rule(conn, scope, name))
+    return json_answer(await _public(request, rule))
 
 
-@endpoint(permissions.ADMIN)
 async def routes_delete(request: Request) -> Response:
     scope = await scope_of(request)
     name = request.path_params["name"]
-    await _run(request, lambda conn: rules.delete_rule(conn, scope, name), writing=True)
+    await write_in_thread(request, lambda conn: rules.delete_rule(conn, scope, name))
     return Response(status_code=204)
 
 
-@endpoint(permissions.ADMIN)
 async def routes_deliveries(request: Request) -> Response:
     scope = await scope_of(request)
     name = request.path_params["name"]
     status = request.query_params.get("status") or None
     if status is not None and status not in STATUSES:
-        raise bad_request(f"'status' is one of {', '.join(STATUSES)}")
+        raise BadRequest(f"'status' is one of {', '.join(STATUSES)}")
     study = request.query_params.get("study") or None
     limit = int_param(request, "limit", 100, 1, 1000)
-    found = await _run(
+    found = await read_in_thread(
         request, lambda conn: rules.list_deliveries(conn, scope, name, status, study, limit)
     )
-    return json_response(found)
+    return json_answer(found)
 
 
-@endpoint(permissions.ADMIN)
 async def routes_send_study(request: Request) -> Response:
     scope = await scope_of(request)
     name = request.path_params["name"]
     body = await json_body(request)
     study = body.get("study_instance_uid")
     if not isinstance(study, str) or not study:
-        raise bad_request("'study_instance_uid' is required")
-    count = await _run(
-        request, lambda conn: rules.send_study_again(conn, scope, name, study), writing=True
+        raise BadRequest("'study_instance_uid' is required")
+    count = await write_in_thread(
+        request, lambda conn: rules.send_study_again(conn, scope, name, study)
     )
     if count == 0:
-        raise not_found(f"no study {study} to send")
-    return json_response({"queued": count}, 202)
+        raise NotFound(f"no study {study} to send")
+    return json_answer({"queued": count}, 202)
 
 
-@endpoint(permissions.ADMIN)
 async def routes_replay(request: Request) -> Response:
     scope = await scope_of(request)
     name = request.path_params["name"]
-    count = await _run(request, lambda conn: rules.replay_dead(conn, scope, name), writing=True)
-    return json_response({"replayed": count})
+    count = await write_in_thread(request, lambda conn: rules.replay_dead(conn, scope, name))
+    return json_answer({"replayed": count})
 
 
 routes = [

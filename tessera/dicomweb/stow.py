@@ -26,7 +26,6 @@ from tessera.dicomweb.errors import (
     ClientError,
     NotAcceptable,
     UnsupportedMediaType,
-    storage_unavailable,
 )
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.dicomweb.media_type import DICOM_JSON, QualityError, json_answer_type, parse_media_type
@@ -47,6 +46,7 @@ from tessera.services.orders import (
     open_order_for_upload,
     parse_order_id,
 )
+from tessera.storage.blobstore import StorageUnavailable
 from tessera.storage.spool import SpoolFile
 from tessera.storage.uids import uid_problem
 
@@ -170,7 +170,7 @@ async def store_instances(request: Request) -> Response:
     if any(o.retry_later for o in outcomes):
         # Storage is unreachable: every instance is stored whole or not at all, and storing
         # is idempotent, so the client sends the whole request again later.
-        return storage_unavailable(next(o.message for o in outcomes if o.retry_later))
+        raise StorageUnavailable(next(o.message for o in outcomes if o.retry_later))
     return _store_response(request, outcomes, warning, study_uid, status)
 
 

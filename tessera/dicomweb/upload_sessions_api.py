@@ -21,8 +21,6 @@ DIMSE peer filled, of sources the caller reads and uploads to (the reviewed list
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.concurrency import run_in_threadpool
@@ -33,29 +31,9 @@ from tessera.auth import permissions
 from tessera.dicomweb import stow
 from tessera.dicomweb.api_common import json_answer, json_body
 from tessera.dicomweb.context import archive_of, scope_of
-from tessera.dicomweb.errors import problem
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
 from tessera.services import upload_sessions as sessions
 from tessera.services.ingest import StoreOutcome
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def session_endpoint(handler: Handler) -> Handler:
-    """Needs `upload`; SessionProblem becomes its status (with per-instance details)."""
-
-    @functools.wraps(handler)
-    async def run(request: Request) -> Response:
-        await scope_of(request)  # `upload` was checked at the gate
-        try:
-            return await handler(request)
-        except sessions.SessionProblem as exc:
-            if exc.details:
-                body = {"status": exc.status, "detail": exc.message, "instances": exc.details}
-                return json_answer(body, exc.status)
-            return problem(exc.status, exc.message)
-
-    return run
 
 
 def _text(body: dict, name: str) -> str | None:
@@ -65,7 +43,6 @@ def _text(body: dict, name: str) -> str | None:
     return value
 
 
-@session_endpoint
 async def create(request: Request) -> Response:
     body = await json_body(request)
     expires = body.get("expires_in_seconds")
@@ -84,7 +61,6 @@ async def create(request: Request) -> Response:
     return json_answer(view.as_json(), 201)
 
 
-@session_endpoint
 async def list_all(request: Request) -> Response:
     archive, scope = archive_of(request), await scope_of(request)
     found = await run_in_threadpool(sessions.list_for, archive, scope)
@@ -104,7 +80,6 @@ async def list_all(request: Request) -> Response:
     )
 
 
-@session_endpoint
 async def get_one(request: Request) -> Response:
     archive, scope = archive_of(request), await scope_of(request)
     view = await run_in_threadpool(
@@ -113,7 +88,6 @@ async def get_one(request: Request) -> Response:
     return json_answer(view.as_json())
 
 
-@session_endpoint
 async def update(request: Request) -> Response:
     body = await json_body(request)
     description = _text(body, "description")
@@ -126,7 +100,6 @@ async def update(request: Request) -> Response:
     return json_answer(view.as_json())
 
 
-@session_endpoint
 async def commit(request: Request) -> Response:
     archive, scope = archive_of(request), await scope_of(request)
     result = await run_in_threadpool(
@@ -143,7 +116,6 @@ async def commit(request: Request) -> Response:
     )
 
 
-@session_endpoint
 async def discard(request: Request) -> Response:
     archive, scope = archive_of(request), await scope_of(request)
     removed = await run_in_threadpool(
@@ -154,7 +126,6 @@ async def discard(request: Request) -> Response:
     )
 
 
-@session_endpoint
 async def store_into_session(request: Request) -> Response:
     """STOW-RS whose instances go into the session instead of the archive."""
     archive, scope = archive_of(request), await scope_of(request)

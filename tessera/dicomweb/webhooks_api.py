@@ -12,20 +12,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tessera.auth import permissions
+from tessera.dicomweb.api_common import json_answer, json_body, read_in_thread, write_in_thread
 from tessera.dicomweb.context import archive_of, scope_of
-from tessera.dicomweb.events_http import (
-    bad_request,
-    checked_url,
-    endpoint,
-    int_param,
-    json_body,
-    json_response,
-    not_found,
-    read,
-    sources_for,
-    string_list,
-    write,
-)
+from tessera.dicomweb.errors import BadRequest, NotFound
+from tessera.dicomweb.events_http import checked_url, int_param, sources_for, string_list
 from tessera.dicomweb.gate import guarded
 from tessera.index import webhooks
 from tessera.index.changes import KINDS
@@ -37,57 +27,47 @@ def _id(request: Request, name: str) -> int:
     try:
         return int(request.path_params[name])
     except ValueError:
-        raise not_found(f"no resource at {request.url.path}") from None
+        raise NotFound(f"no resource at {request.url.path}") from None
 
 
-async def _scoped(request: Request, work):
-    """Run `work(conn)` in a write transaction; webhooks.NotFound becomes a 404."""
-    try:
-        return await write(request, work)
-    except webhooks.NotFound as exc:
-        raise not_found(str(exc)) from None
-
-
-@endpoint(permissions.ADMIN)
 async def webhooks_list(request: Request) -> Response:
     scope = await scope_of(request)
-    found = await read(request, lambda conn: webhooks.list_subscriptions(conn, scope))
-    return json_response([s.public() for s in found])
+    found = await read_in_thread(request, lambda conn: webhooks.list_subscriptions(conn, scope))
+    return json_answer([s.public() for s in found])
 
 
-@endpoint(permissions.ADMIN)
 async def webhooks_create(request: Request) -> Response:
     scope = await scope_of(request)
     body = await json_body(request)
     url = body.get("url")
     if not isinstance(url, str) or not url:
-        raise bad_request("'url' is required")
+        raise BadRequest("'url' is required")
     settings = archive_of(request).settings
     await run_in_threadpool(checked_url, url, settings)  # resolves the host name
     event_types = string_list(body, "event_types") or ["*"]
     unknown = sorted(set(event_types) - KINDS - {"*"})
     if unknown:
-        raise bad_request(f"unknown event type {unknown[0]!r} (known: {', '.join(sorted(KINDS))})")
+        raise BadRequest(f"unknown event type {unknown[0]!r} (known: {', '.join(sorted(KINDS))})")
     filters = body.get("filters") or {}
     if not isinstance(filters, dict):
-        raise bad_request("'filters' must be an object (sources, modalities, order_statuses)")
+        raise BadRequest("'filters' must be an object (sources, modalities, order_statuses)")
     extra = sorted(set(filters) - {"sources", "modalities", "order_statuses"})
     if extra:
-        raise bad_request(f"unknown filter {extra[0]!r} (sources, modalities, order_statuses)")
+        raise BadRequest(f"unknown filter {extra[0]!r} (sources, modalities, order_statuses)")
     modalities = [m.upper() for m in string_list(filters, "modalities")]
     order_statuses = string_list(filters, "order_statuses")
     description = body.get("description") or ""
     if not isinstance(description, str) or len(description) > 256:
-        raise bad_request("'description' must be a string of at most 256 characters")
+        raise BadRequest("'description' must be a string of at most 256 characters")
     secret = body.get("secret") or webhooks.new_secret()
     if not isinstance(secret, str) or not secret.startswith("whsec_") or len(secret) > 128:
-        raise bad_request("'secret' must be a Standard Webhooks secret ('whsec_' + base64)")
+        raise BadRequest("'secret' must be a Standard Webhooks secret ('whsec_' + base64)")
     try:
         from standardwebhooks.webhooks import Webhook
 
         Webhook(secret)
     except Exception:
-        raise bad_request("'secret' must be 'whsec_' followed by base64") from None
+        raise BadRequest("'secret' must be 'whsec_' followed by base64") from None
 
     def work(conn):
         keys = sources_for(conn, scope, string_list(filters, "sources"))
@@ -95,81 +75,76 @@ async def webhooks_create(request: Request) -> Response:
             conn, scope, url, event_types, keys, modalities, order_statuses, description, secret
         )
 
-    created = await write(request, work)
-    return json_response({**created.public(), "secret": secret}, 201)
+    created = await write_in_thread(request, work)
+    return json_answer({**created.public(), "secret": secret}, 201)
 
 
-@endpoint(permissions.ADMIN)
 async def webhooks_get(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _id(request, "webhook_id")
-    found = await _scoped(request, lambda conn: webhooks.get_subscription(conn, scope, pk))
-    return json_response(found.public())
+    found = await write_in_thread(request, lambda conn: webhooks.get_subscription(conn, scope, pk))
+    return json_answer(found.public())
 
 
-@endpoint(permissions.ADMIN)
 async def webhooks_update(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _id(request, "webhook_id")
     body = await json_body(request)
     enabled = body.get("enabled")
     if not isinstance(enabled, bool) or set(body) != {"enabled"}:
-        raise bad_request("only 'enabled' (true/false) can be changed")
+        raise BadRequest("only 'enabled' (true/false) can be changed")
 
     def work(conn):
         webhooks.set_enabled(conn, scope, pk, enabled)
         return webhooks.get_subscription(conn, scope, pk)
 
-    return json_response((await _scoped(request, work)).public())
+    return json_answer((await write_in_thread(request, work)).public())
 
 
-@endpoint(permissions.ADMIN)
 async def webhooks_delete(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _id(request, "webhook_id")
-    await _scoped(request, lambda conn: webhooks.delete_subscription(conn, scope, pk))
+    await write_in_thread(request, lambda conn: webhooks.delete_subscription(conn, scope, pk))
     return Response(status_code=204)
 
 
-@endpoint(permissions.ADMIN)
 async def deliveries_list(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _id(request, "webhook_id")
     status = request.query_params.get("status") or None
     if status is not None and status not in STATUSES:
-        raise bad_request(f"'status' is one of {', '.join(STATUSES)}")
+        raise BadRequest(f"'status' is one of {', '.join(STATUSES)}")
     limit = int_param(request, "limit", 100, 1, 1000)
     before = request.query_params.get("before")
     before_id = int_param(request, "before", 0, 1, 2**62) if before else None
-    found = await _scoped(
+    found = await write_in_thread(
         request,
         lambda conn: webhooks.list_deliveries(conn, scope, pk, status, limit, before_id),
     )
-    return json_response(found)
+    return json_answer(found)
 
 
-@endpoint(permissions.ADMIN)
 async def delivery_get(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _id(request, "delivery_id")
-    return json_response(
-        await _scoped(request, lambda conn: webhooks.get_delivery(conn, scope, pk))
+    return json_answer(
+        await write_in_thread(request, lambda conn: webhooks.get_delivery(conn, scope, pk))
     )
 
 
-@endpoint(permissions.ADMIN)
 async def delivery_replay(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _id(request, "delivery_id")
-    return json_response(await _scoped(request, lambda conn: webhooks.replay(conn, scope, pk)))
+    return json_answer(
+        await write_in_thread(request, lambda conn: webhooks.replay(conn, scope, pk))
+    )
 
 
-@endpoint(permissions.ADMIN)
 async def webhooks_replay_dead(request: Request) -> Response:
     scope = await scope_of(request)
     pk = _id(request, "webhook_id")
-    count = await _scoped(request, lambda conn: webhooks.replay_dead(conn, scope, pk))
-    return json_response({"replayed": count})
+    count = await write_in_thread(request, lambda conn: webhooks.replay_dead(conn, scope, pk))
+    return json_answer({"replayed": count})
 
 
 routes = [

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, insert, or_, select, update
 from tessera.auth import permissions
 from tessera.auth.authenticate import scope_for_user
 from tessera.index import accounts, changes
+from tessera.index.errors import NotFound
 from tessera.index.event_models import ChangeCounter, NotificationSubscription
 from tessera.index.models import AppUser
 from tessera.index.outbox_common import iso, utcnow
@@ -33,10 +34,6 @@ PERSON_KINDS = frozenset(
     }
 )
 DEFAULT_KINDS = (changes.STUDY_COMPLETE,)
-
-
-class NotFound(LookupError):
-    pass
 
 
 def _public(row) -> dict:

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index import changes
 from tessera.index.changes import Change, last_seq, read_all_changes
+from tessera.index.errors import Conflict, NotFound
 from tessera.index.event_models import ChangeCounter, RouteDelivery, RouteRule, RouteSource
 from tessera.index.models import Instance, Series, Study
 from tessera.index.outbox_common import claim_due, iso, limited_to_sources, linked_sources, utcnow
@@ -25,14 +26,6 @@ from tessera.scope import Scope
 DISPATCH_BATCH = 500
 TRIGGERS = ("instance", "study_complete")
 KINDS = ("dicomweb", "dimse")
-
-
-class NotFound(LookupError):
-    pass
-
-
-class Conflict(ValueError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index.changes import Change, last_seq, read_all_changes
+from tessera.index.errors import NotFound
 from tessera.index.event_models import (
     ChangeCounter,
     WebhookAttempt,
@@ -35,10 +36,6 @@ from tessera.index.outbox_common import (
 from tessera.scope import Scope
 
 DISPATCH_BATCH = 500
-
-
-class NotFound(LookupError):
-    pass
 
 
 @dataclass(frozen=True)
