@@ -1,5 +1,5 @@
-"""Helpers for the report tests: a security world (tests.security_world) per module, and
-the calls a reading physician's client makes."""
+"""Helpers for the report tests (on a security world per module, tests.world): the calls a
+reading physician's client makes."""
 
 from __future__ import annotations
 
@@ -10,31 +10,10 @@ from pathlib import Path
 import httpx
 import pydicom
 
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
-from tests.security_world import World, build_world
+from tests.security_world import World
 from tests.wado_data import parse_multipart
 
 DICOM = "application/dicom"
-
-
-def world_for(param: str, tmp_path_factory) -> tuple[World, str | None]:  # type: ignore[no-untyped-def]
-    """A built world on SQLite or PostgreSQL, and the database to drop afterwards."""
-    import pytest
-
-    if param == "sqlite":
-        base = tmp_path_factory.mktemp("reports")
-        return build_world(base / "data", f"sqlite:///{base / 'index.sqlite3'}"), None
-    if not PG_URL:
-        pytest.skip("TESSERA_TEST_PG_URL not set")
-    base = tmp_path_factory.mktemp("reports-pg")
-    url = create_pg_database()
-    return build_world(base / "data", url), url
-
-
-def close_world(world: World, drop: str | None) -> None:
-    world.server.stop()
-    if drop:
-        drop_pg_database(drop)
 
 
 class ReportClient:

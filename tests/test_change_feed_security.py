@@ -7,30 +7,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.events_support import read_whole_feed
-from tests.security_world import World, build_world
+from tests.security_world import World
+from tests.world import DATABASES, served_world
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        base = tmp_path_factory.mktemp("feed-security")
-        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        base = tmp_path_factory.mktemp("feed-security-pg")
-        url = drop = create_pg_database()
-    built = build_world(base / "data", url)
-    try:
+    with served_world(request.param, tmp_path_factory, "feed-security") as built:
         yield built
-    finally:
-        built.server.stop()
-        if drop:
-            drop_pg_database(drop)
 
 
 def _feed(world: World, user: str, tenant: str = "default") -> list[dict]:

@@ -14,40 +14,21 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, ModalityPerformedProcedureStep
 
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.dimse_support import SERVER_AET, wait_port
-from tests.security_world import World, build_world, instance_bytes, stow
+from tests.security_world import World, instance_bytes, stow
+from tests.world import DATABASES, served_world
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        base = tmp_path_factory.mktemp("mpps")
-        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        base = tmp_path_factory.mktemp("mpps-pg")
-        url = create_pg_database()
-        drop = url
     # No quiet-period completion during these tests: only MPPS decides.
-    built = build_world(
-        base / "data",
-        url,
-        {
-            "TESSERA_STUDY_COMPLETE_QUIET_SECONDS": "86400",
-            "TESSERA_STUDY_COMPLETE_INTERVAL_SECONDS": "1",
-        },
-    )
-    wait_port(built.dimse_port)
-    try:
+    env = {
+        "TESSERA_STUDY_COMPLETE_QUIET_SECONDS": "86400",
+        "TESSERA_STUDY_COMPLETE_INTERVAL_SECONDS": "1",
+    }
+    with served_world(request.param, tmp_path_factory, "mpps", env) as built:
+        wait_port(built.dimse_port)
         yield built
-    finally:
-        built.server.stop()
-        if drop:
-            drop_pg_database(drop)
 
 
 def new_order(world: World, accession: str) -> dict:

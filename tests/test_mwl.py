@@ -15,9 +15,9 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.dimse_support import SERVER_AET, dcmtk, wait_port
-from tests.security_world import World, build_world
+from tests.security_world import World
+from tests.world import DATABASES, served_world
 
 ORDERS = {
     # accession: (source, patient name, patient id, modality, station, start)
@@ -28,76 +28,60 @@ ORDERS = {
 }
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        base = tmp_path_factory.mktemp("mwl")
-        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        base = tmp_path_factory.mktemp("mwl-pg")
-        url = create_pg_database()
-        drop = url
-    built = build_world(base / "data", url)
-    wait_port(built.dimse_port)
-    api, admin = built.api(), built.auth("admin")
-    built.orders = {}  # type: ignore[attr-defined]
-    for accession, (source, name, pid, modality, station, start) in ORDERS.items():
-        response = httpx.post(
-            f"{api}/orders",
-            json={
-                "accession_number": accession,
-                "patient_name": name,
-                "patient_id": pid,
-                "patient_birth_date": "1970-01-01",
-                "patient_sex": "M",
-                "source": source,
-                "referring_physician_name": "Ref^Rita",
-                "requested_procedure_id": "RP-" + accession,
-                "requested_procedure_description": "Procedure " + accession,
-                "requested_procedure_code": {
-                    "code_value": "C" + accession,
-                    "coding_scheme_designator": "99LOCAL",
-                    "code_meaning": "Code " + accession,
+    with served_world(request.param, tmp_path_factory, "mwl") as built:
+        wait_port(built.dimse_port)
+        api, admin = built.api(), built.auth("admin")
+        built.orders = {}  # type: ignore[attr-defined]
+        for accession, (source, name, pid, modality, station, start) in ORDERS.items():
+            response = httpx.post(
+                f"{api}/orders",
+                json={
+                    "accession_number": accession,
+                    "patient_name": name,
+                    "patient_id": pid,
+                    "patient_birth_date": "1970-01-01",
+                    "patient_sex": "M",
+                    "source": source,
+                    "referring_physician_name": "Ref^Rita",
+                    "requested_procedure_id": "RP-" + accession,
+                    "requested_procedure_description": "Procedure " + accession,
+                    "requested_procedure_code": {
+                        "code_value": "C" + accession,
+                        "coding_scheme_designator": "99LOCAL",
+                        "code_meaning": "Code " + accession,
+                    },
+                    "scheduled_procedure_steps": [
+                        {
+                            "scheduled_procedure_step_id": "SPS-" + accession,
+                            "start": start,
+                            "modality": modality,
+                            "scheduled_station_ae_title": station,
+                            "scheduled_performing_physician_name": "Tech^Tom",
+                            "description": "Step " + accession,
+                        }
+                    ],
                 },
-                "scheduled_procedure_steps": [
-                    {
-                        "scheduled_procedure_step_id": "SPS-" + accession,
-                        "start": start,
-                        "modality": modality,
-                        "scheduled_station_ae_title": station,
-                        "scheduled_performing_physician_name": "Tech^Tom",
-                        "description": "Step " + accession,
-                    }
-                ],
+                headers=admin,
+            )
+            assert response.status_code == 201, response.text
+            built.orders[accession] = response.json()  # type: ignore[attr-defined]
+        cancelled = built.orders["MWL4"]["id"]  # type: ignore[attr-defined]
+        assert httpx.post(f"{api}/orders/{cancelled}/cancel", headers=admin).status_code == 200
+        # The other tenant has an order with MWL1's accession number and patient ID.
+        acme = httpx.post(
+            f"{built.api('acme')}/orders",
+            json={
+                "accession_number": "MWL1",
+                "patient_name": "ACME^PATIENT",
+                "patient_id": "PA1",
+                "scheduled_procedure_steps": [{"start": "2026-12-01T09:00", "modality": "CT"}],
             },
-            headers=admin,
+            headers=built.auth("acme_admin"),
         )
-        assert response.status_code == 201, response.text
-        built.orders[accession] = response.json()  # type: ignore[attr-defined]
-    cancelled = built.orders["MWL4"]["id"]  # type: ignore[attr-defined]
-    assert httpx.post(f"{api}/orders/{cancelled}/cancel", headers=admin).status_code == 200
-    # The other tenant has an order with MWL1's accession number and patient ID.
-    acme = httpx.post(
-        f"{built.api('acme')}/orders",
-        json={
-            "accession_number": "MWL1",
-            "patient_name": "ACME^PATIENT",
-            "patient_id": "PA1",
-            "scheduled_procedure_steps": [{"start": "2026-12-01T09:00", "modality": "CT"}],
-        },
-        headers=built.auth("acme_admin"),
-    )
-    assert acme.status_code == 201, acme.text
-    try:
+        assert acme.status_code == 201, acme.text
         yield built
-    finally:
-        built.server.stop()
-        if drop:
-            drop_pg_database(drop)
 
 
 def worklist_query(**step_keys: str) -> Dataset:

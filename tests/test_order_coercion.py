@@ -19,33 +19,18 @@ import pytest
 from pydicom.uid import generate_uid
 
 from tessera.dicomweb import multipart_writer
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.dimse_support import dcmtk
-from tests.security_world import World, build_world, instance_bytes, stow
+from tests.security_world import World, instance_bytes, stow
+from tests.world import DATABASES, served_world
 
 RECEIVED = {"PatientName": "MODALITY^TYPED", "PatientID": "", "AccessionNumber": "MOD-ACC"}
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        base = tmp_path_factory.mktemp("coercion")
-        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        base = tmp_path_factory.mktemp("coercion-pg")
-        url = create_pg_database()
-        drop = url
-    built = build_world(base / "data", url, start_timeout=600)  # the machine may be loaded
-    try:
+    # A generous start: the machine may be loaded.
+    with served_world(request.param, tmp_path_factory, "coercion", start_timeout=600) as built:
         yield built
-    finally:
-        built.server.stop()
-        if drop:
-            drop_pg_database(drop)
 
 
 def _order(world: World, accession: str, **extra: object) -> dict:

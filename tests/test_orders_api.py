@@ -8,48 +8,16 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
-from tests.security_world import PASSWORD, World, build_world, instance_bytes, stow
+from tests.security_world import World, instance_bytes, stow
+from tests.world import DATABASES, add_user, served_world
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        base = tmp_path_factory.mktemp("orders")
-        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        base = tmp_path_factory.mktemp("orders-pg")
-        url = create_pg_database()
-        drop = url
-    built = build_world(base / "data", url)
-    admin = built.auth("admin")
-    api = built.api()
-    # A technologist of ClinicB (orders permission, locked to ClinicB).
-    response = httpx.post(
-        f"{api}/users",
-        json={
-            "username": "tech_b",
-            "role": "technologist",
-            "password": PASSWORD,
-            "sources": ["ClinicB"],
-            "upload_sources": ["ClinicB"],
-        },
-        headers=admin,
-    )
-    assert response.status_code == 201, response.text
-    built.keys["tech_b"] = httpx.post(
-        f"{api}/api-keys", json={"user": "tech_b"}, headers=admin
-    ).json()["key"]
-    try:
+    with served_world(request.param, tmp_path_factory, "orders") as built:
+        # A technologist of ClinicB (orders permission, locked to ClinicB).
+        add_user(built, "tech_b", "technologist", ["ClinicB"], upload_sources=["ClinicB"])
         yield built
-    finally:
-        built.server.stop()
-        if drop:
-            drop_pg_database(drop)
 
 
 def body(accession: str, **extra: object) -> dict:

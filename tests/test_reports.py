@@ -16,24 +16,18 @@ from pydicom.uid import BasicTextSRStorage, ComprehensiveSRStorage, Encapsulated
 
 from tests.report_world import (
     ReportClient,
-    close_world,
     dciodvfy_errors,
     retrieve,
     study_instances,
-    world_for,
 )
 from tests.security_world import World
+from tests.world import DATABASES, served_world
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    built, drop = world_for(request.param, tmp_path_factory)
-    try:
+    with served_world(request.param, tmp_path_factory, "reports") as built:
         yield built
-    finally:
-        close_world(built, drop)
 
 
 def _study(world: World, name: str) -> str:

@@ -13,30 +13,16 @@ from pydicom.uid import generate_uid
 from tessera.client.stow import request_content_type as content_type
 from tessera.dicomweb.multipart_writer import new_boundary
 from tessera.synthetic import StudySpec, ct_image
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.dimse_support import SERVER_AET, dcmtk, run
 from tests.document_files import multipart_body, pdf_bytes
-from tests.security_world import ACME_MARKER, DEFAULT_MARKER, PASSWORD, World, build_world
+from tests.security_world import ACME_MARKER, DEFAULT_MARKER, PASSWORD, World
+from tests.world import DATABASES, served_world
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    base = tmp_path_factory.mktemp("security-documents")
-    if request.param == "sqlite":
-        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        url = drop = create_pg_database()
-    built = build_world(base / "data", url)
-    try:
+    with served_world(request.param, tmp_path_factory, "security-documents") as built:
         yield built
-    finally:
-        built.server.stop()
-        if drop:
-            drop_pg_database(drop)
 
 
 def attach(

@@ -33,19 +33,18 @@ from starlette.routing import Match, Mount
 
 from tessera.config import load_settings
 from tessera.dicomweb.app import create_app
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database, index_rows
+from tests.conftest import index_rows
 from tests.security_world import (
     ACME_MARKER,
     DEFAULT_MARKER,
-    PASSWORD,
     SOURCE_TOKEN,
     SOURCE_VALUES,
     Obj,
     World,
-    build_world,
     instance_bytes,
     stow,
 )
+from tests.world import DATABASES, add_user, served_world
 
 MULTIPART_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 MULTIPART_OCTETS = "multipart/related; type=application/octet-stream; transfer-syntax=*"
@@ -178,26 +177,10 @@ def is_routed(method: str, path: str) -> bool:
     return _routed(_APP_ROUTES, scope)
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        base = tmp_path_factory.mktemp("security")
-        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        base = tmp_path_factory.mktemp("security-pg")
-        url = create_pg_database()
-        drop = url
-    built = build_world(base / "data", url)
-    try:
+    with served_world(request.param, tmp_path_factory, "security") as built:
         yield built
-    finally:
-        built.server.stop()
-        if drop:
-            drop_pg_database(drop)
 
 
 def _path(row: Row, obj: Obj) -> str:
@@ -1022,12 +1005,7 @@ def test_identity_changes_stay_in_tenant_and_in_sources(world: World) -> None:
     acme = _identity_pk(world, "PAT-1", "acme", "acme_admin")
     httpx.put(f"{api}/roles/registrar_a", json={"permissions": ["read", "identity"]}, headers=admin)
     if "ident_a" not in world.keys:
-        user = {"username": "ident_a", "role": "registrar_a", "password": PASSWORD}
-        created = httpx.post(f"{api}/users", json={**user, "sources": ["ClinicA"]}, headers=admin)
-        assert created.status_code == 201, created.text
-        world.keys["ident_a"] = httpx.post(
-            f"{api}/api-keys", json={"user": "ident_a", "name": "tests"}, headers=admin
-        ).json()["key"]
+        add_user(world, "ident_a", "registrar_a", ["ClinicA"])
     ident_a = world.auth("ident_a")
     state = "SELECT id, patient_pk, patient_id, patient_name FROM study ORDER BY id"
     before_rows = index_rows(world.server.database_url, state)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.report_world import ReportClient, close_world, study_instances, world_for
+from tests.report_world import ReportClient, study_instances
 from tests.security_world import World
+from tests.world import DATABASES, served_world
 
 SECRET = "FINDING-ONLY-FOR-CLINIC-A"
 
@@ -71,12 +72,9 @@ class Reports:
     signed: dict[str, tuple[str, int, str]]
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def reports(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    world, drop = world_for(request.param, tmp_path_factory)
-    try:
+    with served_world(request.param, tmp_path_factory, "reports") as world:
         admin = ReportClient(world, "admin")
         signed = {}
         for name in ("a1", "b2", "a3"):
@@ -87,8 +85,6 @@ def reports(request, tmp_path_factory):  # type: ignore[no-untyped-def]
             assert final.status_code == 200, final.text
             signed[name] = (study, report_id, final.json()["versions"][-1]["sr_sop_instance_uid"])
         yield Reports(world, signed)
-    finally:
-        close_world(world, drop)
 
 
 def _call(world: World, user: str, row: Row, study: str, report: int, tenant: str = "default"):  # type: ignore[no-untyped-def]

@@ -16,52 +16,21 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.dimse_support import SERVER_AET, wait_port
-from tests.security_world import PASSWORD, World, build_world, instance_bytes, stow
+from tests.security_world import World, instance_bytes, stow
+from tests.world import DATABASES, add_user, served_world
 
 DICOM_JSON = "application/dicom+json"
 STATE = "00741000"
 TRANSACTION = "00081195"
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        base = tmp_path_factory.mktemp("ups")
-        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        base = tmp_path_factory.mktemp("ups-pg")
-        url = create_pg_database()
-        drop = url
-    built = build_world(base / "data", url)
-    wait_port(built.dimse_port)
-    admin, api = built.auth("admin"), built.api()
-    response = httpx.post(
-        f"{api}/users",
-        json={
-            "username": "tech_b",
-            "role": "technologist",
-            "password": PASSWORD,
-            "sources": ["ClinicB"],
-            "upload_sources": ["ClinicB"],
-        },
-        headers=admin,
-    )
-    assert response.status_code == 201, response.text
-    built.keys["tech_b"] = httpx.post(
-        f"{api}/api-keys", json={"user": "tech_b"}, headers=admin
-    ).json()["key"]
-    try:
+    with served_world(request.param, tmp_path_factory, "ups") as built:
+        wait_port(built.dimse_port)
+        add_user(built, "tech_b", "technologist", ["ClinicB"], upload_sources=["ClinicB"])
         yield built
-    finally:
-        built.server.stop()
-        if drop:
-            drop_pg_database(drop)
 
 
 def order_body(accession: str, source: str = "ClinicA", station: str = "CT1") -> dict:

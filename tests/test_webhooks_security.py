@@ -11,41 +11,21 @@ import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
-from tests.security_world import PASSWORD, World, build_world, instance_bytes, stow
+from tests.security_world import World, instance_bytes, stow
 from tests.webhook_receiver import Receiver
+from tests.world import DATABASES, add_user, served_world
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        base = tmp_path_factory.mktemp("hook-security")
-        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        base = tmp_path_factory.mktemp("hook-security-pg")
-        url = drop = create_pg_database()
-    built = build_world(base / "data", url, env={"TESSERA_OUTBOUND_ALLOW_PRIVATE": "true"})
-    admin = built.auth("admin")
-    response = httpx.post(
-        f"{built.api()}/users",
-        json={"username": "admin_a", "role": "admin", "password": PASSWORD, "sources": ["ClinicA"]},
-        headers=admin,
-        timeout=30,
-    )
-    assert response.status_code == 201, response.text
-    built.keys["admin_a"] = httpx.post(
-        f"{built.api()}/api-keys", json={"user": "admin_a", "name": "t"}, headers=admin, timeout=30
-    ).json()["key"]
-    try:
+    with served_world(
+        request.param,
+        tmp_path_factory,
+        "hook-security",
+        env={"TESSERA_OUTBOUND_ALLOW_PRIVATE": "true"},
+    ) as built:
+        add_user(built, "admin_a", "admin", ["ClinicA"])
         yield built
-    finally:
-        built.server.stop()
-        if drop:
-            drop_pg_database(drop)
 
 
 def _post(world: World, user: str, body: dict, tenant: str = "default") -> httpx.Response:
