@@ -187,7 +187,17 @@ def build_world(
     )
     data_dir.mkdir(parents=True, exist_ok=True)
     boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
-    server.start(timeout=start_timeout)  # generous: CI machines are shared
+    try:
+        server.start(timeout=start_timeout)  # generous: CI machines are shared
+        return _populate(server, boot, dimse_port, data_dir, database_url)
+    except BaseException:
+        server.stop()  # a half-built world's server must not outlive its test
+        raise
+
+
+def _populate(
+    server: ServerProcess, boot: dict, dimse_port: int, data_dir: Path, database_url: str
+) -> World:
     world = World(server, [], keys={"admin": boot["api_key"]}, dimse_port=dimse_port)
     admin = world.auth("admin")
     api = world.api()
