@@ -534,37 +534,50 @@ def attach_on_ingest(
     principal: str,
 ) -> AttachResult | None:
     """A stored instance finds its open order of the same source: by Study Instance UID
-    (the order's own, as the worklist gave it), else by Accession Number. One indexed
-    lookup per instance; nothing happens once the order has its study."""
-    match = (ORDER.c.study_instance_uid == study_instance_uid) & (ORDER.c.source_pk == source_pk)
-    if accession_number:
-        match = match | (
-            (ORDER.c.accession_number == accession_number) & (ORDER.c.source_pk == source_pk)
-        )
-    candidates = conn.execute(
-        select(
-            ORDER.c.id,
-            ORDER.c.status,
-            ORDER.c.study_instance_uid,
-            ORDER.c.patient_id,
-            ORDER.c.issuer_of_patient_id,
-        )
+    (the order's own, as the worklist gave it), else by Accession Number. Indexed lookups
+    (the unique Study Instance UID, then the accession number); nothing happens once the
+    order has its study."""
+    columns = (
+        ORDER.c.id,
+        ORDER.c.status,
+        ORDER.c.study_pk,
+        ORDER.c.patient_id,
+        ORDER.c.issuer_of_patient_id,
+    )
+    # `study_pk IS NULL` is tested here, not in SQL: most open orders have no study yet,
+    # and a planner that takes study_pk as selective (SQLite with migration 0016's
+    # statistics) would walk every one of them through ix_order_study.
+    by_uid = conn.execute(
+        select(*columns)
         .where(
             ORDER.c.tenant_id == tenant_id,
-            match,
-            ORDER.c.study_pk.is_(None),
+            ORDER.c.study_instance_uid == study_instance_uid,
+            ORDER.c.source_pk == source_pk,
             ORDER.c.status.in_(OPEN_STATUSES),
         )
-        .limit(2)
         .with_for_update()
-    ).all()
-    if not candidates:
+    ).first()
+    if by_uid is not None and by_uid.study_pk is None:
+        return _attach(conn, by_uid, study_pk, patient_id, issuer_of_patient_id, principal)
+    if not accession_number:
         return None
-    by_uid = [row for row in candidates if row.study_instance_uid == study_instance_uid]
-    if not by_uid and len(candidates) > 1:
-        return None  # the accession number names several orders (issuers): do not guess
-    chosen = by_uid[0] if by_uid else candidates[0]
-    return _attach(conn, chosen, study_pk, patient_id, issuer_of_patient_id, principal)
+    candidates = [
+        row
+        for row in conn.execute(
+            select(*columns)
+            .where(
+                ORDER.c.tenant_id == tenant_id,
+                ORDER.c.accession_number == accession_number,
+                ORDER.c.source_pk == source_pk,
+                ORDER.c.status.in_(OPEN_STATUSES),
+            )
+            .with_for_update()
+        )
+        if row.study_pk is None
+    ]
+    if len(candidates) != 1:
+        return None  # none, or the accession number names several orders (issuers): do not guess
+    return _attach(conn, candidates[0], study_pk, patient_id, issuer_of_patient_id, principal)
 
 
 # --- reports move orders ----------------------------------------------------------------
