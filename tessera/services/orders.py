@@ -15,6 +15,7 @@ from datetime import date, datetime, time
 from pydicom.uid import generate_uid
 from sqlalchemy import Connection, Row, exists, func, select, update
 
+from tessera.index import changes
 from tessera.index import order_store as store
 from tessera.index.attributes import normalize_person_name
 from tessera.index.errors import Conflict, InvalidValue, NotFound
@@ -376,7 +377,49 @@ def update_order(conn: Connection, scope: Scope, order_id: int, body: dict) -> O
         raise OrderConflict(f"order {order_id} is no longer SCHEDULED")
     if steps is not None:
         _replace_steps(conn, scope.tenant_id, order_id, steps)
+        _note_assignments(conn, order, steps)
     return get_order(conn, scope, order_id)
+
+
+_ASSIGNED = (
+    "scheduled_station_ae_title",
+    "scheduled_station_name",
+    "scheduled_performing_physician_name",
+)
+
+
+def _note_assignments(conn: Connection, order: Order, steps: list[dict]) -> None:
+    """A step whose station or human performer is now set to something new: a
+    `workitem.assigned` change (the UPS Assigned event of subscribed AEs, PS3.4 CC.2.4.2)."""
+    before = {
+        step.scheduled_procedure_step_id: tuple(getattr(step, name) for name in _ASSIGNED)
+        for step in order.steps
+    }
+    uids = dict(
+        conn.execute(
+            select(STEP.c.scheduled_procedure_step_id, STEP.c.workitem_uid).where(
+                STEP.c.order_pk == order.id
+            )
+        ).all()
+    )
+    assigned = []
+    for step in steps:
+        now = tuple(step.get(name) or "" for name in _ASSIGNED)
+        step_id = step["scheduled_procedure_step_id"]
+        if any(now) and now != before.get(step_id) and uids.get(step_id):
+            assigned.append(
+                changes.NewChange(
+                    order.source_pk,
+                    changes.WORKITEM_ASSIGNED,
+                    order.study_instance_uid,
+                    detail={
+                        "order_id": order.id,
+                        "workitem_uid": uids[step_id],
+                        **dict(zip(_ASSIGNED, now, strict=True)),
+                    },
+                )
+            )
+    changes.defer_changes(conn, order.tenant_id, assigned)
 
 
 def change_status(
