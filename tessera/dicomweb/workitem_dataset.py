@@ -182,7 +182,7 @@ def workitem_json(row: RowMapping) -> JsonDataset:
     ds["00404041"] = _element("CS", "READY")
     ds["00404021"] = _element("SQ", [])
     ds["00741000"] = _element("CS", UPS_STATE[row["status"]])
-    if row["sps_progress"] is not None or row["sps_progress_description"] is not None:
+    if row.get("sps_progress") is not None or row.get("sps_progress_description") is not None:
         # Procedure Step Progress Information Sequence: what the performer last reported.
         ds["00741002"] = _element(
             "SQ", [progress_item(row["sps_progress"], row["sps_progress_description"])]
