@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from pydicom.uid import generate_uid
-from sqlalchemy import Connection, Row, exists, func, select, update
+from sqlalchemy import Connection, Row, bindparam, exists, func, select, update
 
 from tessera.index import changes
 from tessera.index import order_store as store
@@ -580,47 +580,39 @@ def attach_on_ingest(
     (the order's own, as the worklist gave it), else by Accession Number. Indexed lookups
     (the unique Study Instance UID, then the accession number); nothing happens once the
     order has its study."""
-    columns = (
-        ORDER.c.id,
-        ORDER.c.status,
-        ORDER.c.study_pk,
-        ORDER.c.patient_id,
-        ORDER.c.issuer_of_patient_id,
-    )
     # `study_pk IS NULL` is tested here, not in SQL: most open orders have no study yet,
     # and a planner that takes study_pk as selective (SQLite with migration 0016's
     # statistics) would walk every one of them through ix_order_study.
-    by_uid = conn.execute(
-        select(*columns)
-        .where(
-            ORDER.c.tenant_id == tenant_id,
-            ORDER.c.study_instance_uid == study_instance_uid,
-            ORDER.c.source_pk == source_pk,
-            ORDER.c.status.in_(OPEN_STATUSES),
-        )
-        .with_for_update()
-    ).first()
+    key = {"tenant_id": tenant_id, "source_pk": source_pk}
+    by_uid = conn.execute(_ORDER_BY_STUDY_UID, {**key, "uid": study_instance_uid}).first()
     if by_uid is not None and by_uid.study_pk is None:
         return _attach(conn, by_uid, study_pk, patient_id, issuer_of_patient_id, principal)
     if not accession_number:
         return None
     candidates = [
         row
-        for row in conn.execute(
-            select(*columns)
-            .where(
-                ORDER.c.tenant_id == tenant_id,
-                ORDER.c.accession_number == accession_number,
-                ORDER.c.source_pk == source_pk,
-                ORDER.c.status.in_(OPEN_STATUSES),
-            )
-            .with_for_update()
-        )
+        for row in conn.execute(_ORDERS_BY_ACCESSION, {**key, "accession": accession_number})
         if row.study_pk is None
     ]
     if len(candidates) != 1:
         return None  # none, or the accession number names several orders (issuers): do not guess
     return _attach(conn, candidates[0], study_pk, patient_id, issuer_of_patient_id, principal)
+
+
+# The two lookups of attach_on_ingest, built once (they run for every stored instance).
+_OPEN_ORDER = select(
+    ORDER.c.id, ORDER.c.status, ORDER.c.study_pk, ORDER.c.patient_id, ORDER.c.issuer_of_patient_id
+).where(
+    ORDER.c.tenant_id == bindparam("tenant_id"),
+    ORDER.c.source_pk == bindparam("source_pk"),
+    ORDER.c.status.in_(OPEN_STATUSES),
+)
+_ORDER_BY_STUDY_UID = _OPEN_ORDER.where(
+    ORDER.c.study_instance_uid == bindparam("uid")
+).with_for_update()
+_ORDERS_BY_ACCESSION = _OPEN_ORDER.where(
+    ORDER.c.accession_number == bindparam("accession")
+).with_for_update()
 
 
 # --- reports move orders ----------------------------------------------------------------
