@@ -49,15 +49,20 @@ class Secured:
         return answer.json()["access_token"]
 
 
+USERS = ("viv", "val", "vic", "vera", "vince")
+
+
 @pytest.fixture
 def secured(server_factory) -> Secured:  # type: ignore[no-untyped-def]
+    """Credentials required; reading physicians USERS, each revoked a different way."""
     server = server_factory(env_extra={"TESSERA_ANONYMOUS": "off", "TESSERA_WORKERS": "1"})
     server.data_dir.mkdir(parents=True, exist_ok=True)
     boot = admin_cli(server, "bootstrap", "--system-admin", "--password", PASSWORD)
     server.start()
     world = Secured(server, _bearer(boot["api_key"]))
-    viv = {"username": "viv", "role": "reading_physician", "password": PASSWORD}
-    assert httpx.post(f"{world.api}/users", json=viv, headers=world.admin).status_code == 201
+    for username in USERS:
+        user = {"username": username, "role": "reading_physician", "password": PASSWORD}
+        assert httpx.post(f"{world.api}/users", json=user, headers=world.admin).status_code == 201
     return world
 
 
@@ -88,12 +93,14 @@ class OpenStream:
             self.error = exc
             self.started.set()
 
-    def ends_within(self, seconds: float) -> float:
-        revoked = time.monotonic()
-        self.thread.join(seconds)
+    def ends_within(self, seconds: float, revoked: float) -> float:
+        self.thread.join(max(0.0, revoked + seconds - time.monotonic()))
         assert self.error is None, repr(self.error)
         assert self.ended_at is not None, f"stream still open {seconds}s after revocation"
         return self.ended_at - revoked
+
+    def still_open(self) -> bool:
+        return self.ended_at is None and self.error is None
 
 
 def _stream(world: Secured, headers: dict[str, str]) -> OpenStream:
@@ -104,10 +111,10 @@ def _logout(world: Secured, token: str) -> None:
     assert httpx.post(f"{world.api}/logout", headers=_bearer(token)).status_code == 204
 
 
-def _revoke_key(world: Secured) -> tuple[dict[str, str], Callable[[], None]]:
-    """A new API key of viv's (headers) and how to revoke it."""
+def _new_key(world: Secured, username: str) -> tuple[dict[str, str], Callable[[], None]]:
+    """A new API key of the user's (headers) and how to revoke it."""
     made = httpx.post(
-        f"{world.api}/api-keys", json={"user": "viv", "name": "live"}, headers=world.admin
+        f"{world.api}/api-keys", json={"user": username, "name": "live"}, headers=world.admin
     ).json()
 
     def revoke() -> None:
@@ -117,71 +124,55 @@ def _revoke_key(world: Secured) -> tuple[dict[str, str], Callable[[], None]]:
     return _bearer(made["key"]), revoke
 
 
-def _disable(world: Secured) -> None:
-    answer = httpx.patch(f"{world.api}/users/viv", json={"disabled": True}, headers=world.admin)
-    assert answer.status_code == 200, answer.text
+def test_streams_end_when_their_credentials_are_revoked(secured: Secured) -> None:
+    """All at once on one server: each revocation ends exactly the streams it should."""
+    w = secured
+    viv_session, viv_other = w.login("viv"), w.login("viv")
+    viewer = httpx.post(f"{w.api}/viewer-token", headers=_bearer(viv_session)).json()
+    val_key, revoke_val_key = _new_key(w, "val")
+    vic_key, _ = _new_key(w, "vic")
+    vera_changer, vera_other = w.login("vera"), w.login("vera")
+    streams = {
+        # viv: one session logged out (and the viewer token minted from it); the other kept.
+        "logged out": _stream(w, _bearer(viv_session)),
+        "viewer of logged out": _stream(w, _bearer(viewer["access_token"])),
+        # val: the API key revoked.
+        "key revoked": _stream(w, val_key),
+        # vic: disabled, whatever the credential.
+        "disabled session": _stream(w, _bearer(w.login("vic"))),
+        "disabled basic": _stream(w, _basic("vic", PASSWORD)),
+        "disabled key": _stream(w, vic_key),
+        # vera: changes her password; her other sessions and Basic end, hers stays.
+        "other session": _stream(w, _bearer(vera_other)),
+        "old password": _stream(w, _basic("vera", PASSWORD)),
+    }
+    kept = {
+        "viv other session": _stream(w, _bearer(viv_other)),
+        "password changer": _stream(w, _bearer(vera_changer)),
+        "vince": _stream(w, _basic("vince", PASSWORD)),
+    }
+    revoked = time.monotonic()
+    _logout(w, viv_session)
+    revoke_val_key()
+    disabled = httpx.patch(f"{w.api}/users/vic", json={"disabled": True}, headers=w.admin)
+    assert disabled.status_code == 200, disabled.text
+    changed = httpx.post(
+        f"{w.api}/me/password",
+        json={"current_password": PASSWORD, "new_password": "a-brand-new-secret"},
+        headers=_bearer(vera_changer),
+    )
+    assert changed.status_code == 204, changed.text
 
-
-def test_stream_ends_when_its_session_is_logged_out(secured: Secured) -> None:
-    token = secured.login()
-    kept = _stream(secured, _bearer(secured.login()))  # another session of the same user
-    stream = _stream(secured, _bearer(token))
-    _logout(secured, token)
-    assert stream.ends_within(BOUND) <= BOUND
-    # The user's other session is untouched: its stream is still open.
-    assert kept.ended_at is None and kept.error is None
-    # And the revoked token opens no new stream.
-    again = httpx.get(f"{secured.api}/changes/stream", headers=_bearer(token), timeout=30)
+    for name, stream in streams.items():
+        assert stream.ends_within(BOUND, revoked) <= BOUND, name
+    assert all(stream.still_open() for stream in kept.values()), kept
+    # A revoked token opens no new stream.
+    again = httpx.get(f"{w.api}/changes/stream", headers=_bearer(viv_session), timeout=30)
     assert again.status_code == 401
 
 
-def test_stream_ends_when_its_api_key_is_revoked(secured: Secured) -> None:
-    headers, revoke = _revoke_key(secured)
-    stream = _stream(secured, headers)
-    revoke()
-    stream.ends_within(BOUND)
-
-
-def test_stream_of_a_viewer_token_ends_at_its_sessions_logout(secured: Secured) -> None:
-    session = secured.login()
-    viewer = httpx.post(f"{secured.api}/viewer-token", headers=_bearer(session)).json()
-    stream = _stream(secured, _bearer(viewer["access_token"]))
-    _logout(secured, session)
-    stream.ends_within(BOUND)
-
-
-@pytest.mark.parametrize("credential", ["session", "basic", "api_key"])
-def test_stream_ends_when_the_user_is_disabled(secured: Secured, credential: str) -> None:
-    if credential == "session":
-        headers = _bearer(secured.login())
-    elif credential == "basic":
-        headers = _basic("viv", PASSWORD)
-    else:
-        headers, _ = _revoke_key(secured)
-    stream = _stream(secured, headers)
-    _disable(secured)
-    stream.ends_within(BOUND)
-
-
-def test_password_change_ends_the_users_other_streams(secured: Secured) -> None:
-    changer, other = secured.login(), secured.login()
-    mine = _stream(secured, _bearer(changer))
-    theirs = _stream(secured, _bearer(other))
-    basic = _stream(secured, _basic("viv", PASSWORD))
-    answer = httpx.post(
-        f"{secured.api}/me/password",
-        json={"current_password": PASSWORD, "new_password": "a-brand-new-secret"},
-        headers=_bearer(changer),
-    )
-    assert answer.status_code == 204, answer.text
-    theirs.ends_within(BOUND)
-    basic.ends_within(BOUND)
-    # The session that changed the password keeps its stream.
-    assert mine.ended_at is None and mine.error is None
-
-
 def test_ups_channel_closes_when_its_key_is_revoked(secured: Secured) -> None:
-    headers, revoke = _revoke_key(secured)
+    headers, revoke = _new_key(secured, "viv")
     url = secured.server.dicomweb.replace("http://", "ws://") + "/subscribers/VIVSCU"
     with connect(url, additional_headers=headers, open_timeout=30) as ws:
         revoke()
