@@ -213,9 +213,11 @@ def test_sign_in_worklist_and_sign_out(site: Site) -> None:
                     {"texts": "#nav a", "as": "nav"},
                     {"storage": "tessera.portal", "as": "stored"},
                     {"screenshot": "worklist"},
-                    # Sorted by patient, descending (a second click).
+                    # Sorted by patient (by the server), descending (a second click).
                     {"click": "#results th:first-child button"},
+                    {"wait": "#results[data-state=done] th[aria-sort=ascending]"},
                     {"click": "#results th:first-child button"},
+                    {"wait": "#results[data-state=done] th[aria-sort=descending]"},
                     {"texts": "#results tbody tr td:first-child", "as": "sorted"},
                     # A search by a word of the name (QIDO fuzzy matching), then by date.
                     {"fill": "form[role=search] input[name=name]", "value": "bravo"},
@@ -638,6 +640,66 @@ def test_worklist_source_filter_and_priors(site: Site) -> None:
     assert "2019-03-04" in result["values"]["priors"][0]
     assert result["values"]["prior_links"] == [f"#/study/{studies['Old head']}"]
     assert result["values"]["opened"] == ["Old head"]
+
+
+SORT_NAMES = (
+    "JULIET", "ALPHA", "KILO", "DELTA", "HOTEL", "BRAVO",
+    "INDIA", "ECHO", "LIMA", "CHARLIE", "GOLF", "FOXTROT",
+)  # fmt: skip
+
+
+def test_worklist_sorts_across_pages(site: Site) -> None:
+    """A sortable column sorts the whole search on the server (QIDO-RS `orderby=`), not the
+    page shown: with 10 rows a page, page 2 continues page 1's order."""
+    parts = [
+        instance_bytes(
+            generate_uid(), generate_uid(), generate_uid(), f"SORTED^{name}", 1,
+            {"PatientID": f"SORT-{index:02}"},
+        )
+        for index, name in enumerate(SORT_NAMES)
+    ]  # fmt: skip
+    response = stow(site.server.dicomweb, parts, site.auth(), source="ClinicB")
+    assert response.status_code == 200, response.text
+    patient = "#results tbody tr td:first-child"
+    done = "#results[data-state=done]"
+    result = drive(
+        site,
+        [
+            {
+                "name": "admin-sorted",
+                "steps": [
+                    *sign_in("admin"),
+                    {"wait": f"{done} table"},
+                    {"fill": "form[role=search] input[name=name]", "value": "sorted"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"waitText": ".pager span", "text": "1–12"},
+                    {"select": ".pager select[name=size]", "value": "10"},
+                    {"waitText": ".pager span", "text": "1–10"},
+                    {"click": "#results th:first-child button"},
+                    {"wait": f"{done} th[aria-sort=ascending]"},
+                    {"texts": patient, "as": "page1"},
+                    {"screenshot": "sorted"},
+                    {"click": ".pager button:text('Next')"},
+                    {"waitText": ".pager span", "text": "11–12"},
+                    {"texts": patient, "as": "page2"},
+                    # The other way: back to the first page, descending.
+                    {"click": "#results th:first-child button"},
+                    {"wait": f"{done} th[aria-sort=descending]"},
+                    {"waitText": ".pager span", "text": "1–10"},
+                    {"texts": patient, "as": "descending"},
+                    # Columns the server cannot sort by offer no sort button.
+                    {"count": "#results th button.sort", "as": "sort_buttons"},
+                ],
+            }
+        ],
+    )["admin-sorted"]
+    assert result["error"] is None, result
+    assert result["pageErrors"] == [], result["pageErrors"]
+    expected = [f"SORTED {name}" for name in sorted(SORT_NAMES)]
+    values = result["values"]
+    assert values["page1"] + values["page2"] == expected
+    assert values["descending"] == expected[::-1][:10]
+    assert values["sort_buttons"] == 4  # Patient, Patient ID, Date, Accession
 
 
 def test_worklist_order_status_filter(site: Site) -> None:
