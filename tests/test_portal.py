@@ -1059,6 +1059,112 @@ def test_documents_and_reports_on_the_study_page(site: Site) -> None:
     assert ref["pageErrors"] == []
 
 
+def test_a_report_written_from_a_template(site: Site) -> None:
+    """A reading physician picks a template on the study page: its fields are laid out (a
+    number with its unit, a choice), a value out of range gets the server's 400 naming the
+    field, then the draft is saved with the template's values and signed."""
+    study = generate_uid()
+    part = instance_bytes(study, generate_uid(), generate_uid(), "ECHO^EMMA", 1)
+    assert stow(site.server.dicomweb, [part], site.auth(), source="ClinicA").status_code == 200
+    form = "#new-report"
+    result = drive(
+        site,
+        [
+            {
+                "name": "read_a-template",
+                "steps": [
+                    *sign_in("read_a"),
+                    {"goto": f"/portal/#/study/{study}"},
+                    {"wait": "#series figure"},
+                    {"click": f"{form} >> xpath=.. >> summary"},
+                    {"select": f"{form} select[name=template]", "value": "pediatric-echo"},
+                    {"wait": f"{form} input[name=lv_ejection_fraction]"},
+                    {"texts": f"{form} label", "as": "labels"},
+                    {"fill": f"{form} input[name=lv_ejection_fraction]", "value": "150"},
+                    {"select": f"{form} select[name=cardiac_situs]", "value": "solitus"},
+                    {"click": f"{form} button[type=submit]"},
+                    {"waitText": f"{form} .status", "text": "lv_ejection_fraction"},
+                    {"texts": f"{form} .status", "as": "refused"},
+                    {"fill": f"{form} input[name=lv_ejection_fraction]", "value": "64"},
+                    {"fill": f"{form} input[name=heart_rate]", "value": "110"},
+                    {"fill": f"{form} textarea[name=impression]", "value": "Normal heart."},
+                    {"click": f"{form} button[type=submit]"},
+                    {"waitText": "#reports", "text": "DRAFT"},
+                    {"screenshot": "template-report"},
+                    {"click": "#reports button.sign"},
+                    {"waitText": "#reports", "text": "FINAL"},
+                    {"texts": "#reports tbody tr", "as": "reports"},
+                ],
+            }
+        ],
+    )["read_a-template"]
+    assert result["error"] is None, result
+    # The one refused request (the browser logs it) is the out-of-range value.
+    assert [e for e in result["pageErrors"] if "status of 400" not in e] == []
+    assert [r["status"] for r in result["failedRequests"]] == [400]
+    assert "LV ejection fraction (%) *" in result["values"]["labels"]
+    assert "Cardiac situs *" in result["values"]["labels"]
+    assert any("lv_ejection_fraction" in text for text in result["values"]["refused"])
+    [report] = HTTP.get(f"{site.api}/studies/{study}/reports", headers=site.auth()).json()
+    assert report["template"] == "pediatric-echo" and report["status"] == "FINAL"
+    assert report["signed_by"] == "read_a"
+    values = report["content"]["values"]
+    assert values == {
+        "lv_ejection_fraction": 64,
+        "heart_rate": 110,
+        "cardiac_situs": "solitus",
+        "impression": "Normal heart.",
+    }
+
+
+def test_an_admin_changes_a_users_role_and_sources(site: Site) -> None:
+    """My Team's Edit: role and source lists changed with PATCH {api}/users/{name}; the
+    server still refuses the same change from a technologist."""
+    body = {"username": "edit_me", "role": "technologist", "password": PASSWORD}
+    _ok(HTTP.post(f"{site.api}/users", json=body, headers=site.auth()))
+    row = "#users tbody tr:has(td:text-is('edit_me'))"
+    result = drive(
+        site,
+        [
+            {
+                "name": "admin-team-edit",
+                "steps": [
+                    *sign_in("admin"),
+                    {"click": "a[data-page=team]"},
+                    {"wait": row},
+                    {"click": f"{row} details.edit summary"},
+                    {
+                        "select": f"{row} form.edit-user select[name=role]",
+                        "value": "reading_physician",
+                    },
+                    {"click": f"{row} form.edit-user input[name=sources][value=ClinicA]"},
+                    {"click": f"{row} form.edit-user input[name=upload_sources][value=ClinicB]"},
+                    {"screenshot": "team-edit"},
+                    {"click": f"{row} form.edit-user button[type=submit]"},
+                    {"waitText": "#users .status", "text": "edit_me changed"},
+                    {"texts": row, "as": "row"},
+                ],
+            }
+        ],
+    )["admin-team-edit"]
+    assert result["error"] is None, result
+    assert result["pageErrors"] == [], result["pageErrors"]
+    [shown] = result["values"]["row"]
+    assert "reading_physician" in shown and "ClinicA" in shown and "ClinicB" in shown, shown
+    user = HTTP.get(f"{site.api}/users/edit_me", headers=site.auth()).json()
+    assert user["role"] == "reading_physician"
+    assert user["sources"] == ["ClinicA"] and user["upload_sources"] == ["ClinicB"]
+    # The server enforces it: a technologist's PATCH is refused and changes nothing.
+    refused = HTTP.patch(
+        f"{site.api}/users/edit_me",
+        json={"role": "admin", "sources": []},
+        auth=("tech", PASSWORD),
+    )
+    assert refused.status_code == 403, refused.text
+    after = HTTP.get(f"{site.api}/users/edit_me", headers=site.auth()).json()
+    assert after["role"] == "reading_physician" and after["sources"] == ["ClinicA"]
+
+
 def test_a_tenant_signs_in_at_its_own_root(site: Site) -> None:
     _ok(
         HTTP.post(
