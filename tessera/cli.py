@@ -37,10 +37,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     scheme = "https" if settings.http_tls_cert else "http"
     if settings.viewer:
         from tessera.dicomweb.viewer import find_dist
-        from tessera.dicomweb.viewer_install import viewer_path
+        from tessera.dicomweb.viewer_install import viewer_folder
 
         try:
-            find_dist(viewer_path(settings.viewer))
+            find_dist(viewer_folder(settings.viewer))
         except ValueError as exc:
             print(f"error: --viewer: {exc}", file=sys.stderr)
             return 2

@@ -47,7 +47,7 @@ def test_install_is_idempotent_and_lands_where_serve_looks(installed: Path) -> N
     # The version is the pin conformance/ohif/package.json holds (one pin for CI and users).
     pin = json.loads((viewer_install.OHIF_DIR / "package.json").read_text())["ohif"]["version"]
     assert installed.parent.name == pin
-    assert viewer_install.viewer_path("installed") == installed
+    assert viewer_install.viewer_folder("installed") == installed
 
 
 def test_serve_viewer_without_a_path_serves_the_installed_one(
@@ -70,7 +70,7 @@ def test_serve_names_the_command_when_nothing_is_installed(
     (tmp_path / "package.json").write_text(json.dumps({"ohif": {"version": "9.9.9"}}))
     monkeypatch.setattr(viewer_install, "OHIF_DIR", tmp_path)
     with pytest.raises(viewer_install.ViewerNotInstalled, match="tessera viewer install"):
-        viewer_install.viewer_path("installed")
+        viewer_install.viewer_folder("installed")
     monkeypatch.setattr(viewer_install, "OHIF_DIR", tmp_path / "absent")
     with pytest.raises(viewer_install.ViewerNotInstalled, match="source checkout"):
-        viewer_install.viewer_path("installed")
+        viewer_install.viewer_folder("installed")

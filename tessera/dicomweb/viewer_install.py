@@ -43,7 +43,7 @@ def installed_dist() -> Path:
     return OHIF_DIR / "ohif-app" / pinned_version() / "dist"
 
 
-def viewer_path(setting: str) -> Path:
+def viewer_folder(setting: str) -> Path:
     """The folder `--viewer`/TESSERA_VIEWER names: a path, or `installed`."""
     if setting != INSTALLED:
         return Path(setting)
@@ -77,7 +77,7 @@ def install() -> Path:
 
 def cmd_viewer(args: argparse.Namespace) -> int:
     try:
-        dist = install() if args.action == "install" else viewer_path(INSTALLED)
+        dist = install() if args.action == "install" else viewer_folder(INSTALLED)
     except ViewerNotInstalled as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
