@@ -452,7 +452,9 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
                     {"click": "#new-user input[name=sources][value=ClinicB]"},
                     {"click": "#new-user button[type=submit]"},
                     {"waitText": "#users tbody", "text": "locked_b"},
-                    {"click": "#users tbody tr:has-text('locked_b') summary"},
+                    {
+                        "click": "#users tbody tr:has-text('locked_b') details:has(form.password) summary"
+                    },
                     {
                         "fill": "#users tbody tr:has-text('locked_b') input[name=new_password]",
                         "value": NEW_PASSWORD,
@@ -948,6 +950,8 @@ def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
                     {"waitText": "#new-order .status", "text": "created"},
                     {"fill": "form[role=search] input[name=patient_name]", "value": "orderly"},
                     {"click": "form[role=search] button[type=submit]"},
+                    # The filtered answer, not the list shown before it (other tests' orders).
+                    {"wait": "#orders[data-state=done]"},
                     {"waitText": "#orders", "text": "ACC-PORTAL-1"},
                     {"texts": "#orders tbody tr", "as": "by_name"},
                     {"screenshot": "orders"},
