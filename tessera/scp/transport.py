@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+from pynetdicom import evt
 from pynetdicom.association import Association
 
 
@@ -50,3 +51,16 @@ def acknowledge_promptly(assoc: Association) -> None:
         return data
 
     transport.recv = recv_and_ack
+
+
+def count_sending_as_activity(event: evt.Event) -> None:
+    """Restart the association's idle (network) timer when we send a DIMSE message.
+
+    pynetdicom restarts it only on PDUs received, and its reactor checks it right after our
+    handler has answered: a C-STORE of 1 GB that took our handler longer than
+    `network_timeout` to ingest was aborted just after its success response went out, though
+    the peer had only been waiting for us. Time spent answering is not the peer's silence.
+    """
+    timer = getattr(getattr(event.assoc, "dul", None), "_idle_timer", None)
+    if timer is not None:
+        timer.restart()
