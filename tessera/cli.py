@@ -37,9 +37,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     scheme = "https" if settings.http_tls_cert else "http"
     if settings.viewer:
         from tessera.dicomweb.viewer import find_dist
+        from tessera.dicomweb.viewer_install import viewer_folder
 
         try:
-            find_dist(Path(settings.viewer))
+            find_dist(viewer_folder(settings.viewer))
         except ValueError as exc:
             print(f"error: --viewer: {exc}", file=sys.stderr)
             return 2
@@ -280,7 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--viewer",
         metavar="PATH",
-        help="serve this prebuilt OHIF viewer (dist/ of @ohif/app) at /viewer/ (TESSERA_VIEWER)",
+        nargs="?",
+        const="installed",
+        help="serve this prebuilt OHIF viewer (dist/ of @ohif/app) at /viewer/; without "
+        "PATH, the one `tessera viewer install` fetched (TESSERA_VIEWER, or =installed)",
     )
     add_store_flags(serve)
     serve.set_defaults(func=cmd_serve)
@@ -367,6 +371,7 @@ _SUBCOMMAND_MODULES = (
     "tessera.services.reports_cli",
     "tessera.services.orders_cli",
     "tessera.hl7.cli",
+    "tessera.dicomweb.viewer_install",
 )
 
 

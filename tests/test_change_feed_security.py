@@ -4,6 +4,8 @@ a caller without the read permission gets 403, another tenant's credential 401."
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -89,7 +91,10 @@ def _sse(world: World, user: str, count: int, headers: dict | None = None) -> li
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         current: dict = {}
+        # Heartbeats keep the read timeout from firing: a missing event must fail, not hang.
+        deadline = time.monotonic() + 60
         for line in response.iter_lines():
+            assert time.monotonic() < deadline, f"{count} events wanted, {len(events)} came"
             if line.startswith("id: "):
                 current["id"] = int(line[4:])
             elif line.startswith("event: "):

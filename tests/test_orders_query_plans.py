@@ -222,6 +222,8 @@ ROW = {
             "priority": "LOW",
         },
         {"patient_name": "Doe^J==Do^J", "sps_start_date": None, "status": "SCHEDULED"},
+        {"sps_progress": "62.5", "sps_progress_description": "series 4 of 5"},
+        {"sps_progress": "40", "sps_progress_description": None},
     ],
 )
 def test_workitem_json_reads_back_unchanged(changes: dict) -> None:

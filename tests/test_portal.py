@@ -213,9 +213,11 @@ def test_sign_in_worklist_and_sign_out(site: Site) -> None:
                     {"texts": "#nav a", "as": "nav"},
                     {"storage": "tessera.portal", "as": "stored"},
                     {"screenshot": "worklist"},
-                    # Sorted by patient, descending (a second click).
+                    # Sorted by patient (by the server), descending (a second click).
                     {"click": "#results th:first-child button"},
+                    {"wait": "#results[data-state=done] th[aria-sort=ascending]"},
                     {"click": "#results th:first-child button"},
+                    {"wait": "#results[data-state=done] th[aria-sort=descending]"},
                     {"texts": "#results tbody tr td:first-child", "as": "sorted"},
                     # A search by a word of the name (QIDO fuzzy matching), then by date.
                     {"fill": "form[role=search] input[name=name]", "value": "bravo"},
@@ -450,7 +452,9 @@ def test_an_admin_adds_a_source_locked_user_who_sees_only_that_source(site: Site
                     {"click": "#new-user input[name=sources][value=ClinicB]"},
                     {"click": "#new-user button[type=submit]"},
                     {"waitText": "#users tbody", "text": "locked_b"},
-                    {"click": "#users tbody tr:has-text('locked_b') summary"},
+                    {
+                        "click": "#users tbody tr:has-text('locked_b') details:has(form.password) summary"
+                    },
                     {
                         "fill": "#users tbody tr:has-text('locked_b') input[name=new_password]",
                         "value": NEW_PASSWORD,
@@ -638,6 +642,66 @@ def test_worklist_source_filter_and_priors(site: Site) -> None:
     assert "2019-03-04" in result["values"]["priors"][0]
     assert result["values"]["prior_links"] == [f"#/study/{studies['Old head']}"]
     assert result["values"]["opened"] == ["Old head"]
+
+
+SORT_NAMES = (
+    "JULIET", "ALPHA", "KILO", "DELTA", "HOTEL", "BRAVO",
+    "INDIA", "ECHO", "LIMA", "CHARLIE", "GOLF", "FOXTROT",
+)  # fmt: skip
+
+
+def test_worklist_sorts_across_pages(site: Site) -> None:
+    """A sortable column sorts the whole search on the server (QIDO-RS `orderby=`), not the
+    page shown: with 10 rows a page, page 2 continues page 1's order."""
+    parts = [
+        instance_bytes(
+            generate_uid(), generate_uid(), generate_uid(), f"SORTED^{name}", 1,
+            {"PatientID": f"SORT-{index:02}"},
+        )
+        for index, name in enumerate(SORT_NAMES)
+    ]  # fmt: skip
+    response = stow(site.server.dicomweb, parts, site.auth(), source="ClinicB")
+    assert response.status_code == 200, response.text
+    patient = "#results tbody tr td:first-child"
+    done = "#results[data-state=done]"
+    result = drive(
+        site,
+        [
+            {
+                "name": "admin-sorted",
+                "steps": [
+                    *sign_in("admin"),
+                    {"wait": f"{done} table"},
+                    {"fill": "form[role=search] input[name=name]", "value": "sorted"},
+                    {"click": "form[role=search] button[type=submit]"},
+                    {"waitText": ".pager span", "text": "1–12"},
+                    {"select": ".pager select[name=size]", "value": "10"},
+                    {"waitText": ".pager span", "text": "1–10"},
+                    {"click": "#results th:first-child button"},
+                    {"wait": f"{done} th[aria-sort=ascending]"},
+                    {"texts": patient, "as": "page1"},
+                    {"screenshot": "sorted"},
+                    {"click": ".pager button:text('Next')"},
+                    {"waitText": ".pager span", "text": "11–12"},
+                    {"texts": patient, "as": "page2"},
+                    # The other way: back to the first page, descending.
+                    {"click": "#results th:first-child button"},
+                    {"wait": f"{done} th[aria-sort=descending]"},
+                    {"waitText": ".pager span", "text": "1–10"},
+                    {"texts": patient, "as": "descending"},
+                    # Columns the server cannot sort by offer no sort button.
+                    {"count": "#results th button.sort", "as": "sort_buttons"},
+                ],
+            }
+        ],
+    )["admin-sorted"]
+    assert result["error"] is None, result
+    assert result["pageErrors"] == [], result["pageErrors"]
+    expected = [f"SORTED {name}" for name in sorted(SORT_NAMES)]
+    values = result["values"]
+    assert values["page1"] + values["page2"] == expected
+    assert values["descending"] == expected[::-1][:10]
+    assert values["sort_buttons"] == 4  # Patient, Patient ID, Date, Accession
 
 
 def test_worklist_order_status_filter(site: Site) -> None:
@@ -886,6 +950,8 @@ def test_orders_are_created_and_searched_in_the_page(site: Site) -> None:
                     {"waitText": "#new-order .status", "text": "created"},
                     {"fill": "form[role=search] input[name=patient_name]", "value": "orderly"},
                     {"click": "form[role=search] button[type=submit]"},
+                    # The filtered answer, not the list shown before it (other tests' orders).
+                    {"wait": "#orders[data-state=done]"},
                     {"waitText": "#orders", "text": "ACC-PORTAL-1"},
                     {"texts": "#orders tbody tr", "as": "by_name"},
                     {"screenshot": "orders"},
@@ -995,6 +1061,112 @@ def test_documents_and_reports_on_the_study_page(site: Site) -> None:
     assert any("FINAL" in row and "read_a" in row for row in ref["values"]["reports"])
     assert ref["values"]["controls"] == 0
     assert ref["pageErrors"] == []
+
+
+def test_a_report_written_from_a_template(site: Site) -> None:
+    """A reading physician picks a template on the study page: its fields are laid out (a
+    number with its unit, a choice), a value out of range gets the server's 400 naming the
+    field, then the draft is saved with the template's values and signed."""
+    study = generate_uid()
+    part = instance_bytes(study, generate_uid(), generate_uid(), "ECHO^EMMA", 1)
+    assert stow(site.server.dicomweb, [part], site.auth(), source="ClinicA").status_code == 200
+    form = "#new-report"
+    result = drive(
+        site,
+        [
+            {
+                "name": "read_a-template",
+                "steps": [
+                    *sign_in("read_a"),
+                    {"goto": f"/portal/#/study/{study}"},
+                    {"wait": "#series figure"},
+                    {"click": f"{form} >> xpath=.. >> summary"},
+                    {"select": f"{form} select[name=template]", "value": "pediatric-echo"},
+                    {"wait": f"{form} input[name=lv_ejection_fraction]"},
+                    {"texts": f"{form} label", "as": "labels"},
+                    {"fill": f"{form} input[name=lv_ejection_fraction]", "value": "150"},
+                    {"select": f"{form} select[name=cardiac_situs]", "value": "solitus"},
+                    {"click": f"{form} button[type=submit]"},
+                    {"waitText": f"{form} .status", "text": "lv_ejection_fraction"},
+                    {"texts": f"{form} .status", "as": "refused"},
+                    {"fill": f"{form} input[name=lv_ejection_fraction]", "value": "64"},
+                    {"fill": f"{form} input[name=heart_rate]", "value": "110"},
+                    {"fill": f"{form} textarea[name=impression]", "value": "Normal heart."},
+                    {"click": f"{form} button[type=submit]"},
+                    {"waitText": "#reports", "text": "DRAFT"},
+                    {"screenshot": "template-report"},
+                    {"click": "#reports button.sign"},
+                    {"waitText": "#reports", "text": "FINAL"},
+                    {"texts": "#reports tbody tr", "as": "reports"},
+                ],
+            }
+        ],
+    )["read_a-template"]
+    assert result["error"] is None, result
+    # The one refused request (the browser logs it) is the out-of-range value.
+    assert [e for e in result["pageErrors"] if "status of 400" not in e] == []
+    assert [r["status"] for r in result["failedRequests"]] == [400]
+    assert "LV ejection fraction (%) *" in result["values"]["labels"]
+    assert "Cardiac situs *" in result["values"]["labels"]
+    assert any("lv_ejection_fraction" in text for text in result["values"]["refused"])
+    [report] = HTTP.get(f"{site.api}/studies/{study}/reports", headers=site.auth()).json()
+    assert report["template"] == "pediatric-echo" and report["status"] == "FINAL"
+    assert report["signed_by"] == "read_a"
+    values = report["content"]["values"]
+    assert values == {
+        "lv_ejection_fraction": 64,
+        "heart_rate": 110,
+        "cardiac_situs": "solitus",
+        "impression": "Normal heart.",
+    }
+
+
+def test_an_admin_changes_a_users_role_and_sources(site: Site) -> None:
+    """My Team's Edit: role and source lists changed with PATCH {api}/users/{name}; the
+    server still refuses the same change from a technologist."""
+    body = {"username": "edit_me", "role": "technologist", "password": PASSWORD}
+    _ok(HTTP.post(f"{site.api}/users", json=body, headers=site.auth()))
+    row = "#users tbody tr:has(td:text-is('edit_me'))"
+    result = drive(
+        site,
+        [
+            {
+                "name": "admin-team-edit",
+                "steps": [
+                    *sign_in("admin"),
+                    {"click": "a[data-page=team]"},
+                    {"wait": row},
+                    {"click": f"{row} details.edit summary"},
+                    {
+                        "select": f"{row} form.edit-user select[name=role]",
+                        "value": "reading_physician",
+                    },
+                    {"click": f"{row} form.edit-user input[name=sources][value=ClinicA]"},
+                    {"click": f"{row} form.edit-user input[name=upload_sources][value=ClinicB]"},
+                    {"screenshot": "team-edit"},
+                    {"click": f"{row} form.edit-user button[type=submit]"},
+                    {"waitText": "#users .status", "text": "edit_me changed"},
+                    {"texts": row, "as": "row"},
+                ],
+            }
+        ],
+    )["admin-team-edit"]
+    assert result["error"] is None, result
+    assert result["pageErrors"] == [], result["pageErrors"]
+    [shown] = result["values"]["row"]
+    assert "reading_physician" in shown and "ClinicA" in shown and "ClinicB" in shown, shown
+    user = HTTP.get(f"{site.api}/users/edit_me", headers=site.auth()).json()
+    assert user["role"] == "reading_physician"
+    assert user["sources"] == ["ClinicA"] and user["upload_sources"] == ["ClinicB"]
+    # The server enforces it: a technologist's PATCH is refused and changes nothing.
+    refused = HTTP.patch(
+        f"{site.api}/users/edit_me",
+        json={"role": "admin", "sources": []},
+        auth=("tech", PASSWORD),
+    )
+    assert refused.status_code == 403, refused.text
+    after = HTTP.get(f"{site.api}/users/edit_me", headers=site.auth()).json()
+    assert after["role"] == "reading_physician" and after["sources"] == ["ClinicA"]
 
 
 def test_a_tenant_signs_in_at_its_own_root(site: Site) -> None:

@@ -316,6 +316,38 @@ def test_paging_returns_each_result_exactly_once(qido, path: str) -> None:  # ty
     assert search(qido, f"{path}?offset={len(expected)}") == []
 
 
+@pytest.mark.parametrize(
+    "orderby",
+    ["StudyDate", "-StudyDate", "PatientID", "-AccessionNumber", "PatientName,-StudyDate"],
+)
+def test_orderby_sorts_across_pages(qido, orderby: str) -> None:  # type: ignore[no-untyped-def]
+    """Tessera's `orderby=` is applied in SQL before limit/offset: the pages, read one after
+    another, are one globally sorted list, the same as the unpaged answer."""
+    everything = search(qido, f"/studies?orderby={orderby}")
+    assert len(everything) == len(search(qido, "/studies"))
+    first, *_ = orderby.split(",")
+    descending = first.startswith("-")
+    tag = {
+        "StudyDate": "00080020",
+        "PatientID": "00100020",
+        "AccessionNumber": "00080050",
+        "PatientName": "00100010",
+    }[first.lstrip("-")]
+    keys = values(everything, tag)
+    present = [k for k in keys if k is not None and k != ""]
+    if tag != "00100010":  # names sort on their normalised form
+        assert present == sorted(present, reverse=descending)
+    # Empty values last, in either direction.
+    assert keys[: len(present)] == present
+    expected = values(everything, "0020000D")
+    for page_size in (1, 3):
+        seen: list[str] = []
+        for offset in range(0, len(expected), page_size):
+            page = search(qido, f"/studies?orderby={orderby}&limit={page_size}&offset={offset}")
+            seen += values(page, "0020000D")
+        assert seen == expected, page_size
+
+
 # -- bad input ---------------------------------------------------------------------------
 
 
@@ -346,6 +378,12 @@ def test_paging_returns_each_result_exactly_once(qido, path: str) -> None:  # ty
         ("/series?InstanceNumber=1", "InstanceNumber"),
         ("/studies/not-a-uid/series", "study UID in the path"),
         ("/instances?AcquisitionDateTime=2017x", "AcquisitionDateTime"),
+        ("/studies?orderby=StudyDescription", "cannot order by 'StudyDescription'"),
+        ("/studies?orderby=ModalitiesInStudy", "orderby"),
+        ("/studies?orderby=StudyDate,-StudyDate", "orderby"),
+        ("/studies?orderby=", "orderby"),
+        ("/studies?orderby=StudyDate&orderby=PatientID", "orderby"),
+        ("/series?orderby=StudyDate", "orderby"),
     ],
 )
 def test_bad_parameters_are_400_naming_them(qido, path: str, named: str) -> None:  # type: ignore[no-untyped-def]

@@ -78,6 +78,15 @@ def test_search_narrowed_to_sources(server_factory) -> None:  # type: ignore[no-
     assert search({"source": "ClinicB"}, viewer) == {}
     assert search({"source": "ClinicA,ClinicB"}, viewer) == {only_a: 1, both: 2}
     assert search({"source": "Nowhere"}, viewer) == {}
+    # Ordered and paged (`orderby=`, read on the per-source rows): still only the lock's.
+    for orderby in ("-StudyDate", "PatientID", "-AccessionNumber"):
+        whole = list(search({"orderby": orderby}, viewer))
+        paged = [
+            uid
+            for offset in range(3)
+            for uid in search({"orderby": orderby, "limit": 1, "offset": offset}, viewer)
+        ]
+        assert sorted(whole) == sorted([only_a, both]) and paged == whole
 
     # Malformed: 400 naming the parameter.
     for bad in ("", "Clinic A", ",", "x" * 65):

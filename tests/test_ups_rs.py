@@ -399,8 +399,10 @@ def test_update_workitem(world: World) -> None:
     locked = ups.update(uid, name, transaction)
     assert locked.status_code == 409 and "SCHEDULED" in locked.json()["detail"]
     progress = {"00741002": {"vr": "SQ", "Value": [{"00741004": {"vr": "DS", "Value": [50]}}]}}
-    kept = ups.update(uid, progress, transaction)
-    assert kept.status_code == 200 and "ProgressInformationSequence" in kept.headers["warning"]
+    kept = ups.update(uid, progress, transaction)  # the performer's progress is kept
+    assert kept.status_code == 200 and "warning" not in kept.headers
+    shown = ups.get(uid).json()[0]["00741002"]["Value"][0]
+    assert shown["00741004"]["Value"] == [50]
     assert ups.state(uid, "CANCELED", transaction).status_code == 200
     final = ups.update(uid, name, transaction)
     assert final.status_code == 400 and "CANCELED" in final.json()["detail"]

@@ -379,3 +379,125 @@ def test_bad_unsubscribe_and_suspend(world: World) -> None:
     # Watching is reading: a user without `read` is refused at the gate.
     denied = httpx.post(f"{root}/{WORKLIST}/subscribers/X", headers=world.auth("nobody"))
     assert denied.status_code == 403
+
+
+def _progress(percent: str, description: str) -> dict:
+    item = {
+        "00741004": {"vr": "DS", "Value": [percent]},
+        "00741006": {"vr": "ST", "Value": [description]},
+    }
+    return {"00741002": {"vr": "SQ", "Value": [item]}}
+
+
+def _assignment(station: str, performer: str) -> dict:
+    code = {
+        "00080100": {"vr": "SH", "Value": [station]},
+        "00080102": {"vr": "SH", "Value": ["99TESSERA"]},
+        "00080104": {"vr": "LO", "Value": [station]},
+    }
+    human = {"00404037": {"vr": "PN", "Value": [{"Alphabetic": performer}]}}
+    return {
+        "00404025": {"vr": "SQ", "Value": [code]},
+        "00404034": {"vr": "SQ", "Value": [human]},
+    }
+
+
+def _progress_of(report: dict) -> tuple[object, object]:
+    item = first(report, "00741002")
+    assert isinstance(item, dict), report
+    return first(item, "00741004"), first(item, "00741006")
+
+
+def test_assignment_and_progress_reach_the_subscriber(world: World) -> None:
+    """UPS Assigned (5) when a station or performer is set, UPS Progress Report (3) when
+    the performer's progress changes (PS3.4 CC.2.4.2); progress shows in the workitem."""
+    order, uid = workitem(world, "SUB20")
+    ups = Ups(world, "admin")
+    channel = Channel(world, "admin", "WATCHER20")
+    try:
+        assert subscribe(world, uid, "WATCHER20").status_code == 201
+        channel.until(about(uid, "SCHEDULED"))
+        # Assigned over UPS-RS (Update Workitem while SCHEDULED).
+        assert ups.update(uid, _assignment("CT9", "Tech^Tina")).status_code == 200
+        report = channel.until(about(uid, event=5))[-1]
+        assert first(first(report, "00404025"), "00080100") == "CT9"  # type: ignore[arg-type]
+        performer = first(first(report, "00404034"), "00404037")  # type: ignore[arg-type]
+        assert performer == {"Alphabetic": "Tech^Tina"}
+        # ...and through the order over the REST API.
+        step = {**order["scheduled_procedure_steps"][0], "scheduled_station_ae_title": "CT7"}
+        changed = httpx.patch(
+            f"{world.api()}/orders/{order['id']}",
+            json={"scheduled_procedure_steps": [step]},
+            headers=world.auth("admin"),
+            timeout=30,
+        )
+        assert changed.status_code == 200, changed.text
+        report = channel.until(about(uid, event=5))[-1]
+        assert first(first(report, "00404025"), "00080100") == "CT7"  # type: ignore[arg-type]
+        # Progress is its performer's, once IN PROGRESS.
+        early = ups.update(uid, _progress("10", "too early"))
+        assert early.status_code == 409, early.text
+        transaction = "1.2.826.0.1.3680043.10.1.120"
+        assert ups.state(uid, "IN PROGRESS", transaction).status_code == 200
+        channel.until(about(uid, "IN PROGRESS"))
+        assert ups.update(uid, _progress("40", "series 2 of 5"), transaction).status_code == 200
+        report = channel.until(about(uid, event=3))[-1]
+        assert _progress_of(report) == (40, "series 2 of 5")
+        # The same progress again is no change; the next one is reported.
+        assert ups.update(uid, _progress("40", "series 2 of 5"), transaction).status_code == 200
+        assert ups.update(uid, _progress("62.5", "series 4 of 5"), transaction).status_code == 200
+        got = channel.until(about(uid, event=3))
+        assert [_progress_of(r) for r in got if first(r, "00001002") == 3] == [
+            (62.5, "series 4 of 5")
+        ]
+        shown = ups.get(uid).json()[0]
+        assert _progress_of(shown) == (62.5, "series 4 of 5")
+        # Not the owner, or not a percentage: refused, nothing reported.
+        wrong = ups.update(uid, _progress("70", "x"), "1.2.826.0.1.3680043.10.1.121")
+        assert wrong.status_code == 400, wrong.text
+        too_much = ups.update(uid, _progress("150", "x"), transaction)
+        assert too_much.status_code == 400, too_much.text
+        assert "0074,1004" in too_much.json()["detail"]
+    finally:
+        channel.close()
+
+
+def test_progress_and_assignment_stay_with_those_who_see_the_workitem(world: World) -> None:
+    locked = Channel(world, "tech_b", "LOCKED20")
+    acme = Channel(world, "acme_admin", "LOCKED20", tenant="acme")
+    try:
+        assert subscribe(world, WORKLIST, "LOCKED20", user="tech_b").status_code == 201
+        assert (
+            subscribe(world, WORKLIST, "LOCKED20", user="acme_admin", tenant="acme").status_code
+            == 201
+        )
+        _, hidden = workitem(world, "SUB21", source="ClinicA")
+        ups = Ups(world, "admin")
+        assert ups.update(hidden, _assignment("CT8", "Hidden^Tech")).status_code == 200
+        transaction = "1.2.826.0.1.3680043.10.1.122"
+        assert ups.state(hidden, "IN PROGRESS", transaction).status_code == 200
+        assert ups.update(hidden, _progress("50", "half"), transaction).status_code == 200
+        # Afterwards a workitem tech_b sees: everything before it has been read by then.
+        _, visible = workitem(world, "SUB22", source="ClinicB")
+        received = locked.until(about(visible, "SCHEDULED"))
+        assert hidden not in uids(received)
+        assert "Hidden^Tech" not in json.dumps(received) and "half" not in json.dumps(received)
+        # The other tenant: its own new workitem, and nothing of the default tenant's.
+        step = {"scheduled_procedure_step_id": "S1", "modality": "CT", "start": "2026-12-01"}
+        body = {
+            "accession_number": "ACME20",
+            "patient_id": "P20",
+            "scheduled_procedure_steps": [step],
+        }
+        created = httpx.post(
+            f"{world.api('acme')}/orders", json=body, headers=world.auth("acme_admin")
+        )
+        assert created.status_code == 201, created.text
+        acme_uid = uid_of(
+            Ups(world, "acme_admin", tenant="acme").found(AccessionNumber="ACME20")[0]
+        )
+        received = acme.until(about(acme_uid, "SCHEDULED"))
+        assert hidden not in uids(received) and "Hidden^Tech" not in json.dumps(received)
+    finally:
+        locked.close()
+        acme.close()

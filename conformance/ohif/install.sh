@@ -6,13 +6,16 @@
 #     are on the registry), checked against the integrity recorded in package.json, and
 #     unpacked into ohif-app/<version>/.
 # Prints the absolute path of the OHIF dist/ folder on its last line.
+# `--viewer-only` (what `tessera viewer install` runs): the viewer, not playwright-core.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-installed_playwright=$(node -p 'try { require("./node_modules/playwright-core/package.json").version } catch { "" }')
-wanted_playwright=$(node -p 'require("./package-lock.json").packages["node_modules/playwright-core"].version')
-if [ "$installed_playwright" != "$wanted_playwright" ]; then
-  npm ci --no-audit --no-fund --loglevel=error >&2
+if [ "${1:-}" != "--viewer-only" ]; then
+  installed_playwright=$(node -p 'try { require("./node_modules/playwright-core/package.json").version } catch { "" }')
+  wanted_playwright=$(node -p 'require("./package-lock.json").packages["node_modules/playwright-core"].version')
+  if [ "$installed_playwright" != "$wanted_playwright" ]; then
+    npm ci --no-audit --no-fund --loglevel=error >&2
+  fi
 fi
 
 name=$(node -p 'require("./package.json").ohif.package')

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import jwt
@@ -46,6 +47,11 @@ class Identity:
     method: str
     username: str | None = None
     token_id: int | None = None
+    # Basic: the stored password hash the caller's password matched, so a long-lived
+    # connection can tell that the password changed since (`current_scope`).
+    password_hash: str | None = field(default=None, repr=False)
+    # OIDC: the token's `exp` (seconds since the epoch), for the same re-check.
+    expires_at: float | None = None
 
 
 INVALID = "invalid or expired credentials"
@@ -105,7 +111,7 @@ def _basic(database: Database, tenant: TenantInfo, value: str) -> tuple[Scope, I
     assert user is not None and scope is not None
     if user.disabled:
         raise AuthenticationFailed(INVALID, attempted=username[:64])
-    return scope, Identity(tenant, "basic", user.username)
+    return scope, Identity(tenant, "basic", user.username, password_hash=user.password_hash)
 
 
 def _bearer(database: Database, tenant: TenantInfo, token: str) -> tuple[Scope, Identity]:
@@ -123,6 +129,33 @@ def _bearer(database: Database, tenant: TenantInfo, token: str) -> tuple[Scope, 
     if holder.kind == "viewer":
         scope = viewer_scope(scope)
     return scope, Identity(tenant, holder.kind, holder.user.username, holder.token_id)
+
+
+def current_scope(database: Database, identity: Identity, opened: Scope) -> Scope | None:
+    """What the credentials that opened a long-lived connection (a change stream, a UPS
+    notification channel) allow now, or None once they would no longer authenticate: the
+    token revoked or expired (logout, a revoked API key, a password change, which ends the
+    user's other sessions), the user disabled or removed, a Basic password changed, an OIDC token past its `exp`. A role
+    or source list changed since is applied (the Scope is rebuilt). One indexed look-up,
+    never a password hash check, so it is cheap to repeat every few seconds."""
+    if identity.method == "anonymous":
+        return opened
+    if identity.expires_at is not None and time.time() >= identity.expires_at:
+        return None
+    tenant_id = identity.tenant.id
+    with database.read() as conn:
+        if identity.token_id is not None:
+            holder = accounts.live_token_holder_by_id(conn, identity.token_id)
+            if holder is None or holder.tenant_id != tenant_id or holder.user.disabled:
+                return None
+            scope = scope_for_user(conn, holder.user, opened.principal)
+            return viewer_scope(scope) if holder.kind == "viewer" else scope
+        user = accounts.get_user(conn, tenant_id, identity.username or "")
+        if user is None or user.disabled:
+            return None
+        if identity.method == "basic" and user.password_hash != identity.password_hash:
+            return None
+        return scope_for_user(conn, user, opened.principal)
 
 
 def viewer_scope(scope: Scope) -> Scope:
@@ -154,7 +187,9 @@ def _oidc(
         if user is None or user.disabled:
             raise AuthenticationFailed(INVALID, attempted=f"oidc:{username[:64]}")
         scope = scope_for_user(conn, user, f"{username} (oidc)")
-    return scope, Identity(tenant, "oidc", username)
+    exp = claims.get("exp")
+    expires_at = float(exp) if isinstance(exp, int | float) else None
+    return scope, Identity(tenant, "oidc", username, expires_at=expires_at)
 
 
 def login(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -293,8 +292,9 @@ def create_app(settings: Settings, archive: Archive | None = None) -> Starlette:
     viewer_path = None
     if settings.viewer:
         from tessera.dicomweb.viewer import Viewer
+        from tessera.dicomweb.viewer_install import viewer_folder
 
-        viewer = Viewer(Path(settings.viewer), dicomweb_path=DEFAULT_DICOMWEB_ROOT)
+        viewer = Viewer(viewer_folder(settings.viewer), dicomweb_path=DEFAULT_DICOMWEB_ROOT)
         routes += viewer.routes()
         viewer_path = viewer.mount_path
     routes += Portal(viewer_path, anonymous=anonymous_enabled(settings)).routes()

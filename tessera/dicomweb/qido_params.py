@@ -13,14 +13,23 @@ from urllib.parse import parse_qsl
 
 from tessera.index.key_values import MAX_ROW_COUNT, empty_value_list, integer_range_problem
 from tessera.index.orders import STATUSES
-from tessera.index.query import Level, Query, QueryError
+from tessera.index.query import SORT_KEYS, Level, Query, QueryError
 from tessera.index.query_attributes import resolve
 from tessera.index.sources import SOURCE_NAME_RE
 from tessera.storage.uids import uid_problem
 
 # Parameters PS3.18 defines that carry no matching key, and tessera's `source` (read by
 # `requested_sources`).
-_CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "accept", "charset", "source"}
+_CONTROL = {
+    "limit",
+    "offset",
+    "fuzzymatching",
+    "includefield",
+    "accept",
+    "charset",
+    "source",
+    "orderby",
+}
 # Tessera's extension: the status of the study's order (docs/qido.md "Order status").
 ORDER_STATUS_PARAMETER = "orderstatus"
 ORDER_STATUS_FIELD = "OrderStatus"
@@ -48,7 +57,7 @@ def parse_search(level: Level, query_string: str, path_params: Mapping[str, str]
         _order_statuses(query, extension)
     seen: set[str] = set()
     for name, value in controls:
-        if name in ("limit", "offset", "fuzzymatching") and name in seen:
+        if name in ("limit", "offset", "fuzzymatching", "orderby") and name in seen:
             raise QueryError(name, "given more than once")
         seen.add(name)
         if name == "limit":
@@ -61,6 +70,8 @@ def parse_search(level: Level, query_string: str, path_params: Mapping[str, str]
             query.fuzzy = value.lower() == "true"
         elif name == "includefield":
             _include(query, value)
+        elif name == "orderby":
+            _order(query, value)
         elif name == "accept" and value and "json" not in value:
             raise QueryError(name, f"QIDO-RS answers in application/dicom+json, not {value!r}")
 
@@ -127,6 +138,29 @@ def _include(query: Query, value: str) -> None:
             raise QueryError("includefield", f"{field!r} is not a DICOM keyword or tag") from None
         if tag not in query.return_keys:
             query.return_keys.append(tag)
+
+
+def _order(query: Query, value: str) -> None:
+    """`orderby=-StudyDate,PatientName` (Tessera extension, study searches): sort keys,
+    `-` for descending; only SORT_KEYS (indexed columns), each once."""
+    if query.level is not Level.STUDY:
+        raise QueryError("orderby", "ordering is a study search extension (/studies)")
+    order: list[tuple[str, bool]] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        descending = item.startswith("-")
+        name = item.lstrip("+-").strip()
+        if name not in SORT_KEYS:
+            raise QueryError(
+                "orderby", f"cannot order by {name[:64]!r} (one of {', '.join(SORT_KEYS)})"
+            )
+        if any(name == seen for seen, _ in order):
+            raise QueryError("orderby", f"{name!r} given more than once")
+        order.append((name, descending))
+    if not order:
+        raise QueryError("orderby", "give one or more keys, e.g. -StudyDate")
+    query.order = tuple(order)
 
 
 def _study_level(query: Query, parameter: str) -> None:

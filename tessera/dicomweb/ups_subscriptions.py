@@ -11,7 +11,9 @@ All need the `read` permission (watching is reading). The channel is a WebSocket
 like any request (`access.AccessMiddleware._websocket`); it follows the tenant's change feed
 from the moment it opens and sends each Event Report the feed makes for the AE, as the
 caller's Scope sees the workitems (`tessera.services.ups_events`), one DICOM JSON dataset
-per text frame. Nothing is queued while no channel is open (PS3.18 §8.10.4).
+per text frame. Nothing is queued while no channel is open (PS3.18 §8.10.4). The channel is
+closed (1008) within `RECHECK_SECONDS` of its credentials being revoked
+(tessera.dicomweb.live_credentials).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tessera.auth.permissions import READ
-from tessera.dicomweb.access import SCOPE_KEY
+from tessera.dicomweb.access import IDENTITY_KEY, SCOPE_KEY
 from tessera.dicomweb.api_common import audit_event, write_with_event
 from tessera.dicomweb.context import scope_of
 from tessera.dicomweb.errors import problem
 from tessera.dicomweb.gate import GuardedRoute, GuardedWebSocketRoute, guarded
+from tessera.dicomweb.live_credentials import RECHECK_SECONDS, CredentialWatch
 from tessera.dicomweb.workitems import run_workitem_call, warning
 from tessera.index import changes
 from tessera.index.database import Database
@@ -41,7 +44,6 @@ from tessera.storage.uids import uid_problem
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_SECONDS = 15.0
 BATCH = 200
 # Offered by a browser beside `bearer.<token>`; the channel answers with it.
 SUBPROTOCOL = "dicomweb"
@@ -154,6 +156,8 @@ async def notification_channel(websocket: WebSocket) -> None:
     # The feed's position before the handshake completes: whatever the client does once
     # connected (subscribe, change a workitem) comes after it.
     position = await asyncio.to_thread(_last_seq, database, scope.tenant_id)
+    # The channel closes soon after its credentials are revoked (and follows a changed Scope).
+    credentials = CredentialWatch(database, websocket.scope.get(IDENTITY_KEY), scope)
     offered = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
 
@@ -161,9 +165,14 @@ async def notification_channel(websocket: WebSocket) -> None:
         nonlocal position
         message_id = 0
         while True:
+            current = await credentials.current()
+            if current is None:
+                # 1008 Policy Violation: the client should not reconnect with the same token.
+                await websocket.close(code=1008, reason="credentials revoked")
+                return
             try:
                 mark, position, reports, more = await asyncio.to_thread(
-                    _next_reports, database, scope, ae, position
+                    _next_reports, database, current, ae, position
                 )
             except Exception:  # e.g. the index briefly unreachable: the client reconnects
                 log.warning("UPS notification channel failed", exc_info=True)
@@ -173,8 +182,8 @@ async def notification_channel(websocket: WebSocket) -> None:
                 message_id = message_id % 65535 + 1
                 frame = {"00000110": {"vr": "US", "Value": [message_id]}, **report}
                 await websocket.send_text(orjson.dumps(frame).decode())
-            if not more:
-                await watcher.wait_past(scope.tenant_id, mark, HEARTBEAT_SECONDS)
+            if not more:  # wake at least every RECHECK_SECONDS to re-check the credentials
+                await watcher.wait_past(scope.tenant_id, mark, RECHECK_SECONDS)
 
     async def listen() -> None:
         while (await websocket.receive())["type"] != "websocket.disconnect":

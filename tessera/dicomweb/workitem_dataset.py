@@ -158,11 +158,12 @@ def workitem_json(row: RowMapping) -> JsonDataset:
     # Procedure Step Label, Worklist Label
     ds["00741204"] = _element("LO", STEP_VALUES["ScheduledProcedureStepDescription"](row))
     ds["00741202"] = _element("LO", None)
-    station = str(STEP_VALUES["ScheduledStationAETitle"](row))
-    station_name = str(STEP_VALUES["ScheduledStationName"](row))
-    # Scheduled Station Name Code Sequence
-    ds["00404025"] = _element(
-        "SQ", [_code(station, STATION_SCHEME, station_name or station)] if station else []
+    ds.update(
+        assignment_elements(
+            str(STEP_VALUES["ScheduledStationAETitle"](row)),
+            str(STEP_VALUES["ScheduledStationName"](row)),
+            str(STEP_VALUES["ScheduledPerformingPhysicianName"](row)),
+        )
     )
     modality = str(STEP_VALUES["Modality"](row))
     # Scheduled Station Class Code Sequence
@@ -174,14 +175,6 @@ def workitem_json(row: RowMapping) -> JsonDataset:
     )
     # Scheduled Station Geographic Location Code Sequence
     ds["00404027"] = _element("SQ", [])
-    performer = str(STEP_VALUES["ScheduledPerformingPhysicianName"](row))
-    # Scheduled Human Performers Sequence > Human Performer Code Sequence, Name
-    ds["00404034"] = _element(
-        "SQ",
-        [{"00404009": _element("SQ", []), "00404037": _element("PN", performer)}]
-        if performer
-        else [],
-    )
     # Scheduled Procedure Step Start DateTime, Scheduled Workitem Code Sequence
     ds["00404005"] = _element("DT", _dt(row["sps_start_date"], row["sps_start_time"]))
     ds["00404018"] = _element("SQ", _request_code(row))
@@ -189,7 +182,68 @@ def workitem_json(row: RowMapping) -> JsonDataset:
     ds["00404041"] = _element("CS", "READY")
     ds["00404021"] = _element("SQ", [])
     ds["00741000"] = _element("CS", UPS_STATE[row["status"]])
+    if row.get("sps_progress") is not None or row.get("sps_progress_description") is not None:
+        # Procedure Step Progress Information Sequence: what the performer last reported.
+        ds["00741002"] = _element(
+            "SQ", [progress_item(row["sps_progress"], row["sps_progress_description"])]
+        )
     return ds
+
+
+def assignment_elements(station: str, station_name: str, performer: str) -> JsonDataset:
+    """Scheduled Station Name Code Sequence (the station AE title, its name as meaning) and
+    Scheduled Human Performers Sequence (> Human Performer Code Sequence, Name): in a
+    workitem and in a UPS Assigned event report."""
+    return {
+        "00404025": _element(
+            "SQ", [_code(station, STATION_SCHEME, station_name or station)] if station else []
+        ),
+        "00404034": _element(
+            "SQ",
+            [{"00404009": _element("SQ", []), "00404037": _element("PN", performer)}]
+            if performer
+            else [],
+        ),
+    }
+
+
+def progress_item(progress: str | None, description: str | None) -> JsonDataset:
+    """An item of Procedure Step Progress Information Sequence (0074,1002): Procedure Step
+    Progress (0074,1004, DS: a JSON number) and its Description (0074,1006)."""
+    item: JsonDataset = {"00741004": {"vr": "DS"}, "00741006": _element("ST", description)}
+    if progress:
+        number = float(progress)
+        item["00741004"]["Value"] = [int(number) if number.is_integer() else number]
+    return item
+
+
+def progress_of(ds: Dataset) -> tuple[str | None, str | None] | None:
+    """The progress an Update Workitem request reports (None when it reports none):
+    Procedure Step Progress, a number from 0 to 100, and its Description."""
+    info = _item(ds, "ProcedureStepProgressInformationSequence")
+    if info is None:
+        return None
+    progress = _text(info, "ProcedureStepProgress")
+    if progress:
+        try:
+            number = float(progress)
+        except ValueError:
+            number = -1.0
+        if not 0 <= number <= 100:
+            raise InvalidWorkitemRequest(
+                f"Procedure Step Progress (0074,1004) {progress!r} must be a number from 0 to 100"
+            )
+        progress = progress.strip()
+        if len(progress) > 16:
+            raise InvalidWorkitemRequest(
+                "Procedure Step Progress (0074,1004): at most 16 characters"
+            )
+    description = _text(info, "ProcedureStepProgressDescription")
+    if description is not None and len(description) > 1024:
+        raise InvalidWorkitemRequest(
+            "Procedure Step Progress Description (0074,1006): at most 1024 characters"
+        )
+    return progress, description
 
 
 # --- requests ---------------------------------------------------------------------------

@@ -33,7 +33,12 @@ from tessera.dicomweb.errors import ClientError, NotAcceptable
 from tessera.dicomweb.gate import AUDIT_QUERY, GuardedRoute, guarded
 from tessera.dicomweb.media_type import DICOM_JSON, QualityError, json_answer_type
 from tessera.dicomweb.urls import dicomweb_root
-from tessera.dicomweb.workitem_dataset import attribute_message, order_fields, workitem_json
+from tessera.dicomweb.workitem_dataset import (
+    attribute_message,
+    order_fields,
+    progress_of,
+    workitem_json,
+)
 from tessera.dicomweb.workitem_query import parse_workitem_search
 from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.orders import new_workitem_uid
@@ -204,14 +209,24 @@ async def update_workitem(request: Request) -> Response:
             raise _failure(
                 400, attribute_message(f"'{name}' identifies the order: it never changes")
             )
-    known = {"SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID"}
+    reported = progress_of(ds)
+    progress = None if reported is None else ups.Progress(*reported)
+    known = {
+        "SpecificCharacterSet",
+        "SOPClassUID",
+        "SOPInstanceUID",
+        "ProcedureStepProgressInformationSequence",
+    }
     ignored = (
         sorted(e.keyword or str(e.tag) for e in ds if e.keyword not in known) if not changes else []
     )
-    event = audit_event(request, "workitem.update", uid, {"fields": sorted(changes)})
+    fields = sorted(changes) + (["progress"] if progress is not None else [])
+    event = audit_event(request, "workitem.update", uid, {"fields": fields})
     await _run(
         write_with_event(
-            request, lambda conn: ups.update_workitem(conn, scope, uid, transaction, changes), event
+            request,
+            lambda conn: ups.update_workitem(conn, scope, uid, transaction, changes, progress),
+            event,
         )
     )
     headers = warning(f"not kept: {', '.join(ignored)}") if ignored else None

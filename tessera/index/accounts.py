@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, overload
 
-from sqlalchemy import Connection, Row, Select, delete, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Select, delete, select, update
 
 from tessera.auth.roles import BUILTIN_ROLES, ROLE_NAME_RE, parse_permissions
 from tessera.auth.secrets import (
@@ -440,6 +440,16 @@ class TokenHolder:
 def live_token_holder(conn: Connection, token: str) -> TokenHolder | None:
     """The holder of a live (not revoked, not expired) token, in any tenant, with the user's
     source lists, in ONE query (this runs on every request, frames included)."""
+    return _live_holder(conn, ApiToken.token_hash == token_hash(token))
+
+
+def live_token_holder_by_id(conn: Connection, token_id: int) -> TokenHolder | None:
+    """The same by the token's id: whether a token that opened a long-lived connection (a
+    change stream, a UPS channel) is still live, and what its user may now see."""
+    return _live_holder(conn, ApiToken.id == token_id)
+
+
+def _live_holder(conn: Connection, which: ColumnElement[bool]) -> TokenHolder | None:
     rows = conn.execute(
         _USER_ROWS.add_columns(
             ApiToken.id.label("token_id"),
@@ -449,7 +459,7 @@ def live_token_holder(conn: Connection, token: str) -> TokenHolder | None:
             ApiToken.revoked_at,
         )
         .join(ApiToken, ApiToken.user_id == AppUser.id)
-        .where(ApiToken.token_hash == token_hash(token))
+        .where(which)
     ).all()
     if not rows:
         return None

@@ -49,9 +49,12 @@ UPLOAD_SESSION_COMMITTED = "upload_session.committed"
 PATIENT_UPDATED = "patient.updated"
 PATIENT_MERGED = "patient.merged"
 # UPS-RS (tessera/services/ups_events.py): an AE subscribed (its initial state reports are
-# due) and a performer is asked to cancel a workitem IN PROGRESS.
+# due), a performer is asked to cancel a workitem IN PROGRESS, its performer reports
+# progress, and a station or human performer is assigned to it.
 WORKITEM_SUBSCRIBED = "workitem.subscribed"
 WORKITEM_CANCEL_REQUESTED = "workitem.cancel_requested"
+WORKITEM_PROGRESS = "workitem.progress"
+WORKITEM_ASSIGNED = "workitem.assigned"
 KINDS = frozenset(
     {
         INSTANCE_STORED,
@@ -66,6 +69,8 @@ KINDS = frozenset(
         PATIENT_MERGED,
         WORKITEM_SUBSCRIBED,
         WORKITEM_CANCEL_REQUESTED,
+        WORKITEM_PROGRESS,
+        WORKITEM_ASSIGNED,
     }
 )
 

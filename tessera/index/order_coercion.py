@@ -19,16 +19,26 @@ source's callers its own values, as received, and sends its instances unchanged;
 the order reaches a caller who cannot see the order's source (docs/orders.md "Coercion").
 A caller who sees every source reads the study row, which shows the order's values. The
 stored files are never changed.
+
+The PATIENT level (C-FIND, `{api}/patients`) shows the order's identity too: the study moves
+to the patient row of the order's Patient ID and Issuer (created when missing) and that row
+takes the order's name, birth date and sex, the RIS being the later word on the identity
+(an identity correction after it wins again). A source-locked caller's patients are built
+from their own sources' per-source rows, so they see the order's values only for the
+order's source. A study that also holds another source's instances keeps its patient row
+(moving it would take the other source's identity with it); only the demographics of a row
+with the order's own key change.
 """
 
 from __future__ import annotations
 
 import orjson
 from sqlalchemy import Connection, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index.coercion import index_values, order_coercion, parse, with_source_values
 from tessera.index.identity_models import StudyCoercion
-from tessera.index.models import Study, StudySource
+from tessera.index.models import Patient, Study, StudySource
 from tessera.index.order_store import ORDER
 
 
@@ -75,3 +85,67 @@ def coerce_study_to_order(conn: Connection, order_pk: int, study_pk: int) -> Non
         .where(StudySource.study_pk == study_pk, StudySource.source_pk == order.source_pk)
         .values(**columns)
     )
+    _patient_shows_order(conn, order.tenant_id, order.source_pk, study_pk, columns)
+
+
+_KEY = ("patient_id", "issuer_of_patient_id")
+_DEMOGRAPHICS = ("patient_name", "patient_name_norm", "patient_birth_date", "patient_sex")
+
+
+def _patient_shows_order(
+    conn: Connection, tenant_id: int, source_pk: int, study_pk: int, columns: dict
+) -> None:
+    """The study's patient row is the order's identity and shows its demographics."""
+    study = conn.execute(
+        select(
+            Study.patient_pk,
+            *(Study.__table__.c[name] for name in _KEY + _DEMOGRAPHICS),
+            Patient.patient_id.label("row_patient_id"),
+            Patient.issuer_of_patient_id.label("row_issuer"),
+        )
+        .join(Patient, Patient.id == Study.patient_pk)
+        .where(Study.id == study_pk)
+    ).one()
+    key = {name: getattr(study, name) or "" for name in _KEY}
+    demographics = {name: columns[name] for name in _DEMOGRAPHICS if name in columns}
+    current = (study.row_patient_id, study.row_issuer)
+    patient_pk = study.patient_pk
+    if tuple(current) != (key["patient_id"], key["issuer_of_patient_id"]):
+        shared = conn.execute(
+            select(StudySource.id)
+            .where(StudySource.study_pk == study_pk, StudySource.source_pk != source_pk)
+            .limit(1)
+        ).first()
+        if shared is not None:
+            return  # another source's identity is on this patient row too: leave it
+        patient_pk = _patient_row(
+            conn, tenant_id, key, {name: getattr(study, name) for name in _DEMOGRAPHICS}
+        )
+        conn.execute(update(Study).where(Study.id == study_pk).values(patient_pk=patient_pk))
+    if demographics:
+        conn.execute(update(Patient).where(Patient.id == patient_pk).values(**demographics))
+
+
+def _patient_row(conn: Connection, tenant_id: int, key: dict, values: dict) -> int:
+    """The live patient row of `key` (created with `values` when missing; a merged-away
+    row gives its survivor)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        dialect.insert(Patient)
+        .on_conflict_do_nothing(index_elements=["tenant_id", *_KEY])
+        .values(tenant_id=tenant_id, **key, **values)
+    )
+    pk, merged_into = conn.execute(
+        select(Patient.id, Patient.merged_into_pk).where(
+            Patient.tenant_id == tenant_id,
+            Patient.patient_id == key["patient_id"],
+            Patient.issuer_of_patient_id == key["issuer_of_patient_id"],
+        )
+    ).one()
+    seen = {pk}
+    while merged_into is not None and merged_into not in seen:
+        seen.add(merged_into)
+        pk, merged_into = conn.execute(
+            select(Patient.id, Patient.merged_into_pk).where(Patient.id == merged_into)
+        ).one()
+    return pk

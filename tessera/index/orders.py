@@ -135,6 +135,10 @@ class ScheduledProcedureStep(Base):
     # performer that claimed its order over UPS-RS (None until then).
     workitem_uid: Mapped[str | None] = mapped_column(String(64), default=new_workitem_uid)
     transaction_uid: Mapped[str | None] = mapped_column(String(64))
+    # Migration 0017: what the performer last reported (Procedure Step Progress (0074,1004),
+    # a DS percentage, and its Description (0074,1006)) with Update Workitem while IN PROGRESS.
+    progress: Mapped[str | None] = mapped_column(String(16))
+    progress_description: Mapped[str | None] = mapped_column(String(1024))
 
 
 class OrderStatusChange(Base):

@@ -90,6 +90,11 @@ class Match:
     high: date | time | datetime | None = None
 
 
+# Study attributes a study search may be ordered by (`orderby=`): only columns with an index
+# on the study and per-source study rows, so an ordered page is read from the index.
+SORT_KEYS = ("StudyDate", "PatientName", "PatientID", "AccessionNumber")
+
+
 @dataclass
 class Query:
     level: Level
@@ -114,6 +119,9 @@ class Query:
     # statuses (`orderstatus=`), and/or the statuses returned (tessera.index.order_status_query).
     order_statuses: tuple[str, ...] | None = None
     return_order_status: bool = False
+    # Tessera extension (study level, `orderby=`): the results' order as (keyword,
+    # descending) pairs, from SORT_KEYS; empty: newest first (tessera.index.query_sql).
+    order: tuple[tuple[str, bool], ...] = ()
 
     def add_key(
         self,

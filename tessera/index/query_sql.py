@@ -12,8 +12,9 @@ own source). A scope that sees every source reads the study and series rows as b
 LIKE .. ESCAPE '\\' on PostgreSQL; characters special to either are escaped.
 
 Results are ordered so that paging with limit/offset returns every match exactly once:
-studies newest first (undated last) then by key; series and instances by their number
-within their parent (unnumbered first) then by key.
+studies newest first (undated last) then by key, or as `orderby=` asks (Tessera extension:
+SORT_KEYS, empty values last, then by key); series and instances by their number within
+their parent (unnumbered first) then by key.
 """
 
 from __future__ import annotations
@@ -330,6 +331,8 @@ class _Compiler:
 
     def order_by(self) -> list[ColumnElement]:
         pg = self.dialect == "postgresql"
+        if self.level is Level.STUDY and self.query.order:
+            return self.requested_study_order()
         if self.level is Level.STUDY:
             values = self.study_values if self.locked else STUDY
             date, time_ = values.c.study_date.desc(), values.c.study_time.desc()
@@ -350,6 +353,27 @@ class _Compiler:
                 number = number.nulls_first()
             return [INSTANCE.c.series_pk, number, INSTANCE.c.id]
         return [self.patient.c.id]
+
+    def requested_study_order(self) -> list[ColumnElement]:
+        """`orderby=` (Tessera extension): the requested keys, empty values last either way,
+        then the study row id in the direction of the first key, so that pages of one order
+        never overlap or skip."""
+        values = self.study_values if self.locked else STUDY
+        columns = {
+            "StudyDate": ("study_date", "study_time"),
+            # The normalised name (what matching uses): case and accents do not split it.
+            "PatientName": ("patient_name_norm",),
+            "PatientID": ("patient_id",),
+            "AccessionNumber": ("accession_number",),
+        }
+        order: list[ColumnElement] = []
+        for keyword, descending in self.query.order:
+            for name in columns[keyword]:
+                column = values.c[name]
+                order.append((column.desc() if descending else column.asc()).nulls_last())
+        first_descending = self.query.order[0][1]
+        order.append(values.c.id.desc() if first_descending else values.c.id.asc())
+        return order
 
     # -- matching --------------------------------------------------------------------------
     def match_conditions(self) -> list[ColumnElement]:

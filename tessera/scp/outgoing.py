@@ -29,6 +29,7 @@ from pynetdicom.dsutils import split_dataset
 from tessera.archive import Archive
 from tessera.index.coercion import coerce_dataset
 from tessera.index.retrieve import RetrievedInstance
+from tessera.scp.transport import pace_sending
 from tessera.storage import syntaxes
 from tessera.storage.blobstore import FileSystemBlobStore
 from tessera.storage.transcode import TranscodeError, transcode_instance
@@ -103,7 +104,9 @@ class InstanceFile(Dataset):
 
 def send_files_from_disk(assoc: Association) -> None:
     """Make `assoc.send_c_store` send an InstanceFile from its file (pynetdicom's C-MOVE and
-    C-GET service classes call it with what the handler yields, which must be a Dataset)."""
+    C-GET service classes call it with what the handler yields, which must be a Dataset),
+    paced so the file's PDUs wait on disk, not in the send queue."""
+    pace_sending(assoc)
     original: Callable[..., Any] = assoc.send_c_store
     if getattr(original, "sends_files", False):
         return

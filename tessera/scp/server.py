@@ -33,6 +33,7 @@ from tessera.scp import association, mpps, mwl, retrieve, store
 from tessera.scp import find as find_handler
 from tessera.scp.identity import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from tessera.scp.tls import server_tls_context
+from tessera.scp.transport import count_sending_as_activity
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def event_handlers(archive: Archive) -> list:
         (evt.EVT_C_GET, retrieve.handle_get, [archive]),
         (evt.EVT_N_CREATE, mpps.handle_n_create, [archive]),
         (evt.EVT_N_SET, mpps.handle_n_set, [archive]),
+        (evt.EVT_DIMSE_SENT, count_sending_as_activity),
     ]
 
 

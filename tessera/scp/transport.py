@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from typing import Any
 
+from pynetdicom import evt
 from pynetdicom.association import Association
+from pynetdicom.pdu_primitives import P_DATA
 
 
 def disable_nagle(assoc: Association) -> None:
@@ -50,3 +55,53 @@ def acknowledge_promptly(assoc: Association) -> None:
         return data
 
     transport.recv = recv_and_ack
+
+
+def count_sending_as_activity(event: evt.Event) -> None:
+    """Restart the association's idle (network) timer when we send a DIMSE message.
+
+    pynetdicom restarts it only on PDUs received, and its reactor checks it right after our
+    handler has answered: a C-STORE of 1 GB that took our handler longer than
+    `network_timeout` to ingest was aborted just after its success response went out, though
+    the peer had only been waiting for us. Time spent answering is not the peer's silence.
+    """
+    timer = getattr(getattr(event.assoc, "dul", None), "_idle_timer", None)
+    if timer is not None:
+        timer.restart()
+
+
+# PDUs a sender may have queued for the DUL thread before it waits for the socket to drain:
+# 32 PDUs of the largest size we negotiate (1 MiB) bound a sending association near 32 MiB.
+MAX_QUEUED_PDUS = 32
+
+
+def pace_sending(assoc: Association, max_queued: int = MAX_QUEUED_PDUS) -> None:
+    """Make a sender wait while `max_queued` P-DATA PDUs are still queued for the socket.
+
+    pynetdicom's DIMSE provider splits a data set into PDUs and puts them all on the DUL's
+    unbounded queue at once, so sending a 1 GB instance from its file still filled memory
+    with it (C-GET: +604 MB) whenever the peer read slower than we read the file. Only the
+    sending thread waits; the DUL thread's own PDUs (A-ABORT, A-RELEASE) never do.
+    """
+    dul = getattr(assoc, "dul", None)
+    if dul is None or getattr(dul.send_pdu, "paced", False):
+        return
+    send = dul.send_pdu
+    pending = dul.to_provider_queue
+
+    def paced(primitive: Any) -> None:
+        if isinstance(primitive, P_DATA) and threading.current_thread() is not dul:
+            # A peer that stops reading is left to the DIMSE timeout, as without pacing.
+            stalled_after = time.monotonic() + (assoc.dimse_timeout or 120)
+            queued = pending.qsize()
+            while queued >= max_queued and dul.is_alive() and not assoc._kill:
+                time.sleep(0.0005)
+                now, before, queued = time.monotonic(), queued, pending.qsize()
+                if queued < before:
+                    stalled_after = now + (assoc.dimse_timeout or 120)
+                elif now > stalled_after:
+                    break
+        send(primitive)
+
+    paced.paced = True  # type: ignore[attr-defined]
+    dul.send_pdu = paced  # type: ignore[method-assign]

@@ -193,8 +193,10 @@ def _guarded(step: Callable[[], StoreOutcome]) -> StoreOutcome:
 def _record_group(archive: Archive, scope: Scope, group: list[_Prepared]) -> list[RecordResult]:
     """Record every row in one transaction, each in a savepoint (a refusal rolls back only
     its own). Rows go in (study, series, instance) order, so two groups lock studies in the
-    same order (no deadlock on PostgreSQL)."""
+    same order (no deadlock on PostgreSQL). The order lookup runs once per study (and
+    accession, patient) of the group: the instances after the first find the same answer."""
     results: list[RecordResult | None] = [None] * len(group)
+    looked_up: set[tuple] = set()
     order = sorted(
         range(len(group)),
         key=lambda i: (
@@ -212,7 +214,7 @@ def _record_group(archive: Archive, scope: Scope, group: list[_Prepared]) -> lis
                 savepoint.rollback()
             else:
                 if result.study_pk is not None:
-                    _attach_to_order(conn, scope, record, result.study_pk)
+                    _attach_to_order(conn, scope, record, result.study_pk, looked_up)
                 savepoint.commit()
             results[index] = result
     return [r for r in results if r is not None]
@@ -469,19 +471,31 @@ def _same_object(archive: Archive, stored_key: str, received_key: str) -> bool:
         return False
 
 
-def _attach_to_order(conn, scope: Scope, record: InstanceRecord, study_pk: int) -> None:
+def _attach_to_order(
+    conn, scope: Scope, record: InstanceRecord, study_pk: int, looked_up: set[tuple] | None = None
+) -> None:
     """The instance's open order (same source, by Study Instance UID or accession number)
-    becomes IN_PROGRESS with this study; in the instance's own transaction."""
+    becomes IN_PROGRESS with this study; in the instance's own transaction. `looked_up`
+    (one transaction's) skips the lookup for what it already answered: once a study has
+    its order (or has none) the answer for the study's next instances is the same."""
     ds = record.dataset
+    accession = a.text(ds, "AccessionNumber", 16)
+    patient_id = a.text(ds, "PatientID")
+    issuer = a.text(ds, "IssuerOfPatientID")
+    if looked_up is not None:
+        key = (record.source_pk, study_pk, accession, patient_id, issuer)
+        if key in looked_up:
+            return
+        looked_up.add(key)
     attach_on_ingest(
         conn,
         record.tenant_id,
         record.source_pk,
         study_pk,
         record.study_instance_uid,
-        a.text(ds, "AccessionNumber", 16),
-        a.text(ds, "PatientID"),
-        a.text(ds, "IssuerOfPatientID"),
+        accession,
+        patient_id,
+        issuer,
         scope.principal,
     )
 

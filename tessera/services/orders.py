@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 
 from pydicom.uid import generate_uid
-from sqlalchemy import Connection, Row, exists, func, select, update
+from sqlalchemy import Connection, Row, bindparam, exists, func, select, update
 
+from tessera.index import changes
 from tessera.index import order_store as store
 from tessera.index.attributes import normalize_person_name
 from tessera.index.errors import Conflict, InvalidValue, NotFound
@@ -376,7 +377,49 @@ def update_order(conn: Connection, scope: Scope, order_id: int, body: dict) -> O
         raise OrderConflict(f"order {order_id} is no longer SCHEDULED")
     if steps is not None:
         _replace_steps(conn, scope.tenant_id, order_id, steps)
+        _note_assignments(conn, order, steps)
     return get_order(conn, scope, order_id)
+
+
+_ASSIGNED = (
+    "scheduled_station_ae_title",
+    "scheduled_station_name",
+    "scheduled_performing_physician_name",
+)
+
+
+def _note_assignments(conn: Connection, order: Order, steps: list[dict]) -> None:
+    """A step whose station or human performer is now set to something new: a
+    `workitem.assigned` change (the UPS Assigned event of subscribed AEs, PS3.4 CC.2.4.2)."""
+    before = {
+        step.scheduled_procedure_step_id: tuple(getattr(step, name) for name in _ASSIGNED)
+        for step in order.steps
+    }
+    uids = dict(
+        conn.execute(
+            select(STEP.c.scheduled_procedure_step_id, STEP.c.workitem_uid).where(
+                STEP.c.order_pk == order.id
+            )
+        ).all()
+    )
+    assigned = []
+    for step in steps:
+        now = tuple(step.get(name) or "" for name in _ASSIGNED)
+        step_id = step["scheduled_procedure_step_id"]
+        if any(now) and now != before.get(step_id) and uids.get(step_id):
+            assigned.append(
+                changes.NewChange(
+                    order.source_pk,
+                    changes.WORKITEM_ASSIGNED,
+                    order.study_instance_uid,
+                    detail={
+                        "order_id": order.id,
+                        "workitem_uid": uids[step_id],
+                        **dict(zip(_ASSIGNED, now, strict=True)),
+                    },
+                )
+            )
+    changes.defer_changes(conn, order.tenant_id, assigned)
 
 
 def change_status(
@@ -534,37 +577,42 @@ def attach_on_ingest(
     principal: str,
 ) -> AttachResult | None:
     """A stored instance finds its open order of the same source: by Study Instance UID
-    (the order's own, as the worklist gave it), else by Accession Number. One indexed
-    lookup per instance; nothing happens once the order has its study."""
-    match = (ORDER.c.study_instance_uid == study_instance_uid) & (ORDER.c.source_pk == source_pk)
-    if accession_number:
-        match = match | (
-            (ORDER.c.accession_number == accession_number) & (ORDER.c.source_pk == source_pk)
-        )
-    candidates = conn.execute(
-        select(
-            ORDER.c.id,
-            ORDER.c.status,
-            ORDER.c.study_instance_uid,
-            ORDER.c.patient_id,
-            ORDER.c.issuer_of_patient_id,
-        )
-        .where(
-            ORDER.c.tenant_id == tenant_id,
-            match,
-            ORDER.c.study_pk.is_(None),
-            ORDER.c.status.in_(OPEN_STATUSES),
-        )
-        .limit(2)
-        .with_for_update()
-    ).all()
-    if not candidates:
+    (the order's own, as the worklist gave it), else by Accession Number. Indexed lookups
+    (the unique Study Instance UID, then the accession number); nothing happens once the
+    order has its study."""
+    # `study_pk IS NULL` is tested here, not in SQL: most open orders have no study yet,
+    # and a planner that takes study_pk as selective (SQLite with migration 0016's
+    # statistics) would walk every one of them through ix_order_study.
+    key = {"tenant_id": tenant_id, "source_pk": source_pk}
+    by_uid = conn.execute(_ORDER_BY_STUDY_UID, {**key, "uid": study_instance_uid}).first()
+    if by_uid is not None and by_uid.study_pk is None:
+        return _attach(conn, by_uid, study_pk, patient_id, issuer_of_patient_id, principal)
+    if not accession_number:
         return None
-    by_uid = [row for row in candidates if row.study_instance_uid == study_instance_uid]
-    if not by_uid and len(candidates) > 1:
-        return None  # the accession number names several orders (issuers): do not guess
-    chosen = by_uid[0] if by_uid else candidates[0]
-    return _attach(conn, chosen, study_pk, patient_id, issuer_of_patient_id, principal)
+    candidates = [
+        row
+        for row in conn.execute(_ORDERS_BY_ACCESSION, {**key, "accession": accession_number})
+        if row.study_pk is None
+    ]
+    if len(candidates) != 1:
+        return None  # none, or the accession number names several orders (issuers): do not guess
+    return _attach(conn, candidates[0], study_pk, patient_id, issuer_of_patient_id, principal)
+
+
+# The two lookups of attach_on_ingest, built once (they run for every stored instance).
+_OPEN_ORDER = select(
+    ORDER.c.id, ORDER.c.status, ORDER.c.study_pk, ORDER.c.patient_id, ORDER.c.issuer_of_patient_id
+).where(
+    ORDER.c.tenant_id == bindparam("tenant_id"),
+    ORDER.c.source_pk == bindparam("source_pk"),
+    ORDER.c.status.in_(OPEN_STATUSES),
+)
+_ORDER_BY_STUDY_UID = _OPEN_ORDER.where(
+    ORDER.c.study_instance_uid == bindparam("uid")
+).with_for_update()
+_ORDERS_BY_ACCESSION = _OPEN_ORDER.where(
+    ORDER.c.accession_number == bindparam("accession")
+).with_for_update()
 
 
 # --- reports move orders ----------------------------------------------------------------

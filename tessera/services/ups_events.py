@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from sqlalchemy import Connection, select
 
+from tessera.dicomweb.workitem_dataset import assignment_elements, progress_item
 from tessera.dicomweb.workitem_query import parse_workitem_search
 from tessera.index import changes
 from tessera.index import ups_subscriptions as rows
@@ -41,6 +42,8 @@ UPS_EVENT_SOP_CLASS = "1.2.840.10008.5.1.4.34.6.4"
 # Event Type ID (0000,1002), PS3.4 Table CC.2.4-1.
 STATE_REPORT = 1
 CANCEL_REQUESTED = 2
+PROGRESS_REPORT = 3
+ASSIGNED = 5
 # Matching keys of a filtered subscription are checked against this many workitems at most
 # when an initial report is due (a global subscription's first reports too).
 INITIAL_REPORTS_LIMIT = 10_000
@@ -48,6 +51,14 @@ FEED_KINDS = (
     changes.ORDER_STATUS_CHANGED,
     changes.WORKITEM_CANCEL_REQUESTED,
     changes.WORKITEM_SUBSCRIBED,
+    changes.WORKITEM_PROGRESS,
+    changes.WORKITEM_ASSIGNED,
+)
+# Feed entries about one workitem of an order, and the Event Report each makes.
+_WORKITEM_KINDS = (
+    changes.WORKITEM_CANCEL_REQUESTED,
+    changes.WORKITEM_PROGRESS,
+    changes.WORKITEM_ASSIGNED,
 )
 
 
@@ -317,6 +328,34 @@ def cancel_requested_report(uid: str, detail: dict) -> dict:
     return _report(uid, CANCEL_REQUESTED, **attributes)
 
 
+def progress_report(uid: str, detail: dict) -> dict:
+    """UPS Progress Report (Event Type 3): Procedure Step Progress Information Sequence as
+    the performer last reported it (PS3.4 CC.2.4.2)."""
+    item = progress_item(detail.get("progress"), detail.get("progress_description"))
+    return _report(uid, PROGRESS_REPORT, **{"00741002": {"vr": "SQ", "Value": [item]}})
+
+
+def assigned_report(uid: str, detail: dict) -> dict:
+    """UPS Assigned (Event Type 5): the Scheduled Station Name Code Sequence and Scheduled
+    Human Performers Sequence the workitem now has (PS3.4 CC.2.4.2)."""
+    return _report(
+        uid,
+        ASSIGNED,
+        **assignment_elements(
+            str(detail.get("scheduled_station_ae_title") or ""),
+            str(detail.get("scheduled_station_name") or ""),
+            str(detail.get("scheduled_performing_physician_name") or ""),
+        ),
+    )
+
+
+_REPORTS = {
+    changes.WORKITEM_CANCEL_REQUESTED: cancel_requested_report,
+    changes.WORKITEM_PROGRESS: progress_report,
+    changes.WORKITEM_ASSIGNED: assigned_report,
+}
+
+
 def event_reports(
     conn: Connection, scope: Scope, ae: str, change: changes.Change
 ) -> Iterator[dict]:
@@ -339,14 +378,14 @@ def event_reports(
         items = _items_of_order(conn, scope, int(detail.get("order_id") or 0))
         for item in subscribed_items(conn, scope, held, items):
             yield state_report(item.workitem_uid, UPS_STATE[after], detail.get("reason") or "")
-    elif change.kind == changes.WORKITEM_CANCEL_REQUESTED:
+    elif change.kind in _WORKITEM_KINDS:
         items = [
             item
             for item in _items_of_order(conn, scope, int(detail.get("order_id") or 0))
             if item.workitem_uid == detail.get("workitem_uid")
         ]
         for item in subscribed_items(conn, scope, held, items):
-            yield cancel_requested_report(item.workitem_uid, detail)
+            yield _REPORTS[change.kind](item.workitem_uid, detail)
 
 
 def _initial_reports(conn: Connection, scope: Scope, ae: str, detail: dict) -> Iterator[dict]:

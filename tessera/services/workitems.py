@@ -229,17 +229,27 @@ def request_cancellation(
     return None
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Procedure Step Progress Information (0074,1002) as Update Workitem gives it: the
+    progress (a DS, percent done) and its description; None where the request has none."""
+
+    progress: str | None
+    description: str | None
+
+
 def update_workitem(
     conn: Connection,
     scope: Scope,
     workitem_uid: str,
     transaction_uid: str | None,
     changes: dict,
+    progress: Progress | None = None,
 ) -> None:
     """Update Workitem (PS3.4 CC.2.6, N-SET): `changes` are order fields (the REST API's,
     `scheduled_procedure_step` for this workitem's step). A SCHEDULED workitem changes
     without a Transaction UID; an IN PROGRESS one needs its owner's, and its scheduled
-    attributes no longer change (the order's rule)."""
+    attributes no longer change (the order's rule), but its owner reports `progress`."""
     claimed = _claim(conn, scope, workitem_uid)
     if claimed.state in (UPS_COMPLETED, UPS_CANCELED):
         raise InvalidWorkitemRequest(
@@ -252,10 +262,17 @@ def update_workitem(
                 f"workitem {workitem_uid} is IN PROGRESS: its scheduled attributes "
                 f"({', '.join(sorted(changes))}) change only while it is SCHEDULED"
             )
+        if progress is not None:
+            _report_progress(conn, scope, claimed, progress)
         return
     if transaction_uid:
         raise InvalidWorkitemRequest(
             f"workitem {workitem_uid} is SCHEDULED: it has no Transaction UID yet (C301)"
+        )
+    if progress is not None:
+        raise WorkitemConflict(
+            f"workitem {workitem_uid} is SCHEDULED: progress is reported by its performer "
+            "once it is IN PROGRESS"
         )
     if not changes:
         return
@@ -263,6 +280,37 @@ def update_workitem(
     if step_change is not None:
         changes["scheduled_procedure_steps"] = _steps_with(claimed, step_change)
     o.update_order(conn, scope, claimed.order.id, changes)
+
+
+def _report_progress(conn: Connection, scope: Scope, claimed: Claimed, progress: Progress) -> None:
+    """Keep the performer's progress on its step; a change goes to the change feed
+    (`workitem.progress`: the UPS Progress Report of subscribed AEs)."""
+    uid = claimed.row["sps_workitem_uid"]
+    before = (claimed.row["sps_progress"], claimed.row["sps_progress_description"])
+    after = (
+        before[0] if progress.progress is None else progress.progress,
+        before[1] if progress.description is None else progress.description,
+    )
+    if after == before:
+        return
+    conn.execute(
+        update(STEP)
+        .where(STEP.c.tenant_id == scope.tenant_id, STEP.c.workitem_uid == uid)
+        .values(progress=after[0], progress_description=after[1])
+    )
+    changes.defer_change(
+        conn,
+        scope.tenant_id,
+        claimed.order.source_pk,
+        changes.WORKITEM_PROGRESS,
+        claimed.order.study_instance_uid,
+        detail={
+            "order_id": claimed.order.id,
+            "workitem_uid": uid,
+            "progress": after[0],
+            "progress_description": after[1],
+        },
+    )
 
 
 def _steps_with(claimed: Claimed, step_change: dict) -> list[dict]:

@@ -30,8 +30,12 @@ export function setStatus(element, text, kind = '') {
   element.className = `status ${kind}`;
 }
 
-export function table(columns, rows, { sortable = false } = {}) {
+export function table(columns, rows, { sortable = false, sorted = null, onSort = null } = {}) {
   // columns: [{ label, get: row => text|Node, key: row => sortable value }]
+  // With `onSort` the server sorts (across pages): only columns with an `orderby` key get a
+  // sort button, a click calls onSort(orderby), and `sorted` ({ orderby, ascending }) is the
+  // order the rows came in.
+  if (onSort) return serverSortedTable(columns, rows, sorted, onSort);
   let sortIndex = -1;
   let ascending = true;
   const body = h('tbody');
@@ -65,5 +69,20 @@ export function table(columns, rows, { sortable = false } = {}) {
     headRow.append(h('th', { scope: 'col' }, button));
   });
   draw();
+  return h('table', {}, h('thead', {}, headRow), body);
+}
+
+function serverSortedTable(columns, rows, sorted, onSort) {
+  const headRow = h('tr', {}, ...columns.map(column => {
+    if (!column.orderby) return h('th', { scope: 'col' }, column.label);
+    const attributes = { scope: 'col' };
+    if (sorted?.orderby === column.orderby) {
+      attributes['aria-sort'] = sorted.ascending ? 'ascending' : 'descending';
+    }
+    return h('th', attributes, h('button', { type: 'button', class: 'sort',
+      onclick: () => onSort(column.orderby) }, column.label));
+  }));
+  const body = h('tbody', {}, ...rows.map(row => h('tr', {},
+    ...columns.map(column => h('td', { 'data-label': column.label }, column.get(row))))));
   return h('table', {}, h('thead', {}, headRow), body);
 }

@@ -22,6 +22,7 @@ export async function render(main) {
       if (input.value.trim()) query.set(input.name, input.value.trim());
     }
     setStatus(message, 'Searching…');
+    results.dataset.state = 'searching'; // for tests and assistive tools: a search in flight
     try {
       const found = await api(`/orders?${query}`);
       setStatus(message, found.length ? '' : 'No orders found.');
@@ -40,6 +41,7 @@ export async function render(main) {
     } catch (error) {
       setStatus(message, error.message, 'error');
     }
+    results.dataset.state = 'done';
   }
 
   const form = h('form', { class: 'search', role: 'search', onsubmit: e => { e.preventDefault(); search(); } },

@@ -90,26 +90,70 @@ function documentForm(studyPath, done) {
   return h('details', { class: 'card' }, h('summary', {}, 'Add a document'), form);
 }
 
-// POST {api}/studies/{uid}/reports: a free-text DRAFT (docs/reports.md). `report.write`.
+// POST {api}/studies/{uid}/reports: a DRAFT, free text in sections or the values of a template
+// (GET {api}/report-templates; docs/reports.md). `report.write`. The page only lays out the
+// template's fields; the server checks every value (types, choices, ranges) and its 400
+// names the field.
 function reportForm(studyUid, done) {
-  const findings = h('textarea', { name: 'findings', rows: 4 });
-  const impression = h('textarea', { name: 'impression', rows: 2 });
   const message = status();
-  const form = h('form', { id: 'new-report', onsubmit: async event => {
+  const template = h('select', { name: 'template' }, h('option', { value: '' }, 'Free text'));
+  const body = h('div', { class: 'report-fields' });
+  let templates = [];
+  const freeText = () => [
+    ['findings', h('textarea', { name: 'findings', rows: 4 }), 'Findings'],
+    ['impression', h('textarea', { name: 'impression', rows: 2 }), 'Impression'],
+  ];
+  let inputs = freeText();
+  const layOut = () => {
+    const chosen = templates.find(t => t.name === template.value);
+    inputs = chosen ? chosen.fields.map(f => [f.name, fieldInput(f), fieldLabel(f)]) : freeText();
+    body.replaceChildren(...inputs.map(([, input, label]) => field(label, input)));
+  };
+  template.addEventListener('change', layOut);
+  api('/report-templates').then(found => {
+    templates = found;
+    template.append(...found.map(t => h('option', { value: t.name }, t.title || t.name)));
+  }, () => {}); // no templates offered: free text still works
+  layOut();
+  // novalidate: the server's answer (its 400 names the field) is the one shown, the same rule
+  // for every client; min/max stay on the inputs as hints.
+  const form = h('form', { id: 'new-report', novalidate: true, onsubmit: async event => {
     event.preventDefault();
-    const sections = {};
-    if (findings.value.trim()) sections.findings = findings.value.trim();
-    if (impression.value.trim()) sections.impression = impression.value.trim();
+    const given = {};
+    for (const [name, input] of inputs) {
+      const text = input.value.trim();
+      if (!text) continue;
+      given[name] = input.type === 'number' ? Number(text) : text;
+    }
+    const report = template.value ? { template: template.value, values: given } : { sections: given };
     try {
-      await api(`/studies/${encodeURIComponent(studyUid)}/reports`, { method: 'POST',
-        body: { sections } });
+      await api(`/studies/${encodeURIComponent(studyUid)}/reports`, { method: 'POST', body: report });
       form.reset();
+      layOut();
       setStatus(message, 'Draft saved.', 'ok');
       await done();
     } catch (error) { setStatus(message, error.message, 'error'); }
-  } }, field('Findings', findings), field('Impression', impression),
+  } }, field('Template', template), body,
   h('button', { type: 'submit' }, 'Save draft'), message);
   return h('details', { class: 'card' }, h('summary', {}, 'Write a report'), form);
+}
+
+function fieldLabel(f) {
+  const unit = f.unit ? ` (${f.unit.meaning || f.unit.value})` : '';
+  return `${f.label || f.name}${unit}${f.required ? ' *' : ''}`;
+}
+
+// One input per template field: text, number (with its range; the server checks it too), or
+// a choice.
+function fieldInput(f) {
+  if (f.type === 'number') {
+    return h('input', { name: f.name, type: 'number', step: 'any', min: f.min, max: f.max });
+  }
+  if (f.type === 'choice') {
+    return h('select', { name: f.name }, h('option', { value: '' }, '—'),
+      ...(f.choices ?? []).map(c => h('option', { value: c.value }, c.label || c.value)));
+  }
+  return h('textarea', { name: f.name, rows: 2 });
 }
 
 async function drawDocuments(box, studyPath, series) {
@@ -209,7 +253,7 @@ function summary(content) {
   if (typeof content === 'string') return content;
   const texts = [];
   const walk = v => {
-    if (typeof v === 'string') texts.push(v);
+    if (typeof v === 'string' || typeof v === 'number') texts.push(String(v));
     else if (v && typeof v === 'object') Object.values(v).forEach(walk);
   };
   walk(content);

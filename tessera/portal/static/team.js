@@ -1,5 +1,6 @@
 // My Team (the `admin` permission): users with their role and source lock, roles, sources
-// and API keys; forms to add a user, a source and a key, disable a user, revoke a key.
+// and API keys; forms to add a user, a source and a key, change a user's role and source
+// lists, disable a user, revoke a key.
 import { api } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
 
@@ -20,9 +21,10 @@ export async function render(main) {
   ]);
 }
 
-function checkboxes(name, values) {
+function checkboxes(name, values, selected = []) {
   return h('fieldset', { class: 'choices' }, h('legend', {}, name),
-    ...values.map(v => h('label', {}, h('input', { type: 'checkbox', name, value: v }), ` ${v} `)));
+    ...values.map(v => h('label', {}, h('input', { type: 'checkbox', name, value: v,
+      checked: selected.includes(v) }), ` ${v} `)));
 }
 const checked = (form, name) => [...form.querySelectorAll(`input[name="${name}"]:checked`)].map(i => i.value);
 
@@ -51,6 +53,27 @@ async function drawUsers(box, roleList, sourceList) {
     return h('details', {}, h('summary', {}, 'Password'), form);
   };
   const names = sourceList.map(s => s.name);
+  // PATCH {api}/users/{name} {"role", "sources", "upload_sources"}: the server checks that
+  // the caller may grant them (docs/accounts.md, delegated administration); no source ticked
+  // is every source.
+  const edit = user => {
+    const role = h('select', { name: 'role' }, ...roleList.map(r => h('option',
+      { value: r.name, selected: r.name === user.role }, r.name)));
+    const form = h('form', { class: 'inline edit-user', onsubmit: async event => {
+      event.preventDefault();
+      try {
+        await api(`/users/${encodeURIComponent(user.username)}`, { method: 'PATCH', body: {
+          role: role.value, sources: checked(form, 'sources'),
+          upload_sources: checked(form, 'upload_sources'),
+        } });
+        await redraw();
+        setStatus(box.querySelector('.status'), `${user.username} changed.`, 'ok');
+      } catch (error) { setStatus(message, error.message, 'error'); }
+    } }, field('Role', role), checkboxes('sources', names, user.sources),
+    checkboxes('upload_sources', names, user.upload_sources),
+    h('button', { type: 'submit' }, 'Save'));
+    return h('details', { class: 'edit' }, h('summary', {}, 'Edit'), form);
+  };
   const username = h('input', { name: 'username', required: true, autocomplete: 'off' });
   const password = h('input', { name: 'password', type: 'password', autocomplete: 'new-password', minlength: 8 });
   const role = h('select', { name: 'role' }, ...roleList.map(r => h('option', { value: r.name }, r.name)));
@@ -73,7 +96,7 @@ async function drawUsers(box, roleList, sourceList) {
     { label: 'Sees sources', get: u => list(u.sources) },
     { label: 'Uploads as', get: u => list(u.upload_sources) },
     { label: 'State', get: u => (u.disabled ? 'disabled' : 'active') },
-    { label: 'Actions', sort: false, get: u => (u.system_admin ? '' : h('span', {}, toggle(u), setPassword(u))) },
+    { label: 'Actions', sort: false, get: u => (u.system_admin ? '' : h('span', {}, toggle(u), edit(u), setPassword(u))) },
   ], found, { sortable: true }), message,
   h('details', { class: 'card' }, h('summary', {}, 'Add a user'), form, formMessage));
 }

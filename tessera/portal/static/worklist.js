@@ -1,18 +1,20 @@
-// The study worklist: QIDO-RS search (with tessera's `source=` and `orderstatus=`), paged with limit/offset,
-// sortable by column (the page shown: QIDO-RS has no sort parameter; the server's order is
-// newest first), each study linked to its page and, when a viewer is served, to the viewer;
+// The study worklist: QIDO-RS search (with tessera's `source=`, `orderstatus=` and `orderby=`),
+// paged with limit/offset, sorted by the server across pages (`orderby=`, docs/qido.md
+// "Sorting": patient name, patient ID, date, accession; the default is newest first), each
+// study linked to its page and, when a viewer is served, to the viewer;
 // each row's priors (the same patient's other studies) one click away.
 import { api, qido, session, value, dicomDate } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
 import { STATUSES } from './orders.js';
 
-const PAGE_SIZE = 25;
+const PAGE_SIZES = [10, 25, 50, 100];
 const ISSUER = '00100021';
 const INCLUDE = ['00081030', '00080061', '00201206', '00201208', '00100030', ISSUER,
   'OrderStatus'].join(',');
 
 // The last search of this tab, so "back" from a study returns to it.
-const state = { filters: {}, offset: 0 };
+// `sort`: { orderby, ascending } or null (the server's default, newest first).
+const state = { filters: {}, offset: 0, size: 25, sort: null };
 
 // OHIF takes a bearer token from `?token=` (its Mode route), sends it with every DICOMweb
 // request and removes it from the address bar. The token handed over is not the login token
@@ -51,6 +53,12 @@ export async function render(main) {
     orderStatus: h('select', { name: 'orderstatus' }, h('option', { value: '' }, 'any'),
       ...STATUSES.map(s => h('option', { value: s }, s))),
   };
+  const pageSize = h('select', { name: 'size', onchange: () => {
+    state.size = Number(pageSize.value);
+    state.offset = 0;
+    search();
+  } }, ...PAGE_SIZES.map(n => h('option', { value: String(n) }, String(n))));
+  pageSize.value = String(state.size);
   const sourceNames = h('datalist', { id: 'source-names' });
   knownSources().then(names => sourceNames.replaceChildren(
     ...names.map(name => h('option', { value: name }))));
@@ -59,7 +67,9 @@ export async function render(main) {
   const results = h('div', { id: 'results' });
   const pager = h('div', { class: 'pager' });
 
+  let latest = 0; // only the newest search draws (sort clicks can overlap)
   async function search() {
+    const mine = ++latest;
     const f = Object.fromEntries(Object.entries(inputs).map(([k, i]) => [k, i.value.trim()]));
     state.filters = f;
     const range = f.from || f.to
@@ -71,43 +81,53 @@ export async function render(main) {
         PatientName: f.name, fuzzymatching: f.name ? 'true' : '', PatientID: f.id,
         AccessionNumber: f.accession, StudyDate: range,
         ModalitiesInStudy: f.modality.toUpperCase(), source: f.source, orderstatus: f.orderStatus, includefield: INCLUDE,
-        limit: PAGE_SIZE + 1, offset: state.offset,
+        orderby: state.sort ? `${state.sort.ascending ? '' : '-'}${state.sort.orderby}` : '',
+        limit: state.size + 1, offset: state.offset,
       });
-      const more = studies.length > PAGE_SIZE;
-      draw(studies.slice(0, PAGE_SIZE), more);
+      if (mine !== latest) return;
+      const more = studies.length > state.size;
+      draw(studies.slice(0, state.size), more);
       setStatus(message, studies.length ? '' : 'No studies found.');
     } catch (error) {
+      if (mine !== latest) return;
       setStatus(message, error.message, 'error');
     }
     results.dataset.state = 'done';
   }
 
+  // A sortable column's click: ascending first, then the other way; back to the first page.
+  function sortBy(orderby) {
+    const again = state.sort?.orderby === orderby;
+    state.sort = { orderby, ascending: again ? !state.sort.ascending : true };
+    state.offset = 0;
+    search();
+  }
+
   function draw(studies, more) {
     const uid = s => value(s, 'StudyInstanceUID');
     results.replaceChildren(table([
-      { label: 'Patient', get: s => value(s, 'PatientName'), key: s => value(s, 'PatientName') },
-      { label: 'Patient ID', get: s => value(s, 'PatientID') },
-      { label: 'Date', get: s => dicomDate(value(s, 'StudyDate')), key: s => value(s, 'StudyDate') },
-      { label: 'Accession', get: s => value(s, 'AccessionNumber') },
+      { label: 'Patient', get: s => value(s, 'PatientName'), orderby: 'PatientName' },
+      { label: 'Patient ID', get: s => value(s, 'PatientID'), orderby: 'PatientID' },
+      { label: 'Date', get: s => dicomDate(value(s, 'StudyDate')), orderby: 'StudyDate' },
+      { label: 'Accession', get: s => value(s, 'AccessionNumber'), orderby: 'AccessionNumber' },
       { label: 'Modality', get: s => value(s, 'ModalitiesInStudy') },
       { label: 'Description', get: s => h('a', { href: `#/study/${encodeURIComponent(uid(s))}`,
-        class: 'study' }, value(s, 'StudyDescription') || '(no description)'),
-      key: s => value(s, 'StudyDescription') },
+        class: 'study' }, value(s, 'StudyDescription') || '(no description)') },
       { label: 'Order', get: s => value(s, 'OrderStatus') },
-      { label: 'Images', get: s => value(s, 'NumberOfStudyRelatedInstances'),
-        key: s => Number(value(s, 'NumberOfStudyRelatedInstances')) || 0 },
-      { label: 'Priors', sort: false, get: priorsButton },
-      { label: 'Viewer', sort: false, get: s => viewerLink(uid(s)) ?? '' },
-    ], studies, { sortable: true }));
+      { label: 'Images', get: s => value(s, 'NumberOfStudyRelatedInstances') },
+      { label: 'Priors', get: priorsButton },
+      { label: 'Viewer', get: s => viewerLink(uid(s)) ?? '' },
+    ], studies, { sorted: state.sort, onSort: sortBy }));
     const first = studies.length ? state.offset + 1 : 0;
     pager.replaceChildren(
       h('button', { type: 'button', disabled: state.offset === 0, onclick: () => {
-        state.offset = Math.max(0, state.offset - PAGE_SIZE); search();
+        state.offset = Math.max(0, state.offset - state.size); search();
       } }, 'Previous'),
       h('span', {}, `${first}–${state.offset + studies.length}`),
       h('button', { type: 'button', disabled: !more, onclick: () => {
-        state.offset += PAGE_SIZE; search();
+        state.offset += state.size; search();
       } }, 'Next'),
+      field('Rows per page', pageSize),
     );
   }
 
