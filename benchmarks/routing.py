@@ -109,9 +109,7 @@ def main() -> None:
             }
             client.post(f"{api}/routes", json=rule).raise_for_status()
             started = time.perf_counter()
-            queued = client.post(
-                f"{api}/routes/bench/send", json={"study_instance_uid": study_uid}
-            )
+            queued = client.post(f"{api}/routes/bench/send", json={"study_instance_uid": study_uid})
             queued.raise_for_status()
             finished = wait_for(inbox, args.instances)
         routed = args.instances / (finished - started)

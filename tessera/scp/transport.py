@@ -104,4 +104,4 @@ def pace_sending(assoc: Association, max_queued: int = MAX_QUEUED_PDUS) -> None:
         send(primitive)
 
     paced.paced = True  # type: ignore[attr-defined]
-    dul.send_pdu = paced  # type: ignore[method-assign]
+    dul.send_pdu = paced
