@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, make_url, text
 import tessera.scp  # noqa: F401  (the pynetdicom reactor race fix, for the tests' own SCUs too)
 from tessera.archive import Archive, migrate_index
 from tessera.config import Settings
-from tests.orphans import die_with_parent
+from tests.orphans import dying_with_parent
 
 PG_URL = os.environ.get("TESSERA_TEST_PG_URL", "")
 
@@ -74,13 +74,12 @@ class ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log_file = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tessera.cli", "serve", *self.extra_args],
+            dying_with_parent([sys.executable, "-m", "tessera.cli", "serve", *self.extra_args]),
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             # Its own process group: kill() takes the HTTP worker processes down with it.
             start_new_session=True,
-            preexec_fn=die_with_parent,
         )
         deadline = time.time() + timeout
         while time.time() < deadline:

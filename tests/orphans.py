@@ -7,17 +7,17 @@ machine enough that later runs crawled or missed their deadlines.
 
 from __future__ import annotations
 
-import ctypes
-import signal
+import shutil
 import sys
 
-_PR_SET_PDEATHSIG = 1
+# util-linux's setpriv sets the parent-death signal and then execs the command, so no
+# Python runs between fork and exec (a `preexec_fn` can deadlock in a threaded process).
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
-def die_with_parent() -> None:
-    """`preexec_fn` for Popen: the child gets SIGTERM when the thread that started it ends
-    (Linux; elsewhere nothing). Start children from a thread that lives as long as they do."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def dying_with_parent(command: list[str]) -> list[str]:
+    """`command`, made to get SIGTERM when the thread that starts it ends (where setpriv
+    exists; elsewhere unchanged). Start children from a thread that lives as long as they do."""
+    if _SETPRIV is None:
+        return command
+    return [_SETPRIV, "--pdeathsig", "TERM", *command]

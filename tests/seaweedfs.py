@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from tests.orphans import die_with_parent
+from tests.orphans import dying_with_parent
 
 ACCESS_KEY = "tessera-test-key"
 SECRET_KEY = "tessera-test-secret"
@@ -101,11 +101,10 @@ class SeaweedFS:
         ]
         log = open(self.root / "weed.log", "ab")
         self.process = subprocess.Popen(
-            args,
+            dying_with_parent(args),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=die_with_parent,
         )
         deadline = time.time() + timeout
         while time.time() < deadline:

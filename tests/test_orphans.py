@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,9 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 # The "test process": starts a long-lived child the way the fixtures do, prints its pid.
 PARENT = """
 import subprocess, sys, time
-from tests.orphans import die_with_parent
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
-                         start_new_session=True, preexec_fn=die_with_parent)
+from tests.orphans import dying_with_parent
+child = subprocess.Popen(dying_with_parent([sys.executable, "-c", "import time; time.sleep(120)"]),
+                         start_new_session=True)
 print(child.pid, flush=True)
 time.sleep(120)
 """
@@ -34,7 +35,7 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split(") ", 1)[1][0] != "Z"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux only")
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs util-linux setpriv (Linux)")
 def test_a_killed_test_process_takes_its_server_with_it() -> None:
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT],
