@@ -12,6 +12,7 @@ p50/p95 latency over HTTP for the searches of issue 3:
     /studies/{s}/series
     /studies/{s}/series/{se}/instances         (a 1,000-instance series)
     /studies?limit=101&offset=0&fuzzymatching=false&includefield=...   (OHIF's study list)
+    /studies?limit=26&offset=...&orderby=-StudyDate&includefield=...  (the portal's worklist)
 
     python benchmarks/qido_search.py [--studies 100000] [--databases sqlite,postgresql]
                                      [--repeat 50] [--keep DIR] [--reuse DIR] [--locked]
@@ -283,6 +284,9 @@ def _commit(archive: Archive, batch: list[InstanceRecord]) -> int:
     return len(batch)
 
 
+WORKLIST = "&includefield=00081030%2C00080061%2C00201206%2C00201208%2C00100030"
+
+
 def queries(studies: int) -> list[tuple[str, str]]:
     rng = random.Random(3)
     some = list(_studies(min(studies, 2000)))
@@ -299,6 +303,15 @@ def queries(studies: int) -> list[tuple[str, str]]:
             "&includefield=00081030%2C00080060%2C00080090%2C00100030",
         ),
         ("OHIF PatientName=*SMI*", "/studies?limit=101&offset=0&PatientName=*SMI*"),
+        # The portal's worklist (tessera/portal/static/worklist.js): 25 rows, sorted on the
+        # server, first page and a deep page.
+        ("worklist newest first", f"/studies?limit=26&offset=0&orderby=-StudyDate{WORKLIST}"),
+        ("worklist page 41", f"/studies?limit=26&offset=1000&orderby=-StudyDate{WORKLIST}"),
+        ("worklist by name", f"/studies?limit=26&offset=0&orderby=PatientName{WORKLIST}"),
+        (
+            "worklist SMI* by date",
+            f"/studies?limit=26&offset=0&PatientName=SMI*&orderby=-StudyDate{WORKLIST}",
+        ),
     ]
 
 
