@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tessera.index.accounts import now as utc_now
 from tessera.index.models import Base, Key
 
 # The order life cycle (docs/orders.md).
@@ -88,7 +89,11 @@ class ProcedureOrder(Base):
     comments: Mapped[str] = mapped_column(Text, default="")
     # The study the images arrived in (set when the first instance attaches).
     study_pk: Mapped[int | None] = mapped_column(ForeignKey("study.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Set here, not by the database: SQLite's CURRENT_TIMESTAMP keeps whole seconds, and a
+    # suspended UPS subscription compares this with its own moment (ups_subscriptions).
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utc_now, server_default=func.now()
+    )
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tessera.index.accounts import now as utc_now
 from tessera.index.models import Base, Key
 
 WORKITEM = "workitem"
@@ -199,6 +200,6 @@ def suspend_global_subscription(conn: Connection, tenant_id: int, ae_title: str,
     conn.execute(
         update(TABLE)
         .where(_where(tenant_id, ae_title, kind), TABLE.c.suspended_at.is_(None))
-        .values(suspended_at=func.now())
+        .values(suspended_at=utc_now())
     )
     return True
