@@ -5,6 +5,8 @@
 - on SQLite (whose plans come from the fixed statistics of migration 0016) the worklist and
   order searches start from the index of what they filter on, never from a walk of the
   whole tenant;
+- the lookup that attaches an arriving instance to its open order (by Study Instance UID,
+  by Accession Number) is an index search on SQLite and an index scan on PostgreSQL;
 - migration 0016 goes up and down;
 - a workitem answers as DICOM JSON that pydicom reads back unchanged.
 
@@ -246,3 +248,59 @@ def test_workitem_json_reads_back_unchanged(changes: dict) -> None:
     assert len(request.IssuerOfAccessionNumberSequence) == (
         1 if row["issuer_of_accession_number"] else 0
     )
+
+
+def _attach_lookup_plans(archive: Archive) -> dict[str, str]:
+    """The plans of attach_on_ingest's two lookups (tessera.services.orders), with the
+    values an arriving instance gives them: SQLite's EXPLAIN QUERY PLAN, PostgreSQL's
+    EXPLAIN with sequential scans priced out (a handful of rows would otherwise be read
+    whole: the question is whether an index serves the lookup)."""
+    tenant_id = archive.default_tenant.id
+    with archive.database.read() as conn:
+        source_pk = conn.execute(
+            text("SELECT id FROM source WHERE tenant_id = :t AND name = 'ClinicA'"),
+            {"t": tenant_id},
+        ).scalar_one()
+        study_uid = conn.execute(
+            text("SELECT study_instance_uid FROM procedure_order WHERE accession_number = 'A3'")
+        ).scalar_one()
+        values = {"tenant_id": tenant_id, "source_pk": source_pk}
+        lookups = {
+            "study_uid": o._ORDER_BY_STUDY_UID.params(**values, uid=study_uid),
+            "accession": o._ORDERS_BY_ACCESSION.params(**values, accession="A3"),
+        }
+        if conn.dialect.name == "sqlite":
+            return {name: _plan(conn, statement) for name, statement in lookups.items()}
+        conn.exec_driver_sql("ANALYZE procedure_order")
+        conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        plans = {}
+        for name, statement in lookups.items():
+            compiled = statement.compile(
+                dialect=conn.dialect, compile_kwargs={"literal_binds": True}
+            )
+            rows = conn.exec_driver_sql("EXPLAIN " + str(compiled)).all()
+            plans[name] = "\n".join(row[0] for row in rows)
+        return plans
+
+
+def test_the_order_attach_lookup_uses_an_index(archive: Archive, database_url: str) -> None:
+    """An instance that arrives with a Study Instance UID or an Accession Number finds its
+    open order through an index (the lookup runs for every stored instance)."""
+    plans = _attach_lookup_plans(archive)
+    by_uid, by_accession = plans["study_uid"], plans["accession"]
+    if database_url.startswith("sqlite"):
+        # The unique (tenant_id, study_instance_uid) constraint's index, both columns used.
+        assert by_uid.startswith("SEARCH procedure_order USING INDEX "), by_uid
+        assert "(tenant_id=? AND study_instance_uid=?)" in by_uid, by_uid
+        assert by_accession == (
+            "SEARCH procedure_order USING INDEX ix_order_accession "
+            "(tenant_id=? AND accession_number=?)"
+        ), by_accession
+    else:
+        assert "Seq Scan" not in by_uid and "Seq Scan" not in by_accession, plans
+        assert "Index Scan using procedure_order_tenant_id_study_instance_uid_key" in by_uid
+        assert "Index Cond: ((tenant_id = " in by_uid
+        assert "(study_instance_uid)::text = " in by_uid.split("Index Cond:")[1].split("\n")[0]
+        assert "Index Scan using ix_order_accession" in by_accession, by_accession
+        cond = by_accession.split("Index Cond:")[1].split("\n")[0]
+        assert "(accession_number)::text = 'A3'" in cond, by_accession
