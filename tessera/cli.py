@@ -107,6 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "tessera.dicomweb.app:app_from_environment",
             factory=True,
             http="tessera.dicomweb.header_guard:HeaderGuardProtocol",
+            # UPS notification channels send SCP Status Change (GOING DOWN) before closing.
+            ws="tessera.dicomweb.going_down:GoingDownProtocol",
             host=settings.host,
             port=settings.port,
             workers=settings.workers,

@@ -75,3 +75,29 @@ def add_user(
     world.keys[username] = key.json()["key"]
     world.sees[username] = frozenset(sources) if sources else None
     return world.keys[username]
+
+
+def post_order(world: World, body: dict, user: str = "admin", tenant: str = "default") -> dict:
+    """An order created over the REST API (`{api}/orders`) by `user` of `tenant`."""
+    response = httpx.post(
+        f"{world.api(tenant)}/orders", json=body, headers=world.auth(user), timeout=30
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def patient_order(world: World, accession: str, **extra: object) -> dict:
+    """An order of ClinicA (accession issued by RIS-A) for a patient of its own, whose
+    identity attached images show: ORDERED^PATIENT^{accession}, MRN-{accession}, born
+    1970-05-06, F. `extra` adds or overrides fields."""
+    body = {
+        "accession_number": accession,
+        "issuer_of_accession_number": "RIS-A",
+        "patient_name": "ORDERED^PATIENT^" + accession,
+        "patient_id": "MRN-" + accession,
+        "patient_birth_date": "1970-05-06",
+        "patient_sex": "F",
+        "source": "ClinicA",
+        **extra,
+    }
+    return post_order(world, body)

@@ -14,6 +14,11 @@ caller's Scope sees the workitems (`tessera.services.ups_events`), one DICOM JSO
 per text frame. Nothing is queued while no channel is open (PS3.18 §8.10.4). The channel is
 closed (1008) within `RECHECK_SECONDS` of its credentials being revoked
 (tessera.dicomweb.live_credentials).
+
+SCP Status Change (Event Type 4): the first channel of an AE (per tenant) on a server
+process starts with RESTARTED (WARM START: subscriptions and workitems are kept in the
+index); on a graceful shutdown every open channel gets GOING DOWN and is closed (1001)
+(tessera.dicomweb.going_down).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from tessera.dicomweb.api_common import audit_event, write_with_event
 from tessera.dicomweb.context import scope_of
 from tessera.dicomweb.errors import problem
 from tessera.dicomweb.gate import GuardedRoute, GuardedWebSocketRoute, guarded
+from tessera.dicomweb.going_down import going_down_event
 from tessera.dicomweb.live_credentials import RECHECK_SECONDS, CredentialWatch
 from tessera.dicomweb.workitems import run_workitem_call, warning
 from tessera.index import changes
@@ -141,6 +147,19 @@ def _last_seq(database: Database, tenant_id: int) -> int:
         return changes.last_seq(conn, tenant_id)
 
 
+# (tenant, AE) pairs whose channel on this process has been told the server (re)started.
+_TOLD_RESTARTED: set[tuple[int, str]] = set()
+
+
+def first_channel_since_start(tenant_id: int, ae: str) -> bool:
+    """Is this the AE's first channel on this server process (it is then told RESTARTED)?"""
+    key = (tenant_id, ae)
+    if key in _TOLD_RESTARTED:
+        return False
+    _TOLD_RESTARTED.add(key)
+    return True
+
+
 async def notification_channel(websocket: WebSocket) -> None:
     """Open Notification Connection (§8.10.4) and Send Event Report (§8.10.5)."""
     scope: Scope = websocket.scope[SCOPE_KEY]
@@ -160,10 +179,20 @@ async def notification_channel(websocket: WebSocket) -> None:
     credentials = CredentialWatch(database, websocket.scope.get(IDENTITY_KEY), scope)
     offered = websocket.scope.get("subprotocols") or []
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    # Set when the server shuts down gracefully (tessera.dicomweb.going_down).
+    going_down = going_down_event(websocket.scope.setdefault("state", {}))
+    message_id = 0
+
+    async def send(report: dict) -> None:
+        nonlocal message_id
+        message_id = message_id % 65535 + 1
+        frame = {"00000110": {"vr": "US", "Value": [message_id]}, **report}
+        await websocket.send_text(orjson.dumps(frame).decode())
 
     async def follow() -> None:
         nonlocal position
-        message_id = 0
+        if first_channel_since_start(scope.tenant_id, ae):
+            await send(ups_events.scp_status_report(ups_events.RESTARTED))
         while True:
             current = await credentials.current()
             if current is None:
@@ -179,9 +208,7 @@ async def notification_channel(websocket: WebSocket) -> None:
                 await websocket.close(code=1011, reason="event reports unavailable")
                 return
             for report in reports:
-                message_id = message_id % 65535 + 1
-                frame = {"00000110": {"vr": "US", "Value": [message_id]}, **report}
-                await websocket.send_text(orjson.dumps(frame).decode())
+                await send(report)
             if not more:  # wake at least every RECHECK_SECONDS to re-check the credentials
                 await watcher.wait_past(scope.tenant_id, mark, RECHECK_SECONDS)
 
@@ -189,7 +216,11 @@ async def notification_channel(websocket: WebSocket) -> None:
         while (await websocket.receive())["type"] != "websocket.disconnect":
             pass  # the channel carries nothing from the user agent
 
-    tasks = [asyncio.create_task(follow()), asyncio.create_task(listen())]
+    tasks = [
+        asyncio.create_task(follow()),
+        asyncio.create_task(listen()),
+        asyncio.create_task(going_down.wait()),
+    ]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -198,6 +229,11 @@ async def notification_channel(websocket: WebSocket) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
+    if going_down.is_set():
+        # 1001 Going Away, after SCP Status Change (GOING DOWN): reconnect later.
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            await send(ups_events.scp_status_report(ups_events.GOING_DOWN))
+            await websocket.close(code=1001, reason="server going down")
 
 
 def _route(

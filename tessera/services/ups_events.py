@@ -43,7 +43,13 @@ UPS_EVENT_SOP_CLASS = "1.2.840.10008.5.1.4.34.6.4"
 STATE_REPORT = 1
 CANCEL_REQUESTED = 2
 PROGRESS_REPORT = 3
+SCP_STATUS_CHANGE = 4
 ASSIGNED = 5
+# SCP Status (0074,1242) of an SCP Status Change, and what a restart kept (WARM START: the
+# subscriptions and the workitems are rows in the index, kept across restarts).
+GOING_DOWN = "GOING DOWN"
+RESTARTED = "RESTARTED"
+WARM_START = "WARM START"
 # Matching keys of a filtered subscription are checked against this many workitems at most
 # when an initial report is due (a global subscription's first reports too).
 INITIAL_REPORTS_LIMIT = 10_000
@@ -347,6 +353,20 @@ def assigned_report(uid: str, detail: dict) -> dict:
             str(detail.get("scheduled_performing_physician_name") or ""),
         ),
     )
+
+
+def scp_status_report(status: str) -> dict:
+    """SCP Status Change (Event Type 4, PS3.4 Table CC.2.4-1): the server itself is GOING
+    DOWN or has RESTARTED, so the report names no workitem but the well-known UID of the
+    global subscription; on RESTARTED, Subscription List Status and Unified Procedure Step
+    List Status (both WARM START: nothing was lost)."""
+    if status not in (GOING_DOWN, RESTARTED):
+        raise ValueError(f"SCP Status is GOING DOWN or RESTARTED, not {status!r}")
+    attributes = {"00741242": {"vr": "CS", "Value": [status]}}
+    if status == RESTARTED:
+        attributes["00741244"] = {"vr": "CS", "Value": [WARM_START]}
+        attributes["00741246"] = {"vr": "CS", "Value": [WARM_START]}
+    return _report(WORKLIST_UID, SCP_STATUS_CHANGE, **attributes)
 
 
 _REPORTS = {
