@@ -16,7 +16,7 @@ from pynetdicom.sop_class import CTImageStorage, ModalityPerformedProcedureStep
 
 from tests.dimse_support import SERVER_AET, wait_port
 from tests.security_world import World, instance_bytes, stow
-from tests.world import DATABASES, served_world
+from tests.world import DATABASES, post_order, served_world
 
 
 @pytest.fixture(scope="module", params=DATABASES)
@@ -32,19 +32,14 @@ def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def new_order(world: World, accession: str) -> dict:
-    response = httpx.post(
-        f"{world.api()}/orders",
-        json={
-            "accession_number": accession,
-            "patient_name": "DOE^JANE",
-            "patient_id": "PAT-1",
-            "source": "ClinicA",
-            "scheduled_procedure_steps": [{"start": "2026-12-01T09:00", "modality": "CT"}],
-        },
-        headers=world.auth("admin"),
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+    body = {
+        "accession_number": accession,
+        "patient_name": "DOE^JANE",
+        "patient_id": "PAT-1",
+        "source": "ClinicA",
+        "scheduled_procedure_steps": [{"start": "2026-12-01T09:00", "modality": "CT"}],
+    }
+    return post_order(world, body)
 
 
 def order_now(world: World, order: dict) -> dict:

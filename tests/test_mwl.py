@@ -17,7 +17,7 @@ from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from tests.dimse_support import SERVER_AET, dcmtk, wait_port
 from tests.security_world import World
-from tests.world import DATABASES, served_world
+from tests.world import DATABASES, post_order, served_world
 
 ORDERS = {
     # accession: (source, patient name, patient id, modality, station, start)
@@ -35,52 +35,42 @@ def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
         api, admin = built.api(), built.auth("admin")
         built.orders = {}  # type: ignore[attr-defined]
         for accession, (source, name, pid, modality, station, start) in ORDERS.items():
-            response = httpx.post(
-                f"{api}/orders",
-                json={
-                    "accession_number": accession,
-                    "patient_name": name,
-                    "patient_id": pid,
-                    "patient_birth_date": "1970-01-01",
-                    "patient_sex": "M",
-                    "source": source,
-                    "referring_physician_name": "Ref^Rita",
-                    "requested_procedure_id": "RP-" + accession,
-                    "requested_procedure_description": "Procedure " + accession,
-                    "requested_procedure_code": {
-                        "code_value": "C" + accession,
-                        "coding_scheme_designator": "99LOCAL",
-                        "code_meaning": "Code " + accession,
-                    },
-                    "scheduled_procedure_steps": [
-                        {
-                            "scheduled_procedure_step_id": "SPS-" + accession,
-                            "start": start,
-                            "modality": modality,
-                            "scheduled_station_ae_title": station,
-                            "scheduled_performing_physician_name": "Tech^Tom",
-                            "description": "Step " + accession,
-                        }
-                    ],
+            step = {
+                "scheduled_procedure_step_id": "SPS-" + accession,
+                "start": start,
+                "modality": modality,
+                "scheduled_station_ae_title": station,
+                "scheduled_performing_physician_name": "Tech^Tom",
+                "description": "Step " + accession,
+            }
+            body = {
+                "accession_number": accession,
+                "patient_name": name,
+                "patient_id": pid,
+                "patient_birth_date": "1970-01-01",
+                "patient_sex": "M",
+                "source": source,
+                "referring_physician_name": "Ref^Rita",
+                "requested_procedure_id": "RP-" + accession,
+                "requested_procedure_description": "Procedure " + accession,
+                "requested_procedure_code": {
+                    "code_value": "C" + accession,
+                    "coding_scheme_designator": "99LOCAL",
+                    "code_meaning": "Code " + accession,
                 },
-                headers=admin,
-            )
-            assert response.status_code == 201, response.text
-            built.orders[accession] = response.json()  # type: ignore[attr-defined]
+                "scheduled_procedure_steps": [step],
+            }
+            built.orders[accession] = post_order(built, body)  # type: ignore[attr-defined]
         cancelled = built.orders["MWL4"]["id"]  # type: ignore[attr-defined]
         assert httpx.post(f"{api}/orders/{cancelled}/cancel", headers=admin).status_code == 200
         # The other tenant has an order with MWL1's accession number and patient ID.
-        acme = httpx.post(
-            f"{built.api('acme')}/orders",
-            json={
-                "accession_number": "MWL1",
-                "patient_name": "ACME^PATIENT",
-                "patient_id": "PA1",
-                "scheduled_procedure_steps": [{"start": "2026-12-01T09:00", "modality": "CT"}],
-            },
-            headers=built.auth("acme_admin"),
-        )
-        assert acme.status_code == 201, acme.text
+        acme = {
+            "accession_number": "MWL1",
+            "patient_name": "ACME^PATIENT",
+            "patient_id": "PA1",
+            "scheduled_procedure_steps": [{"start": "2026-12-01T09:00", "modality": "CT"}],
+        }
+        post_order(built, acme, user="acme_admin", tenant="acme")
         yield built
 
 

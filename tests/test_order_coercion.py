@@ -21,7 +21,7 @@ from pydicom.uid import generate_uid
 from tessera.dicomweb import multipart_writer
 from tests.dimse_support import dcmtk
 from tests.security_world import World, instance_bytes, stow
-from tests.world import DATABASES, served_world
+from tests.world import DATABASES, patient_order, served_world
 
 RECEIVED = {"PatientName": "MODALITY^TYPED", "PatientID": "", "AccessionNumber": "MOD-ACC"}
 
@@ -31,24 +31,6 @@ def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
     # A generous start: the machine may be loaded.
     with served_world(request.param, tmp_path_factory, "coercion", start_timeout=600) as built:
         yield built
-
-
-def _order(world: World, accession: str, **extra: object) -> dict:
-    body = {
-        "accession_number": accession,
-        "issuer_of_accession_number": "RIS-A",
-        "patient_name": "ORDERED^PATIENT^" + accession,
-        "patient_id": "MRN-" + accession,
-        "patient_birth_date": "1970-05-06",
-        "patient_sex": "F",
-        "source": "ClinicA",
-        **extra,
-    }
-    response = httpx.post(
-        f"{world.api()}/orders", json=body, headers=world.auth("admin"), timeout=30
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def _get(world: World, user: str, path: str, tenant: str = "default", **params: str):  # type: ignore[no-untyped-def]
@@ -157,7 +139,7 @@ def _instance(study: str) -> tuple[tuple[str, str, str], bytes]:
 
 
 def test_stow_with_order_parameter(world: World) -> None:
-    order = _order(world, "CO-STOW")
+    order = patient_order(world, "CO-STOW")
     uids, data = _instance(generate_uid())  # the modality's own Study Instance UID
     response = httpx.post(
         f"{world.url()}/studies",
@@ -175,7 +157,7 @@ def test_stow_with_order_parameter(world: World) -> None:
 
 
 def test_upload_cli_with_order(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    order = _order(world, "CO-CLI")
+    order = patient_order(world, "CO-CLI")
     uids, data = _instance(generate_uid())
     (tmp_path / "one.dcm").write_bytes(data)
     command = [sys.executable, "-m", "tessera.cli", "upload", "--url", world.url()]
@@ -188,7 +170,7 @@ def test_upload_cli_with_order(world: World, tmp_path) -> None:  # type: ignore[
 
 
 def test_storescu_attaches_by_study_uid(world: World, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    order = _order(world, "CO-DIMSE")
+    order = patient_order(world, "CO-DIMSE")
     uids, data = _instance(order["study_instance_uid"])  # as the worklist gave it
     path = tmp_path / "one.dcm"
     path.write_bytes(data)
@@ -208,7 +190,7 @@ def test_storescu_attaches_by_study_uid(world: World, tmp_path) -> None:  # type
 
 
 def test_order_status_in_study_search(world: World) -> None:
-    order = _order(world, "CO-STATUS")
+    order = patient_order(world, "CO-STATUS")
     uids, data = _instance(order["study_instance_uid"])
     assert stow(world.url(), [data], world.auth("tech"), "ClinicA").status_code == 200
     study = uids[0]
@@ -270,7 +252,7 @@ def test_shared_study_shows_the_order_to_its_source_only(world: World) -> None:
     it changes what ClinicA's callers see and send, never ClinicB's."""
     a3 = next(o for o in world.objects if o.name == "a3")
     b3 = next(o for o in world.objects if o.name == "b3")
-    order = _order(world, "CO-SHARED", patient_id="PID-ALFA")
+    order = patient_order(world, "CO-SHARED", patient_id="PID-ALFA")
     attach = httpx.post(
         f"{world.api()}/orders/{order['id']}/study",
         json={"study_instance_uid": a3.study},
@@ -302,7 +284,7 @@ def test_shared_study_shows_the_order_to_its_source_only(world: World) -> None:
 
 
 def test_identity_change_after_attach_wins_per_keyword(world: World) -> None:
-    order = _order(world, "CO-LATER")
+    order = patient_order(world, "CO-LATER")
     uids = (order["study_instance_uid"], generate_uid(), generate_uid())
     received = {**RECEIVED, "PatientID": order["patient_id"]}
     data = instance_bytes(*uids, "MODALITY^TYPED", 1, received)

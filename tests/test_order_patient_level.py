@@ -14,66 +14,25 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as PatientRootFind
 
-from tests.conftest import PG_URL, create_pg_database, drop_pg_database
 from tests.dimse_support import SERVER_AET
-from tests.security_world import PASSWORD, World, build_world, instance_bytes, stow
+from tests.security_world import World, instance_bytes, stow
+from tests.world import DATABASES, add_user, patient_order, served_world
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module", params=DATABASES)
 def world(request, tmp_path_factory):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        base = tmp_path_factory.mktemp("patient-level")
-        url, drop = f"sqlite:///{base / 'index.sqlite3'}", None
-    else:
-        if not PG_URL:
-            pytest.skip("TESSERA_TEST_PG_URL not set")
-        base = tmp_path_factory.mktemp("patient-level-pg")
-        url = create_pg_database()
-        drop = url
-    built = build_world(base / "data", url, start_timeout=600)  # the machine may be loaded
-    try:
-        _identity_users(built)
-        yield built
-    finally:
-        built.server.stop()
-        if drop:
-            drop_pg_database(drop)
-
-
-def _identity_users(world: World) -> None:
-    """ident_a / ident_b: may read and look up identities, locked to ClinicA / ClinicB."""
-    admin, api = world.auth("admin"), world.api()
-    response = httpx.put(
-        f"{api}/roles/identity_reader", json={"permissions": ["read", "identity"]}, headers=admin
-    )
-    assert response.status_code < 300, response.text
-    for user, source in (("ident_a", "ClinicA"), ("ident_b", "ClinicB")):
-        body = {"username": user, "role": "identity_reader", "password": PASSWORD}
-        response = httpx.post(f"{api}/users", json={**body, "sources": [source]}, headers=admin)
-        assert response.status_code < 300, response.text
-        response = httpx.post(
-            f"{api}/api-keys", json={"user": user, "name": "tests"}, headers=admin
+    # start_timeout: the machine may be loaded.
+    with served_world(request.param, tmp_path_factory, "patient-level", start_timeout=600) as built:
+        # ident_a / ident_b: may read and look up identities, locked to ClinicA / ClinicB.
+        response = httpx.put(
+            f"{built.api()}/roles/identity_reader",
+            json={"permissions": ["read", "identity"]},
+            headers=built.auth("admin"),
         )
         assert response.status_code < 300, response.text
-        world.keys[user] = response.json()["key"]
-
-
-def _order(world: World, accession: str, patient_id: str) -> dict:
-    body = {
-        "accession_number": accession,
-        "patient_name": f"ORDERED^PATIENT^{accession}",
-        "patient_id": patient_id,
-        "patient_birth_date": "1970-05-06",
-        "patient_sex": "F",
-        "source": "ClinicA",
-    }
-    response = httpx.post(
-        f"{world.api()}/orders", json=body, headers=world.auth("admin"), timeout=30
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
+        add_user(built, "ident_a", "identity_reader", ["ClinicA"])
+        add_user(built, "ident_b", "identity_reader", ["ClinicB"])
+        yield built
 
 
 def _send_for(world: World, order: dict, patient_id: str) -> None:
@@ -146,7 +105,7 @@ def _identities(world: World, user: str, patient_id: str, tenant: str = "default
 )
 def test_patient_level_shows_the_order(world: World, accession: str, received_id: str) -> None:
     patient_id = f"MRN-{accession}"
-    order = _order(world, accession, patient_id)
+    order = patient_order(world, accession)
     _send_for(world, order, received_id)
     shown = (order["patient_name"], patient_id, "19700506", "F")
 
@@ -176,7 +135,7 @@ def test_shared_study_changes_nothing_of_the_other_source(world: World) -> None:
     a3 = next(o for o in world.objects if o.name == "a3")
     before_peer_b = _patients(world, "PEER_B", PatientID="*")
     before_ident_b = _identities(world, "ident_b", "PID-BRAVO")
-    order = _order(world, "PL-SHARED", "PID-ALFA")
+    order = patient_order(world, "PL-SHARED", patient_id="PID-ALFA")
     attach = httpx.post(
         f"{world.api()}/orders/{order['id']}/study",
         json={"study_instance_uid": a3.study},
