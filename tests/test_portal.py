@@ -1467,6 +1467,14 @@ def test_source_descriptions_route_deliveries_and_editing_a_draft(site: Site) ->
                 "name": "admin-deliveries",
                 "steps": [
                     *sign_in("admin"),
+                    {"click": "a[data-page=team]"},
+                    {"click": "form.describe-source[data-source=ClinicB] >> xpath=.. >> summary"},
+                    {
+                        "fill": "form.describe-source[data-source=ClinicB] input",
+                        "value": "Bravo clinic, mammography",
+                    },
+                    {"click": "form.describe-source[data-source=ClinicB] button[type=submit]"},
+                    {"waitText": "#sources tbody", "text": "Bravo clinic, mammography"},
                     {"click": "a[data-page=routing]"},
                     {"click": "button.deliveries[data-rule=loop]"},
                     {"wait": "#deliveries tbody tr"},
@@ -1476,6 +1484,9 @@ def test_source_descriptions_route_deliveries_and_editing_a_draft(site: Site) ->
                     {"texts": "#deliveries-message", "as": "message"},
                     {"texts": "#deliveries tbody tr", "as": "after"},
                     {"screenshot": "deliveries"},
+                    {"click": "#deliveries button.resend-study"},
+                    {"waitText": "#deliveries-message", "text": "of the study"},
+                    {"texts": "#deliveries-message", "as": "study_message"},
                 ],
             },
             {
@@ -1513,6 +1524,11 @@ def test_source_descriptions_route_deliveries_and_editing_a_draft(site: Site) ->
     [before] = admin["values"]["before"]
     assert sop in before and "delivered" in before and site.server.dicomweb in before, before
     assert sop in admin["values"]["message"][0]
+    assert admin["values"]["study_message"][0].startswith("1 instances"), admin["values"]
+    described = {
+        s["name"]: s["description"] for s in _ok(HTTP.get(f"{site.api}/sources", headers=auth))
+    }
+    assert described["ClinicB"] == "Bravo clinic, mammography"
     assert delivered(1)["delivered_at"] > first["delivered_at"]  # sent again, attempts anew
 
     tech = results["tech-upload-sources"]

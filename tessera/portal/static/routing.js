@@ -101,6 +101,17 @@ async function drawDeliveries(box, name, wanted = '') {
         setStatus(shown, `Instance ${d.sop_instance_uid} queued to be sent again.`, 'ok');
       } catch (error) { setStatus(message, error.message, 'error'); }
     } }, 'Send again'));
+  // POST {api}/routes/{name}/send {"study_instance_uid"}: every instance of the study the
+  // rule (and the user) may send, queued again.
+  const studyAgain = d => h('button', { type: 'button', class: 'resend-study', onclick: async event => {
+    event.currentTarget.disabled = true;
+    try {
+      const answer = await api(`${path}/send`, { method: 'POST',
+        body: { study_instance_uid: d.study_instance_uid } });
+      const shown = await drawDeliveries(box, name, wanted);
+      setStatus(shown, `${answer.queued} instances of the study queued to be sent again.`, 'ok');
+    } catch (error) { setStatus(message, error.message, 'error'); }
+  } }, 'Send study again');
   box.replaceChildren(h('h2', {}, `Deliveries of ${name}`), field('Status', filter),
     found.length ? table([
       { label: 'Study', get: d => h('a', { href: `#/study/${encodeURIComponent(d.study_instance_uid)}` },
@@ -111,7 +122,7 @@ async function drawDeliveries(box, name, wanted = '') {
       { label: 'Attempts', get: d => d.attempts, key: d => d.attempts },
       { label: 'When', get: d => (d.delivered_at ?? d.next_attempt_at ?? '').slice(0, 19).replace('T', ' ') },
       { label: 'Last error', get: d => d.last_error },
-      { label: 'Action', sort: false, get: sendAgain },
+      { label: 'Action', sort: false, get: d => h('span', {}, sendAgain(d), ' ', studyAgain(d)) },
     ], found, { sortable: true }) : status('No deliveries.'), message);
   return message;
 }
