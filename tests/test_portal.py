@@ -1067,7 +1067,7 @@ def test_documents_and_reports_on_the_study_page(site: Site) -> None:
 def test_a_report_written_from_a_template(site: Site) -> None:
     """A reading physician picks a template on the study page: its fields are laid out (a
     number with its unit, a choice), a value out of range gets the server's 400 naming the
-    field, then the draft is saved with the template's values and signed."""
+    field, then the draft is saved with the template's values, edited, and signed."""
     study = generate_uid()
     part = instance_bytes(study, generate_uid(), generate_uid(), "ECHO^EMMA", 1)
     assert stow(site.server.dicomweb, [part], site.auth(), source="ClinicA").status_code == 200
@@ -1096,6 +1096,13 @@ def test_a_report_written_from_a_template(site: Site) -> None:
                     {"click": f"{form} button[type=submit]"},
                     {"waitText": "#reports", "text": "DRAFT"},
                     {"screenshot": "template-report"},
+                    # Edit the draft: the template's fields come filled with its values, so
+                    # changing one keeps the others (the values asserted below).
+                    {"click": "#reports details.edit summary"},
+                    {"wait": "#reports form.edit-report input[name=heart_rate]"},
+                    {"fill": "#reports form.edit-report input[name=heart_rate]", "value": "112"},
+                    {"click": "#reports form.edit-report button[type=submit]"},
+                    {"waitText": "#reports tbody", "text": "112"},
                     {"click": "#reports button.sign"},
                     {"waitText": "#reports", "text": "FINAL"},
                     {"texts": "#reports tbody tr", "as": "reports"},
@@ -1116,7 +1123,7 @@ def test_a_report_written_from_a_template(site: Site) -> None:
     values = report["content"]["values"]
     assert values == {
         "lv_ejection_fraction": 64,
-        "heart_rate": 110,
+        "heart_rate": 112,
         "cardiac_situs": "solitus",
         "impression": "Normal heart.",
     }
