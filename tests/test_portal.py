@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -1066,7 +1067,7 @@ def test_documents_and_reports_on_the_study_page(site: Site) -> None:
 def test_a_report_written_from_a_template(site: Site) -> None:
     """A reading physician picks a template on the study page: its fields are laid out (a
     number with its unit, a choice), a value out of range gets the server's 400 naming the
-    field, then the draft is saved with the template's values and signed."""
+    field, then the draft is saved with the template's values, edited, and signed."""
     study = generate_uid()
     part = instance_bytes(study, generate_uid(), generate_uid(), "ECHO^EMMA", 1)
     assert stow(site.server.dicomweb, [part], site.auth(), source="ClinicA").status_code == 200
@@ -1095,6 +1096,13 @@ def test_a_report_written_from_a_template(site: Site) -> None:
                     {"click": f"{form} button[type=submit]"},
                     {"waitText": "#reports", "text": "DRAFT"},
                     {"screenshot": "template-report"},
+                    # Edit the draft: the template's fields come filled with its values, so
+                    # changing one keeps the others (the values asserted below).
+                    {"click": "#reports details.edit summary"},
+                    {"wait": "#reports form.edit-report input[name=heart_rate]"},
+                    {"fill": "#reports form.edit-report input[name=heart_rate]", "value": "112"},
+                    {"click": "#reports form.edit-report button[type=submit]"},
+                    {"waitText": "#reports tbody", "text": "112"},
                     {"click": "#reports button.sign"},
                     {"waitText": "#reports", "text": "FINAL"},
                     {"texts": "#reports tbody tr", "as": "reports"},
@@ -1115,7 +1123,7 @@ def test_a_report_written_from_a_template(site: Site) -> None:
     values = report["content"]["values"]
     assert values == {
         "lv_ejection_fraction": 64,
-        "heart_rate": 110,
+        "heart_rate": 112,
         "cardiac_situs": "solitus",
         "impression": "Normal heart.",
     }
@@ -1380,3 +1388,157 @@ def test_the_viewer_opened_from_the_portal_reads_as_the_user(browser: None, tmp_
     refused = [r for r in result["failedRequests"] if "/dicomweb/" in r["url"]]
     assert refused == [], refused
     assert result["viewerTokens"] == ["tsv_"], result["viewerTokens"]
+
+
+def test_source_descriptions_route_deliveries_and_editing_a_draft(site: Site) -> None:
+    """A source's description on the study page and in the upload form's source choice; a
+    routing rule's per-instance deliveries and "Send again" of a delivered one; a draft
+    report edited in the page (a new version through PUT), and no Edit on a signed one."""
+    auth = site.auth()
+    description = "Alpha clinic, CT and MR"
+    _ok(HTTP.patch(f"{site.api}/sources/ClinicA", json={"description": description}, headers=auth))
+    # The archive itself as the destination (an identical instance is an idempotent success).
+    _ok(
+        HTTP.post(
+            f"{site.api}/routes",
+            json={
+                "name": "loop",
+                # CT: not the SR and PDF that signing stores into the study.
+                "conditions": {"sources": ["ClinicA"], "modalities": ["CT"]},
+                "destination": {
+                    "kind": "dicomweb",
+                    "url": site.server.dicomweb,
+                    "authorization": auth["Authorization"],
+                },
+            },
+            headers=auth,
+        )
+    )
+    study, sop = generate_uid(), generate_uid()
+    part = instance_bytes(study, generate_uid(), sop, "EDIT^DRAFT", 1)
+    assert stow(site.server.dicomweb, [part], auth, source="ClinicA").status_code == 200
+
+    def delivered(attempts: int) -> dict:
+        deadline = time.time() + 60
+        while True:
+            found = _ok(HTTP.get(f"{site.api}/routes/loop/deliveries", headers=auth))
+            if found and found[0]["status"] == "delivered" and found[0]["attempts"] == attempts:
+                return found[0]
+            assert time.time() < deadline, found
+            time.sleep(0.2)
+
+    first = delivered(1)
+    assert first["sop_instance_uid"] == sop
+    reports = f"{site.api}/studies/{study}/reports"
+    draft = _ok(HTTP.post(reports, json={"sections": {"findings": "Pending."}}, headers=auth))
+    signed = _ok(HTTP.post(reports, json={"sections": {"impression": "Normal."}}, headers=auth))
+    signed = _ok(
+        HTTP.post(
+            f"{reports}/{signed['id']}/sign",
+            headers={**auth, "If-Match": f'"{signed["version"]}"'},
+        )
+    )
+    results = drive(
+        site,
+        [
+            {
+                "name": "read_a-edit",
+                "steps": [
+                    *sign_in("read_a"),
+                    {"goto": f"/portal/#/study/{study}"},
+                    {"waitText": "#study-sources", "text": description},
+                    {"texts": "#study-sources", "as": "sources"},
+                    {"wait": "#reports details.edit summary"},
+                    {"count": "#reports details.edit", "as": "edit_forms"},
+                    {"click": "#reports details.edit summary"},
+                    {"fill": "#reports form.edit-report textarea[name=findings]", "value": ""},
+                    {
+                        "fill": "#reports form.edit-report textarea[name=impression]",
+                        "value": "Stable.",
+                    },
+                    {"click": "#reports form.edit-report button[type=submit]"},
+                    {"waitText": "#reports tbody", "text": "Stable."},
+                    {"click": "#reports details.edit summary"},
+                    {
+                        "fill": "#reports form.edit-report textarea[name=findings]",
+                        "value": "A 4 mm nodule.",
+                    },
+                    {"click": "#reports form.edit-report button[type=submit]"},
+                    {"waitText": "#reports tbody", "text": "A 4 mm nodule."},
+                    {"texts": "#reports tbody tr", "as": "reports"},
+                    {"count": "#reports details.edit", "as": "edit_forms_after"},
+                    {"screenshot": "report-edit"},
+                ],
+            },
+            {
+                "name": "admin-deliveries",
+                "steps": [
+                    *sign_in("admin"),
+                    {"click": "a[data-page=team]"},
+                    {"click": "form.describe-source[data-source=ClinicB] >> xpath=.. >> summary"},
+                    {
+                        "fill": "form.describe-source[data-source=ClinicB] input",
+                        "value": "Bravo clinic, mammography",
+                    },
+                    {"click": "form.describe-source[data-source=ClinicB] button[type=submit]"},
+                    {"waitText": "#sources tbody", "text": "Bravo clinic, mammography"},
+                    {"click": "a[data-page=routing]"},
+                    {"click": "button.deliveries[data-rule=loop]"},
+                    {"wait": "#deliveries tbody tr"},
+                    {"texts": "#deliveries tbody tr", "as": "before"},
+                    {"click": "#deliveries button.resend"},
+                    {"wait": "#deliveries-message.ok"},
+                    {"texts": "#deliveries-message", "as": "message"},
+                    {"texts": "#deliveries tbody tr", "as": "after"},
+                    {"screenshot": "deliveries"},
+                    {"click": "#deliveries button.resend-study"},
+                    {"waitText": "#deliveries-message", "text": "of the study"},
+                    {"texts": "#deliveries-message", "as": "study_message"},
+                ],
+            },
+            {
+                "name": "tech-upload-sources",
+                "steps": [
+                    *sign_in("tech"),
+                    {"click": "a[data-page=upload]"},
+                    {"wait": "#upload input[name=source]"},
+                    {"attr": "#upload datalist option", "name": "label", "as": "labels"},
+                ],
+            },
+        ],
+    )
+    reader = results["read_a-edit"]
+    assert reader["error"] is None, reader
+    assert reader["values"]["sources"] == [f"ClinicA: {description}"]
+    assert reader["values"]["edit_forms"] == 1  # the draft only: the signed one is amended
+    assert reader["values"]["edit_forms_after"] == 1
+    assert any("A 4 mm nodule." in row and "DRAFT" in row for row in reader["values"]["reports"])
+    # What the page did is what the API holds: two new versions of the draft, through PUT.
+    stored = _ok(HTTP.get(f"{reports}/{draft['id']}", headers=auth))
+    assert stored["version"] == draft["version"] + 2 and stored["status"] == "DRAFT"
+    assert stored["content"]["sections"] == {"findings": "A 4 mm nodule.", "impression": "Stable."}
+    assert _ok(HTTP.get(f"{reports}/{signed['id']}", headers=auth))["version"] == signed["version"]
+    # The server refuses editing a signed report whatever the page shows.
+    refused = HTTP.put(
+        f"{reports}/{signed['id']}",
+        json={"sections": {"impression": "Changed."}},
+        headers={**auth, "If-Match": f'"{signed["version"]}"'},
+    )
+    assert refused.status_code == 409, refused.text
+
+    admin = results["admin-deliveries"]
+    assert admin["error"] is None, admin
+    [before] = admin["values"]["before"]
+    assert sop in before and "delivered" in before and site.server.dicomweb in before, before
+    assert sop in admin["values"]["message"][0]
+    assert admin["values"]["study_message"][0].startswith("1 instances"), admin["values"]
+    described = {
+        s["name"]: s["description"] for s in _ok(HTTP.get(f"{site.api}/sources", headers=auth))
+    }
+    assert described["ClinicB"] == "Bravo clinic, mammography"
+    assert delivered(1)["delivered_at"] > first["delivered_at"]  # sent again, attempts anew
+
+    tech = results["tech-upload-sources"]
+    assert tech["error"] is None, tech
+    assert f"ClinicA: {description}" in tech["values"]["labels"], tech["values"]
+    assert HTTP.delete(f"{site.api}/routes/loop", headers=auth).status_code == 204

@@ -158,3 +158,75 @@ def test_routes_of_hidden_sources_and_other_tenants_stay_hidden(world: World) ->
     assert send_b.status_code == 404  # a ClinicB study is not the rule's (nor the caller's)
     assert get("acme_admin", "/routes", "acme").json() == []
     assert get("acme_admin", "/routes/clinic-a", "acme").status_code == 404
+
+
+def test_one_delivery_sent_again_only_by_who_sees_it(world: World) -> None:
+    """POST {api}/routes/{name}/deliveries/{id}/send: a delivered instance back to pending and
+    delivered again; a pending one is 409; a delivery of a hidden source, of another rule,
+    of another tenant, or a malformed id is 404; without `admin`, 403."""
+    # The archive itself as the destination: an identical instance is an idempotent success.
+    self_root = {
+        "kind": "dicomweb",
+        "url": world.url(),
+        "authorization": world.auth("admin")["Authorization"],
+    }
+    closed = {"kind": "dimse", "ae_title": "NOWHERE", "host": "127.0.0.1", "port": 9}
+    for user, body in (
+        ("admin", {"name": "loop", "destination": self_root}),
+        ("admin", {"name": "stuck", "destination": closed}),
+        ("admin_a", {"name": "loop-a", "destination": self_root}),
+    ):
+        made = httpx.post(f"{world.api()}/routes", json=body, headers=world.auth(user), timeout=30)
+        assert made.status_code == 201, made.text
+    uids = {}
+    for number, source in ((30, "ClinicA"), (31, "ClinicB")):
+        uids[source] = (generate_uid(), generate_uid(), generate_uid())
+        data = instance_bytes(*uids[source], "DEFAULTTENANT^PATIENT", number)
+        assert stow(world.url(), [data], world.auth("admin"), source).status_code == 200
+
+    def deliveries(user: str, rule: str, count: int, status: str) -> list[dict]:
+        deadline = time.time() + 60
+        while True:
+            found = httpx.get(
+                f"{world.api()}/routes/{rule}/deliveries",
+                headers=world.auth(user),
+                timeout=30,
+            ).json()
+            if len(found) == count and all(d["status"] == status for d in found):
+                return found
+            assert time.time() < deadline, found
+            time.sleep(0.2)
+
+    def send(user: str, rule: str, delivery: object, tenant: str = "default") -> httpx.Response:
+        return httpx.post(
+            f"{world.api(tenant)}/routes/{rule}/deliveries/{delivery}/send",
+            headers=world.auth(user),
+            timeout=30,
+        )
+
+    loop = {d["sop_instance_uid"]: d for d in deliveries("admin", "loop", 2, "delivered")}
+    [mine] = deliveries("admin_a", "loop-a", 1, "delivered")
+    assert mine["sop_instance_uid"] == uids["ClinicA"][2]
+    b_delivery = loop[uids["ClinicB"][2]]["id"]
+    # Another rule's delivery, a hidden source's, a hidden rule, another tenant: 404.
+    assert send("admin_a", "loop-a", b_delivery).status_code == 404
+    assert send("admin_a", "loop", b_delivery).status_code == 404
+    assert send("acme_admin", "loop", b_delivery, "acme").status_code == 404
+    assert send("admin", "loop", "x1").status_code == 404
+    assert send("admin", "loop", 10**30).status_code == 404
+    assert send("tech", "loop", b_delivery).status_code == 403
+    [pending] = httpx.get(
+        f"{world.api()}/routes/stuck/deliveries", headers=world.auth("admin"), timeout=30
+    ).json()[:1]
+    conflict = send("admin", "stuck", pending["id"])
+    assert conflict.status_code == 409 and "pending" in conflict.json()["detail"]
+
+    again = send("admin_a", "loop-a", mine["id"])
+    assert again.status_code == 202, again.text
+    assert again.json()["status"] == "pending" and again.json()["attempts"] == 0
+    [after] = deliveries("admin_a", "loop-a", 1, "delivered")
+    assert after["attempts"] == 1 and after["delivered_at"] >= mine["delivered_at"]
+    # Only that one: the rule's other deliveries were not touched.
+    assert {d["delivered_at"] for d in deliveries("admin", "loop", 2, "delivered")} == {
+        d["delivered_at"] for d in loop.values()
+    }

@@ -40,7 +40,14 @@ from tessera.index.peers import (
     remove_ae_title,
     remove_peer,
 )
-from tessera.index.sources import add_source, source_names, source_settings, update_source
+from tessera.index.sources import (
+    add_source,
+    source_descriptions,
+    source_names,
+    source_settings,
+    study_sources,
+    update_source,
+)
 from tessera.index.tenancy import (
     create_tenant,
     duplicate_policy,
@@ -136,9 +143,21 @@ async def me(request: Request) -> Response:
             return None
         return sorted(source_names(conn, tenant.id, keys))
 
-    sources, upload_sources = await read_in_thread(
+    def described(conn):  # type: ignore[no-untyped-def]
+        # The sources the caller sees and those named as its upload sources; every source
+        # when not locked. A locked caller learns no other source's name.
+        if scope.source_pks is None:
+            return source_descriptions(conn, tenant.id, None)
+        named = scope.source_pks | (scope.upload_source_pks or frozenset())
+        return source_descriptions(conn, tenant.id, named)
+
+    sources, upload_sources, descriptions = await read_in_thread(
         request,
-        lambda conn: (names(conn, scope.source_pks), names(conn, scope.upload_source_pks)),
+        lambda conn: (
+            names(conn, scope.source_pks),
+            names(conn, scope.upload_source_pks),
+            described(conn),
+        ),
     )
     return json_answer(
         {
@@ -149,6 +168,7 @@ async def me(request: Request) -> Response:
             "permissions": sorted(scope.permissions),
             "sources": sources,
             "upload_sources": upload_sources,
+            "source_descriptions": descriptions,
         }
     )
 
@@ -336,6 +356,14 @@ async def roles_delete(request: Request) -> Response:
 async def sources_list(request: Request) -> Response:
     tenant = tenant_of(request)
     return json_answer(await read_in_thread(request, lambda conn: source_settings(conn, tenant.id)))
+
+
+async def study_sources_list(request: Request) -> Response:
+    """The sources of a study's instances the caller sees, with their descriptions (404 when
+    the caller sees none of its instances)."""
+    scope = await scope_of(request)
+    uid = request.path_params["study"]
+    return json_answer(await read_in_thread(request, lambda conn: study_sources(conn, scope, uid)))
 
 
 async def sources_create(request: Request) -> Response:
@@ -632,7 +660,7 @@ async def audit_list(request: Request) -> Response:
     return json_answer(events)
 
 
-SYSTEM, ADMIN = permissions.SYSTEM, permissions.ADMIN
+SYSTEM, ADMIN, READ = permissions.SYSTEM, permissions.ADMIN, permissions.READ
 
 # Each route's permission, checked at the gate (tessera.dicomweb.gate) before the handler
 # runs. None: any authenticated caller (login itself passes without credentials). Admin
@@ -654,6 +682,7 @@ routes = [
     guarded("/sources", sources_list, methods=["GET"], permission=ADMIN),
     guarded("/sources", sources_create, methods=["POST"], permission=ADMIN),
     guarded("/sources/{name}", sources_update, methods=["PATCH"], permission=ADMIN),
+    guarded("/studies/{study}/sources", study_sources_list, methods=["GET"], permission=READ),
     guarded("/api-keys", keys_list, methods=["GET"], permission=ADMIN),
     guarded("/api-keys", keys_create, methods=["POST"], permission=ADMIN),
     guarded("/api-keys/{key_id}", keys_revoke, methods=["DELETE"], permission=ADMIN),

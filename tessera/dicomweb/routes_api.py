@@ -162,6 +162,20 @@ async def routes_send_study(request: Request) -> Response:
     return json_answer({"queued": count}, 202)
 
 
+async def routes_send_delivery(request: Request) -> Response:
+    """One delivered or dead instance sent again (back to pending, attempts from 0); 202 with
+    the delivery. 404 for a delivery the caller cannot see, 409 while it is still pending."""
+    scope = await scope_of(request)
+    name = request.path_params["name"]
+    raw = request.path_params["delivery"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"no delivery {raw!r} of route {name!r}")
+    delivery = await write_in_thread(
+        request, lambda conn: rules.send_delivery_again(conn, scope, name, int(raw))
+    )
+    return json_answer(delivery, 202)
+
+
 async def routes_replay(request: Request) -> Response:
     scope = await scope_of(request)
     name = request.path_params["name"]
@@ -182,6 +196,12 @@ routes = [
     ),
     guarded(
         "/routes/{name}/send", routes_send_study, methods=["POST"], permission=permissions.ADMIN
+    ),
+    guarded(
+        "/routes/{name}/deliveries/{delivery}/send",
+        routes_send_delivery,
+        methods=["POST"],
+        permission=permissions.ADMIN,
     ),
     guarded("/routes/{name}/replay", routes_replay, methods=["POST"], permission=permissions.ADMIN),
 ]

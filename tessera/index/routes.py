@@ -279,6 +279,32 @@ def send_study_again(conn: Connection, scope: Scope, name: str, study_instance_u
     return len(rows)
 
 
+def send_delivery_again(conn: Connection, scope: Scope, name: str, delivery_id: int) -> dict:
+    """One delivered or dead instance of the rule back to pending (attempts from 0); the
+    delivery as `list_deliveries` shows it. NotFound for a delivery of another rule or of a
+    source the caller does not see; Conflict while it is still pending."""
+    rule = get_rule(conn, scope, name)
+    query = select(RouteDelivery).where(
+        RouteDelivery.rule_pk == rule.id, RouteDelivery.id == delivery_id
+    )
+    if scope.source_pks is not None:
+        query = query.where(RouteDelivery.source_pk.in_(sorted(scope.source_pks)))
+    row = conn.execute(query).first()
+    if row is None:
+        raise NotFound(f"no delivery {delivery_id} of route {name!r}")
+    if row.status == "pending":
+        raise Conflict(f"delivery {delivery_id} is still pending: it is being sent")
+    now = utcnow()
+    conn.execute(
+        update(RouteDelivery)
+        .where(RouteDelivery.id == delivery_id)
+        .values(status="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="")
+    )
+    return _delivery_json(
+        conn.execute(select(RouteDelivery).where(RouteDelivery.id == delivery_id)).one()
+    )
+
+
 def replay_dead(conn: Connection, scope: Scope, name: str) -> int:
     rule = get_rule(conn, scope, name)
     now = utcnow()
@@ -366,16 +392,17 @@ def list_deliveries(
         query = query.where(RouteDelivery.status == status)
     if study_instance_uid:
         query = query.where(RouteDelivery.study_instance_uid == study_instance_uid)
-    return [
-        {
-            "id": r.id,
-            "study_instance_uid": r.study_instance_uid,
-            "sop_instance_uid": r.sop_instance_uid,
-            "status": r.status,
-            "attempts": r.attempts,
-            "next_attempt_at": iso(r.next_attempt_at) if r.status == "pending" else None,
-            "delivered_at": iso(r.delivered_at),
-            "last_error": r.last_error,
-        }
-        for r in conn.execute(query)
-    ]
+    return [_delivery_json(r) for r in conn.execute(query)]
+
+
+def _delivery_json(r) -> dict:
+    return {
+        "id": r.id,
+        "study_instance_uid": r.study_instance_uid,
+        "sop_instance_uid": r.sop_instance_uid,
+        "status": r.status,
+        "attempts": r.attempts,
+        "next_attempt_at": iso(r.next_attempt_at) if r.status == "pending" else None,
+        "delivered_at": iso(r.delivered_at),
+        "last_error": r.last_error,
+    }

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, select, update
 
 from tessera.index.database import inserted_pk
 from tessera.index.errors import Conflict, InvalidValue, NotFound
-from tessera.index.models import Source
+from tessera.index.models import Source, Study, StudySource
 from tessera.scope import Scope
 
 SOURCE_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -48,6 +48,35 @@ def source_names(conn: Connection, tenant_id: int, keys: frozenset[int]) -> list
             select(Source.name).where(Source.tenant_id == tenant_id, Source.id.in_(list(keys)))
         ).scalars()
     )
+
+
+def source_descriptions(
+    conn: Connection, tenant_id: int, keys: frozenset[int] | None
+) -> dict[str, str]:
+    """Name -> description of the tenant's sources among `keys` (None: every source)."""
+    query = select(Source.name, Source.description).where(Source.tenant_id == tenant_id)
+    if keys is not None:
+        query = query.where(Source.id.in_(sorted(keys)))
+    return {row.name: row.description for row in conn.execute(query.order_by(Source.name))}
+
+
+def study_sources(conn: Connection, scope: Scope, study_instance_uid: str) -> list[dict[str, str]]:
+    """The sources of a study's instances the caller may see, with their descriptions, by
+    name; NotFound when the caller sees no instance of it (another tenant's UID, a study of
+    hidden sources only, no such study: the same answer)."""
+    query = (
+        select(Source.name, Source.description)
+        .join(StudySource, StudySource.source_pk == Source.id)
+        .join(Study, Study.id == StudySource.study_pk)
+        .where(Study.tenant_id == scope.tenant_id, Study.study_instance_uid == study_instance_uid)
+        .order_by(Source.name)
+    )
+    if scope.source_pks is not None:
+        query = query.where(StudySource.source_pk.in_(sorted(scope.source_pks)))
+    found = [{"name": row.name, "description": row.description} for row in conn.execute(query)]
+    if not found:
+        raise NotFound(f"no study {study_instance_uid}")
+    return found
 
 
 def add_source(

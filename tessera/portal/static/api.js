@@ -9,7 +9,7 @@ export const PREFIX = here.slice(0, Math.max(0, here.indexOf('/portal/')));
 export const session = {
   token: null,
   tenant: 'default',
-  me: null, // GET {api}/me: username, permissions, sources, upload_sources
+  me: null, // GET {api}/me: username, permissions, sources, upload_sources, source_descriptions
   config: { viewer: null, anonymous: false },
   load() {
     const saved = JSON.parse(sessionStorage.getItem(STORE) || 'null');
@@ -29,6 +29,27 @@ export const session = {
     return held.includes('*') || held.includes(permission);
   },
 };
+
+// A source's name with its description (GET {api}/me `source_descriptions`: the sources the
+// user sees or uploads as), e.g. "ClinicA: Alpha clinic, CT and MR".
+export function sourceLabel(name) {
+  const description = session.me?.source_descriptions?.[name];
+  return description ? `${name}: ${description}` : name;
+}
+
+// A source chooser: a <select> of the user's upload sources when they are limited, else a
+// free name with the known sources (and their descriptions) offered: [input, datalist or ''].
+export function sourceInput(h) {
+  const restricted = session.me?.upload_sources;
+  if (restricted && restricted.length) {
+    return [h('select', { name: 'source' },
+      ...restricted.map(s => h('option', { value: s }, sourceLabel(s)))), ''];
+  }
+  const known = Object.keys(session.me?.source_descriptions ?? {});
+  const id = `sources-${Math.random().toString(36).slice(2, 9)}`;
+  const input = h('input', { name: 'source', placeholder: 'default', list: id });
+  return [input, h('datalist', { id }, ...known.map(s => h('option', { value: s, label: sourceLabel(s) })))];
+}
 
 export function tenantBase(tenant = session.tenant) {
   return tenant && tenant !== 'default' ? `${PREFIX}/t/${encodeURIComponent(tenant)}` : PREFIX;

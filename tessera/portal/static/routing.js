@@ -1,5 +1,6 @@
 // Routing (the `admin` permission): the rules with their backlog (pending, delivered, dead),
-// dead letters sent again, a rule added or removed ({api}/routes, docs/routing.md).
+// dead letters sent again, a rule added or removed, and a rule's per-instance deliveries
+// with "Send again" for a delivered or dead one ({api}/routes, docs/routing.md).
 import { api } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
 
@@ -63,8 +64,65 @@ export async function render(main) {
     { label: 'Delivered', get: r => r.backlog.delivered, key: r => r.backlog.delivered },
     { label: 'Dead', get: r => r.backlog.dead, key: r => r.backlog.dead },
     { label: 'Actions', sort: false, get: r => h('span', {},
-      r.backlog.dead ? act('Send dead again', 'replay', () => api(`${path(r)}/replay`, { method: 'POST' })) : '',
+      h('button', { type: 'button', class: 'deliveries', dataset: { rule: r.name },
+        onclick: () => drawDeliveries(deliveries, r.name) }, 'Deliveries'),
+      ' ', r.backlog.dead ? act('Send dead again', 'replay', () => api(`${path(r)}/replay`, { method: 'POST' })) : '',
       ' ', act('Remove', 'delete', () => api(path(r), { method: 'DELETE' }))) },
-  ], found, { sortable: true }) : status('No routing rules.'), message,
+  ], found, { sortable: true }) : status('No routing rules.'), message, deliveries,
   h('details', { class: 'card' }, h('summary', {}, 'Add a rule'), form, formMessage));
+}
+
+// GET {api}/routes/{name}/deliveries?status=: each instance's state (which instance, where,
+// status, attempts, last error); POST .../deliveries/{id}/send sends a delivered or dead
+// one again (the server refuses a pending one, 409).
+const deliveries = h('section', { id: 'deliveries' });
+
+async function drawDeliveries(box, name, wanted = '') {
+  const path = `/routes/${encodeURIComponent(name)}`;
+  const message = status();
+  message.id = 'deliveries-message';
+  const filter = h('select', { name: 'status', onchange: () => drawDeliveries(box, name, filter.value) },
+    ...[['', 'all'], ['pending', 'pending'], ['delivered', 'delivered'], ['dead', 'dead']]
+      .map(([value, label]) => h('option', { value, selected: value === wanted }, label)));
+  let found;
+  try {
+    found = await api(`${path}/deliveries?${new URLSearchParams({ status: wanted, limit: 100 })}`);
+  } catch (error) {
+    box.replaceChildren(status(error.message, 'error'));
+    return message;
+  }
+  const rule = await api(path);
+  const sendAgain = d => (d.status === 'pending' ? '' : h('button', { type: 'button', class: 'resend',
+    onclick: async event => {
+      event.currentTarget.disabled = true;
+      try {
+        await api(`${path}/deliveries/${d.id}/send`, { method: 'POST' });
+        const shown = await drawDeliveries(box, name, wanted);
+        setStatus(shown, `Instance ${d.sop_instance_uid} queued to be sent again.`, 'ok');
+      } catch (error) { setStatus(message, error.message, 'error'); }
+    } }, 'Send again'));
+  // POST {api}/routes/{name}/send {"study_instance_uid"}: every instance of the study the
+  // rule (and the user) may send, queued again.
+  const studyAgain = d => h('button', { type: 'button', class: 'resend-study', onclick: async event => {
+    event.currentTarget.disabled = true;
+    try {
+      const answer = await api(`${path}/send`, { method: 'POST',
+        body: { study_instance_uid: d.study_instance_uid } });
+      const shown = await drawDeliveries(box, name, wanted);
+      setStatus(shown, `${answer.queued} instances of the study queued to be sent again.`, 'ok');
+    } catch (error) { setStatus(message, error.message, 'error'); }
+  } }, 'Send study again');
+  box.replaceChildren(h('h2', {}, `Deliveries of ${name}`), field('Status', filter),
+    found.length ? table([
+      { label: 'Study', get: d => h('a', { href: `#/study/${encodeURIComponent(d.study_instance_uid)}` },
+        d.study_instance_uid) },
+      { label: 'Instance', get: d => d.sop_instance_uid },
+      { label: 'To', get: () => destination(rule) },
+      { label: 'Status', get: d => d.status },
+      { label: 'Attempts', get: d => d.attempts, key: d => d.attempts },
+      { label: 'When', get: d => (d.delivered_at ?? d.next_attempt_at ?? '').slice(0, 19).replace('T', ' ') },
+      { label: 'Last error', get: d => d.last_error },
+      { label: 'Action', sort: false, get: d => h('span', {}, sendAgain(d), ' ', studyAgain(d)) },
+    ], found, { sortable: true }) : status('No deliveries.'), message);
+  return message;
 }

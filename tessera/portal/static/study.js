@@ -1,6 +1,8 @@
 // One study: its patient and study values, series with thumbnails (WADO-RS /thumbnail
 // fetched with the token, shown through blob: URLs), documents, reports and its order.
-import { api, qido, imageUrl, request, dicomwebRoot, session, value, dicomDate } from './api.js';
+import {
+  api, qido, imageUrl, request, dicomwebRoot, session, value, dicomDate, sourceInput,
+} from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
 import { viewerLink } from './worklist.js';
 
@@ -30,6 +32,13 @@ export async function render(main, { args }) {
     ['Referring', value(study, 'ReferringPhysicianName')],
     ['Modalities', value(study, 'ModalitiesInStudy')],
   ].flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+  // GET {api}/studies/{uid}/sources: the sources of its instances the user sees, described.
+  const sources = h('dd', { id: 'study-sources' }, '…');
+  facts.append(h('dt', {}, 'Source'), sources);
+  api(`${studyPath}/sources`).then(
+    found => sources.replaceChildren(...found.flatMap((s, i) => [
+      i ? h('br') : '', h('strong', {}, s.name), s.description ? `: ${s.description}` : ''])),
+    error => sources.replaceChildren(error.message));
 
   const grid = h('div', { class: 'series', id: 'series' }, ...series.map(s => {
     const image = h('img', { alt: `Series ${value(s, 'SeriesNumber')} thumbnail` });
@@ -68,10 +77,7 @@ export async function render(main, { args }) {
 function documentForm(studyPath, done) {
   const file = h('input', { type: 'file', name: 'file', required: true });
   const title = h('input', { name: 'title', required: true, maxlength: 64 });
-  const restricted = session.me.upload_sources;
-  const source = restricted && restricted.length
-    ? h('select', { name: 'source' }, ...restricted.map(s => h('option', { value: s }, s)))
-    : h('input', { name: 'source', placeholder: 'default' });
+  const [source, sourceList] = sourceInput(h);
   const message = status();
   const form = h('form', { id: 'new-document', class: 'inline', onsubmit: async event => {
     event.preventDefault();
@@ -86,7 +92,7 @@ function documentForm(studyPath, done) {
       await done();
     } catch (error) { setStatus(message, error.message, 'error'); }
   } }, field('File (PDF, text, JPEG, PNG, MP4)', file), field('Title', title),
-  field('Source', source), h('button', { type: 'submit' }, 'Add document'), message);
+  field('Source', source), sourceList, h('button', { type: 'submit' }, 'Add document'), message);
   return h('details', { class: 'card' }, h('summary', {}, 'Add a document'), form);
 }
 
@@ -208,6 +214,7 @@ async function drawReports(box, studyUid) {
       { label: 'Author', get: r => r.created_by },
       { label: 'Signed', get: r => (r.signed_by ? `${r.signed_by} ${r.signed_at.slice(0, 16).replace('T', ' ')}` : '') },
       { label: 'Text', get: r => summary(r.content) },
+      ...(session.can('report.write') ? [{ label: 'Edit', get: r => editForm(r, box, studyUid) }] : []),
       ...(session.can('report.sign') ? [{ label: 'Sign', get: r => signButton(r, box, studyUid) }] : []),
       ...(session.can('report.sign') ? [{ label: 'Addendum', get: r => addendumForm(r, box, studyUid) }] : []),
     ], found));
@@ -228,6 +235,50 @@ function signButton(report, box, studyUid) {
       box.append(status(error.message, 'error'));
     }
   } }, 'Sign');
+}
+
+// PUT .../reports/{id} with If-Match: a new version of a DRAFT or PRELIMINARY report, its
+// free-text sections or its template's values (docs/reports.md). `report.write`. A signed
+// report gets no Edit (the server refuses it too, 409): it is amended by an addendum.
+function editForm(report, box, studyUid) {
+  if (!['DRAFT', 'PRELIMINARY'].includes(report.status)) return '';
+  const content = report.content ?? {};
+  const message = status();
+  const fields = h('div', { class: 'report-fields' });
+  let inputs = [];
+  const fill = (pairs, given) => {
+    inputs = pairs;
+    for (const [name, input] of inputs) {
+      if (given[name] !== undefined && given[name] !== null) input.value = String(given[name]);
+    }
+    fields.replaceChildren(...inputs.map(([, input, label]) => field(label, input)));
+  };
+  if (report.template) {
+    api(`/report-templates/${encodeURIComponent(report.template)}`).then(t => fill(
+      t.fields.map(f => [f.name, fieldInput(f), fieldLabel(f)]), content.values ?? {}),
+    error => setStatus(message, error.message, 'error'));
+  } else {
+    const sections = content.sections ?? {};
+    const names = [...new Set(['findings', 'impression', ...Object.keys(sections)])];
+    fill(names.map(name => [name, h('textarea', { name, rows: name === 'findings' ? 4 : 2 }),
+      name[0].toUpperCase() + name.slice(1)]), sections);
+  }
+  const form = h('form', { class: 'edit-report', novalidate: true, onsubmit: async event => {
+    event.preventDefault();
+    const given = {};
+    for (const [name, input] of inputs) {
+      const text = input.value.trim();
+      if (!text) continue;
+      given[name] = input.type === 'number' ? Number(text) : text;
+    }
+    try {
+      await api(`/studies/${encodeURIComponent(studyUid)}/reports/${report.id}`, {
+        method: 'PUT', headers: { 'If-Match': `"${report.version}"` },
+        body: report.template ? { values: given } : { sections: given } });
+      await drawReports(box, studyUid);
+    } catch (error) { setStatus(message, error.message, 'error'); }
+  } }, fields, h('button', { type: 'submit' }, 'Save new version'), message);
+  return h('details', { class: 'edit' }, h('summary', {}, 'Edit draft'), form);
 }
 
 // POST .../reports/{id}/addenda {"text"} with If-Match: a signed report becomes AMENDED and

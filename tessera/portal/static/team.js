@@ -1,6 +1,6 @@
 // My Team (the `admin` permission): users with their role and source lock, roles, sources
 // and API keys; forms to add a user, a source and a key, change a user's role and source
-// lists, disable a user, revoke a key.
+// lists, a source's description, disable a user, revoke a key.
 import { api } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
 
@@ -120,10 +120,27 @@ async function drawSources(box, sourceList) {
       await drawSources(box, await api('/sources'));
     } catch (error) { setStatus(message, error.message, 'error'); }
   } }, field('Name', name), field('Description', description), h('button', { type: 'submit' }, 'Add source'));
+  // PATCH {api}/sources/{name} {"description"}: a source's description, shown wherever the
+  // portal offers or shows the source.
+  const describe = s => {
+    const text = h('input', { name: 'description', value: s.description ?? '', maxlength: 256 });
+    const said = status();
+    const edit = h('form', { class: 'inline describe-source', dataset: { source: s.name },
+      onsubmit: async event => {
+        event.preventDefault();
+        try {
+          await api(`/sources/${encodeURIComponent(s.name)}`, { method: 'PATCH',
+            body: { description: text.value.trim() } });
+          await drawSources(box, await api('/sources'));
+        } catch (error) { setStatus(said, error.message, 'error'); }
+      } }, field('Description', text), h('button', { type: 'submit' }, 'Save'), said);
+    return h('details', {}, h('summary', {}, 'Edit'), edit);
+  };
   box.replaceChildren(h('h2', {}, 'Sources'), table([
     { label: 'Source', get: s => s.name },
     { label: 'Description', get: s => s.description ?? '' },
     { label: 'Default issuer of patient ID', get: s => s.default_issuer_of_patient_id ?? '' },
+    { label: 'Change', get: describe },
   ], sourceList), h('details', { class: 'card' }, h('summary', {}, 'Add a source'), form, message));
 }
 

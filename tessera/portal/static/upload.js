@@ -2,7 +2,7 @@
 // built here) in batches, with a progress bar (files, MB, rate). "Upload later" opens an
 // upload session ({api}/upload-sessions) and stores into it; the sessions list commits or
 // discards. Only for callers with the `upload` permission (the server checks it too).
-import { api, session, dicomwebRoot, onUnauthorized } from './api.js';
+import { api, session, dicomwebRoot, onUnauthorized, sourceInput } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
 
 const BATCH_BYTES = 32 * 1024 * 1024;
@@ -29,10 +29,7 @@ export async function render(main) {
     setStatus(chosen, `${files.length} files, ${(bytes / MB).toFixed(1)} MB chosen.`);
   }
 
-  const restricted = session.me.upload_sources;
-  const source = restricted && restricted.length
-    ? h('select', { name: 'source' }, ...restricted.map(s => h('option', { value: s }, s)))
-    : h('input', { name: 'source', placeholder: 'default' });
+  const [source, sourceList] = sourceInput(h);
   const order = h('input', { name: 'order', inputmode: 'numeric', placeholder: 'order number' });
   const later = h('input', { type: 'checkbox', name: 'later' });
   const description = h('input', { name: 'description' });
@@ -85,7 +82,7 @@ export async function render(main) {
     }
   } },
   field('Files', pick), field('A folder', folder), drop, chosen,
-  field('Source', source), field('Attach to order (number)', order),
+  field('Source', source), sourceList, field('Attach to order (number)', order),
   h('div', { class: 'field' }, h('label', {}, later, ' Upload later (into a session to commit)')),
   field('Session description', description),
   h('button', { type: 'submit' }, 'Upload'), bar, progress, result);

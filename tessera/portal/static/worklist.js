@@ -3,7 +3,7 @@
 // "Sorting": patient name, patient ID, date, accession; the default is newest first), each
 // study linked to its page and, when a viewer is served, to the viewer;
 // each row's priors (the same patient's other studies) one click away.
-import { api, qido, session, value, dicomDate } from './api.js';
+import { api, qido, session, value, dicomDate, sourceLabel } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
 import { STATUSES } from './orders.js';
 
@@ -61,7 +61,7 @@ export async function render(main) {
   pageSize.value = String(state.size);
   const sourceNames = h('datalist', { id: 'source-names' });
   knownSources().then(names => sourceNames.replaceChildren(
-    ...names.map(name => h('option', { value: name }))));
+    ...names.map(name => h('option', { value: name, label: sourceLabel(name) }))));
   for (const [key, input] of Object.entries(inputs)) input.value = state.filters[key] ?? '';
   const message = status();
   const results = h('div', { id: 'results' });
