@@ -10,9 +10,12 @@ while dcmtk's tools and an HTTP client move it:
 - C-MOVE out to a `storescp` accepting the stored syntax (sent as stored);
 - C-MOVE out to a `storescp` accepting implicit VR little endian only (converted);
 - C-GET (`getscu`);
-- WADO-RS instance asked in JPEG-LS lossless (transcoded on retrieval).
+- WADO-RS instance asked in JPEG-LS lossless (transcoded on retrieval);
+- WADO-RS study asked as multipart/related in JPEG-LS lossless (transcoded on retrieval).
 
-    python benchmarks/dimse_memory.py [--frames 500] [--size 1024] [--keep]
+    python benchmarks/dimse_memory.py [--frames 500] [--size 1024] [--wado-only] [--keep]
+
+``--wado-only`` stores the instance (C-STORE, measured) and measures the WADO-RS paths only.
 """
 
 from __future__ import annotations
@@ -148,6 +151,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=500)
     parser.add_argument("--size", type=int, default=1024, help="rows = columns")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--wado-only", action="store_true", help="store the instance, then the WADO-RS paths only"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="dimse-memory-"))
@@ -178,44 +184,48 @@ def main() -> None:
 
         measured("C-STORE in (storescu)", pid, [tool("storescu"), *called, *address, str(source)])
 
-        destinations.append(storescp(destination_port, DESTINATION, workdir / "moved"))
-        measured(
-            "C-MOVE out, as stored (storescp)",
-            pid,
-            [tool("movescu"), "-S", *called, "-aem", DESTINATION, *keys, *address],
-            workdir / "moved",
-        )
-        shutil.rmtree(workdir / "moved", ignore_errors=True)
+        if not args.wado_only:
+            destinations.append(storescp(destination_port, DESTINATION, workdir / "moved"))
+            measured(
+                "C-MOVE out, as stored (storescp)",
+                pid,
+                [tool("movescu"), "-S", *called, "-aem", DESTINATION, *keys, *address],
+                workdir / "moved",
+            )
+            shutil.rmtree(workdir / "moved", ignore_errors=True)
 
-        destinations.append(
-            storescp(implicit_port, IMPLICIT_DESTINATION, workdir / "implicit", "+xi")
-        )
-        measured(
-            "C-MOVE out, converted (storescp +xi)",
-            pid,
-            [tool("movescu"), "-S", *called, "-aem", IMPLICIT_DESTINATION, *keys, *address],
-            workdir / "implicit",
-        )
-        shutil.rmtree(workdir / "implicit", ignore_errors=True)
+            destinations.append(
+                storescp(implicit_port, IMPLICIT_DESTINATION, workdir / "implicit", "+xi")
+            )
+            measured(
+                "C-MOVE out, converted (storescp +xi)",
+                pid,
+                [tool("movescu"), "-S", *called, "-aem", IMPLICIT_DESTINATION, *keys, *address],
+                workdir / "implicit",
+            )
+            shutil.rmtree(workdir / "implicit", ignore_errors=True)
 
-        (workdir / "got").mkdir()
-        measured(
-            "C-GET (getscu)",
-            pid,
-            [tool("getscu"), "-S", *called, "-od", str(workdir / "got"), *keys, *address],
-            workdir / "got",
-        )
-        shutil.rmtree(workdir / "got", ignore_errors=True)
+            (workdir / "got").mkdir()
+            measured(
+                "C-GET (getscu)",
+                pid,
+                [tool("getscu"), "-S", *called, "-od", str(workdir / "got"), *keys, *address],
+                workdir / "got",
+            )
+            shutil.rmtree(workdir / "got", ignore_errors=True)
 
-        url = (
-            f"{server.dicomweb}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-            f"/instances/{ds.SOPInstanceUID}"
-        )
+        study = f"{server.dicomweb}/studies/{ds.StudyInstanceUID}"
         wado_measured(
             "WADO-RS instance as JPEG-LS lossless",
             pid,
-            url,
+            f"{study}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}",
             f"application/dicom; transfer-syntax={JPEG_LS_LOSSLESS}",
+        )
+        wado_measured(
+            "WADO-RS study multipart as JPEG-LS lossless",
+            pid,
+            study,
+            f'multipart/related; type="application/dicom"; transfer-syntax={JPEG_LS_LOSSLESS}',
         )
     finally:
         for process in destinations:

@@ -2,9 +2,12 @@
 multipart/related; type="application/dicom", streamed part by part from the blob store.
 
 An instance sent in its stored transfer syntax is copied in 1 MiB chunks (memory stays
-bounded whatever the study size); one needing another syntax is transcoded on its own,
-one instance at a time (a single instance of convert_in_memory_max_bytes or more, frame by frame
-into a spool file streamed from there; in a multipart body, whole).
+bounded whatever the study size); one needing another syntax (or the study's coerced
+attributes) is converted on its own, one instance at a time: whole in memory when under
+convert_in_memory_max_bytes, else frame by frame (storage/transcode_stream.py) into a file
+in the spool folder streamed from there: a named file deleted once sent for a bare
+application/dicom body, an unnamed one (gone when closed, or when the client goes away)
+holding the whole part in a multipart body.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -197,11 +201,14 @@ async def retrieve_instances(request: Request) -> Response:
         length = sum(len(h) + i.size_bytes + 2 for h, (i, _, _) in zip(heads, plan, strict=True))
         headers["Content-Length"] = str(length + len(multipart_writer.closing(boundary)))
 
-    jobs = _body_jobs(store, plan, heads, boundary)
+    spool = (max(archive.settings.convert_in_memory_max_bytes, 1), archive.spool_dir)
+    jobs = _body_jobs(store, plan, heads, boundary, spool)
     return StreamingResponse(await primed(_pipelined(jobs)), headers=headers)
 
 
-Job = Callable[[], bytes | memoryview]
+# A job's bytes, or a spooled part: a file positioned at 0 holding the part's bytes,
+# streamed in CHUNK pieces and closed (an unnamed file: closing it frees its space).
+Job = Callable[[], bytes | memoryview | BinaryIO]
 # As-stored instances are read in groups of about this many bytes: one worker-thread call
 # and one socket write per group, not three per instance (a study of 4,000 small CT
 # slices is mostly per-call overhead otherwise).
@@ -242,14 +249,47 @@ def _transcoded_part(store: BlobStore, item: RetrievedInstance, syntax: str, hea
     return head + data + multipart_writer.PART_END
 
 
+def _spooled_part(
+    store: BlobStore, item: RetrievedInstance, syntax: str, head: bytes, spool_dir: Path | None
+) -> bytes | BinaryIO:
+    """A converted instance's whole part (header, the instance written frame by frame with
+    the study's coerced attributes, part end) in an unnamed file in the spool folder;
+    b"" when it cannot be converted, as _transcoded_part."""
+    coercion = item.coercion
+    out = tempfile.TemporaryFile(prefix="wado-", suffix=".tmp", dir=spool_dir)
+    try:
+        out.write(head)
+        with store.open(item.blob_key) as fh:
+            write_instance(
+                fh, syntax, out, (lambda ds: coerce_dataset(ds, coercion)) if coercion else None
+            )
+        out.write(multipart_writer.PART_END)
+        out.seek(0)
+    except TranscodeError as exc:
+        out.close()
+        log.warning(
+            "instance left out",
+            extra={"sop_instance_uid": item.sop_instance_uid, "reason": str(exc)},
+        )
+        return b""
+    except BaseException:
+        out.close()
+        raise
+    return out
+
+
 def _body_jobs(
     store: BlobStore,
     plan: list[tuple[RetrievedInstance, str, bool]],
     heads: list[bytes],
     boundary: str,
+    spool: tuple[int, Path | None] = (0, None),
 ) -> Iterator[Job]:
     """The multipart body as a sequence of bounded pieces of work, each making bytes: runs
-    of small objects sent as stored are read GROUP_BYTES at a time."""
+    of small objects sent as stored are read GROUP_BYTES at a time; an instance converted
+    whose stored size is spool[0] (convert_in_memory_max_bytes) or more goes through a file
+    in spool[1] (the spool folder)."""
+    spool_from, spool_dir = spool
     parts = [(head, item, syntax) for head, (item, syntax, _) in zip(heads, plan, strict=True)]
 
     def small_as_stored(part: tuple[bytes, RetrievedInstance, str]) -> bool:
@@ -263,7 +303,10 @@ def _body_jobs(
             continue
         for head, item, syntax in run:
             if not as_stored(item, syntax):
-                yield partial(_transcoded_part, store, item, syntax, head)
+                if spool_from and item.size_bytes >= spool_from:
+                    yield partial(_spooled_part, store, item, syntax, head, spool_dir)
+                else:
+                    yield partial(_transcoded_part, store, item, syntax, head)
                 continue
             # A large object: in CHUNK pieces.
             yield partial(bytes, head)
@@ -276,21 +319,45 @@ def _body_jobs(
 
 async def _pipelined(jobs: Iterator[Job]) -> AsyncIterator[bytes | memoryview]:
     """Run each job in a worker thread while the previous one's bytes are being sent
-    (one job ahead: memory stays at about two groups)."""
-    pending: asyncio.Future[bytes | memoryview] | None = None
+    (one job ahead: memory stays at about two groups, or a group and a CHUNK)."""
+    pending: asyncio.Future[bytes | memoryview | BinaryIO] | None = None
     try:
         for job in jobs:
             started = asyncio.ensure_future(run_in_threadpool(job))
             if pending is not None:
                 data = await pending
-                if data:
-                    yield data
+                async for piece in _pieces(data):
+                    yield piece
             pending = started
         if pending is not None:
             data = await pending
             pending = None
-            if data:
-                yield data
+            async for piece in _pieces(data):
+                yield piece
     finally:
-        if pending is not None and not pending.done():
-            pending.cancel()
+        if pending is not None:
+            # The client went away: a spooled part made after this is closed (its file
+            # freed) once the worker thread is done.
+            pending.add_done_callback(_close_spooled)
+            if not pending.done():
+                pending.cancel()
+
+
+async def _pieces(data: bytes | memoryview | BinaryIO) -> AsyncIterator[bytes | memoryview]:
+    if isinstance(data, bytes | memoryview):
+        if data:
+            yield data
+        return
+    try:
+        while chunk := await run_in_threadpool(data.read, CHUNK):
+            yield chunk
+    finally:
+        data.close()
+
+
+def _close_spooled(future: asyncio.Future[bytes | memoryview | BinaryIO]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    data = future.result()
+    if not isinstance(data, bytes | memoryview):
+        data.close()
