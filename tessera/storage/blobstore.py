@@ -11,7 +11,9 @@ import errno
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from io import BufferedReader
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -104,6 +106,29 @@ def put_files(store: BlobStore, items: list[tuple[str, Path]]) -> None:
         store.put_file(key, source)
 
 
+_SYNC_THREADS = 16
+_sync_pool_instance: ThreadPoolExecutor | None = None
+_sync_pool_lock = threading.Lock()
+
+
+def _sync_pool() -> ThreadPoolExecutor:
+    """Threads that only wait on fsync (created on first use, so a forked or spawned worker
+    makes its own)."""
+    global _sync_pool_instance
+    with _sync_pool_lock:
+        if _sync_pool_instance is None:
+            _sync_pool_instance = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="fsync")
+        return _sync_pool_instance
+
+
+def _sync_file(source: Path) -> None:
+    with open(source, "rb+") as fh:
+        os.fsync(fh.fileno())
+    # The blob's age (for the orphan sweeper's grace period) counts from now, not from when
+    # a slow upload started writing it.
+    os.utime(source)
+
+
 def fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -138,24 +163,24 @@ class FileSystemBlobStore:
         """`put_file` for several blobs (group commit): each file is fsynced and renamed into
         place, then each folder that received a name is fsynced once. All are durable when
         this returns; on an error, none may be relied on (some may be in place)."""
-        folders: set[Path] = set()
-        for key, source in items:
-            folders.add(self._place(key, source).parent)
-        for folder in folders:
-            fsync_directory(folder)
+        # The fsyncs run side by side: a virtual disk takes ~8 ms per fsync but serves many
+        # at once (here 131 fsynced 480 KB files/s one after another, 1,221/s four at a time).
+        pool = _sync_pool()
+        list(pool.map(_sync_file, [Path(source) for _, source in items]))
+        folders = {self._rename(key, Path(source)).parent for key, source in items}
+        list(pool.map(fsync_directory, folders))
 
     def _place(self, key: str, source: Path) -> Path:
         """Fsync `source` and rename it to the key's path (its folder not yet synced)."""
+        _sync_file(Path(source))
+        return self._rename(key, Path(source))
+
+    def _rename(self, key: str, source: Path) -> Path:
+        """Rename the (already fsynced) `source` to the key's path."""
         target = self.path_for(key)
         if target.parent not in self._made_dirs:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(target.parent)
-        source = Path(source)
-        with open(source, "rb+") as fh:
-            os.fsync(fh.fileno())
-        # The blob's age (for the orphan sweeper's grace period) counts from now, not from
-        # when a slow upload started writing it.
-        os.utime(source)
         try:
             try:
                 os.replace(source, target)
