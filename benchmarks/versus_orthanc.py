@@ -75,6 +75,11 @@ def qido_figures(server: Server, data: dict, studies: int) -> dict[str, float]:
             f"{root}/studies",
             {"PatientID": f"S{studies // 2:05d}", **OHIF_STUDY_LIST},
         ),
+        # Issue 12's "small search": a name prefix matching a few studies (10 of them).
+        "QIDO study search PatientName=SEARCH^P0001* (ms, median)": (
+            f"{root}/studies",
+            {"PatientName": "SEARCH^P0001*", **OHIF_STUDY_LIST},
+        ),
         "QIDO series listing of a study (ms, median)": (
             f"{root}/studies/{data['study']}/series",
             {"includefield": "00080021,00080031,0008103E,00200011"},
