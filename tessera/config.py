@@ -28,7 +28,8 @@ class Settings:
     # Request headers (all of them, summed) larger than this get 431 and a closed connection;
     # a URL (path + query) longer than this gets 414; more query parameters than this, 400.
     max_header_bytes: int = 32 * 1024
-    max_url_bytes: int = 8 * 1024
+    # 16 KiB: a WADO-RS frame list of 2,000 frames (about 9 KB) fits.
+    max_url_bytes: int = 16 * 1024
     max_query_parameters: int = 200
     # A file sent to the documents endpoint larger than this is refused with 413.
     max_document_bytes: int = 512 * 1024**2
