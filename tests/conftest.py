@@ -68,6 +68,9 @@ class ServerProcess:
             # Four test processes share one PostgreSQL (max_connections 100) with their
             # servers' workers: each process keeps few connections.
             TESSERA_DATABASE_POOL_SIZE="4",
+            # One process serves HTTP (no spawned workers to start: a server starts in about
+            # half the CPU time); tests of several workers ask for them.
+            TESSERA_WORKERS="1",
         )
         env.update(self.env_extra)
         self.log_path = self.data_dir.parent / f"server-{self.port}-{int(time.time() * 1000)}.log"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -78,6 +79,9 @@ def edited(data: bytes, **changes: object) -> bytes:
     out = io.BytesIO()
     dataset.save_as(out, enforce_file_format=False)
     return out.getvalue()
+
+
+TWO_WORKERS = {"TESSERA_WORKERS": "2"}
 
 
 @pytest.fixture
@@ -347,8 +351,9 @@ def test_overwrite_policy_replaces_the_object(server: ServerProcess, study: Stud
 
 
 def test_eight_concurrent_uploads_of_one_instance_store_one_copy(
-    server: ServerProcess, study: StudySpec
+    server_factory: Callable[..., ServerProcess], study: StudySpec
 ) -> None:
+    server = server_factory(env_extra=TWO_WORKERS).start()  # races across processes too
     data = ct_image(study, generate_uid(), rows=128, columns=128)
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda _: stow(server, [data]), range(8)))
@@ -358,8 +363,9 @@ def test_eight_concurrent_uploads_of_one_instance_store_one_copy(
 
 
 def test_concurrent_uploads_into_one_study_keep_counts(
-    server: ServerProcess, study: StudySpec
+    server_factory: Callable[..., ServerProcess], study: StudySpec
 ) -> None:
+    server = server_factory(env_extra=TWO_WORKERS).start()  # races across processes too
     series = [generate_uid() for _ in range(4)]
     parts = {
         worker: [ct_image(study, series[worker], n, rows=16, columns=16) for n in range(1, 6)]
