@@ -8,6 +8,7 @@ import dataclasses
 import importlib
 import importlib.util
 import logging
+import signal
 import sys
 import threading
 import time
@@ -102,6 +103,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 1
     # Workers rebuild the same settings from the environment.
     export_settings(settings)
+    # In one process, uvicorn re-raises the SIGTERM that stopped it once it has shut down:
+    # the default action would end the process before the DIMSE listener and the archive are
+    # closed below (and exit -15). This handler turns it (or one before uvicorn's own is in
+    # place) into a clean exit through `finally`.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         uvicorn.run(
             "tessera.dicomweb.app:app_from_environment",
@@ -132,6 +138,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log.info("DIMSE listener stopped")
         archive.close()
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _sweep_periodically(archive: Archive) -> None:
