@@ -125,12 +125,7 @@ function reportForm(studyUid, done) {
   // for every client; min/max stay on the inputs as hints.
   const form = h('form', { id: 'new-report', novalidate: true, onsubmit: async event => {
     event.preventDefault();
-    const given = {};
-    for (const [name, input] of inputs) {
-      const text = input.value.trim();
-      if (!text) continue;
-      given[name] = input.type === 'number' ? Number(text) : text;
-    }
+    const given = filledValues(inputs);
     const report = template.value ? { template: template.value, values: given } : { sections: given };
     try {
       await api(`/studies/${encodeURIComponent(studyUid)}/reports`, { method: 'POST', body: report });
@@ -142,6 +137,18 @@ function reportForm(studyUid, done) {
   } }, field('Template', template), body,
   h('button', { type: 'submit' }, 'Save draft'), message);
   return h('details', { class: 'card' }, h('summary', {}, 'Write a report'), form);
+}
+
+// The report fields the user filled in (blank ones left out; numbers as numbers), for a new
+// report and for a draft's edit alike.
+function filledValues(inputs) {
+  const given = {};
+  for (const [name, input] of inputs) {
+    const text = input.value.trim();
+    if (!text) continue;
+    given[name] = input.type === 'number' ? Number(text) : text;
+  }
+  return given;
 }
 
 function fieldLabel(f) {
@@ -265,12 +272,7 @@ function editForm(report, box, studyUid) {
   }
   const form = h('form', { class: 'edit-report', novalidate: true, onsubmit: async event => {
     event.preventDefault();
-    const given = {};
-    for (const [name, input] of inputs) {
-      const text = input.value.trim();
-      if (!text) continue;
-      given[name] = input.type === 'number' ? Number(text) : text;
-    }
+    const given = filledValues(inputs);
     try {
       await api(`/studies/${encodeURIComponent(studyUid)}/reports/${report.id}`, {
         method: 'PUT', headers: { 'If-Match': `"${report.version}"` },
