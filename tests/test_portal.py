@@ -1305,6 +1305,74 @@ def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path
     assert result["values"]["viewer_links"] == [f"/viewer/viewer?StudyInstanceUIDs={study}"]
 
 
+def test_a_rules_deliveries_are_paged(site: Site) -> None:
+    """The deliveries page shows a page of rows, newest first; Older continues after the last
+    row shown (the API's `before`), Newer goes back, and the two pages hold every delivery."""
+    auth = site.auth()
+    _ok(HTTP.post(f"{site.api}/sources", json={"name": "Paging"}, headers=auth))
+    _ok(
+        HTTP.post(
+            f"{site.api}/routes",
+            json={
+                "name": "paged",
+                "conditions": {"sources": ["Paging"]},
+                "destination": {
+                    "kind": "dicomweb",
+                    "url": site.server.dicomweb,
+                    "authorization": auth["Authorization"],
+                },
+            },
+            headers=auth,
+        )
+    )
+    study, series = generate_uid(), generate_uid()
+    sops = [generate_uid() for _ in range(12)]
+    parts = [instance_bytes(study, series, sop, "PAGED^ROWS", n) for n, sop in enumerate(sops)]
+    assert stow(site.server.dicomweb, parts, auth, source="Paging").status_code == 200
+    listed = f"{site.api}/routes/paged/deliveries"
+    deadline = time.time() + 60
+    while True:
+        found = _ok(HTTP.get(listed, headers=auth))
+        if len(found) == 12 and all(d["status"] == "delivered" for d in found):
+            break
+        assert time.time() < deadline, found
+        time.sleep(0.2)
+    rows = "#deliveries tbody tr"
+    paged = drive(
+        site,
+        [
+            {
+                "name": "pages",
+                "steps": [
+                    *sign_in("admin"),
+                    {"click": "a[data-page=routing]"},
+                    {"click": "button.deliveries[data-rule=paged]"},
+                    {"wait": rows},
+                    {"select": "#deliveries select[name=size]", "value": "10"},
+                    {"wait": "#deliveries button.older:not([disabled])"},
+                    {"texts": rows, "as": "first"},
+                    {"click": "#deliveries button.older"},
+                    {"wait": "#deliveries button.newer:not([disabled])"},
+                    {"texts": rows, "as": "second"},
+                    {"count": "#deliveries button.older:not([disabled])", "as": "more"},
+                    {"screenshot": "deliveries-paged"},
+                    {"click": "#deliveries button.newer"},
+                    {"wait": "#deliveries button.newer[disabled]"},
+                    {"texts": rows, "as": "again"},
+                ],
+            }
+        ],
+    )["pages"]
+    assert paged["error"] is None, paged
+    first, second = paged["values"]["first"], paged["values"]["second"]
+    assert len(first) == 10 and len(second) == 2 and paged["values"]["more"] == 0
+    assert paged["values"]["again"] == first
+    # The pages, one after the other, are the API's list (newest first), every delivery once.
+    shown = [next(sop for sop in sops if sop in row) for row in first + second]
+    assert shown == [d["sop_instance_uid"] for d in found], shown
+    assert HTTP.delete(f"{site.api}/routes/paged", headers=auth).status_code == 204
+
+
 def test_values_are_shown_as_text_never_as_markup(site: Site) -> None:
     """A patient name holding HTML is shown as those characters: no element is made of it
     (and the CSP would refuse an inline handler anyway)."""

@@ -239,6 +239,12 @@ def test_unreachable_peer_is_retried_then_dead_lettered_then_replayed(
         f"{api(archive)}/routes/flaky/deliveries", params={"status": "dead"}, timeout=30
     ).json()
     assert len(dead) == 2 and all("not established" in d["last_error"] for d in dead)
+    # Paged newest first: `before` continues after the previous page's last id.
+    deliveries = f"{api(archive)}/routes/flaky/deliveries"
+    [newest] = httpx.get(deliveries, params={"limit": 1}, timeout=30).json()
+    [older] = httpx.get(deliveries, params={"limit": 1, "before": newest["id"]}, timeout=30).json()
+    assert [newest["id"], older["id"]] == [d["id"] for d in dead] and older["id"] < newest["id"]
+    assert httpx.get(deliveries, params={"before": older["id"]}, timeout=30).json() == []
     storescp = _storescp(tmp_path, port)
     try:
         [listed] = tessera_cli(archive, "routes", "list")
@@ -302,6 +308,7 @@ def test_rule_conflicts_and_unknowns(guarded) -> None:  # type: ignore[no-untype
     assert httpx.post(f"{base}/routes", json=body, timeout=30).status_code == 409
     assert httpx.get(f"{base}/routes/nope", timeout=30).status_code == 404
     assert httpx.get(f"{base}/routes/dup/deliveries?status=lost", timeout=30).status_code == 400
+    assert httpx.get(f"{base}/routes/dup/deliveries?before=soon", timeout=30).status_code == 400
     missing = httpx.post(
         f"{base}/routes/dup/send", json={"study_instance_uid": "1.2.3"}, timeout=30
     )

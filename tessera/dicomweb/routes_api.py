@@ -141,8 +141,11 @@ async def routes_deliveries(request: Request) -> Response:
         raise BadRequest(f"'status' is one of {', '.join(STATUSES)}")
     study = request.query_params.get("study") or None
     limit = int_param(request, "limit", 100, 1, 1000)
+    before = request.query_params.get("before")
+    before_id = int_param(request, "before", 0, 1, 2**62) if before else None
     found = await read_in_thread(
-        request, lambda conn: rules.list_deliveries(conn, scope, name, status, study, limit)
+        request,
+        lambda conn: rules.list_deliveries(conn, scope, name, status, study, limit, before_id),
     )
     return json_answer(found)
 

@@ -378,7 +378,10 @@ def list_deliveries(
     status: str | None,
     study_instance_uid: str | None,
     limit: int,
+    before_id: int | None = None,
 ) -> list[dict]:
+    """The rule's deliveries the caller may see, newest first; `before_id` pages back (the
+    last id of the previous page), stable while new deliveries arrive."""
     rule = get_rule(conn, scope, name)
     query = (
         select(RouteDelivery)
@@ -392,6 +395,8 @@ def list_deliveries(
         query = query.where(RouteDelivery.status == status)
     if study_instance_uid:
         query = query.where(RouteDelivery.study_instance_uid == study_instance_uid)
+    if before_id is not None:
+        query = query.where(RouteDelivery.id < before_id)
     return [_delivery_json(r) for r in conn.execute(query)]
 
 

@@ -72,32 +72,44 @@ export async function render(main) {
   h('details', { class: 'card' }, h('summary', {}, 'Add a rule'), form, formMessage));
 }
 
-// GET {api}/routes/{name}/deliveries?status=: each instance's state (which instance, where,
-// status, attempts, last error); POST .../deliveries/{id}/send sends a delivered or dead
-// one again (the server refuses a pending one, 409).
+// GET {api}/routes/{name}/deliveries?status=&limit=&before=: each instance's state (which
+// instance, where, status, attempts, last error), newest first, paged back by the last id
+// shown; POST .../deliveries/{id}/send sends a delivered or dead one again (the server
+// refuses a pending one, 409).
 const deliveries = h('section', { id: 'deliveries' });
+const DELIVERY_PAGE_SIZES = [10, 25, 50, 100];
 
-async function drawDeliveries(box, name, wanted = '') {
+// view: the status filter, the rows per page, and the stack of `before` ids of the pages
+// left behind (empty: the newest page).
+async function drawDeliveries(box, name, view = { wanted: '', size: 25, older: [] }) {
+  const { wanted, size, older } = view;
   const path = `/routes/${encodeURIComponent(name)}`;
   const message = status();
   message.id = 'deliveries-message';
-  const filter = h('select', { name: 'status', onchange: () => drawDeliveries(box, name, filter.value) },
+  const redraw = changes => drawDeliveries(box, name, { ...view, ...changes });
+  const filter = h('select', { name: 'status', onchange: () => redraw({ wanted: filter.value, older: [] }) },
     ...[['', 'all'], ['pending', 'pending'], ['delivered', 'delivered'], ['dead', 'dead']]
       .map(([value, label]) => h('option', { value, selected: value === wanted }, label)));
+  const rows = h('select', { name: 'size', onchange: () => redraw({ size: Number(rows.value), older: [] }) },
+    ...DELIVERY_PAGE_SIZES.map(n => h('option', { value: String(n), selected: n === size }, String(n))));
   let found;
   try {
-    found = await api(`${path}/deliveries?${new URLSearchParams({ status: wanted, limit: 100 })}`);
+    const query = { status: wanted, limit: size + 1 };
+    if (older.length) query.before = older.at(-1);
+    found = await api(`${path}/deliveries?${new URLSearchParams(query)}`);
   } catch (error) {
     box.replaceChildren(status(error.message, 'error'));
     return message;
   }
+  const more = found.length > size;
+  found = found.slice(0, size);
   const rule = await api(path);
   const sendAgain = d => (d.status === 'pending' ? '' : h('button', { type: 'button', class: 'resend',
     onclick: async event => {
       event.currentTarget.disabled = true;
       try {
         await api(`${path}/deliveries/${d.id}/send`, { method: 'POST' });
-        const shown = await drawDeliveries(box, name, wanted);
+        const shown = await redraw({});
         setStatus(shown, `Instance ${d.sop_instance_uid} queued to be sent again.`, 'ok');
       } catch (error) { setStatus(message, error.message, 'error'); }
     } }, 'Send again'));
@@ -108,7 +120,7 @@ async function drawDeliveries(box, name, wanted = '') {
     try {
       const answer = await api(`${path}/send`, { method: 'POST',
         body: { study_instance_uid: d.study_instance_uid } });
-      const shown = await drawDeliveries(box, name, wanted);
+      const shown = await redraw({});
       setStatus(shown, `${answer.queued} instances of the study queued to be sent again.`, 'ok');
     } catch (error) { setStatus(message, error.message, 'error'); }
   } }, 'Send study again');
@@ -123,6 +135,13 @@ async function drawDeliveries(box, name, wanted = '') {
       { label: 'When', get: d => (d.delivered_at ?? d.next_attempt_at ?? '').slice(0, 19).replace('T', ' ') },
       { label: 'Last error', get: d => d.last_error },
       { label: 'Action', sort: false, get: d => h('span', {}, sendAgain(d), ' ', studyAgain(d)) },
-    ], found, { sortable: true }) : status('No deliveries.'), message);
+    ], found, { sortable: true }) : status('No deliveries.'),
+    h('div', { class: 'pager' },
+      h('button', { type: 'button', class: 'newer', disabled: !older.length,
+        onclick: () => redraw({ older: older.slice(0, -1) }) }, 'Newer'),
+      h('button', { type: 'button', class: 'older', disabled: !more,
+        onclick: () => redraw({ older: [...older, found.at(-1).id] }) }, 'Older'),
+      field('Rows per page', rows)),
+    message);
   return message;
 }
