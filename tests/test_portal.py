@@ -1305,26 +1305,24 @@ def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path
     assert result["values"]["viewer_links"] == [f"/viewer/viewer?StudyInstanceUIDs={study}"]
 
 
+def _route_to_itself(site: Site, name: str, conditions: dict) -> None:
+    """A routing rule whose destination is the archive itself (an identical instance stored
+    again is an idempotent success)."""
+    destination = {
+        "kind": "dicomweb",
+        "url": site.server.dicomweb,
+        "authorization": site.auth()["Authorization"],
+    }
+    body = {"name": name, "conditions": conditions, "destination": destination}
+    _ok(HTTP.post(f"{site.api}/routes", json=body, headers=site.auth()))
+
+
 def test_a_rules_deliveries_are_paged(site: Site) -> None:
     """The deliveries page shows a page of rows, newest first; Older continues after the last
     row shown (the API's `before`), Newer goes back, and the two pages hold every delivery."""
     auth = site.auth()
     _ok(HTTP.post(f"{site.api}/sources", json={"name": "Paging"}, headers=auth))
-    _ok(
-        HTTP.post(
-            f"{site.api}/routes",
-            json={
-                "name": "paged",
-                "conditions": {"sources": ["Paging"]},
-                "destination": {
-                    "kind": "dicomweb",
-                    "url": site.server.dicomweb,
-                    "authorization": auth["Authorization"],
-                },
-            },
-            headers=auth,
-        )
-    )
+    _route_to_itself(site, "paged", {"sources": ["Paging"]})
     study, series = generate_uid(), generate_uid()
     sops = [generate_uid() for _ in range(12)]
     parts = [instance_bytes(study, series, sop, "PAGED^ROWS", n) for n, sop in enumerate(sops)]
@@ -1465,23 +1463,8 @@ def test_source_descriptions_route_deliveries_and_editing_a_draft(site: Site) ->
     auth = site.auth()
     description = "Alpha clinic, CT and MR"
     _ok(HTTP.patch(f"{site.api}/sources/ClinicA", json={"description": description}, headers=auth))
-    # The archive itself as the destination (an identical instance is an idempotent success).
-    _ok(
-        HTTP.post(
-            f"{site.api}/routes",
-            json={
-                "name": "loop",
-                # CT: not the SR and PDF that signing stores into the study.
-                "conditions": {"sources": ["ClinicA"], "modalities": ["CT"]},
-                "destination": {
-                    "kind": "dicomweb",
-                    "url": site.server.dicomweb,
-                    "authorization": auth["Authorization"],
-                },
-            },
-            headers=auth,
-        )
-    )
+    # CT: not the SR and PDF that signing stores into the study.
+    _route_to_itself(site, "loop", {"sources": ["ClinicA"], "modalities": ["CT"]})
     study, sop = generate_uid(), generate_uid()
     part = instance_bytes(study, generate_uid(), sop, "EDIT^DRAFT", 1)
     assert stow(site.server.dicomweb, [part], auth, source="ClinicA").status_code == 200
