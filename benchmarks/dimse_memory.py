@@ -11,21 +11,26 @@ while dcmtk's tools and an HTTP client move it:
 - C-MOVE out to a `storescp` accepting implicit VR little endian only (converted);
 - C-GET (`getscu`);
 - WADO-RS instance asked in JPEG-LS lossless (transcoded on retrieval);
-- WADO-RS study asked as multipart/related in JPEG-LS lossless (transcoded on retrieval).
+- WADO-RS study asked as multipart/related in JPEG-LS lossless (transcoded on retrieval);
+- routed by STOW-RS to another DICOMweb archive (a routing rule's "send again"; the
+  destination is a sink in this script that reads the request and answers 200).
 
     python benchmarks/dimse_memory.py [--frames 500] [--size 1024] [--wado-only] [--keep]
 
-``--wado-only`` stores the instance (C-STORE, measured) and measures the WADO-RS paths only.
+``--wado-only`` stores the instance (C-STORE, measured) and measures the WADO-RS paths and
+routing only.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.server
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -125,6 +130,62 @@ def wado_measured(label: str, pid: int, url: str, accept: str) -> None:
     )
 
 
+class StowSink(http.server.BaseHTTPRequestHandler):
+    """A DICOMweb destination that reads each STOW-RS request in 1 MB pieces and keeps only
+    the byte count (the server under test is measured, not the sink)."""
+
+    received = 0
+    done = threading.Event()
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        remaining = int(self.headers["Content-Length"])
+        while remaining:
+            chunk = self.rfile.read(min(MB, remaining))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            StowSink.received += len(chunk)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+        StowSink.done.set()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def routed_measured(label: str, pid: int, api: str, study: str) -> None:
+    """A routing rule to the sink, then "send again" of the study; RSS until the sink has it."""
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StowSink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    rule = {
+        "name": "memory",
+        "destination": {
+            "kind": "dicomweb",
+            "url": f"http://127.0.0.1:{sink.server_address[1]}/dicomweb",
+        },
+    }
+    httpx.post(f"{api}/routes", json=rule, timeout=30).raise_for_status()
+    time.sleep(2)
+    with RssSampler(pid) as sampler:
+        started = time.perf_counter()
+        sent = httpx.post(f"{api}/routes/memory/send", json={"study_instance_uid": study})
+        sent.raise_for_status()
+        finished = StowSink.done.wait(600)
+        elapsed = time.perf_counter() - started
+        time.sleep(0.2)
+    sink.shutdown()
+    print(
+        f"{label:<44} RSS growth {(sampler.peak - sampler.baseline) / MB:8.1f} MB "
+        f"(baseline {sampler.baseline / MB:.0f} MB, peak {sampler.peak / MB:.0f} MB), "
+        f"{elapsed:.1f} s, {'ok' if finished else 'TIMED OUT'}, "
+        f"{StowSink.received / MB:.0f} MB received",
+        flush=True,
+    )
+
+
 def add_peer(env: dict[str, str], title: str, port: int) -> None:
     subprocess.run(
         [sys.executable, "-m", "tessera.cli", "peers", "add", title]
@@ -169,6 +230,7 @@ def main() -> None:
     # One HTTP worker in the server's own process: uvicorn's supervisor restarts workers
     # that miss a ping, which happens on a loaded machine while a frame is being encoded.
     env["TESSERA_WORKERS"] = "1"
+    env["TESSERA_OUTBOUND_ALLOW_PRIVATE"] = "true"  # the routing sink is on loopback
     server = start_tessera("sqlite", extra_env=env, startup_timeout=600)
     destinations: list[subprocess.Popen] = []
     try:
@@ -227,6 +289,8 @@ def main() -> None:
             study,
             f'multipart/related; type="application/dicom"; transfer-syntax={JPEG_LS_LOSSLESS}',
         )
+        api = server.dicomweb.replace("/dicomweb", "/api/v1")
+        routed_measured("routed by STOW-RS (send again)", pid, api, ds.StudyInstanceUID)
     finally:
         for process in destinations:
             process.terminate()

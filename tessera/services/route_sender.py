@@ -11,6 +11,10 @@ they already hold as success (Tessera answers it as identical), so resends are i
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from functools import partial
+from typing import BinaryIO
 
 import httpx
 from pynetdicom import AE
@@ -18,7 +22,8 @@ from pynetdicom import AE
 from tessera.archive import Archive
 from tessera.client.stow import request_content_type
 from tessera.dicomweb import multipart_writer
-from tessera.index.coercion import coerce_part10
+from tessera.dicomweb.media_type import DICOM
+from tessera.dicomweb.wado_instances import CHUNK, transcoded_file
 from tessera.index.retrieve import RetrievedInstance, resolve_uid_lists
 from tessera.index.routes import Rule
 from tessera.scp.outgoing import (
@@ -64,16 +69,50 @@ def send_batch(archive: Archive, rule: Rule, sop_instance_uids: list[str]) -> di
 def _stow(
     archive: Archive, rule: Rule, instances: list[RetrievedInstance], allow_private: bool
 ) -> dict[str, str]:
-    parts = []
-    for instance in instances:
-        with archive.blob_store.open(instance.blob_key) as fh:
-            # Corrected patient attributes (identity changes) go out too, as for C-STORE.
-            parts.append(coerce_part10(fh.read(), instance.coercion))
+    with ExitStack() as cleanup:
+        parts = [_part(archive, instance, cleanup) for instance in instances]
+        return _post_parts(rule, instances, parts, allow_private)
+
+
+# A part's payload: how to open it, and its length (the request states its whole length:
+# some archives refuse a chunked request body).
+Part = tuple[Callable[[], BinaryIO], int]
+
+
+def _part(archive: Archive, instance: RetrievedInstance, cleanup: ExitStack) -> Part:
+    """The stored file as it is, or, with corrected patient attributes (identity changes; they
+    go out too, as for C-STORE), a spool file written frame by frame: never whole in memory."""
+    store = archive.blob_store
+    if not instance.coercion:
+        return partial(store.open, instance.blob_key), instance.size_bytes
+    path = transcoded_file(store, instance, instance.transfer_syntax_uid, archive.spool_dir)
+    cleanup.callback(path.unlink, missing_ok=True)
+    return partial(open, path, "rb"), path.stat().st_size
+
+
+def _multipart(boundary: str, parts: list[Part]) -> Iterator[bytes]:
+    head = multipart_writer.part_header(boundary, DICOM)
+    for opener, _ in parts:
+        yield head
+        with opener() as fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+        yield multipart_writer.PART_END
+    yield multipart_writer.closing(boundary)
+
+
+def _post_parts(
+    rule: Rule, instances: list[RetrievedInstance], parts: list[Part], allow_private: bool
+) -> dict[str, str]:
     boundary = multipart_writer.new_boundary()
+    head = multipart_writer.part_header(boundary, DICOM)
+    length = sum(len(head) + size + len(multipart_writer.PART_END) for _, size in parts)
+    length += len(multipart_writer.closing(boundary))
     target = pinned_request(rule.destination_url.rstrip("/") + "/studies", allow_private)
     headers = {
         "host": target.host_header,
         "content-type": request_content_type(boundary),
+        "content-length": str(length),
         "accept": "application/dicom+json",
     }
     if rule.destination_authorization:
@@ -84,7 +123,7 @@ def _stow(
         with httpx.Client(timeout=STOW_TIMEOUT_SECONDS, follow_redirects=False) as client:
             response = client.post(
                 target.url,
-                content=multipart_writer.body(boundary, parts),
+                content=_multipart(boundary, parts),
                 headers=headers,
                 extensions=extensions,
             )
