@@ -173,6 +173,7 @@ def test_stow_rs_request_states_its_length_and_carries_the_stored_files(archive)
     parts = ct_study(3, size=64)
     assert stow_parts(archive.dicomweb, parts).status_code == 200
     study = pydicom.dcmread(io.BytesIO(parts[0])).StudyInstanceUID
+    _Sink.requests = []  # this test's requests only
     sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     try:
