@@ -31,7 +31,8 @@ export function setStatus(element, text, kind = '') {
 }
 
 export function table(columns, rows, { sortable = false, sorted = null, onSort = null } = {}) {
-  // columns: [{ label, get: row => text|Node, key: row => sortable value }]
+  // columns: [{ label, get: row => text|Node, key: row => sortable value, long: a UID or
+  // address that may wrap anywhere }]
   // With `onSort` the server sorts (across pages): only columns with an `orderby` key get a
   // sort button, a click calls onSort(orderby), and `sorted` ({ orderby, ascending }) is the
   // order the rows came in.
@@ -52,7 +53,8 @@ export function table(columns, rows, { sortable = false, sorted = null, onSort =
       });
     }
     body.replaceChildren(...sorted.map(row => h('tr', {},
-      ...columns.map(column => h('td', { 'data-label': column.label }, column.get(row))))));
+      ...columns.map(column => h('td', { 'data-label': column.label, class: column.long ? 'long' : null },
+        column.get(row))))));
   };
   columns.forEach((column, index) => {
     if (!sortable || column.sort === false) {

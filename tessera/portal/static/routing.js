@@ -126,10 +126,10 @@ async function drawDeliveries(box, name, view = { wanted: '', size: 25, older: [
   } }, 'Send study again');
   box.replaceChildren(h('h2', {}, `Deliveries of ${name}`), field('Status', filter),
     found.length ? table([
-      { label: 'Study', get: d => h('a', { href: `#/study/${encodeURIComponent(d.study_instance_uid)}` },
-        d.study_instance_uid) },
-      { label: 'Instance', get: d => d.sop_instance_uid },
-      { label: 'To', get: () => destination(rule) },
+      { label: 'Study', long: true, get: d => h('a', {
+        href: `#/study/${encodeURIComponent(d.study_instance_uid)}` }, d.study_instance_uid) },
+      { label: 'Instance', long: true, get: d => d.sop_instance_uid },
+      { label: 'To', long: true, get: () => destination(rule) },
       { label: 'Status', get: d => d.status },
       { label: 'Attempts', get: d => d.attempts, key: d => d.attempts },
       { label: 'When', get: d => (d.delivered_at ?? d.next_attempt_at ?? '').slice(0, 19).replace('T', ' ') },
