@@ -87,7 +87,7 @@ def _part(archive: Archive, instance: RetrievedInstance, cleanup: ExitStack) -> 
         return partial(store.open, instance.blob_key), instance.size_bytes
     path = transcoded_file(store, instance, instance.transfer_syntax_uid, archive.spool_dir)
     cleanup.callback(path.unlink, missing_ok=True)
-    return partial(open, path, "rb"), path.stat().st_size
+    return (lambda: path.open("rb")), path.stat().st_size
 
 
 def _multipart(boundary: str, parts: list[Part]) -> Iterator[bytes]:
