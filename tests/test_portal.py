@@ -21,7 +21,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from tessera.dicomweb import multipart_writer
-from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database
+from tests.conftest import PG_URL, ServerProcess, create_pg_database, drop_pg_database, free_port
 from tests.security_world import PASSWORD, admin_cli, instance_bytes, stow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1303,6 +1303,70 @@ def test_the_loopback_quick_start_needs_no_sign_in(browser: None, tmp_path: Path
     assert "Upload" in result["values"]["nav"] and "My Team" in result["values"]["nav"]
     # Anonymous: no token to hand over.
     assert result["values"]["viewer_links"] == [f"/viewer/viewer?StudyInstanceUIDs={study}"]
+
+
+def test_a_webhooks_deliveries_turned_off_and_removed(site: Site) -> None:
+    """The webhooks page lists a subscription's deliveries (here to a port nobody listens on:
+    pending, with the error), sends one again, turns the subscription off, and removes it;
+    each action is the API's."""
+    auth = site.auth()
+    url = f"http://127.0.0.1:{free_port()}/hook"
+    hook = _ok(HTTP.post(f"{site.api}/webhooks", json={"url": url}, headers=auth))
+    part = instance_bytes(generate_uid(), generate_uid(), generate_uid(), "HOOK^ED", 1)
+    assert stow(site.server.dicomweb, [part], auth, source="ClinicA").status_code == 200
+    listed = f"{site.api}/webhooks/{hook['id']}/deliveries"
+    deadline = time.time() + 60
+    while True:
+        tried = [d for d in _ok(HTTP.get(listed, headers=auth)) if d["attempts"]]
+        if tried:
+            break
+        assert time.time() < deadline, "no delivery was attempted"
+        time.sleep(0.2)
+    table = "#webhook-deliveries tbody tr"
+    result = drive(
+        site,
+        [
+            {
+                "name": "hooks",
+                "steps": [
+                    *sign_in("admin"),
+                    {"click": "a[data-page=webhooks]"},
+                    {"click": f"button.deliveries[data-webhook='{hook['id']}']"},
+                    {"wait": table},
+                    {"texts": table, "as": "rows"},
+                    {"screenshot": "webhook-deliveries"},
+                    {"click": "#webhook-deliveries button.replay"},
+                    {"wait": "#webhook-deliveries-message.ok"},
+                    {"texts": "#webhook-deliveries-message", "as": "replayed"},
+                    {"click": "button.toggle"},
+                    {"waitText": "main table", "text": "disabled"},
+                ],
+            }
+        ],
+    )["hooks"]
+    assert result["error"] is None, result
+    # Each row shows the API's delivery: its event, status and error.
+    shown = " ".join(result["values"]["rows"])
+    assert tried[0]["type"] in shown and "pending" in shown and tried[0]["last_error"] in shown
+    assert "queued to be sent again" in result["values"]["replayed"][0]
+    assert _ok(HTTP.get(f"{site.api}/webhooks/{hook['id']}", headers=auth))["enabled"] is False
+    removed = drive(
+        site,
+        [
+            {
+                "name": "remove",
+                "steps": [
+                    *sign_in("admin"),
+                    {"click": "a[data-page=webhooks]"},
+                    {"wait": "button.delete"},
+                    {"click": "button.delete"},
+                    {"waitText": "main", "text": "No webhooks"},
+                ],
+            }
+        ],
+    )["remove"]
+    assert removed["error"] is None, removed
+    assert HTTP.get(f"{site.api}/webhooks/{hook['id']}", headers=auth).status_code == 404
 
 
 def _route_to_itself(site: Site, name: str, conditions: dict) -> None:

@@ -3,6 +3,7 @@
 // with "Send again" for a delivered or dead one ({api}/routes, docs/routing.md).
 import { api } from './api.js';
 import { h, field, status, setStatus, table } from './dom.js';
+import { FIRST_PAGE, pageOf, pageQuery, pager, statusFilter } from './paging.js';
 
 const words = text => text.split(',').map(t => t.trim()).filter(Boolean);
 
@@ -77,32 +78,20 @@ export async function render(main) {
 // shown; POST .../deliveries/{id}/send sends a delivered or dead one again (the server
 // refuses a pending one, 409).
 const deliveries = h('section', { id: 'deliveries' });
-const DELIVERY_PAGE_SIZES = [10, 25, 50, 100];
 
-// view: the status filter, the rows per page, and the stack of `before` ids of the pages
-// left behind (empty: the newest page).
-async function drawDeliveries(box, name, view = { wanted: '', size: 25, older: [] }) {
-  const { wanted, size, older } = view;
+async function drawDeliveries(box, name, view = FIRST_PAGE) {
   const path = `/routes/${encodeURIComponent(name)}`;
   const message = status();
   message.id = 'deliveries-message';
   const redraw = changes => drawDeliveries(box, name, { ...view, ...changes });
-  const filter = h('select', { name: 'status', onchange: () => redraw({ wanted: filter.value, older: [] }) },
-    ...[['', 'all'], ['pending', 'pending'], ['delivered', 'delivered'], ['dead', 'dead']]
-      .map(([value, label]) => h('option', { value, selected: value === wanted }, label)));
-  const rows = h('select', { name: 'size', onchange: () => redraw({ size: Number(rows.value), older: [] }) },
-    ...DELIVERY_PAGE_SIZES.map(n => h('option', { value: String(n), selected: n === size }, String(n))));
-  let found;
+  let page;
   try {
-    const query = { status: wanted, limit: size + 1 };
-    if (older.length) query.before = older.at(-1);
-    found = await api(`${path}/deliveries?${new URLSearchParams(query)}`);
+    page = pageOf(await api(`${path}/deliveries?${pageQuery(view)}`), view);
   } catch (error) {
     box.replaceChildren(status(error.message, 'error'));
     return message;
   }
-  const more = found.length > size;
-  found = found.slice(0, size);
+  const found = page.rows;
   const rule = await api(path);
   const sendAgain = d => (d.status === 'pending' ? '' : h('button', { type: 'button', class: 'resend',
     onclick: async event => {
@@ -124,7 +113,7 @@ async function drawDeliveries(box, name, view = { wanted: '', size: 25, older: [
       setStatus(shown, `${answer.queued} instances of the study queued to be sent again.`, 'ok');
     } catch (error) { setStatus(message, error.message, 'error'); }
   } }, 'Send study again');
-  box.replaceChildren(h('h2', {}, `Deliveries of ${name}`), field('Status', filter),
+  box.replaceChildren(h('h2', {}, `Deliveries of ${name}`), statusFilter(view, redraw),
     found.length ? table([
       { label: 'Study', long: true, get: d => h('a', {
         href: `#/study/${encodeURIComponent(d.study_instance_uid)}` }, d.study_instance_uid) },
@@ -136,12 +125,7 @@ async function drawDeliveries(box, name, view = { wanted: '', size: 25, older: [
       { label: 'Last error', get: d => d.last_error },
       { label: 'Action', sort: false, get: d => h('span', {}, sendAgain(d), ' ', studyAgain(d)) },
     ], found, { sortable: true }) : status('No deliveries.'),
-    h('div', { class: 'pager' },
-      h('button', { type: 'button', class: 'newer', disabled: !older.length,
-        onclick: () => redraw({ older: older.slice(0, -1) }) }, 'Newer'),
-      h('button', { type: 'button', class: 'older', disabled: !more,
-        onclick: () => redraw({ older: [...older, found.at(-1).id] }) }, 'Older'),
-      field('Rows per page', rows)),
+    pager(view, found, page.more, redraw),
     message);
   return message;
 }
