@@ -45,6 +45,12 @@ def closing(boundary: str) -> bytes:
     return f"--{boundary}--\r\n".encode("latin-1")
 
 
+def body_length(boundary: str, parts: Iterable[tuple[bytes, int]]) -> int:
+    """The length of a body whose parts are (opening `part_header`, payload length): known
+    before a payload byte is read, for a Content-Length instead of chunked transfer."""
+    return sum(len(head) + size + len(PART_END) for head, size in parts) + len(closing(boundary))
+
+
 def body(boundary: str, payloads: Iterable[bytes], part_type: str = DICOM) -> bytes:
     """A whole (small) body in memory: one part of `part_type` per payload."""
     out = bytearray()

@@ -198,8 +198,9 @@ async def retrieve_instances(request: Request) -> Response:
     heads = [multipart_writer.part_header(boundary, DICOM, syntax) for _, syntax, _ in plan]
     if all(as_stored(item, syntax) for item, syntax, _ in plan):
         # Everything as stored: the length is known before the first byte is read.
-        length = sum(len(h) + i.size_bytes + 2 for h, (i, _, _) in zip(heads, plan, strict=True))
-        headers["Content-Length"] = str(length + len(multipart_writer.closing(boundary)))
+        sizes = [item.size_bytes for item, _, _ in plan]
+        length = multipart_writer.body_length(boundary, zip(heads, sizes, strict=True))
+        headers["Content-Length"] = str(length)
 
     spool = (max(archive.settings.convert_in_memory_max_bytes, 1), archive.spool_dir)
     jobs = _body_jobs(store, plan, heads, boundary, spool)

@@ -90,8 +90,7 @@ def _part(archive: Archive, instance: RetrievedInstance, cleanup: ExitStack) -> 
     return (lambda: path.open("rb")), path.stat().st_size
 
 
-def _multipart(boundary: str, parts: list[Part]) -> Iterator[bytes]:
-    head = multipart_writer.part_header(boundary, DICOM)
+def _multipart(boundary: str, head: bytes, parts: list[Part]) -> Iterator[bytes]:
     for opener, _ in parts:
         yield head
         with opener() as fh:
@@ -106,8 +105,7 @@ def _post_parts(
 ) -> dict[str, str]:
     boundary = multipart_writer.new_boundary()
     head = multipart_writer.part_header(boundary, DICOM)
-    length = sum(len(head) + size + len(multipart_writer.PART_END) for _, size in parts)
-    length += len(multipart_writer.closing(boundary))
+    length = multipart_writer.body_length(boundary, [(head, size) for _, size in parts])
     target = pinned_request(rule.destination_url.rstrip("/") + "/studies", allow_private)
     headers = {
         "host": target.host_header,
@@ -123,7 +121,7 @@ def _post_parts(
         with httpx.Client(timeout=STOW_TIMEOUT_SECONDS, follow_redirects=False) as client:
             response = client.post(
                 target.url,
-                content=_multipart(boundary, parts),
+                content=_multipart(boundary, head, parts),
                 headers=headers,
                 extensions=extensions,
             )
