@@ -31,6 +31,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_port(port: int, timeout: float = 30) -> None:
+    """Wait until something listens on a local TCP port (a DIMSE listener)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
 def wait_http(url: str, timeout: float = 60, auth: tuple[str, str] | None = None) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -67,6 +79,7 @@ class Server:
     process: subprocess.Popen
     cleanup: list = field(default_factory=list)
     dicom_port: int = 0
+    log: Path | None = None  # the server's output (Tessera's JSON log lines)
 
     @property
     def pid(self) -> int:
@@ -107,7 +120,13 @@ def start_tessera(
         start_new_session=True,  # stop() signals the whole group (HTTP workers too)
     )
     wait_http(f"http://127.0.0.1:{port}/healthz", startup_timeout)
-    return Server(f"tessera/{database}", f"http://127.0.0.1:{port}/dicomweb", process, cleanup)
+    return Server(
+        f"tessera/{database}",
+        f"http://127.0.0.1:{port}/dicomweb",
+        process,
+        cleanup,
+        log=workdir / "server.log",
+    )
 
 
 def orthanc_available() -> bool:
@@ -146,6 +165,20 @@ def start_orthanc(extra_config: dict | None = None) -> Server:
     server.dicom_port = dicom_port
     server.cleanup.append(lambda: shutil.rmtree(workdir, ignore_errors=True))
     return server
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children (a server's
+    HTTP workers): the difference over a run, divided by the work done, is CPU per unit."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 class RssSampler:

@@ -8,7 +8,11 @@
   instances/s.
 
     python benchmarks/dimse.py [--instances 500] [--finds 20] [--database sqlite|postgresql]
-                               [--no-orthanc]
+                               [--no-orthanc] [--locked]
+
+--locked registers the benchmark's AE as a peer that may query only the source `default` (the
+one every stored instance carries): the source-locked query path (per-source study and series
+rows), same data and same answers.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +36,7 @@ from common import (  # noqa: E402
     percentile,
     start_orthanc,
     start_tessera,
+    wait_port,
 )
 
 from tessera.synthetic import StudySpec, ct_image  # noqa: E402
@@ -45,17 +49,6 @@ DESTINATION_AET = "BENCHDEST"
 def tool(name: str) -> str:
     # dcmtk's binaries, not the pynetdicom apps that share their names on PATH.
     return str(DCMTK / name)
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"port {port} did not open")
 
 
 def generate(folder: Path, count: int) -> str:
@@ -195,6 +188,7 @@ def run_tessera(args, files, study_uid, workdir: Path) -> dict[str, float]:  # t
         if args.database == "postgresql":
             cli_env["TESSERA_DATABASE_URL"] = server_env_url(server)
         for title, peer_port in ((BENCH_AET, 0), (DESTINATION_AET, destination_port)):
+            locked = ["--query-sources", "default"] if args.locked and title == BENCH_AET else []
             subprocess.run(
                 [
                     sys.executable,
@@ -207,6 +201,7 @@ def run_tessera(args, files, study_uid, workdir: Path) -> dict[str, float]:  # t
                     "127.0.0.1",
                     "--port",
                     str(peer_port),
+                    *locked,
                 ],
                 env=cli_env,
                 check=True,
@@ -266,6 +261,9 @@ def main() -> None:
     parser.add_argument("--finds", type=int, default=20)
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--no-orthanc", action="store_true")
+    parser.add_argument(
+        "--locked", action="store_true", help="query as a peer locked to one source (see above)"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="dimse-bench-"))
     try:

@@ -15,10 +15,13 @@ p50/p95 latency over HTTP for the searches of issue 3:
     /studies?limit=26&offset=...&orderby=-StudyDate&includefield=...  (the portal's worklist)
 
     python benchmarks/qido_search.py [--studies 100000] [--databases sqlite,postgresql]
-                                     [--repeat 50] [--keep DIR] [--reuse DIR] [--locked]
+                                     [--repeat 50] [--keep DIR] [--reuse DIR]
+                                     [--locked | --user]
 
 --locked runs the searches as a user locked to the source every instance carries (the
-source-locked query path: same data, same answers) instead of the anonymous full scope.
+source-locked query path: same data, same answers) instead of the anonymous full scope;
+--user as a user with an API key who sees every source (the same authentication as --locked,
+the full-scope query path), so the two compare the query paths alone.
 
 The full size (100,000 studies / 1,000,000 instances) takes a while on a small machine;
 --studies sets the size. --keep leaves the built indexes in DIR and --reuse runs the
@@ -315,16 +318,19 @@ def queries(studies: int) -> list[tuple[str, str]]:
     ]
 
 
-def locked_user_key(data_dir: Path, url: str) -> str:
-    """An API key of `bench_locked`, a reading physician who sees the source `default`."""
+def user_key(data_dir: Path, url: str, locked: bool) -> str:
+    """An API key of a reading physician: `bench_locked`, who sees the source `default`, or
+    `bench_user`, who sees every source."""
     env = dict(os.environ, TESSERA_DATA_DIR=str(data_dir), TESSERA_DATABASE_URL=url)
 
     def admin(*args: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "tessera.cli", "admin", *args, "--json"]
         return subprocess.run(command, env=env, capture_output=True, text=True)
 
-    admin("user-create", "bench_locked", "--role", "reading_physician", "--sources", "default")
-    created = admin("key-create", "bench_locked", "--name", "benchmark")
+    name = "bench_locked" if locked else "bench_user"
+    sources = ["--sources", "default"] if locked else []
+    admin("user-create", name, "--role", "reading_physician", *sources)
+    created = admin("key-create", name, "--name", "benchmark")
     assert created.returncode == 0, created.stderr
     return json.loads(created.stdout)["api_key"]
 
@@ -356,8 +362,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--keep", type=Path, help="keep the built indexes in this directory")
     parser.add_argument("--reuse", type=Path, help="search indexes built earlier with --keep")
-    parser.add_argument(
+    who = parser.add_mutually_exclusive_group()
+    who.add_argument(
         "--locked", action="store_true", help="search as a source-locked user (see above)"
+    )
+    who.add_argument(
+        "--user", action="store_true", help="search as a user who sees every source (see above)"
     )
     parser.add_argument(
         "--postgresql-from-sqlite",
@@ -402,8 +412,8 @@ def main() -> None:
                 conn.exec_driver_sql("ANALYZE")
             engine.dispose()
         headers = None
-        if args.locked:
-            headers = {"Authorization": f"Bearer {locked_user_key(data_dir, url)}"}
+        if args.locked or args.user:
+            headers = {"Authorization": f"Bearer {user_key(data_dir, url, args.locked)}"}
         server = start_tessera(
             "sqlite",
             {

@@ -5,7 +5,7 @@ PostgreSQL (and Orthanc with its DICOMweb plugin when installed: `apt-get instal
 orthanc-dicomweb`), on the same generated study set (CT 512x512 uncompressed plus some RLE
 compressed MR); then the server's peak RSS growth while receiving one large request.
 
-    python benchmarks/stow_ingest.py [--instances 400] [--big-mb 1024] [--no-orthanc]
+    python benchmarks/stow_ingest.py [--instances 400] [--per-request 10] [--big-mb 1024] [--no-orthanc]
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ import httpx
 from pydicom.uid import generate_uid
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RssSampler, orthanc_available, start_orthanc, start_tessera  # noqa: E402
+from common import (  # noqa: E402
+    RssSampler,
+    orthanc_available,
+    process_tree_cpu,
+    start_orthanc,
+    start_tessera,
+)
 
 from tessera.client.stow import request_content_type  # noqa: E402
 from tessera.dicomweb import multipart_writer  # noqa: E402
@@ -31,19 +37,22 @@ from tessera.synthetic import StudySpec, ct_image, mr_rle_image  # noqa: E402
 BATCH = 10  # instances per request, as a modality router or `tessera upload` would send
 
 
-def generate(count: int) -> list[list[bytes]]:
-    """count instances in studies of 50: 90% CT 512x512, 10% RLE MR 256x256."""
+def generate(count: int, per_request: int = BATCH) -> list[list[bytes]]:
+    """count instances in studies of 50 (or of `per_request`, when larger: one request per
+    whole study), per_request instances per request: 90% CT 512x512, 10% RLE MR 256x256."""
     batches: list[list[bytes]] = []
     current: list[bytes] = []
+    study_size = max(50, per_request)
     for index in range(count):
-        if index % 50 == 0:
-            study = StudySpec(patient_name=f"BENCH^{index // 50}", patient_id=f"B{index // 50}")
+        if index % study_size == 0:
+            number = index // study_size
+            study = StudySpec(patient_name=f"BENCH^{number}", patient_id=f"B{number}")
             ct_series, mr_series = generate_uid(), generate_uid()
         if index % 10 == 9:
             current.append(mr_rle_image(study, mr_series, index))
         else:
             current.append(ct_image(study, ct_series, index, seed=index))
-        if len(current) == BATCH:
+        if len(current) == per_request:
             batches.append(current)
             current = []
     if current:
@@ -116,14 +125,27 @@ def main() -> None:
     parser.add_argument("--big-mb", type=int, default=1024, help="size of the single large request")
     parser.add_argument("--no-orthanc", action="store_true")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument(
+        "--per-request",
+        type=int,
+        default=BATCH,
+        help="instances per request (100: one request per whole study of ~50 MB)",
+    )
     args = parser.parse_args()
 
     print(f"generating {args.instances} instances ...", flush=True)
-    data = {clients: generate(args.instances) for clients in (1, 4)}  # distinct UIDs per run
+    # Distinct UIDs per run.
+    data = {clients: generate(args.instances, args.per_request) for clients in (1, 4)}
     total_mb = sum(len(p) for b in data[1] for p in b) / 1e6
-    print(f"{args.instances} instances, {total_mb:.0f} MB per run, {BATCH} instances per request")
+    print(
+        f"{args.instances} instances, {total_mb:.0f} MB per run,"
+        f" {args.per_request} instances per request"
+    )
     print(f"machine: {os.cpu_count()} cores\n")
-    print(f"{'server':22s} {'clients':>7s} {'inst/s':>9s} {'MB/s':>8s} {'failed':>7s}")
+    print(
+        f"{'server':22s} {'clients':>7s} {'inst/s':>9s} {'MB/s':>8s} {'failed':>7s}"
+        f" {'server CPU':>10s} {'client CPU':>10s}  (ms per instance, user + system)"
+    )
 
     targets = [("tessera", db) for db in args.databases.split(",")]
     if not args.no_orthanc and orthanc_available():
@@ -133,10 +155,15 @@ def main() -> None:
         server = start_tessera(database) if kind == "tessera" else start_orthanc()
         try:
             for clients in (1, 4):
+                server_cpu, client_cpu = process_tree_cpu(server.pid), time.process_time()
                 rate, mbps, failed = run_ingest(server.dicomweb, data[clients], clients)
+                count = sum(len(batch) for batch in data[clients])
+                server_ms = 1000 * (process_tree_cpu(server.pid) - server_cpu) / count
+                client_ms = 1000 * (time.process_time() - client_cpu) / count
                 results.setdefault(server.name, {})[clients] = rate
                 print(
-                    f"{server.name:22s} {clients:7d} {rate:9.1f} {mbps:8.1f} {failed:7d}",
+                    f"{server.name:22s} {clients:7d} {rate:9.1f} {mbps:8.1f} {failed:7d}"
+                    f" {server_ms:10.2f} {client_ms:10.2f}",
                     flush=True,
                 )
         finally:

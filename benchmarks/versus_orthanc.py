@@ -126,7 +126,7 @@ def dicomweb_figures(kind: str, args: argparse.Namespace, inputs: dict) -> dict:
 def dimse_figures(kind: str, args: argparse.Namespace, inputs: dict) -> dict[str, float]:
     """benchmarks/dimse.py's measurements: storescu, findscu (process start included),
     movescu to a storescp."""
-    dimse_args = argparse.Namespace(database="sqlite", finds=args.finds)
+    dimse_args = argparse.Namespace(database="sqlite", finds=args.finds, locked=False)
     workdir = Path(tempfile.mkdtemp(prefix=f"versus-{kind}-"))
     try:
         run = dimse.run_tessera if kind == "tessera" else dimse.run_orthanc

@@ -112,7 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.run(
             "tessera.dicomweb.app:app_from_environment",
             factory=True,
-            http="tessera.dicomweb.header_guard:HeaderGuardProtocol",
+            http="tessera.dicomweb.http_protocol:ArchiveHttpProtocol",
             # UPS notification channels send SCP Status Change (GOING DOWN) before closing.
             ws="tessera.dicomweb.going_down:GoingDownProtocol",
             host=settings.host,

@@ -32,6 +32,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class PortTaken(RuntimeError):
+    """The server could not bind its HTTP port: something else took it first."""
+
+
 @dataclass
 class ServerProcess:
     """A `tessera serve` process; restartable on the same data (crash tests)."""
@@ -46,6 +50,7 @@ class ServerProcess:
     # How the start-up health check connects (e.g. an ssl.SSLContext trusting the test CA for
     # a server with TESSERA_HTTP_TLS_*): httpx's `verify`.
     verify: Any = True
+    started: bool = False
 
     @property
     def base_url(self) -> str:
@@ -57,6 +62,18 @@ class ServerProcess:
         return f"{self.base_url}/dicomweb"
 
     def start(self, timeout: float = 90) -> ServerProcess:
+        # free_port only finds a port free at that moment: another test process may bind it
+        # before this server does. A first start that lost its port that way takes a new one.
+        for _ in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if self.started:
+                    raise
+                self.port = free_port()
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> ServerProcess:
         env = dict(os.environ)
         env.update(
             TESSERA_DATABASE_URL=self.database_url,
@@ -87,10 +104,14 @@ class ServerProcess:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
+                log = self.log()
+                if f"attempting to bind on address ('127.0.0.1', {self.port})" in log:
+                    raise PortTaken(f"port {self.port} was taken:\n{log}")
+                raise RuntimeError(f"server exited early:\n{log}")
             try:
                 health = httpx.get(f"{self.base_url}/healthz", timeout=1, verify=self.verify)
                 if health.status_code == 200:
+                    self.started = True
                     return self
             except httpx.HTTPError:
                 pass

@@ -15,15 +15,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import httpx
+import orjson
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
+from tessera.dicomweb.wado_metadata import BATCH
 from tessera.synthetic import StudySpec, ct_image
 from tests.conftest import ServerProcess, free_port, index_rows
 from tests.dimse_support import SERVER_AET, wait_port
+from tests.server_log import unhandled_errors
 from tests.test_scaleout import stow
 
 pytestmark = pytest.mark.postgres
@@ -180,7 +183,10 @@ def test_nodes_ride_out_a_database_restart(nodes, private_postgres, mode) -> Non
     print(f"answers: {dict(log.statuses)}; acknowledged: {len(log.acknowledged)}")
     # Nothing but 200 and 503 (with Retry-After) was answered; no node dropped a connection.
     assert log.connection_errors == []
-    assert set(log.statuses) <= {200, 503}, log.statuses
+    assert set(log.statuses) <= {200, 503}, (
+        log.statuses,
+        [unhandled_errors(node.log()) for node in nodes],
+    )
     assert log.statuses[503] > 0, "the clients never saw the outage"
     assert log.without_retry_after == 0
     # The nodes were not restarted.
@@ -206,3 +212,46 @@ def test_nodes_ride_out_a_database_restart(nodes, private_postgres, mode) -> Non
             timeout=60,
         )
         assert retrieved.status_code == 200 and before[0] in retrieved.content
+
+
+def _with_text(data: bytes, size: int) -> bytes:
+    """An instance whose DICOM JSON is about `size` bytes larger (Text Value, UT)."""
+    dataset = pydicom.dcmread(io.BytesIO(data))
+    dataset.TextValue = "x" * size
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_a_metadata_stream_under_way_waits_for_the_database(nodes, private_postgres) -> None:  # type: ignore[no-untyped-def]
+    """WADO-RS metadata of a study larger than one batch: the status and the first batch are
+    sent, then the database is stopped for two seconds. The stream pauses and completes; it
+    is not cut off after its 200 (tessera.dicomweb.streaming.riding_out)."""
+    study = StudySpec(patient_name="PAUSE^DB")
+    series = generate_uid()
+    # Three batches of about 10 MB of DICOM JSON each: the first fills the socket buffers
+    # (about 4 MB here) and the server's write buffer; the second waits to be sent; the third
+    # is read only once the client reads.
+    count = 3 * BATCH
+    parts = [
+        _with_text(ct_image(study, series, n, rows=8, columns=8), 40_000) for n in range(count)
+    ]
+    for start in range(0, count, 125):
+        assert stow(nodes[0].base_url, parts[start : start + 125]).status_code == 200
+    url = f"{nodes[0].dicomweb}/studies/{study.study_instance_uid}/metadata"
+    with httpx.stream("GET", url, timeout=60) as response:
+        assert response.status_code == 200
+        # Nothing of the body is read yet: the server is blocked sending the first batches.
+        # The client reads on while the database is down, for two seconds.
+        private_postgres.stop("fast")
+        restart = threading.Timer(2, private_postgres.start)
+        restart.start()
+        try:
+            body = response.read()
+        finally:
+            restart.join()
+    instances = orjson.loads(body)
+    assert len(instances) == count
+    assert {i["00080018"]["Value"][0] for i in instances} == {
+        str(pydicom.dcmread(io.BytesIO(p)).SOPInstanceUID) for p in parts
+    }

@@ -195,7 +195,12 @@ def test_too_many_associations_rejected_politely(server) -> None:  # type: ignor
     assert all(assoc.is_established for assoc in held)
     extra = associate(server.dimse_port, "TESTSCU", [(Verification,)])
     assert not extra.is_established
-    assert extra.is_rejected, f"aborted={extra.is_aborted}\n{server.log()[-4000:]}"
+    if not extra.is_rejected:
+        # Seen once in a loaded CI run: pynetdicom's SCU reported the association aborted.
+        # What this test is about is the server's decision, so that must be in its log;
+        # dcmtk below checks the A-ASSOCIATE-RJ's reason on the wire.
+        assert extra.is_aborted
+        assert "too many associations" in server.log(), server.log()[-4000:]
     # dcmtk sees a transient rejection, "local limit exceeded".
     result = run(
         [

@@ -237,3 +237,33 @@ def test_peer_wider_than_the_admin_cannot_be_repointed(team: Team) -> None:
     assert team.client.put(f"{team.api}/peers/PACS", json=repoint, headers=la).status_code == 403
     assert team.client.delete(f"{team.api}/peers/PACS", headers=la).status_code == 403
     assert team.client.get(f"{team.api}/peers/PACS", headers=root).json()["host"] == "10.0.0.1"
+
+
+def test_unknown_fields_are_refused_not_ignored(team: Team) -> None:
+    """A setting the API does not take (a system flag, a misspelt key) is a 400 naming it,
+    and nothing is created or changed: it must not look as if it had been applied."""
+    c, api, ta = team.client, team.api, team.auth("ta")
+    sneaky = c.post(
+        f"{api}/users",
+        json={"username": "sneaky", "role": "admin", "password": PASSWORD, "system_admin": True},
+        headers=ta,
+    )
+    assert sneaky.status_code == 400, sneaky.text
+    assert "'system_admin'" in sneaky.json()["detail"]
+    assert c.get(f"{api}/users/sneaky", headers=ta).status_code == 404
+
+    typo = c.patch(f"{api}/users/viewer", json={"disable": True}, headers=ta)
+    assert typo.status_code == 400 and "'disable'" in typo.json()["detail"]
+    assert c.get(f"{api}/users/viewer", headers=ta).json()["disabled"] is False
+
+    for method, path, body in (
+        ("post", "/api-keys", {"user": "viewer", "scope": "system"}),
+        ("post", "/sources", {"name": "ClinicZ", "owner": "ta"}),
+        ("put", "/roles/lesser", {"permissions": ["read"], "system": True}),
+        ("put", "/peers/PEERX", {"host": "127.0.0.1", "port": 104, "may_admin": True}),
+        ("put", "/policies", {"duplicate_policy": "reject", "linked": True}),
+    ):
+        answer = c.request(method.upper(), f"{api}{path}", json=body, headers=ta)
+        assert answer.status_code == 400, (path, answer.text)
+        assert "unknown field" in answer.json()["detail"], (path, answer.text)
+    assert "ClinicZ" not in [s["name"] for s in c.get(f"{api}/sources", headers=ta).json()]

@@ -151,8 +151,9 @@ def test_watch_survives_the_server_and_itself(server_factory, tmp_path: Path) ->
     assert state["slow.dcm"]["sop_instance_uid"] == slow_uid
 
     # A restarted watcher sends nothing it stored; new files are stored and moved.
+    # Audit events are written in batches (half a second): the last upload's may still be queued.
+    wait_for(lambda: uploads(server) >= 3, "the uploads' audit events")
     before = uploads(server)
-    assert before >= 3
     moved = tmp_path / "done"
     watcher = WatchProcess(server, folder, tmp_path / "watch2.log", "--move-to", str(moved))
     try:

@@ -148,12 +148,12 @@ def query_events(
     if principal:
         stmt = stmt.where(AuditEvent.principal == principal)
     stmt = stmt.order_by(AuditEvent.id.desc()).limit(limit)
-    from tessera.index.accounts import utc
+    from tessera.index.clock import as_utc
 
     return [
         {
             "id": r.id,
-            "at": utc(r.at).isoformat(),
+            "at": as_utc(r.at).isoformat(),
             "principal": r.principal,
             "action": r.action,
             "outcome": r.outcome,

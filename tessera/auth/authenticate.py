@@ -13,7 +13,7 @@ import binascii
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jwt
 from sqlalchemy import Connection
@@ -194,7 +194,7 @@ def _oidc(
 
 def login(
     database: Database, tenant: TenantInfo, username: str, password: str, lifetime: timedelta
-) -> tuple[str, object]:
+) -> tuple[str, datetime]:
     """Check a password and issue a session token; (token, expires_at)."""
     with database.write() as conn:
         user = accounts.get_user(conn, tenant.id, username)
@@ -206,4 +206,5 @@ def login(
         _, token, expires_at = accounts.issue_token(
             conn, tenant.id, user.id, "session", "login", lifetime
         )
+    assert expires_at is not None  # a session always has a lifetime
     return token, expires_at

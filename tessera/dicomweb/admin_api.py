@@ -8,7 +8,9 @@ appear in a response only once: the token of a login or a new API key.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sqlalchemy import Connection
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -60,7 +62,7 @@ from tessera.index.tenancy import (
 from tessera.scope import Scope
 
 
-def _user_rights(conn, tenant_id: int, username: str) -> Scope:  # type: ignore[no-untyped-def]
+def _user_rights(conn: Connection, tenant_id: int, username: str) -> Scope:
     """The rights `username` holds now (NotFound when there is no such user)."""
     user = accounts.get_user(conn, tenant_id, username)
     if user is None:
@@ -68,7 +70,7 @@ def _user_rights(conn, tenant_id: int, username: str) -> Scope:  # type: ignore[
     return scope_for_user(conn, user, username)
 
 
-def _peer_rights(conn, tenant_id: int, title: str) -> Scope | None:  # type: ignore[no-untyped-def]
+def _peer_rights(conn: Connection, tenant_id: int, title: str) -> Scope | None:
     """The rights a DIMSE peer acts with (None when there is no such peer)."""
     peer = peer_by_ae_title(conn, tenant_id, title)
     if peer is None:
@@ -94,7 +96,7 @@ def _peer_rights(conn, tenant_id: int, title: str) -> Scope | None:  # type: ign
 async def login_endpoint(request: Request) -> Response:
     archive = archive_of(request)
     tenant = tenant_of(request)
-    body = await json_body(request)
+    body = await json_body(request, ("username", "password"))
     username = body_field(body, "username")
     password = body_field(body, "password")
     lifetime = timedelta(seconds=archive.settings.session_ttl_seconds)
@@ -113,7 +115,7 @@ async def login_endpoint(request: Request) -> Response:
             "access_token": token,
             "token_type": "Bearer",
             "expires_in": int(lifetime.total_seconds()),
-            "expires_at": expires_at.isoformat(),  # type: ignore[attr-defined]
+            "expires_at": expires_at.isoformat(),
             "tenant": tenant.name,
         }
     )
@@ -125,7 +127,7 @@ async def logout(request: Request) -> Response:
         raise BadRequest("only a login token can be logged out (revoke API keys instead)")
     tenant, token_id = tenant_of(request), identity.token_id
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         accounts.revoke_token(conn, tenant.id, token_id, kind="session")
         accounts.revoke_viewer_tokens(conn, tenant.id, token_id)
 
@@ -138,12 +140,12 @@ async def me(request: Request) -> Response:
     identity = identity_of(request)
     tenant = tenant_of(request)
 
-    def names(conn, keys):  # type: ignore[no-untyped-def]
+    def names(conn: Connection, keys: Any) -> Any:
         if keys is None:
             return None
         return sorted(source_names(conn, tenant.id, keys))
 
-    def described(conn):  # type: ignore[no-untyped-def]
+    def described(conn: Connection) -> Any:
         # The sources the caller sees and those named as its upload sources; every source
         # when not locked. A locked caller learns no other source's name.
         if scope.source_pks is None:
@@ -182,13 +184,13 @@ async def tenants_list(request: Request) -> Response:
 
 
 async def tenants_create(request: Request) -> Response:
-    body = await json_body(request)
+    body = await json_body(request, ("name", "admin"))
     name = body_field(body, "name")
     admin = body.get("admin")
     if admin is not None and not isinstance(admin, dict):
         raise BadRequest("'admin' must be an object with username and password")
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         tenant = create_tenant(conn, name)
         if admin:
             accounts.create_user(
@@ -217,7 +219,7 @@ async def users_list(request: Request) -> Response:
 
 async def users_create(request: Request) -> Response:
     tenant = tenant_of(request)
-    body = await json_body(request)
+    body = await json_body(request, ("username", "role", "password", "sources", "upload_sources"))
     username = body_field(body, "username")
     role = body_field(body, "role")
     password = body_field(body, "password", required=False)
@@ -226,7 +228,7 @@ async def users_create(request: Request) -> Response:
 
     caller = await scope_of(request)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         accounts.create_user(conn, tenant.id, username, role, password, sources, upload_sources)
         require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
         return accounts.get_user(conn, tenant.id, username)
@@ -256,7 +258,7 @@ async def users_get(request: Request) -> Response:
 async def users_update(request: Request) -> Response:
     tenant = tenant_of(request)
     username = request.path_params["username"]
-    body = await json_body(request)
+    body = await json_body(request, ("role", "password", "disabled", "sources", "upload_sources"))
     changes: dict = {}
     for name, kind in (
         ("role", str),
@@ -274,7 +276,7 @@ async def users_update(request: Request) -> Response:
         shown["password_changed"] = True
     caller = await scope_of(request)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         what = f"user {username!r}"
         require_within(caller, _user_rights(conn, tenant.id, username), what)
         user = accounts.update_user(conn, tenant.id, username, changes)
@@ -292,7 +294,7 @@ async def users_delete(request: Request) -> Response:
     username = request.path_params["username"]
     caller = await scope_of(request)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
         accounts.delete_user(conn, tenant.id, username)
 
@@ -313,12 +315,12 @@ async def roles_list(request: Request) -> Response:
 async def roles_put(request: Request) -> Response:
     tenant = tenant_of(request)
     name = request.path_params["name"]
-    body = await json_body(request)
+    body = await json_body(request, ("permissions", "description"))
     perms = body_field(body, "permissions", list)
     description = body_field(body, "description", required=False) or ""
     caller = await scope_of(request)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         held = accounts.role_permissions(conn, tenant.id, name)
         if held is not None:
             require_permissions_within(caller, held, f"role {name!r}")
@@ -340,7 +342,7 @@ async def roles_delete(request: Request) -> Response:
     name = request.path_params["name"]
     caller = await scope_of(request)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         held = accounts.role_permissions(conn, tenant.id, name)
         if held is not None:
             require_permissions_within(caller, held, f"role {name!r}")
@@ -368,7 +370,7 @@ async def study_sources_list(request: Request) -> Response:
 
 async def sources_create(request: Request) -> Response:
     tenant = tenant_of(request)
-    body = await json_body(request)
+    body = await json_body(request, ("name", "description", "default_issuer_of_patient_id"))
     name = body_field(body, "name")
     description = body_field(body, "description", required=False) or ""
     issuer = body_field(body, "default_issuer_of_patient_id", required=False) or ""
@@ -388,7 +390,7 @@ async def sources_update(request: Request) -> Response:
     afterwards (docs/identity.md)."""
     tenant = tenant_of(request)
     name = request.path_params["name"]
-    body = await json_body(request)
+    body = await json_body(request, ("description", "default_issuer_of_patient_id"))
     changes = {
         key: body_field(body, key)
         for key in ("description", "default_issuer_of_patient_id")
@@ -397,7 +399,7 @@ async def sources_update(request: Request) -> Response:
     if not changes:
         raise BadRequest("give 'description' and/or 'default_issuer_of_patient_id'")
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         update_source(conn, tenant.id, name, changes)
         return next(s for s in source_settings(conn, tenant.id) if s["name"] == name)
 
@@ -419,7 +421,7 @@ async def keys_list(request: Request) -> Response:
 
 async def keys_create(request: Request) -> Response:
     tenant = tenant_of(request)
-    body = await json_body(request)
+    body = await json_body(request, ("user", "name", "expires_in_days"))
     username = body_field(body, "user")
     name = body_field(body, "name", required=False) or ""
     days = body.get("expires_in_days")
@@ -428,9 +430,10 @@ async def keys_create(request: Request) -> Response:
     lifetime = timedelta(days=days) if days else None
     caller = await scope_of(request)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         require_within(caller, _user_rights(conn, tenant.id, username), f"user {username!r}")
         user = accounts.get_user(conn, tenant.id, username)
+        assert user is not None  # _user_rights answered 404 for an unknown user
         return accounts.issue_token(conn, tenant.id, user.id, "api_key", name, lifetime)
 
     key_id, token, expires_at = await write_with_event(
@@ -457,7 +460,7 @@ async def keys_revoke(request: Request) -> Response:
         raise NotFound("no such API key") from None
     caller = await scope_of(request)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         owner = accounts.api_key_owner(conn, tenant.id, key_id)
         if owner is not None:
             require_within(caller, _user_rights(conn, tenant.id, owner), f"user {owner!r}")
@@ -470,7 +473,7 @@ async def keys_revoke(request: Request) -> Response:
 # --- policies ------------------------------------------------------------------------------
 
 
-def _policies(conn, tenant_id: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _policies(conn: Connection, tenant_id: int) -> dict[str, object]:
     return {
         "duplicate_policy": duplicate_policy(conn, tenant_id),
         "linked_matching": linked_matching(conn, tenant_id),
@@ -486,13 +489,13 @@ async def policies_put(request: Request) -> Response:
     """Any of `duplicate_policy` ('reject' | 'overwrite') and `linked_matching` (bool: a
     Patient ID search also returns linked identities' studies, docs/identity.md)."""
     tenant = tenant_of(request)
-    body = await json_body(request)
+    body = await json_body(request, ("duplicate_policy", "linked_matching"))
     policy = body_field(body, "duplicate_policy", required=False)
     linked = body_field(body, "linked_matching", bool, required=False)
     if policy is None and linked is None:
         raise BadRequest("give 'duplicate_policy' and/or 'linked_matching'")
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         if policy is not None:
             set_duplicate_policy(conn, tenant.id, policy)
         if linked is not None:
@@ -544,7 +547,20 @@ async def peers_get(request: Request) -> Response:
 async def peers_put(request: Request) -> Response:
     tenant = tenant_of(request)
     title = request.path_params["ae_title"]
-    body = await json_body(request)
+    body = await json_body(
+        request,
+        (
+            "host",
+            "port",
+            "may_store",
+            "may_query",
+            "may_be_move_destination",
+            "staged",
+            "upload_source",
+            "query_sources",
+            "description",
+        ),
+    )
     host = body_field(body, "host")
     port = body_field(body, "port", int)
     flags = {}
@@ -554,7 +570,7 @@ async def peers_put(request: Request) -> Response:
 
     caller = await scope_of(request)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         before = _peer_rights(conn, tenant.id, title)
         if before is not None:
             require_within(caller, before, f"peer {title!r}")
@@ -569,7 +585,9 @@ async def peers_put(request: Request) -> Response:
             description=body_field(body, "description", required=False) or "",
             **flags,
         )
-        require_within(caller, _peer_rights(conn, tenant.id, title), f"peer {title!r}")  # type: ignore[arg-type]
+        rights = _peer_rights(conn, tenant.id, title)
+        assert rights is not None  # the peer was just written
+        require_within(caller, rights, f"peer {title!r}")
         return before is not None, peer_by_ae_title(conn, tenant.id, title)
 
     existed, peer = await write_with_event(
@@ -584,7 +602,7 @@ async def peers_delete(request: Request) -> Response:
 
     caller = await scope_of(request)
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         before = _peer_rights(conn, tenant.id, title)
         if before is None:
             raise NotFound(f"no peer {title!r}")
@@ -603,10 +621,10 @@ async def ae_titles_list(request: Request) -> Response:
 async def ae_titles_put(request: Request) -> Response:
     """Which tenant a called AE title selects (unique across tenants: system only)."""
     title = request.path_params["ae_title"]
-    body = await json_body(request)
+    body = await json_body(request, ("tenant",))
     tenant_name = body_field(body, "tenant")
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         target = tenant_by_name(conn, tenant_name)
         if target is None:
             raise BadRequest(f"no tenant {tenant_name!r}")
@@ -621,11 +639,12 @@ async def ae_titles_put(request: Request) -> Response:
 async def ae_titles_delete(request: Request) -> Response:
     title = request.path_params["ae_title"]
 
-    def work(conn):  # type: ignore[no-untyped-def]
+    def work(conn: Connection) -> Any:
         for registered, tenant_name in list_ae_titles(conn):
             if registered == title.strip():
                 target = tenant_by_name(conn, tenant_name)
-                remove_ae_title(conn, target.id, title)  # type: ignore[union-attr]
+                assert target is not None  # listed with its tenant in the same transaction
+                remove_ae_title(conn, target.id, title)
                 return
         raise NotFound(f"no AE title {title!r}")
 

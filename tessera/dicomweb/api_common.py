@@ -4,7 +4,7 @@ transaction)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 
 import orjson
@@ -27,7 +27,10 @@ def json_answer(body: object, status: int = 200, headers: dict[str, str] | None 
     )
 
 
-async def json_body(request: Request) -> dict:
+async def json_body(request: Request, fields: Collection[str] | None = None) -> dict:
+    """The request's JSON object. With `fields`, a member not among them is a 400 naming it:
+    a misspelt or unsupported setting (e.g. a flag this API does not let one set) must not
+    look as if it had been applied."""
     raw = await request.body()
     try:
         body = orjson.loads(raw or b"{}")
@@ -35,6 +38,13 @@ async def json_body(request: Request) -> dict:
         raise BadRequest(f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    if fields is not None:
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            raise BadRequest(
+                f"unknown field(s) {', '.join(map(repr, unknown))}; this request takes "
+                f"{', '.join(map(repr, fields))}"
+            )
     return body
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
+DICOM_XML = "application/dicom+xml"
 OCTET_STREAM = "application/octet-stream"
 
 

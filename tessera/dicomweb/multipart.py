@@ -23,7 +23,8 @@ class PartStart:
 
 @dataclass
 class PartData:
-    data: bytes
+    # A view of the chunk that was fed (no copy): use it before the next feed.
+    data: bytes | memoryview
 
 
 @dataclass
@@ -37,13 +38,18 @@ _PREAMBLE, _AFTER_DELIMITER, _HEADERS, _BODY, _DONE = range(5)
 
 
 class MultipartParser:
+    """Works on each fed chunk in place and hands out views of it: a part's bytes are not
+    copied here, whatever the chunk size. Only bytes that could begin a delimiter split
+    across chunks (or an unfinished header block) are carried to the next chunk."""
+
     def __init__(self, boundary: str) -> None:
         if not boundary or len(boundary) > 200:
             raise MultipartError("boundary missing or longer than 200 characters")
         self._dash_boundary = b"--" + boundary.encode("latin-1")
         self._delimiter = b"\r\n" + self._dash_boundary
-        self._buffer = bytearray()
+        self._rest = b""
         self._state = _PREAMBLE
+        self._preamble_dropped = False
         self.parts_started = 0
         self.parts_completed = 0
 
@@ -55,77 +61,88 @@ class MultipartParser:
     def feed(self, chunk: bytes) -> Iterator[Event]:
         if self._state == _DONE:
             return  # epilogue is ignored
-        self._buffer += chunk
+        data = self._rest + chunk if self._rest else chunk
+        self._rest = b""
+        pos, end = 0, len(data)
+        delimiter = self._delimiter
         while True:
-            if self._state == _PREAMBLE:
-                if not self._find_first_delimiter():
-                    return
-            elif self._state == _AFTER_DELIMITER:
-                if len(self._buffer) < 2:
-                    return
-                if self._buffer[:2] == b"--":
-                    self._state = _DONE
-                    self._buffer.clear()
-                    return
-                end = self._buffer.find(b"\r\n")
-                if end < 0:
-                    if len(self._buffer) > 1024:
-                        raise MultipartError("malformed line after a boundary delimiter")
-                    return
-                if self._buffer[:end].strip(b" \t"):
-                    raise MultipartError("unexpected characters after a boundary delimiter")
-                del self._buffer[: end + 2]
-                self._state = _HEADERS
-                self.parts_started += 1
-            elif self._state == _HEADERS:
-                if self._buffer[:2] == b"\r\n":
-                    del self._buffer[:2]
-                    self._state = _BODY
-                    yield PartStart({})
-                    continue
-                end = self._buffer.find(b"\r\n\r\n")
-                if end < 0:
-                    if len(self._buffer) > MAX_HEADER_BYTES:
-                        raise MultipartError("part headers longer than 16 KiB")
-                    return
-                headers = _parse_headers(bytes(self._buffer[:end]))
-                del self._buffer[: end + 4]
-                self._state = _BODY
-                yield PartStart(headers)
-            elif self._state == _BODY:
-                index = self._buffer.find(self._delimiter)
+            if self._state == _BODY:
+                index = data.find(delimiter, pos)
                 if index < 0:
-                    # Keep a tail that could be the start of a delimiter split across chunks.
-                    keep = len(self._delimiter) - 1
-                    if len(self._buffer) > keep:
-                        cut = len(self._buffer) - keep
-                        yield PartData(bytes(self._buffer[:cut]))
-                        del self._buffer[:cut]
-                    return
-                if index:
-                    yield PartData(bytes(self._buffer[:index]))
-                del self._buffer[: index + len(self._delimiter)]
+                    cut = _safe_end(data, pos, delimiter)
+                    if cut > pos:
+                        yield PartData(memoryview(data)[pos:cut])
+                    pos = cut
+                    break
+                if index > pos:
+                    yield PartData(memoryview(data)[pos:index])
+                pos = index + len(delimiter)
                 self._state = _AFTER_DELIMITER
                 self.parts_completed += 1
                 yield PartEnd()
+            elif self._state == _AFTER_DELIMITER:
+                if end - pos < 2:
+                    break
+                if data.startswith(b"--", pos):
+                    self._state = _DONE
+                    return
+                eol = data.find(b"\r\n", pos)
+                if eol < 0:
+                    if end - pos > 1024:
+                        raise MultipartError("malformed line after a boundary delimiter")
+                    break
+                if data[pos:eol].strip(b" \t"):
+                    raise MultipartError("unexpected characters after a boundary delimiter")
+                pos = eol + 2
+                self._state = _HEADERS
+                self.parts_started += 1
+            elif self._state == _HEADERS:
+                if data.startswith(b"\r\n", pos):
+                    pos += 2
+                    self._state = _BODY
+                    yield PartStart({})
+                    continue
+                block_end = data.find(b"\r\n\r\n", pos)
+                if block_end < 0:
+                    if end - pos > MAX_HEADER_BYTES:
+                        raise MultipartError("part headers longer than 16 KiB")
+                    break
+                headers = _parse_headers(data[pos:block_end])
+                pos = block_end + 4
+                self._state = _BODY
+                yield PartStart(headers)
+            elif self._state == _PREAMBLE:
+                # The first delimiter may open the body without a CRLF before it.
+                if not self._preamble_dropped and data.startswith(self._dash_boundary, pos):
+                    pos += len(self._dash_boundary)
+                    self._state = _AFTER_DELIMITER
+                    continue
+                index = data.find(delimiter, pos)
+                if index < 0:
+                    # The preamble is discarded; keep only what could start a delimiter.
+                    keep = len(delimiter) - 1
+                    if end - pos > keep:
+                        pos = end - keep
+                        self._preamble_dropped = True
+                    break
+                pos = index + len(delimiter)
+                self._state = _AFTER_DELIMITER
             else:
                 return
+        self._rest = bytes(data[pos:])
 
-    def _find_first_delimiter(self) -> bool:
-        if self._buffer.startswith(self._dash_boundary):
-            del self._buffer[: len(self._dash_boundary)]
-            self._state = _AFTER_DELIMITER
-            return True
-        index = self._buffer.find(self._delimiter)
-        if index < 0:
-            # The preamble is discarded; keep only what could start a delimiter.
-            keep = len(self._delimiter) - 1
-            if len(self._buffer) > keep:
-                del self._buffer[: len(self._buffer) - keep]
-            return False
-        del self._buffer[: index + len(self._delimiter)]
-        self._state = _AFTER_DELIMITER
-        return True
+
+def _safe_end(data: bytes, start: int, delimiter: bytes) -> int:
+    """Where the part's bytes certainly end in `data` (which holds no whole delimiter after
+    `start`): before the longest tail that is the beginning of a delimiter, usually none."""
+    end = len(data)
+    # Such a tail starts with the delimiter's CR and is shorter than the delimiter.
+    index = data.find(b"\r", max(start, end - len(delimiter) + 1))
+    while index >= 0:
+        if delimiter.startswith(data[index:end]):
+            return index
+        index = data.find(b"\r", index + 1)
+    return end
 
 
 def _parse_headers(block: bytes) -> dict[str, str]:

@@ -18,7 +18,6 @@ live in `tessera.services.reports`, whose errors the app's one error table answe
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +28,7 @@ from tessera.dicomweb.api_common import json_answer, json_body
 from tessera.dicomweb.context import archive_of, identity_of, scope_of
 from tessera.dicomweb.errors import BadRequest
 from tessera.dicomweb.gate import guarded
+from tessera.index.clock import iso
 from tessera.scope import Scope
 from tessera.services import reports as service
 from tessera.services.report_templates import Template
@@ -70,13 +70,6 @@ def expected_version(request: Request, body: dict) -> int | None:
     return version
 
 
-def _iso(value: datetime | None) -> str | None:
-    """ISO 8601 with its offset (SQLite returns the stored UTC time without one)."""
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-
-
 def report_json(view: service.ReportView) -> dict:
     report = view.report
     return {
@@ -86,19 +79,19 @@ def report_json(view: service.ReportView) -> dict:
         "version": report.version,
         "template": report.template_name,
         "created_by": report.created_by,
-        "created_at": _iso(report.created_at),
-        "updated_at": _iso(report.updated_at),
+        "created_at": iso(report.created_at),
+        "updated_at": iso(report.updated_at),
         "signed_by": report.signed_by,
-        "signed_at": _iso(report.signed_at),
+        "signed_at": iso(report.signed_at),
         "content": view.current.content,
         "versions": [
             {
                 "version": v.version,
                 "status": v.status,
                 "author": v.author,
-                "created_at": _iso(v.created_at),
+                "created_at": iso(v.created_at),
                 "signed_by": v.signed_by,
-                "signed_at": _iso(v.signed_at),
+                "signed_at": iso(v.signed_at),
                 "sr_sop_instance_uid": v.sr_sop_instance_uid if v.stored else None,
                 "pdf_sop_instance_uid": v.pdf_sop_instance_uid if v.stored else None,
             }

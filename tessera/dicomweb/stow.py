@@ -28,9 +28,14 @@ from tessera.dicomweb.errors import (
     UnsupportedMediaType,
 )
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
-from tessera.dicomweb.media_type import DICOM_JSON, QualityError, json_answer_type, parse_media_type
+from tessera.dicomweb.media_type import (
+    DICOM_JSON,
+    DICOM_XML,
+    QualityError,
+    json_answer_type,
+    parse_media_type,
+)
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
-from tessera.dicomweb.stow_json import DICOM_XML
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.services import failure_reasons
 from tessera.services.ingest import (
@@ -213,10 +218,12 @@ class _PartSpooler:
         self.spool: SpoolFile | None = None
         self.wrong_type: str | None = None
 
-    def feed(self, data: bytes) -> list[tuple[SpoolFile, str | None]]:
-        """Returns the parts completed by `data`: (spool file, wrong media type or None)."""
+    def feed(self, chunks: list[bytes]) -> list[tuple[SpoolFile, str | None]]:
+        """Returns the parts completed by `chunks`: (spool file, wrong media type or None).
+
+        Each chunk is parsed as it came (joining them would copy every byte once more)."""
         completed = []
-        for event in self.parser.feed(data):
+        for event in (event for chunk in chunks for event in self.parser.feed(chunk)):
             if isinstance(event, PartStart):
                 self.spool = SpoolFile(self.spool_dir)
                 part_type = parse_media_type(
@@ -240,7 +247,7 @@ class _PartSpooler:
 
 
 _FEED_BYTES = 1024 * 1024  # hand the spooling thread about this much at a time
-GROUP_PARTS = 5  # parts stored per group commit
+GROUP_PARTS = 10  # parts stored per group commit
 
 
 async def _receive_multipart(request, boundary, spool_dir, limit, ingest, ingest_group=None):  # type: ignore[no-untyped-def]
@@ -271,9 +278,9 @@ async def _receive_multipart(request, boundary, spool_dir, limit, ingest, ingest
 
     async def feed() -> None:
         nonlocal pending, pending_size
-        data = b"".join(pending)
+        chunks = pending
         pending, pending_size = [], 0
-        for spool, wrong_type in await run_in_threadpool(spooler.feed, data):
+        for spool, wrong_type in await run_in_threadpool(spooler.feed, chunks):
             if wrong_type is not None:
                 spool.discard()
                 await flush_group()  # outcomes stay in part order

@@ -24,9 +24,9 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
-from tessera.dicomweb.media_type import parse_media_type
+from tessera.dicomweb.media_type import DICOM_JSON, DICOM_XML, parse_media_type
 from tessera.dicomweb.multipart import MultipartError, MultipartParser, PartData, PartEnd, PartStart
-from tessera.services import failure_reasons as p
+from tessera.services import failure_reasons
 from tessera.services.ingest import StoreOutcome
 from tessera.storage.documents.common import write_part10
 from tessera.storage.json_instance import (
@@ -38,8 +38,6 @@ from tessera.storage.json_instance import (
 from tessera.storage.spool import SpoolFile
 from tessera.storage.xml_instance import native_xml_to_json
 
-DICOM_JSON = "application/dicom+json"
-DICOM_XML = "application/dicom+xml"
 METADATA_TYPES = (DICOM_JSON, DICOM_XML)
 MAX_METADATA_BYTES = 64 * 1024 * 1024
 COERCION_OF_DATA_ELEMENTS = 0xB300
@@ -170,7 +168,9 @@ def _store_all(
                 item = native_xml_to_json(raw)
             except InstanceNotUsable as exc:
                 outcomes.append(
-                    StoreOutcome(False, failure_reason=p.CANNOT_UNDERSTAND, message=str(exc))
+                    StoreOutcome(
+                        False, failure_reason=failure_reasons.CANNOT_UNDERSTAND, message=str(exc)
+                    )
                 )
                 continue
             outcomes.append(_store_one(spool_dir, store, study_uid, item, bulk_part, defaults))
@@ -179,7 +179,11 @@ def _store_all(
             items = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             outcomes.append(
-                StoreOutcome(False, failure_reason=p.CANNOT_UNDERSTAND, message=f"bad JSON: {exc}")
+                StoreOutcome(
+                    False,
+                    failure_reason=failure_reasons.CANNOT_UNDERSTAND,
+                    message=f"bad JSON: {exc}",
+                )
             )
             continue
         for item in items if isinstance(items, list) else [items]:
@@ -203,7 +207,7 @@ def _store_one(
         return StoreOutcome(
             False,
             sop_instance_uid=values[0] if values else None,
-            failure_reason=p.CANNOT_UNDERSTAND,
+            failure_reason=failure_reasons.CANNOT_UNDERSTAND,
             message=str(exc),
         )
     dataset = built.dataset
@@ -211,7 +215,7 @@ def _store_one(
         return StoreOutcome(
             False,
             sop_instance_uid=str(dataset.SOPInstanceUID),
-            failure_reason=p.MISSING_OR_INVALID_UID,
+            failure_reason=failure_reasons.MISSING_OR_INVALID_UID,
             message="SOPClassUID (00080016) is missing",
         )
     with tempfile.NamedTemporaryFile(
@@ -226,7 +230,7 @@ def _store_one(
             False,
             str(dataset.SOPClassUID),
             str(dataset.SOPInstanceUID),
-            failure_reason=p.CANNOT_UNDERSTAND,
+            failure_reason=failure_reasons.CANNOT_UNDERSTAND,
             message=f"the instance cannot be encoded: {exc}",
         )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

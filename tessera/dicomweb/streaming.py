@@ -1,8 +1,21 @@
-"""Streamed bodies whose first piece is made before the response starts."""
+"""Streamed bodies: the first piece is made before the response starts, and the database
+reads after it ride out a database restart instead of cutting the body off."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+from sqlalchemy.exc import OperationalError
+
+T = TypeVar("T")
+
+# How long a response already under way waits for a database that went away. A restart takes
+# a few seconds; a client would rather see a pause than a body cut off after its 200.
+MID_STREAM_PATIENCE_SECONDS = 30.0
+_RETRY_INTERVAL_SECONDS = 0.5
 
 
 async def primed(body: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
@@ -21,3 +34,19 @@ async def primed(body: AsyncIterator[bytes | memoryview]) -> AsyncIterator[bytes
             yield piece
 
     return rest()
+
+
+async def riding_out(
+    read: Callable[[], Awaitable[T]], patience: float = MID_STREAM_PATIENCE_SECONDS
+) -> T:
+    """`read()` for a response whose status line is already sent: while the database cannot
+    be reached, ask again every half second for up to `patience` seconds; then give up (the
+    OperationalError propagates and the connection closes: the body cannot be finished)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return await read()
+        except OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            await anyio.sleep(_RETRY_INTERVAL_SECONDS)

@@ -32,6 +32,7 @@ from tessera.dicomweb import stow
 from tessera.dicomweb.api_common import json_answer, json_body
 from tessera.dicomweb.context import archive_of, scope_of
 from tessera.dicomweb.gate import AUDIT_UPLOAD, guarded
+from tessera.index.clock import iso
 from tessera.services import upload_sessions as sessions
 from tessera.services.ingest import StoreOutcome
 
@@ -72,8 +73,8 @@ async def list_all(request: Request) -> Response:
                 "description": s.description,
                 "owner": s.owner,
                 "received_from": s.received_from,
-                "created_at": sessions._aware(s.created_at).isoformat(),
-                "expires_at": sessions._aware(s.expires_at).isoformat(),
+                "created_at": iso(s.created_at),
+                "expires_at": iso(s.expires_at),
             }
             for s in found
         ]

@@ -21,6 +21,7 @@ from tessera.dicomweb.media_type import (
     QualityError,
     json_answer_type,
 )
+from tessera.dicomweb.streaming import primed, riding_out
 from tessera.dicomweb.urls import dicomweb_root
 from tessera.dicomweb.wado_common import (
     archive_of,
@@ -88,9 +89,15 @@ async def retrieve_metadata(request: Request) -> Response:
         first = True
         for start in range(0, len(pks), BATCH):
             wanted = pks[start : start + BATCH]
-            batch = await in_read_transaction(
-                archive, lambda conn, w=wanted: metadata_by_pk(conn, scope, w)
-            )
+
+            async def read(w: list[int] = wanted) -> dict[int, bytes]:
+                return await in_read_transaction(
+                    archive, lambda conn: metadata_by_pk(conn, scope, w)
+                )
+
+            # The first batch is read before the status (a 503 is still possible); the later
+            # ones after it, so they wait out a database restart instead of cutting the body.
+            batch = await (read() if start == 0 else riding_out(read))
             joined = b",".join(
                 coerce_json(batch[pk], coercions[pk]) for pk in wanted if pk in batch
             )
@@ -100,4 +107,6 @@ async def retrieve_metadata(request: Request) -> Response:
             first = False
         yield b"[]" if first else b"]"
 
-    return StreamingResponse(body(), headers=headers)
+    # The first batch is read before the headers go out: a database that went away since the
+    # instances were resolved is still a 503. A later batch waits for it (riding_out).
+    return StreamingResponse(await primed(body()), headers=headers)

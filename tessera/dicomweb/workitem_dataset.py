@@ -3,7 +3,7 @@
 Out: a worklist row (`tessera.index.worklist`) becomes the Unified Procedure Step attributes
 (as DICOM JSON),
 its patient and request values taken through the Modality Worklist's own value functions
-(`tessera.scp.mwl.ORDER_VALUES`, `STEP_VALUES`), so MWL and UPS-RS never disagree. In: a
+(`tessera.index.worklist_values`), so MWL and UPS-RS never disagree. In: a
 Create or Update request's dataset becomes the order fields of `tessera.services.orders`.
 
 Where the MWL step attributes live in a UPS:
@@ -29,7 +29,7 @@ from datetime import date, datetime, time
 from pydicom.dataset import Dataset
 from sqlalchemy import RowMapping
 
-from tessera.scp.mwl import ORDER_VALUES, STEP_VALUES
+from tessera.index.worklist_values import ORDER_VALUES, STEP_VALUES
 from tessera.services.workitems import UPS_STATE, InvalidWorkitemRequest
 
 # Unified Procedure Step - Push SOP Class: the SOP Class UID of every workitem (PS3.4 CC.3.1).

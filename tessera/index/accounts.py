@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, overload
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, delete, select, update
 
@@ -24,27 +24,13 @@ from tessera.auth.secrets import (
     new_token,
     token_hash,
 )
+from tessera.index.clock import as_utc, iso, utcnow
 from tessera.index.database import inserted_pk
 from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.models import ApiToken, AppUser, CustomRole, Source, UserSource
 from tessera.index.sources import source_pks
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@\-]{1,64}$")
-
-
-@overload
-def utc(moment: datetime) -> datetime: ...
-@overload
-def utc(moment: None) -> None: ...
-def utc(moment: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; everything stored is UTC."""
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- roles ---------------------------------------------------------------------------------
@@ -308,7 +294,7 @@ def update_user(
         )
         if keep_token_id is not None and not values.get("disabled"):
             ending = ending.where(ApiToken.id != keep_token_id)
-        conn.execute(ending.values(revoked_at=now()))
+        conn.execute(ending.values(revoked_at=utcnow()))
     return get_user(conn, tenant_id, username)  # type: ignore[return-value]
 
 
@@ -342,7 +328,7 @@ def issue_token(
     ('viewer'). Returns (id, the token, expiry); the token itself is shown once and never
     stored."""
     token = new_token(_PREFIXES[kind])
-    expires_at = now() + lifetime if lifetime else None
+    expires_at = utcnow() + lifetime if lifetime else None
     token_id = inserted_pk(
         conn.execute(
             ApiToken.__table__.insert().values(
@@ -353,7 +339,7 @@ def issue_token(
                 token_hash=token_hash(token),
                 prefix=token[:10],
                 expires_at=expires_at,
-                created_at=now(),
+                created_at=utcnow(),
             )
         )
     )
@@ -373,9 +359,9 @@ def list_api_keys(conn: Connection, tenant_id: int) -> list[dict]:
             "name": r.name,
             "user": r.username,
             "prefix": r.prefix,
-            "created_at": _iso(r.created_at),
-            "expires_at": _iso(r.expires_at),
-            "revoked_at": _iso(r.revoked_at),
+            "created_at": iso(r.created_at),
+            "expires_at": iso(r.expires_at),
+            "revoked_at": iso(r.revoked_at),
         }
         for r in rows
     ]
@@ -403,7 +389,7 @@ def revoke_token(conn: Connection, tenant_id: int, token_id: int, kind: str = "a
             ApiToken.kind == kind,
             ApiToken.revoked_at.is_(None),
         )
-        .values(revoked_at=now())
+        .values(revoked_at=utcnow())
     )
     if result.rowcount == 0:
         raise NotFound(f"no active API key {token_id}")
@@ -424,7 +410,7 @@ def revoke_viewer_tokens(conn: Connection, tenant_id: int, session_token_id: int
             ApiToken.name == viewer_token_name(session_token_id),
             ApiToken.revoked_at.is_(None),
         )
-        .values(revoked_at=now())
+        .values(revoked_at=utcnow())
     )
 
 
@@ -466,11 +452,7 @@ def _live_holder(conn: Connection, which: ColumnElement[bool]) -> TokenHolder | 
     first = rows[0]
     if first.revoked_at is not None:
         return None
-    if first.expires_at is not None and utc(first.expires_at) <= now():
+    if first.expires_at is not None and as_utc(first.expires_at) <= utcnow():
         return None
     user = _users_from(rows)[0]
     return TokenHolder(first.token_id, first.kind, first.name, first.tenant_id, user)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else utc(moment).isoformat()

@@ -80,6 +80,12 @@ _NEXT_SEQ = (
     .values(last_seq=ChangeCounter.last_seq + 1)
     .returning(ChangeCounter.last_seq)
 )
+_ADVANCE_SEQ = (
+    update(ChangeCounter)
+    .where(ChangeCounter.tenant_id == bindparam("counter_tenant"))
+    .values(last_seq=ChangeCounter.last_seq + bindparam("step"))
+    .returning(ChangeCounter.last_seq)
+)
 _INSERT_EVENT = ChangeEvent.__table__.insert()
 _COLUMNS = (
     ChangeEvent.seq,
@@ -189,16 +195,11 @@ def defer_changes(conn: Connection, tenant_id: int, entries: list[NewChange]) ->
         raise ValueError(f"unknown change kind {sorted(unknown)[0]!r}")
 
     def record(connection: Connection) -> None:
-        step = (
-            update(ChangeCounter)
-            .where(ChangeCounter.tenant_id == tenant_id)
-            .values(last_seq=ChangeCounter.last_seq + len(entries))
-            .returning(ChangeCounter.last_seq)
-        )
-        last = connection.execute(step).scalar()
+        step = {"counter_tenant": tenant_id, "step": len(entries)}
+        last = connection.execute(_ADVANCE_SEQ, step).scalar()
         if last is None:
             _create_counter(connection, tenant_id)
-            last = connection.execute(step).scalar_one()
+            last = connection.execute(_ADVANCE_SEQ, step).scalar_one()
         first = last - len(entries) + 1
         connection.execute(
             _INSERT_EVENT,

@@ -36,7 +36,11 @@ def _run_before_commit(conn: Connection) -> None:
 
 
 def _forget_before_commit(conn: Connection) -> None:
-    conn.info.pop(_BEFORE_COMMIT, None)
+    # A connection the database dropped is invalidated before this rollback; reading its
+    # `info` would raise PendingRollbackError in place of the OperationalError (a 500, not a
+    # 503). Its hooks go anyway: the pool clears `info` when it connects again.
+    if not conn.invalidated:
+        conn.info.pop(_BEFORE_COMMIT, None)
 
 
 def install_commit_hooks(engine: Engine) -> None:
@@ -80,7 +84,8 @@ class Database:
                 with conn.begin():
                     yield conn
             finally:
-                conn.info["write"] = False
+                if not conn.invalidated:  # a dropped connection is not made again for this
+                    conn.info["write"] = False
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

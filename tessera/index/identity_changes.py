@@ -32,6 +32,7 @@ import orjson
 from sqlalchemy import Connection, delete, select, update
 
 from tessera.index import attributes as a
+from tessera.index.clock import iso
 from tessera.index.coercion import (
     for_source,
     index_values,
@@ -247,11 +248,11 @@ def change_history(conn: Connection, scope: Scope, patient_pks: list[int]) -> li
                 "changes": summary,
                 "principal": row.principal,
                 "reason": row.reason,
-                "at": _iso(row.created_at),
+                "at": iso(row.created_at),
                 "undone": (
                     None
                     if row.undone_at is None
-                    else {"principal": row.undone_by, "at": _iso(row.undone_at)}
+                    else {"principal": row.undone_by, "at": iso(row.undone_at)}
                 ),
             }
         )
@@ -585,10 +586,6 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
     if out.get("patient_birth_date"):
         out["patient_birth_date"] = date.fromisoformat(out["patient_birth_date"])
     return out
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
 
 
 def resolved_identity(conn: Connection, tenant_id: int, patient_pk: int) -> int:

@@ -13,6 +13,7 @@ serializes writers), so two uploads into one study cannot lose each other's coun
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
@@ -177,24 +178,41 @@ class _Statements:
             .where(Study.id == bindparam("study_pk"))
             .with_for_update()
         )
-        self.count_series_instance = (
+        self.count_series_instances = (
             update(Series)
             .where(Series.id == bindparam("series_pk"))
             .values(
-                number_of_series_related_instances=Series.number_of_series_related_instances + 1
+                number_of_series_related_instances=Series.number_of_series_related_instances
+                + bindparam("added")
             )
         )
-        self.count_study_instance = (
+        self.count_study_instances = (
             update(Study)
             .where(Study.id == bindparam("study_pk"))
             .values(
                 number_of_study_related_series=Study.number_of_study_related_series
                 + bindparam("new_series"),
-                number_of_study_related_instances=Study.number_of_study_related_instances + 1,
+                number_of_study_related_instances=Study.number_of_study_related_instances
+                + bindparam("added"),
                 modalities_in_study=bindparam("modalities"),
                 sop_classes_in_study=bindparam("sop_classes"),
                 updated_at=func.now(),
             )
+        )
+        self.stored_uids = select(Instance.sop_instance_uid).where(
+            Instance.tenant_id == bindparam("tenant_id"),
+            Instance.sop_instance_uid.in_(bindparam("uids", expanding=True)),
+        )
+        # Several instance rows: on PostgreSQL keys taken from the sequence up front, then
+        # one pipelined executemany (psycopg spends most of a multi-row INSERT .. RETURNING
+        # converting its long query text); on SQLite one multi-row INSERT .. RETURNING (in
+        # no particular order: the keys are matched to the rows by SOP Instance UID).
+        self.next_instance_keys = select(
+            func.nextval(func.pg_get_serial_sequence("instance", "id"))
+        ).select_from(func.generate_series(1, bindparam("count")))
+        self.insert_instances = Instance.__table__.insert()
+        self.insert_instances_returning = Instance.__table__.insert().returning(
+            Instance.id, Instance.sop_instance_uid
         )
 
 
@@ -212,6 +230,17 @@ def find_instance(conn: Connection, tenant_id: int, sop_instance_uid: str):
     return conn.execute(
         _sql(conn).find_instance, {"tenant_id": tenant_id, "sop_instance_uid": sop_instance_uid}
     ).first()
+
+
+def stored_sop_instance_uids(conn: Connection, tenant_id: int, uids: list[str]) -> set[str]:
+    """The UIDs among `uids` the archive already holds in the tenant (any source)."""
+    found: set[str] = set()
+    for start in range(0, len(uids), 500):
+        chunk = uids[start : start + 500]
+        found |= set(
+            conn.execute(_sql(conn).stored_uids, {"tenant_id": tenant_id, "uids": chunk}).scalars()
+        )
+    return found
 
 
 def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
@@ -265,13 +294,7 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
             "study_pk": study_pk,
             "series_pk": series_row.id,
             "source_pk": record.source_pk,
-            "sop_instance_uid": record.sop_instance_uid,
-            "sop_class_uid": record.sop_class_uid,
-            "transfer_syntax_uid": record.transfer_syntax_uid,
-            **instance_attributes(ds),
-            "blob_key": record.blob_key,
-            "size_bytes": record.size_bytes,
-            "sha256": record.sha256,
+            **_instance_columns(record),
         },
     ).first()
     if inserted is None:
@@ -283,23 +306,16 @@ def record_instance(conn: Connection, record: InstanceRecord) -> RecordResult:
             return RecordResult(RecordOutcome.DIFFERENT_BYTES, stored_blob_key=winner.blob_key)
         return RecordResult(RecordOutcome.CONFLICT)
 
-    conn.execute(
-        sql.insert_metadata,
-        {
-            "instance_pk": inserted.id,
-            "dicom_json": record.dicom_json,
-            "frame_offsets": None if record.frames is None else orjson.dumps(record.frames),
-            "pixel_data_vr": record.pixel_data_vr,
-        },
-    )
+    conn.execute(sql.insert_metadata, {"instance_pk": inserted.id, **_metadata_columns(record)})
     if series_row.has_source is None:
         _add_source_rows(conn, record, study_pk, series_row.id)
-    conn.execute(sql.count_series_instance, {"series_pk": series_row.id})
+    conn.execute(sql.count_series_instances, {"series_pk": series_row.id, "added": 1})
     conn.execute(
-        sql.count_study_instance,
+        sql.count_study_instances,
         {
             "study_pk": study_pk,
             "new_series": 1 if series_row.number_of_series_related_instances == 0 else 0,
+            "added": 1,
             "modalities": _add_value(study_row.modalities_in_study, a.text(ds, "Modality", 16)),
             "sop_classes": _add_value(study_row.sop_classes_in_study, record.sop_class_uid),
         },
@@ -318,31 +334,59 @@ def _record_changes(
 ) -> None:
     """The change feed entries of a stored instance, recorded at commit (they lock the
     tenant's counter, which must be the last lock: attaching to an order follows)."""
-    modality = a.text(record.dataset, "Modality", 16)
+    entries = [_stored_change(record, replaced)]
     if first_in_study:
-        changes.defer_change(
-            conn,
-            record.tenant_id,
-            record.source_pk,
-            changes.STUDY_FIRST_INSTANCE,
-            record.study_instance_uid,
-            detail={"modality": modality} if modality else None,
+        modality = a.text(record.dataset, "Modality", 16)
+        entries.insert(
+            0,
+            changes.NewChange(
+                record.source_pk,
+                changes.STUDY_FIRST_INSTANCE,
+                record.study_instance_uid,
+                detail={"modality": modality} if modality else None,
+            ),
         )
+    changes.defer_changes(conn, record.tenant_id, entries)
+
+
+def _stored_change(record: InstanceRecord, replaced: str | None) -> changes.NewChange:
+    """The `instance.stored` entry of a stored instance."""
+    modality = a.text(record.dataset, "Modality", 16)
     detail: dict = {"sop_class_uid": record.sop_class_uid}
     if modality:
         detail["modality"] = modality
     if replaced:
         detail["replaced"] = True
-    changes.defer_change(
-        conn,
-        record.tenant_id,
+    return changes.NewChange(
         record.source_pk,
         changes.INSTANCE_STORED,
         record.study_instance_uid,
-        series_instance_uid=record.series_instance_uid,
-        sop_instance_uid=record.sop_instance_uid,
-        detail=detail,
+        record.series_instance_uid,
+        record.sop_instance_uid,
+        detail,
     )
+
+
+def _instance_columns(record: InstanceRecord) -> dict[str, object]:
+    """The instance row's columns of the record (not its tenant, study, series, source)."""
+    return {
+        "sop_instance_uid": record.sop_instance_uid,
+        "sop_class_uid": record.sop_class_uid,
+        "transfer_syntax_uid": record.transfer_syntax_uid,
+        **instance_attributes(record.dataset),
+        "blob_key": record.blob_key,
+        "size_bytes": record.size_bytes,
+        "sha256": record.sha256,
+    }
+
+
+def _metadata_columns(record: InstanceRecord) -> dict[str, object]:
+    """The instance_metadata row's columns of the record (not its instance key)."""
+    return {
+        "dicom_json": record.dicom_json,
+        "frame_offsets": None if record.frames is None else orjson.dumps(record.frames),
+        "pixel_data_vr": record.pixel_data_vr,
+    }
 
 
 def instance_attributes(ds: Dataset) -> dict[str, object]:
@@ -365,6 +409,7 @@ def record_more_of_series(
     source_pk: int,
     series_instance_uid: str,
     instances: list[dict[str, object]],
+    modalities: Iterable[str | None] = (),
 ) -> None:
     """Add instances to a series that `record_instance` has just recorded one instance of,
     in the same transaction (so the study is locked and its source visibility checked), with
@@ -372,18 +417,21 @@ def record_more_of_series(
     checked that none of the SOP Instance UIDs is stored (a concurrent one raises
     IntegrityError). Each item: the instance columns (sop_instance_uid, sop_class_uid,
     transfer_syntax_uid, blob_key, size_bytes, sha256, instance_attributes(...)) and
-    dicom_json, frame_offsets (JSON bytes or None), pixel_data_vr."""
+    dicom_json, frame_offsets (JSON bytes or None), pixel_data_vr. `modalities` (the
+    instances' Modality, when known) join the study's ModalitiesInStudy. The change feed
+    entries are the caller's (`record_more_instances` records them)."""
     if not instances:
         return
+    sql = _sql(conn)
     series = conn.execute(
-        _sql(conn).find_series,
+        sql.find_series,
         {
             "tenant_id": tenant_id,
             "series_instance_uid": series_instance_uid,
             "source_pk": source_pk,
         },
     ).one()
-    study = conn.execute(_sql(conn).lock_study, {"study_pk": series.study_pk}).one()
+    study = conn.execute(sql.lock_study, {"study_pk": series.study_pk}).one()
     metadata_keys = ("dicom_json", "frame_offsets", "pixel_data_vr")
     rows = [
         {
@@ -396,52 +444,64 @@ def record_more_of_series(
         for item in instances
     ]
     if conn.dialect.name == "postgresql":
-        # Keys taken from the sequence up front, then one pipelined executemany: psycopg
-        # spends most of a multi-row INSERT .. RETURNING converting its long query text.
-        sequence = func.pg_get_serial_sequence("instance", "id")
-        ids = list(
-            conn.execute(
-                select(func.nextval(sequence)).select_from(func.generate_series(1, len(rows)))
-            ).scalars()
-        )
+        ids = list(conn.execute(sql.next_instance_keys, {"count": len(rows)}).scalars())
         for pk, row in zip(ids, rows, strict=True):
             row["id"] = pk
-        conn.execute(Instance.__table__.insert(), rows)
+        conn.execute(sql.insert_instances, rows)
     else:
-        ids = list(
-            conn.execute(
-                Instance.__table__.insert().returning(Instance.id, sort_by_parameter_order=True),
-                rows,
-            ).scalars()
-        )
+        key_of = {uid: pk for pk, uid in conn.execute(sql.insert_instances_returning, rows)}
+        ids = [key_of[row["sop_instance_uid"]] for row in rows]
     conn.execute(
-        InstanceMetadata.__table__.insert(),
+        sql.insert_metadata,
         [
             {"instance_pk": pk, **{k: item[k] for k in metadata_keys}}
             for pk, item in zip(ids, instances, strict=True)
         ],
     )
-    conn.execute(
-        update(Series)
-        .where(Series.id == series.id)
-        .values(
-            number_of_series_related_instances=Series.number_of_series_related_instances
-            + len(instances)
-        )
-    )
+    conn.execute(sql.count_series_instances, {"series_pk": series.id, "added": len(instances)})
     sop_classes = study.sop_classes_in_study
     for item in instances:
         sop_classes = _add_value(sop_classes, str(item["sop_class_uid"]))
+    modalities_in_study = study.modalities_in_study
+    for modality in modalities:
+        modalities_in_study = _add_value(modalities_in_study, modality)
     conn.execute(
-        update(Study)
-        .where(Study.id == series.study_pk)
-        .values(
-            number_of_study_related_instances=Study.number_of_study_related_instances
-            + len(instances),
-            sop_classes_in_study=sop_classes,
-            updated_at=func.now(),
-        )
+        sql.count_study_instances,
+        {
+            "study_pk": series.study_pk,
+            "new_series": 0,
+            "added": len(instances),
+            "modalities": modalities_in_study,
+            "sop_classes": sop_classes,
+        },
     )
+
+
+def record_more_instances(conn: Connection, records: list[InstanceRecord]) -> None:
+    """`record_instance` for more instances of one series (one source), right after it
+    CREATED an instance of that series in this transaction (the study is locked, its
+    visibility checked, the patient, study, series and source rows exist, and the study is
+    not empty: no study.first_instance). The caller has checked that none of the SOP
+    Instance UIDs is stored, nor repeated in `records`; one stored meanwhile raises
+    IntegrityError (roll back the caller's savepoint). Rows with a few multi-row statements
+    (`record_more_of_series`), then each instance's `instance.stored` at commit."""
+    if not records:
+        return
+    first = records[0]
+    assert all(
+        (r.tenant_id, r.source_pk, r.study_instance_uid, r.series_instance_uid)
+        == (first.tenant_id, first.source_pk, first.study_instance_uid, first.series_instance_uid)
+        for r in records
+    ), "records of one series and source"
+    record_more_of_series(
+        conn,
+        first.tenant_id,
+        first.source_pk,
+        first.series_instance_uid,
+        [{**_instance_columns(r), **_metadata_columns(r)} for r in records],
+        modalities=[a.text(r.dataset, "Modality", 16) for r in records],
+    )
+    changes.defer_changes(conn, first.tenant_id, [_stored_change(r, None) for r in records])
 
 
 def blob_in_use(conn: Connection, blob_key: str) -> bool:

@@ -9,10 +9,9 @@ change is a `patient_link_event` row (history), written in the caller's transact
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import Connection, delete, or_, select, update
 
+from tessera.index.clock import iso
 from tessera.index.errors import Conflict, InvalidValue, NotFound
 from tessera.index.identity_models import PatientLink, PatientLinkEvent
 from tessera.index.models import Patient, Tenant
@@ -86,7 +85,7 @@ def history(conn: Connection, tenant_id: int, patient_pks: list[int]) -> list[di
             "identities": [row.patient_pk_low, row.patient_pk_high],
             "principal": row.principal,
             "reason": row.reason,
-            "at": _iso(row.created_at),
+            "at": iso(row.created_at),
         }
         for row in rows
     ]
@@ -97,10 +96,6 @@ def serialize(conn: Connection, tenant_id: int) -> None:
     transaction already serializes), so concurrent changes never compute groups from a stale
     view of the edges."""
     conn.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
 
 
 def _edge(conn: Connection, low: int, high: int) -> int | None:

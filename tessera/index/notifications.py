@@ -17,10 +17,10 @@ from sqlalchemy import Connection, delete, insert, or_, select, update
 from tessera.auth import permissions
 from tessera.auth.authenticate import scope_for_user
 from tessera.index import accounts, changes
+from tessera.index.clock import iso, utcnow
 from tessera.index.errors import NotFound
 from tessera.index.event_models import ChangeCounter, NotificationSubscription
 from tessera.index.models import AppUser
-from tessera.index.outbox_common import iso, utcnow
 from tessera.scope import Scope
 
 # Study-level changes only: people get one message per study, never one per instance.

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tessera.index.accounts import now as utc_now
+from tessera.index.clock import utcnow as utc_now
 from tessera.index.models import Base, Key
 
 # The order life cycle (docs/orders.md).

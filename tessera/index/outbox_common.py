@@ -1,29 +1,17 @@
-"""What the delivery tables (webhook_delivery, route_delivery) share: UTC times, claiming due
-rows under a lease, and the source-lock clause of the subscription-like tables."""
+"""What the delivery tables (webhook_delivery, route_delivery) share: claiming due rows under a
+lease, the source-lock clause of the subscription-like tables, and dispatching the change feed
+to every subscription or rule that is behind it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 
 from sqlalchemy import Connection, Table, exists, select, update
 
+from tessera.index.clock import utcnow
+from tessera.index.database import Database
 from tessera.index.models import Source
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands times back without a zone; they were written in UTC."""
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def iso(value: datetime | None) -> str | None:
-    moment = as_utc(value)
-    return None if moment is None else moment.isoformat()
 
 
 def claim_due(conn: Connection, table: Table, limit: int, lease_seconds: float) -> list[int]:
@@ -74,3 +62,22 @@ def linked_sources(
         ):
             linked.setdefault(row[0], []).append((row[1], row[2]))
     return linked
+
+
+def dispatch_behind(
+    database: Database,
+    behind: Callable[[Connection], list[int]],
+    dispatch: Callable[[Connection, int], int],
+    batch: int,
+) -> None:
+    """Turn the change feed into deliveries for every subscription/rule that is behind it:
+    one write transaction per batch of entries (`dispatch` returns how many it read), until
+    a batch comes back short."""
+    with database.read() as conn:
+        owners = behind(conn)
+    for owner_pk in owners:
+        while True:
+            with database.write() as conn:
+                read = dispatch(conn, owner_pk)
+            if read < batch:
+                break

@@ -45,7 +45,6 @@ from datetime import date, datetime, time
 
 from tessera.index.attributes import normalize_person_name, parse_date
 from tessera.index.query_attributes import (
-    BY_TAG,
     Attribute,
     Level,
     resolve,
@@ -149,12 +148,6 @@ class Query:
         match = build_match(self.level, entry.tag, value, fuzzy=self.fuzzy, parameter=label)
         if match is not None:
             self.matches.append(match)
-
-    def match_for(self, keyword: str) -> Match | None:
-        for match in self.matches:
-            if match.attribute.keyword == keyword:
-                return match
-        return None
 
 
 def _is_universal(value: str) -> bool:
@@ -409,7 +402,3 @@ def _split_datetime_range(value: str) -> tuple[str, str] | None:
             if (not low or _DT_RE.match(low)) and (not high or _DT_RE.match(high)):
                 return low, high
     return None
-
-
-def registry_entry(tag: int) -> Attribute | None:
-    return BY_TAG.get(tag)

@@ -184,6 +184,20 @@ def wildcard_match(dialect: str, column: ColumnElement, pattern: str) -> ColumnE
     return column.like(_like_pattern(pattern), escape="\\")
 
 
+# Aliases are immutable: built once, so a search does not rebuild their column collections.
+_VISIBLE_STUDY = STUDY_SOURCE.alias("visible_study")
+_VISIBLE_SERIES = SERIES_SOURCE.alias("visible_series")
+_VP_STUDY_SOURCE = STUDY_SOURCE.alias("vp_study_source")
+_VIS_STUDY = STUDY.alias("vis_study")
+_MIS_SERIES_SOURCE = SERIES_SOURCE.alias("mis_series")
+_MIS_SERIES = SERIES.alias("mis_series")
+_CIS_INSTANCE = INSTANCE.alias("cis_instance")
+_EARLIER = {
+    "visible_study": STUDY_SOURCE.alias("earlier_visible_study"),
+    "visible_series": SERIES_SOURCE.alias("earlier_visible_series"),
+}
+
+
 class _Compiler:
     def __init__(
         self, dialect: str, scope: Scope, query: Query, linked: list[int] | None = None
@@ -200,8 +214,8 @@ class _Compiler:
             self.patient = self.visible_patients()
         # Source-locked: where study and series values are read (the earliest visible
         # source's row of each study / series; see representative()).
-        self.study_values = STUDY_SOURCE.alias("visible_study")
-        self.series_values = SERIES_SOURCE.alias("visible_series")
+        self.study_values = _VISIBLE_STUDY
+        self.series_values = _VISIBLE_SERIES
 
     # -- helpers ---------------------------------------------------------------------------
     def visible_patients(self):  # type: ignore[no-untyped-def]
@@ -212,7 +226,7 @@ class _Compiler:
         row). So patients are derived from the patient attributes of the visible sources' own
         study rows (`StudySource`) instead.
         """
-        values = STUDY_SOURCE.alias("vp_study_source")
+        values = _VP_STUDY_SOURCE
         columns = [STUDY.c.patient_pk.label("id"), STUDY.c.tenant_id.label("tenant_id")]
         columns += [func.max(values.c[name]).label(name) for name in _PATIENT_COLUMNS]
         return (
@@ -229,7 +243,7 @@ class _Compiler:
         condition = self.visible_instance(values)
         if len(self.scope.source_pks or ()) <= 1:
             return condition  # one row per (owner, source): nothing earlier to rule out
-        earlier = values.element.alias(f"earlier_{values.name}")
+        earlier = _EARLIER[values.name]
         return and_(
             condition,
             ~exists().where(
@@ -324,7 +338,7 @@ class _Compiler:
             return SERIES.c.number_of_series_related_instances > 0
         if level is Level.STUDY:
             return STUDY.c.number_of_study_related_instances > 0
-        st2 = STUDY.alias("vis_study")
+        st2 = _VIS_STUDY
         return exists().where(
             st2.c.patient_pk == PATIENT.c.id, st2.c.number_of_study_related_instances > 0
         )
@@ -491,16 +505,16 @@ class _Compiler:
 
     def modalities_in_study(self, match: Match) -> ColumnElement:
         if self.locked:  # the visible sources' own series rows (one exists per series held)
-            s2 = SERIES_SOURCE.alias("mis_series")
+            s2 = _MIS_SERIES_SOURCE
             visible = self.visible_instance(s2)
         else:
-            s2 = SERIES.alias("mis_series")
+            s2 = _MIS_SERIES
             visible = s2.c.number_of_series_related_instances > 0
         condition = self.value_condition(s2.c.modality, match)
         return exists().where(s2.c.study_pk == STUDY.c.id, condition, visible)
 
     def sop_classes_in_study(self, match: Match) -> ColumnElement:
-        i2 = INSTANCE.alias("cis_instance")
+        i2 = _CIS_INSTANCE
         conditions = [i2.c.study_pk == STUDY.c.id, self.value_condition(i2.c.sop_class_uid, match)]
         if self.scope.source_pks is not None:
             conditions.append(self.visible_instance(i2))

@@ -12,8 +12,8 @@ from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, selec
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tessera.index.clock import utcnow as now
 from tessera.index.models import Base, Key
-from tessera.index.reports import now
 
 PENDING = "pending"
 ACKNOWLEDGED = "acknowledged"

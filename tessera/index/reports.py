@@ -11,7 +11,7 @@ concurrent edits of one draft the second changes no row and is refused (no lost 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
+from tessera.index.clock import utcnow
 from tessera.index.models import Base, Instance, Key, Study, Tenant
 from tessera.scope import Scope
 
@@ -132,10 +133,6 @@ class ReportRow:
     signed_at: datetime | None
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _visible_instance(study_pk: Any, scope: Scope) -> ColumnElement[bool]:
     condition = Instance.study_pk == study_pk
     if scope.source_pks is not None:
@@ -176,7 +173,7 @@ def insert_report(
     content: dict,
     author: str,
 ) -> int:
-    at = now()
+    at = utcnow()
     inserted = conn.execute(
         Report.__table__.insert().values(
             tenant_id=tenant_id,
@@ -382,13 +379,13 @@ def put_template(conn: Connection, tenant_id: int, name: str, document: dict) ->
     updated = conn.execute(
         ReportTemplate.__table__.update()
         .where(ReportTemplate.tenant_id == tenant_id, ReportTemplate.name == name)
-        .values(document=encoded, updated_at=now())
+        .values(document=encoded, updated_at=utcnow())
     ).rowcount
     if updated:
         return False
     conn.execute(
         ReportTemplate.__table__.insert().values(
-            tenant_id=tenant_id, name=name, document=encoded, updated_at=now()
+            tenant_id=tenant_id, name=name, document=encoded, updated_at=utcnow()
         )
     )
     return True

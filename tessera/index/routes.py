@@ -17,10 +17,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index import changes
 from tessera.index.changes import Change, last_seq, read_all_changes
+from tessera.index.clock import iso, utcnow
 from tessera.index.errors import Conflict, NotFound
 from tessera.index.event_models import ChangeCounter, RouteDelivery, RouteRule, RouteSource
 from tessera.index.models import Instance, Series, Study
-from tessera.index.outbox_common import claim_due, iso, limited_to_sources, linked_sources, utcnow
+from tessera.index.outbox_common import claim_due, limited_to_sources, linked_sources
 from tessera.scope import Scope
 
 DISPATCH_BATCH = 500

@@ -288,23 +288,6 @@ def remove_instances(conn: Connection, session_pk: int) -> list[str]:
     return keys
 
 
-def stored_sop_instance_uids(conn: Connection, tenant_id: int, uids: list[str]) -> set[str]:
-    """The UIDs among `uids` the archive already holds in the tenant (any source)."""
-    from tessera.index.models import Instance
-
-    found: set[str] = set()
-    for start in range(0, len(uids), 500):
-        chunk = uids[start : start + 500]
-        found |= set(
-            conn.execute(
-                select(Instance.sop_instance_uid).where(
-                    Instance.tenant_id == tenant_id, Instance.sop_instance_uid.in_(chunk)
-                )
-            ).scalars()
-        )
-    return found
-
-
 def expired_open_sessions(conn: Connection, now: datetime) -> list[int]:
     return list(
         conn.execute(

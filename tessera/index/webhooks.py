@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.index.changes import Change, last_seq, read_all_changes
+from tessera.index.clock import as_utc, iso, utcnow
 from tessera.index.errors import NotFound
 from tessera.index.event_models import (
     ChangeCounter,
@@ -25,14 +26,7 @@ from tessera.index.event_models import (
     WebhookSource,
     WebhookSubscription,
 )
-from tessera.index.outbox_common import (
-    as_utc,
-    claim_due,
-    iso,
-    limited_to_sources,
-    linked_sources,
-    utcnow,
-)
+from tessera.index.outbox_common import claim_due, limited_to_sources, linked_sources
 from tessera.scope import Scope
 
 DISPATCH_BATCH = 500
@@ -474,4 +468,4 @@ def replay_dead(conn: Connection, scope: Scope, subscription_pk: int) -> int:
 
 def expired(created_at: datetime, max_age_seconds: float) -> bool:
     """Has a delivery created at `created_at` used up its retry window?"""
-    return utcnow() - as_utc(created_at) > timedelta(seconds=max_age_seconds)  # type: ignore[operator]
+    return utcnow() - as_utc(created_at) > timedelta(seconds=max_age_seconds)

@@ -24,7 +24,12 @@ from tessera.index.query_sql import iter_query
 from tessera.scope import Scope
 from tessera.scp import audit, statuses
 from tessera.scp.association import caller_of
-from tessera.scp.identifier import IdentifierError, decode_identifier, query_level
+from tessera.scp.identifier import (
+    IdentifierError,
+    declare_character_set,
+    decode_identifier,
+    query_level,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,17 +103,8 @@ def _response(
             response.add_new(Tag(tag), vr, [] if vr == "SQ" else None)
     if retrieve:
         response.RetrieveAETitle = called_ae_title
-    if _has_non_ascii(response):
-        response.SpecificCharacterSet = "ISO_IR 192"
+    declare_character_set(response)
     return response
-
-
-def _has_non_ascii(dataset: Dataset) -> bool:
-    for element in dataset:
-        if element.VR in ("PN", "LO", "SH", "LT", "ST", "UT", "UC") and element.value:
-            if not str(element.value).isascii():
-                return True
-    return False
 
 
 def handle_find(event: evt.Event, archive: Archive) -> Iterator:

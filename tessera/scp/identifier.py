@@ -98,3 +98,16 @@ def retrieve_keys(identifier: Dataset, sop_class_uid: str) -> RetrieveKeys:
         _uid_list(identifier, "SeriesInstanceUID", required=level == "SERIES"),
         _uid_list(identifier, "SOPInstanceUID", required=level == "IMAGE"),
     )
+
+
+_TEXT_VRS = ("PN", "LO", "SH", "LT", "ST", "UT", "UC")
+
+
+def declare_character_set(response: Dataset) -> None:
+    """A C-FIND response (query or worklist) with any non-ASCII text, in sequences too,
+    says it is UTF-8 (Specific Character Set ISO_IR 192): the values come from the index as
+    Python text, and the encoder writes them in the declared set."""
+    for element in response.iterall():
+        if element.VR in _TEXT_VRS and element.value and not str(element.value).isascii():
+            response.SpecificCharacterSet = "ISO_IR 192"
+            return

@@ -9,8 +9,7 @@ empty), the Scheduled Procedure Step Sequence with one item.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from datetime import date, time
+from collections.abc import Iterator
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataset import Dataset
@@ -24,75 +23,20 @@ from tessera.auth import permissions
 from tessera.index.worklist import (
     ORDER_KEYS,
     STEP_KEYS,
-    STEP_STATUS,
     WorklistKeyError,
     WorklistQuery,
     iter_worklist,
 )
+from tessera.index.worklist_values import ORDER_VALUES, STEP_VALUES
 from tessera.scp import audit, statuses
 from tessera.scp.association import caller_of
 from tessera.scp.find import wait_for_peer
-from tessera.scp.identifier import IdentifierError, decode_identifier
+from tessera.scp.identifier import IdentifierError, declare_character_set, decode_identifier
 
 log = logging.getLogger(__name__)
 
 SPECIFIC_CHARACTER_SET = 0x00080005
 SPS_SEQUENCE = "ScheduledProcedureStepSequence"
-
-
-def _da(value: date | None) -> str:
-    return value.strftime("%Y%m%d") if value else ""
-
-
-def _tm(value: time | None) -> str:
-    return value.strftime("%H%M%S") if value else ""
-
-
-def _code_item(row: RowMapping) -> list[Dataset]:
-    if not row["requested_procedure_code_value"]:
-        return []
-    item = Dataset()
-    item.CodeValue = row["requested_procedure_code_value"]
-    item.CodingSchemeDesignator = row["requested_procedure_coding_scheme"]
-    item.CodeMeaning = row["requested_procedure_code_meaning"]
-    return [item]
-
-
-def _issuer_item(row: RowMapping) -> list[Dataset]:
-    if not row["issuer_of_accession_number"]:
-        return []
-    item = Dataset()
-    item.LocalNamespaceEntityID = row["issuer_of_accession_number"]
-    return [item]
-
-
-ORDER_VALUES: dict[str, Callable[[RowMapping], object]] = {
-    "PatientName": lambda r: r["patient_name"],
-    "PatientID": lambda r: r["patient_id"],
-    "IssuerOfPatientID": lambda r: r["issuer_of_patient_id"],
-    "PatientBirthDate": lambda r: _da(r["patient_birth_date"]),
-    "PatientSex": lambda r: r["patient_sex"],
-    "AccessionNumber": lambda r: r["accession_number"],
-    "IssuerOfAccessionNumberSequence": _issuer_item,
-    "ReferringPhysicianName": lambda r: r["referring_physician_name"],
-    "RequestedProcedureID": lambda r: r["requested_procedure_id"],
-    "RequestedProcedureDescription": lambda r: r["requested_procedure_description"],
-    "RequestedProcedureCodeSequence": _code_item,
-    "RequestedProcedurePriority": lambda r: r["priority"],
-    "ReasonForTheRequestedProcedure": lambda r: r["reason_for_requested_procedure"],
-    "StudyInstanceUID": lambda r: r["study_instance_uid"],
-}
-STEP_VALUES: dict[str, Callable[[RowMapping], object]] = {
-    "ScheduledStationAETitle": lambda r: r["sps_scheduled_station_ae_title"],
-    "ScheduledProcedureStepStartDate": lambda r: _da(r["sps_start_date"]),
-    "ScheduledProcedureStepStartTime": lambda r: _tm(r["sps_start_time"]),
-    "Modality": lambda r: r["sps_modality"],
-    "ScheduledPerformingPhysicianName": lambda r: r["sps_scheduled_performing_physician_name"],
-    "ScheduledProcedureStepDescription": lambda r: r["sps_description"],
-    "ScheduledStationName": lambda r: r["sps_scheduled_station_name"],
-    "ScheduledProcedureStepID": lambda r: r["sps_scheduled_procedure_step_id"],
-    "ScheduledProcedureStepStatus": lambda r: STEP_STATUS.get(r["status"], ""),
-}
 
 
 def _value(element) -> str:
@@ -196,17 +140,8 @@ def _fill(dataset: Dataset, row: RowMapping, plan: Plan) -> None:
 def worklist_item(row: RowMapping, plan: Plan) -> Dataset:
     response = Dataset()
     _fill(response, row, plan)
-    if not _ascii(response):
-        response.SpecificCharacterSet = "ISO_IR 192"
+    declare_character_set(response)
     return response
-
-
-def _ascii(dataset: Dataset) -> bool:
-    for element in dataset.iterall():
-        if element.VR in ("PN", "LO", "SH", "LT", "ST", "UT", "UC") and element.value:
-            if not str(element.value).isascii():
-                return False
-    return True
 
 
 def handle_worklist_find(event: evt.Event, archive: Archive) -> Iterator:

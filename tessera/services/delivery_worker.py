@@ -21,7 +21,8 @@ import httpx
 
 from tessera.archive import Archive
 from tessera.index import webhooks
-from tessera.index.outbox_common import utcnow
+from tessera.index.clock import utcnow
+from tessera.index.outbox_common import dispatch_behind
 from tessera.services.backoff import retry_delay
 from tessera.services.webhook_sender import send
 
@@ -84,15 +85,12 @@ class DeliveryWorker:
         return len(claimed) == free
 
     def _dispatch_all(self) -> None:
-        database = self.archive.database
-        with database.read() as conn:
-            behind = webhooks.subscriptions_behind(conn)
-        for subscription_pk in behind:
-            while True:
-                with database.write() as conn:
-                    read = webhooks.dispatch(conn, subscription_pk)
-                if read < webhooks.DISPATCH_BATCH:
-                    break
+        dispatch_behind(
+            self.archive.database,
+            webhooks.subscriptions_behind,
+            webhooks.dispatch,
+            webhooks.DISPATCH_BATCH,
+        )
 
     def _claim(self, limit: int) -> list[webhooks.Claimed]:
         lease = max(

@@ -21,7 +21,7 @@ from tessera.index.models import Study
 from tessera.index.order_store import Order
 from tessera.index.target_study import TargetStudy, find_target_study
 from tessera.scope import Scope
-from tessera.services import failure_reasons as p
+from tessera.services import failure_reasons
 from tessera.services.ingest import StoreOutcome, UnknownSource, ingest_file, resolve_upload_source
 from tessera.services.orders import OrderConflict, OrderNotFound, open_order_for_upload
 from tessera.storage.documents.common import DocumentDescription, write_part10
@@ -242,9 +242,12 @@ def _store(
     )
     if not outcome.stored:
         status = 500
-        if outcome.failure_reason in (p.UID_NOT_AVAILABLE, p.ORDER_MISMATCH):
+        if outcome.failure_reason in (
+            failure_reasons.UID_NOT_AVAILABLE,
+            failure_reasons.ORDER_MISMATCH,
+        ):
             status = 409
-        elif outcome.failure_reason == p.OUT_OF_RESOURCES:
+        elif outcome.failure_reason == failure_reasons.OUT_OF_RESOURCES:
             status = 507
         raise DocumentRejected(status, outcome.message)
     return StoredDocument(outcome, kind, stored_as)

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from pydicom.errors import InvalidDicomError
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from tessera.archive import Archive
 from tessera.index import attributes as a
@@ -27,6 +27,8 @@ from tessera.index.ingest import (
     RecordResult,
     blob_in_use,
     record_instance,
+    record_more_instances,
+    stored_sop_instance_uids,
 )
 from tessera.index.sources import source_pk_by_name
 from tessera.scope import Scope
@@ -39,7 +41,7 @@ from tessera.services.orders import (
 )
 from tessera.storage import parse
 from tessera.storage.blobstore import StorageUnavailable, blob_key_for, put_files
-from tessera.storage.dicom_json import build_metadata
+from tessera.storage.dicom_json import instance_metadata
 from tessera.storage.same_content import same_content
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,16 @@ class StoreOutcome:
     warning_reason: int | None = None
     # Attributes the server filled in (STOW-RS metadata and bulk data requests).
     filled: list[str] = field(default_factory=list)
+
+    @classmethod
+    def internal_error(cls) -> StoreOutcome:
+        """An instance that failed in an unforeseen way (the caller logs it): refused with
+        0x0110, while the other instances of the request or association go on."""
+        return cls(
+            False,
+            failure_reason=failure_reasons.PROCESSING_FAILURE,
+            message="internal error (logged)",
+        )
 
 
 class UnknownSource(ValueError):
@@ -109,11 +121,7 @@ def ingest_file(
         )
     except Exception:
         log.exception("ingest failed", extra={"spool_file": str(path)})
-        return StoreOutcome(
-            False,
-            failure_reason=failure_reasons.PROCESSING_FAILURE,
-            message="internal error (logged)",
-        )
+        return StoreOutcome.internal_error()
     finally:
         path.unlink(missing_ok=True)
 
@@ -143,7 +151,7 @@ def ingest_files(
                 prepared = _prepare(archive, scope, path, sha256, source_pk, expected_study_uid)
             except Exception:
                 log.exception("ingest failed", extra={"spool_file": str(path)})
-                prepared = _internal_error()
+                prepared = StoreOutcome.internal_error()
             if isinstance(prepared, StoreOutcome):
                 outcomes[index] = prepared
             else:
@@ -154,13 +162,7 @@ def ingest_files(
     finally:
         for path, _ in files:
             path.unlink(missing_ok=True)
-    return [o if o is not None else _internal_error() for o in outcomes]
-
-
-def _internal_error() -> StoreOutcome:
-    return StoreOutcome(
-        False, failure_reason=failure_reasons.PROCESSING_FAILURE, message="internal error (logged)"
-    )
+    return [o if o is not None else StoreOutcome.internal_error() for o in outcomes]
 
 
 def _store_group(archive: Archive, scope: Scope, group: list[_Prepared]) -> list[StoreOutcome]:
@@ -187,14 +189,22 @@ def _guarded(step: Callable[[], StoreOutcome]) -> StoreOutcome:
         return step()
     except Exception:
         log.exception("ingest failed")
-        return _internal_error()
+        return StoreOutcome.internal_error()
 
 
 def _record_group(archive: Archive, scope: Scope, group: list[_Prepared]) -> list[RecordResult]:
     """Record every row in one transaction, each in a savepoint (a refusal rolls back only
     its own). Rows go in (study, series, instance) order, so two groups lock studies in the
     same order (no deadlock on PostgreSQL). The order lookup runs once per study (and
-    accession, patient) of the group: the instances after the first find the same answer."""
+    accession, patient) of the group: the instances after the first find the same answer.
+
+    Several new instances of one series: the first goes through `record_instance` (patient,
+    study and series rows, the study lock, the visibility checks), the others, when it was
+    CREATED, are added together in one savepoint with multi-row statements
+    (`record_more_instances`). An instance whose SOP Instance UID is stored (a resend, a
+    conflict), or a later copy of one in the group, goes on its own; so do the others of a
+    series whose first was not CREATED, and, when the bulk savepoint fails on a UID stored
+    meanwhile (IntegrityError), all of its instances."""
     results: list[RecordResult | None] = [None] * len(group)
     looked_up: set[tuple] = set()
     order = sorted(
@@ -206,18 +216,85 @@ def _record_group(archive: Archive, scope: Scope, group: list[_Prepared]) -> lis
         ),
     )
     with archive.database.write() as conn:
+        rest = _bulk_plan(conn, [p.record for p in group], order)
         for index in order:
-            record = group[index].record
-            savepoint = conn.begin_nested()
-            result = record_instance(conn, record)
-            if result.outcome in _REFUSED:
-                savepoint.rollback()
-            else:
-                if result.study_pk is not None:
-                    _attach_to_order(conn, scope, record, result.study_pk, looked_up)
-                savepoint.commit()
-            results[index] = result
+            if results[index] is not None:
+                continue  # recorded with its series' first instance
+            first = _record_one(conn, scope, group[index].record, looked_up)
+            results[index] = first
+            more = rest.get(index, [])
+            if more and first.outcome is RecordOutcome.CREATED and first.study_pk is not None:
+                records = [group[i].record for i in more]
+                done = _record_more(conn, scope, records, first.study_pk, looked_up)
+            else:  # refused, identical, ...: each its own verdict
+                done = [_record_one(conn, scope, group[i].record, looked_up) for i in more]
+            for other, result in zip(more, done, strict=True):
+                results[other] = result
     return [r for r in results if r is not None]
+
+
+def _bulk_plan(conn, records: list[InstanceRecord], order: list[int]) -> dict[int, list[int]]:
+    """For the first new instance (in `order`) of each series with several: the indexes of
+    the series' other new instances, to be added right after it. New: its SOP Instance UID
+    is not stored (one query for the group) nor met before in `order` (a later copy goes on
+    its own, after the first: identical, or compared, as when each went on its own). Only
+    instances that record no change go on their own between them, so the change feed
+    entries keep the order of `order`."""
+    by_series: dict[tuple, list[int]] = {}
+    for index in order:
+        r = records[index]
+        key = (r.study_instance_uid, r.series_instance_uid, r.source_pk)
+        by_series.setdefault(key, []).append(index)
+    several = [indexes for indexes in by_series.values() if len(indexes) > 1]
+    if not several:
+        return {}
+    uids = [records[i].sop_instance_uid for indexes in several for i in indexes]
+    seen = stored_sop_instance_uids(conn, records[0].tenant_id, uids)
+    plan: dict[int, list[int]] = {}
+    for indexes in by_series.values():
+        new = []
+        for index in indexes:
+            uid = records[index].sop_instance_uid
+            if uid not in seen:
+                new.append(index)
+            seen.add(uid)
+        if len(new) > 1:
+            plan[new[0]] = new[1:]
+    return plan
+
+
+def _record_one(conn, scope: Scope, record: InstanceRecord, looked_up: set[tuple]) -> RecordResult:
+    """`record_instance` in its own savepoint, attached to its order when stored."""
+    savepoint = conn.begin_nested()
+    result = record_instance(conn, record)
+    if result.outcome in _REFUSED:
+        savepoint.rollback()
+    else:
+        if result.study_pk is not None:
+            _attach_to_order(conn, scope, record, result.study_pk, looked_up)
+        savepoint.commit()
+    return result
+
+
+def _record_more(
+    conn, scope: Scope, records: list[InstanceRecord], study_pk: int, looked_up: set[tuple]
+) -> list[RecordResult]:
+    """New instances of the series whose first was just CREATED (in `study_pk`): together
+    in one savepoint, else (a UID stored meanwhile by a concurrent upload) each on its own."""
+    savepoint = conn.begin_nested()
+    try:
+        record_more_instances(conn, records)
+    except IntegrityError:
+        savepoint.rollback()
+        log.info(
+            "an instance of the series was stored meanwhile; recording them one by one",
+            extra={"series_instance_uid": records[0].series_instance_uid},
+        )
+        return [_record_one(conn, scope, record, looked_up) for record in records]
+    for record in records:  # a no-op unless their accession or patient differs
+        _attach_to_order(conn, scope, record, study_pk, looked_up)
+    savepoint.commit()
+    return [RecordResult(RecordOutcome.CREATED, study_pk=study_pk) for _ in records]
 
 
 def _ingest(
@@ -293,13 +370,7 @@ def _prepare(
             f"{expected_study_uid}",
         )
     try:
-        dicom_json = build_metadata(
-            parsed.dataset,
-            parsed.study_instance_uid,
-            parsed.series_instance_uid,
-            parsed.sop_instance_uid,
-            parsed.pixel_data_vr,
-        )
+        dicom_json = instance_metadata(parsed)
     except Exception as exc:
         log.exception(
             "metadata could not be built", extra={"sop_instance_uid": parsed.sop_instance_uid}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tessera.archive import Archive
 from tessera.scope import Scope
-from tessera.services import failure_reasons as p
+from tessera.services import failure_reasons
 from tessera.services import upload_sessions as sessions
 from tessera.services.ingest import StoreOutcome
 
@@ -48,9 +48,7 @@ class ListenerSessions:
             return self._store(path, sha256, expected_sop)
         except Exception:
             log.exception("staging a received instance failed", extra={"spool_file": str(path)})
-            return StoreOutcome(
-                False, failure_reason=p.PROCESSING_FAILURE, message="internal error (logged)"
-            )
+            return StoreOutcome.internal_error()
         finally:
             path.unlink(missing_ok=True)
 
@@ -61,7 +59,7 @@ class ListenerSessions:
         if expected_sop is not None and (parsed.sop_class_uid, parsed.sop_instance_uid) != (
             expected_sop
         ):
-            outcome.failure_reason = p.MISSING_OR_INVALID_UID
+            outcome.failure_reason = failure_reasons.MISSING_OR_INVALID_UID
             outcome.message = (
                 f"data set (SOP Class {parsed.sop_class_uid}, SOP Instance "
                 f"{parsed.sop_instance_uid}) does not match the request ({expected_sop[0]}, "
@@ -75,7 +73,11 @@ class ListenerSessions:
             )
         except sessions.SessionProblem as exc:
             # Full, or closed in the instant since _session_for looked (the peer may resend).
-            reason = p.OUT_OF_RESOURCES if exc.status == 413 else p.PROCESSING_FAILURE
+            reason = (
+                failure_reasons.OUT_OF_RESOURCES
+                if exc.status == 413
+                else failure_reasons.PROCESSING_FAILURE
+            )
             outcome.failure_reason = reason
             outcome.message = exc.message
             return outcome

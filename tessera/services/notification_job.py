@@ -18,7 +18,7 @@ from tessera.archive import Archive
 from tessera.config import Settings
 from tessera.index import notifications
 from tessera.index.changes import Change
-from tessera.index.outbox_common import utcnow
+from tessera.index.clock import utcnow
 from tessera.services.backoff import retry_delay
 
 log = logging.getLogger(__name__)

@@ -31,6 +31,7 @@ from tessera.auth.audit import Event, record_now
 from tessera.auth.permissions import PermissionDenied
 from tessera.index import changes
 from tessera.index import reports as rows
+from tessera.index.clock import utcnow
 from tessera.index.errors import Conflict, NotFound
 from tessera.index.orders import FINAL, REPORTED
 from tessera.scope import Scope
@@ -346,7 +347,7 @@ def edit_report(
             raise InvalidReport("template", "a report's template is chosen when it is created")
         status = _draft_status(body, view.report.status)
         content = validate_content(_template_of(conn, scope, view), body, complete=False)
-        at = rows.now()
+        at = utcnow()
         if not rows.advance(conn, report_id, expected, rows.EDITABLE, status, at):
             raise ReportConflict(f"report {report_id} changed meanwhile: reload it")
         rows.insert_version(conn, report_id, expected + 1, status, content, scope.principal, at)
@@ -420,7 +421,7 @@ def _sign(
     report = view.report
     expected = report.version
     version = expected + 1
-    signed_at = rows.now()
+    signed_at = utcnow()
     if content.get("addenda"):
         content["addenda"][-1]["signed_at"] = signed_at.isoformat()
     predecessor = next(

@@ -10,7 +10,8 @@ from datetime import timedelta
 
 from tessera.archive import Archive
 from tessera.index import routes
-from tessera.index.outbox_common import as_utc, utcnow
+from tessera.index.clock import as_utc, utcnow
+from tessera.index.outbox_common import dispatch_behind
 from tessera.services.backoff import retry_delay
 from tessera.services.route_sender import send_batch
 
@@ -39,15 +40,9 @@ class RouteJob:
         return bool(batches)
 
     def _dispatch_all(self) -> None:
-        database = self.archive.database
-        with database.read() as conn:
-            behind = routes.rules_behind(conn)
-        for rule_pk in behind:
-            while True:
-                with database.write() as conn:
-                    read = routes.dispatch(conn, rule_pk)
-                if read < routes.DISPATCH_BATCH:
-                    break
+        dispatch_behind(
+            self.archive.database, routes.rules_behind, routes.dispatch, routes.DISPATCH_BATCH
+        )
 
     def _claim(self) -> list[routes.Batch]:
         with self.archive.database.write() as conn:
@@ -67,7 +62,7 @@ class RouteJob:
                 next_attempt_at = None
                 if error:
                     failed += 1
-                    if utcnow() - as_utc(created_at) <= max_age:  # type: ignore[operator]
+                    if utcnow() - as_utc(created_at) <= max_age:
                         delay = retry_delay(attempts + 1, self.settings.delivery_retry_base_seconds)
                         next_attempt_at = utcnow() + timedelta(seconds=delay)
                 routes.record_result(conn, delivery_pk, error, next_attempt_at)

@@ -26,7 +26,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any
@@ -40,22 +40,24 @@ from tessera.archive import Archive
 from tessera.index import attributes as a
 from tessera.index import changes
 from tessera.index import upload_sessions as u
+from tessera.index.clock import as_utc, iso, utcnow
 from tessera.index.ingest import (
     InstanceRecord,
     RecordOutcome,
     instance_attributes,
     record_instance,
     record_more_of_series,
+    stored_sop_instance_uids,
 )
 from tessera.index.models import Source, Study
 from tessera.index.study_completion import UPLOAD_SESSION, complete_study
 from tessera.scope import Scope
-from tessera.services import failure_reasons as p
+from tessera.services import failure_reasons
 from tessera.services.ingest import StoreOutcome, UnknownSource, resolve_upload_source
 from tessera.services.orders import attach_on_ingest, complete_orders_of_study
 from tessera.storage import parse
 from tessera.storage.blobstore import blob_key_for
-from tessera.storage.dicom_json import build_metadata
+from tessera.storage.dicom_json import instance_metadata
 
 log = logging.getLogger(__name__)
 MAX_DESCRIPTION = 1024
@@ -69,15 +71,6 @@ class SessionProblem(Exception):
         self.status = status
         self.message = message
         self.details = details or []
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite gives naive datetimes back (stored as UTC)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def open_session(
@@ -117,7 +110,7 @@ def _create(
     ttl: int,
     received_from: str | None = None,
 ) -> u.SessionRow:
-    now = _now()
+    now = utcnow()
     with archive.database.write() as conn:
         return u.create_session(
             conn,
@@ -143,9 +136,9 @@ def _check_open(scope: Scope, session: u.SessionRow | None, public_id: str) -> u
         raise SessionProblem(404, f"upload session {public_id} not found")
     if session.state != u.OPEN:
         raise SessionProblem(409, f"upload session {public_id} is {session.state}")
-    if _aware(session.expires_at) <= _now():
+    if as_utc(session.expires_at) <= utcnow():
         raise SessionProblem(
-            409, f"upload session {public_id} expired at {_aware(session.expires_at).isoformat()}"
+            409, f"upload session {public_id} expired at {as_utc(session.expires_at).isoformat()}"
         )
     return session
 
@@ -162,13 +155,15 @@ def add_file(
     try:
         return _add(archive, scope, public_id, path, sha256, expected_study_uid)
     except SessionProblem as exc:  # the session filled up, closed or expired meanwhile
-        reason = p.OUT_OF_RESOURCES if exc.status == 413 else p.PROCESSING_FAILURE
+        reason = (
+            failure_reasons.OUT_OF_RESOURCES
+            if exc.status == 413
+            else failure_reasons.PROCESSING_FAILURE
+        )
         return StoreOutcome(False, failure_reason=reason, message=exc.message)
     except Exception:  # each instance its own failure boundary, as ingest_file
         log.exception("adding to an upload session failed", extra={"spool_file": str(path)})
-        return StoreOutcome(
-            False, failure_reason=p.PROCESSING_FAILURE, message="internal error (logged)"
-        )
+        return StoreOutcome.internal_error()
     finally:
         path.unlink(missing_ok=True)
 
@@ -187,7 +182,7 @@ def _add(
     if expected_study_uid is not None and parsed.study_instance_uid != expected_study_uid:
         return _failed(
             outcome,
-            p.STUDY_UID_MISMATCH,
+            failure_reasons.STUDY_UID_MISMATCH,
             f"StudyInstanceUID {parsed.study_instance_uid} does not match the target study "
             f"{expected_study_uid}",
         )
@@ -203,7 +198,7 @@ def parse_received(path: Path) -> tuple[parse.ParsedInstance | None, StoreOutcom
             False,
             exc.sop_class_uid,
             exc.sop_instance_uid,
-            failure_reason=p.of_defect(exc.defect),
+            failure_reason=failure_reasons.of_defect(exc.defect),
             message=exc.message,
         )
     outcome = StoreOutcome(
@@ -228,26 +223,22 @@ def add_parsed(
     """Store the parsed file at `path` (not consumed) into the open session `public_id`;
     SessionProblem when the session is not the caller's, closed, expired or full."""
     try:
-        dicom_json = build_metadata(
-            parsed.dataset,
-            parsed.study_instance_uid,
-            parsed.series_instance_uid,
-            parsed.sop_instance_uid,
-            parsed.pixel_data_vr,
-        )
+        dicom_json = instance_metadata(parsed)
     except Exception as exc:
         log.exception(
             "metadata could not be built", extra={"sop_instance_uid": parsed.sop_instance_uid}
         )
-        return _failed(outcome, p.CANNOT_UNDERSTAND, f"cannot build metadata: {exc}")
+        return _failed(outcome, failure_reasons.CANNOT_UNDERSTAND, f"cannot build metadata: {exc}")
     blob_key = blob_key_for(scope.tenant_id, sha256)
     try:
         archive.blob_store.put_file(blob_key, path)
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return _failed(outcome, p.OUT_OF_RESOURCES, "storage is full")
+            return _failed(outcome, failure_reasons.OUT_OF_RESOURCES, "storage is full")
         log.exception("blob write failed", extra={"blob_key": blob_key})
-        return _failed(outcome, p.PROCESSING_FAILURE, "could not write the file to storage")
+        return _failed(
+            outcome, failure_reasons.PROCESSING_FAILURE, "could not write the file to storage"
+        )
     dataset = parsed.dataset
     values = {
         "study_instance_uid": parsed.study_instance_uid,
@@ -317,9 +308,9 @@ class SessionView:
             "source": self.source,
             "owner": s.owner,
             "received_from": s.received_from,
-            "created_at": _aware(s.created_at).isoformat(),
-            "expires_at": _aware(s.expires_at).isoformat(),
-            "closed_at": _aware(s.closed_at).isoformat() if s.closed_at else None,
+            "created_at": as_utc(s.created_at).isoformat(),
+            "expires_at": as_utc(s.expires_at).isoformat(),
+            "closed_at": iso(s.closed_at),
             "instances": self.instances,
             "size_bytes": self.size_bytes,
             "patients": self.patients,
@@ -409,21 +400,21 @@ def discard(archive: Archive, scope: Scope, public_id: str) -> int:
         if session.state != u.OPEN:
             raise SessionProblem(409, f"upload session {public_id} is {session.state}")
         removed = len(u.remove_instances(conn, session.pk))
-        u.set_state(conn, session.pk, u.DISCARDED, _now())
+        u.set_state(conn, session.pk, u.DISCARDED, utcnow())
     return removed
 
 
 _REFUSED = {
     RecordOutcome.CONFLICT: (
-        p.DUPLICATE_CONFLICT,
+        failure_reasons.DUPLICATE_CONFLICT,
         "a different object is already stored under this SOPInstanceUID",
     ),
     RecordOutcome.SERIES_IN_OTHER_STUDY: (
-        p.SERIES_IN_OTHER_STUDY,
+        failure_reasons.SERIES_IN_OTHER_STUDY,
         "its SeriesInstanceUID already belongs to another study",
     ),
     RecordOutcome.NOT_VISIBLE: (
-        p.UID_NOT_AVAILABLE,
+        failure_reasons.UID_NOT_AVAILABLE,
         "this Study, Series or SOP Instance UID cannot be used by this uploader",
     ),
 }
@@ -453,7 +444,7 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
     with archive.database.read() as conn:
         session = _check_open(scope, u.find_session(conn, scope, public_id), public_id)
         rows = u.session_instances(conn, session.pk)
-        stored = u.stored_sop_instance_uids(
+        stored = stored_sop_instance_uids(
             conn, scope.tenant_id, [row.sop_instance_uid for row in rows]
         )
     plan: list[tuple[Any, list[Any]]] = []  # (row recorded alone, rows added in bulk after it)
@@ -515,7 +506,7 @@ def commit(archive: Archive, scope: Scope, public_id: str) -> CommitResult:
             changes.defer_changes(conn, scope.tenant_id, bulk_changes)
             _studies_committed(conn, scope, session, public_id, rows, headers)
             u.remove_instances(conn, locked.pk)
-            u.set_state(conn, locked.pk, u.COMMITTED, _now())
+            u.set_state(conn, locked.pk, u.COMMITTED, utcnow())
     except _Refused:
         raise SessionProblem(
             409,
@@ -679,7 +670,7 @@ def _record(scope, session, row, dataset, visible) -> InstanceRecord:
 def expire_sessions(archive: Archive) -> int:
     """Close and empty the open sessions past their expiry (their files become orphans the
     sweeper removes); the number of sessions expired."""
-    now = _now()
+    now = utcnow()
     with archive.database.write() as conn:
         expired = u.expired_open_sessions(conn, now)
         for session_pk in expired:

@@ -137,6 +137,20 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def sweep_folder(folder: Path, older_than: float) -> int:
+    """Delete the files in `folder` last modified before `older_than` (a time.time() value):
+    what interrupted uploads left in a spool folder. Returns how many."""
+    removed = 0
+    for entry in folder.iterdir():
+        try:
+            if entry.is_file() and entry.stat().st_mtime < older_than:
+                entry.unlink()
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed
+
+
 class FileSystemBlobStore:
     """Blobs as files under a root folder.
 
@@ -238,12 +252,4 @@ class FileSystemBlobStore:
 
     def sweep_temp(self, older_than: float) -> int:
         """Delete temporary files left by interrupted uploads; returns how many."""
-        removed = 0
-        for entry in self.temp_dir.iterdir():
-            try:
-                if entry.is_file() and entry.stat().st_mtime < older_than:
-                    entry.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
+        return sweep_folder(self.temp_dir, older_than)

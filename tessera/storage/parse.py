@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
@@ -13,6 +13,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import Tag
 from pydicom.uid import UID
 
+from tessera.storage import element_json
 from tessera.storage.completeness import Incomplete, check_complete
 from tessera.storage.frames import FrameIndex, PixelDataError, locate_frames
 from tessera.storage.uids import uid_problem
@@ -57,6 +58,8 @@ class ParsedInstance:
     frames: FrameIndex | None
     pixel_data_vr: str | None
     file_size: int
+    # Top-level elements' encodings (storage/element_json.py), for their DICOM JSON.
+    element_keys: dict[int, element_json.Key] = field(default_factory=dict)
 
 
 def _text(dataset: Dataset, keyword: str) -> str | None:
@@ -118,7 +121,7 @@ def parse_part10(path: Path) -> ParsedInstance:
             )
         ts = UID(transfer_syntax)
         try:
-            _decode_all(dataset)
+            element_keys = _decode_all(dataset)
         except Exception as exc:
             raise InstanceRejected(
                 Defect.UNPARSABLE, str(exc), reported_class, reported_instance
@@ -167,14 +170,26 @@ def parse_part10(path: Path) -> ParsedInstance:
         frames=frames,
         pixel_data_vr=pixel_vr,
         file_size=file_size,
+        element_keys=element_keys,
     )
 
 
-def _decode_all(dataset: Dataset) -> None:
+def _decode_all(dataset: Dataset, top_level: bool = True) -> dict[int, element_json.Key]:
     """Convert every element now, in sequences too, so that a value the bytes cannot give
     (a length that does not fit the VR, an unknown VR) rejects this instance here rather
-    than failing later, when the index row or the DICOM JSON reads it."""
+    than failing later, when the index row or the DICOM JSON reads it. A top-level element
+    whose very encoding converted before (storage/element_json.py) is known to convert.
+
+    Returns the top-level elements' keys, taken while they were still raw."""
+    keys: dict[int, element_json.Key] = {}
+    charset = element_json.character_set(dataset) if top_level else b""
     for tag in list(dataset.keys()):
+        if top_level:
+            key = element_json.key_of(dataset, tag, charset)
+            if key is not None:
+                keys[tag] = key
+                if element_json.known(key) is not None:
+                    continue
         try:
             element = dataset[tag]
         except Exception as exc:
@@ -183,7 +198,8 @@ def _decode_all(dataset: Dataset) -> None:
             raise ValueError(f"element {Tag(tag)} with VR {vr} cannot be read: {exc}") from exc
         if element.VR == "SQ":
             for item in element.value:
-                _decode_all(item)
+                _decode_all(item, top_level=False)
+    return keys
 
 
 def _deflated_pixel_vr(path: Path) -> str | None:

@@ -17,20 +17,11 @@ from pydicom.uid import BasicTextSRStorage, ComprehensiveSRStorage
 from pydicom.valuerep import DSfloat
 
 from tessera import __version__
+from tessera.storage.documents.common import STUDY_TYPE2
 
 MANUFACTURER = "Tessera"
-# Patient and General Study attributes; Type 2 ones are written even when empty.
-STUDY_TYPE2 = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "AccessionNumber",
-    "StudyID",
-    "ReferringPhysicianName",
-)
+# Patient and General Study attributes written when the study has them (the Type 2 ones,
+# documents.common.STUDY_TYPE2, are written even when empty).
 STUDY_TYPE3 = ("IssuerOfPatientID", "StudyDescription")
 
 

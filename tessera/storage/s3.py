@@ -32,7 +32,7 @@ from obstore.exceptions import (
 )
 from obstore.store import S3Store
 
-from tessera.storage.blobstore import StorageUnavailable, _check_key
+from tessera.storage.blobstore import StorageUnavailable, _check_key, sweep_folder
 
 log = logging.getLogger(__name__)
 
@@ -220,15 +220,7 @@ class S3BlobStore:
 
     def sweep_temp(self, older_than: float) -> int:
         """Delete local spool files left by interrupted uploads; returns how many."""
-        removed = 0
-        for entry in self.temp_dir.iterdir():
-            try:
-                if entry.is_file() and entry.stat().st_mtime < older_than:
-                    entry.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
+        return sweep_folder(self.temp_dir, older_than)
 
 
 class _Reader:

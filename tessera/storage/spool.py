@@ -14,18 +14,26 @@ class SpoolFile:
     def __init__(self, spool_dir: Path) -> None:
         fd, name = tempfile.mkstemp(prefix="part-", suffix=".tmp", dir=spool_dir)
         self.path = Path(name)
-        self._fh = os.fdopen(fd, "wb", buffering=1024 * 1024)
+        # Unbuffered: writers hand over pieces of hundreds of KB (multipart parts, 1 MiB
+        # copies), which a buffer would only copy once more.
+        self._fd: int | None = fd
         self._hash = hashlib.sha256()
         self.size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._fh.write(data)
-        self._hash.update(data)
-        self.size += len(data)
+        if self._fd is None:
+            raise ValueError("write to a closed spool file")
+        view = memoryview(data).cast("B")
+        written = 0
+        while written < len(view):
+            written += os.write(self._fd, view[written:])
+        self._hash.update(view)
+        self.size += len(view)
 
     def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
     @property
     def sha256(self) -> str:

@@ -42,6 +42,20 @@ class DocumentDescription:
     content_datetime: datetime | None = None
 
 
+# Patient and General Study attributes of Type 2: written even when empty.
+STUDY_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "StudyID",
+    "ReferringPhysicianName",
+)
+
+
 def new_document_dataset(
     study: Dataset, sop_class_uid: str, modality: str, description: DocumentDescription
 ) -> Dataset:
@@ -59,17 +73,7 @@ def new_document_dataset(
         value = study.get(keyword)
         if value not in (None, ""):
             setattr(ds, keyword, value)
-    for keyword in (
-        "PatientName",
-        "PatientID",
-        "PatientBirthDate",
-        "PatientSex",
-        "StudyDate",
-        "StudyTime",
-        "AccessionNumber",
-        "StudyID",
-        "ReferringPhysicianName",
-    ):
+    for keyword in STUDY_TYPE2:
         if keyword not in ds:
             setattr(ds, keyword, "")
     ds.Modality = modality
