@@ -51,7 +51,6 @@ def test_a_lost_connection_is_an_operational_error(database, transaction) -> Non
             pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
             _terminate_backend(str(database.engine.url), pid)
             conn.execute(text("SELECT 1"))
-    # The pool makes a new connection for the next transaction.
     # The pool makes a new connection for the next transaction; the lost transaction's hook
     # is not run by it.
     with database.write() as conn:
